@@ -1,0 +1,115 @@
+"""The normalized snapshot every other part of the agent reads (the contract of issue 3, item 4).
+
+Field names are a public API contract: analysis, optimization, workflows and outside clients
+rely on them. Units: durations in seconds (`_s`), ratios as fractions 0..1, rates per second.
+A figure the server does not expose is `None` (JSON `null`), never 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 - msgspec resolves field types at runtime
+
+import msgspec
+
+__all__ = (
+    "Approximation",
+    "CumulativeHistogram",
+    "Errors",
+    "InstanceSnapshot",
+    "Latency",
+    "Load",
+    "Quantiles",
+    "RawSeries",
+    "Throughput",
+)
+
+ConfigValue = str | int | float | bool | None
+
+
+class Quantiles(msgspec.Struct, kw_only=True):
+    """Quantiles of one latency histogram over the snapshot's window (PromQL histogram_quantile)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    count: float | None = None
+
+
+class Latency(msgspec.Struct, kw_only=True):
+    ttft_s: Quantiles = msgspec.field(default_factory=Quantiles)
+    itl_s: Quantiles = msgspec.field(default_factory=Quantiles)
+    e2e_s: Quantiles = msgspec.field(default_factory=Quantiles)
+    queue_s: Quantiles = msgspec.field(default_factory=Quantiles)
+
+
+class Throughput(msgspec.Struct, kw_only=True):
+    requests_per_s: float | None = None
+    prompt_tokens_per_s: float | None = None
+    generation_tokens_per_s: float | None = None
+
+
+class Load(msgspec.Struct, kw_only=True):
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    kv_cache_usage: float | None = None
+    prefix_cache_hit_rate: float | None = None
+    preemptions_per_s: float | None = None
+
+
+class Errors(msgspec.Struct, kw_only=True):
+    requests_failed_per_s: float | None = None
+    error_rate: float | None = None
+
+
+class Approximation(msgspec.Struct, kw_only=True):
+    """A field that the engine does not expose directly, and the formula used instead."""
+
+    field: str
+    formula: str
+
+
+class CumulativeHistogram(msgspec.Struct, kw_only=True):
+    """Cumulative buckets as read from the page: `buckets` is [[le, cumulative_count], ...] ending at +inf.
+
+    Bucket edges always come from the page, never from a table in the code.
+    """
+
+    buckets: list[tuple[float, float]]
+    sum: float
+    count: float
+
+
+class RawSeries(msgspec.Struct, kw_only=True):
+    """The cumulative inputs a snapshot was computed from, in engine-neutral concept names.
+
+    Stored with each snapshot so that any longer window or any group of instances is computed
+    as PromQL would: quantiles over summed bucket deltas, rates over summed counter deltas.
+    Concept keys are documented in `docs/metrics.md` (e.g. histograms `ttft_s`, `itl_s`, `e2e_s`,
+    `queue_s`; counters `requests_finished`, `requests_failed`, `prompt_tokens`,
+    `generation_tokens`, `preemptions`, `prefix_cache_queries`, `prefix_cache_hits`; gauges
+    `requests_running`, `requests_waiting`, `kv_cache_usage`).
+    """
+
+    histograms: dict[str, CumulativeHistogram] = msgspec.field(default_factory=dict)
+    counters: dict[str, float] = msgspec.field(default_factory=dict)
+    gauges: dict[str, float] = msgspec.field(default_factory=dict)
+    process_start_time_s: float | None = None
+
+
+class InstanceSnapshot(msgspec.Struct, kw_only=True):
+    instance_id: str
+    engine: str
+    endpoint: str
+    collected_at: datetime
+    model_name: str | None = None
+    window_s: float | None = None
+    latency: Latency = msgspec.field(default_factory=Latency)
+    throughput: Throughput = msgspec.field(default_factory=Throughput)
+    load: Load = msgspec.field(default_factory=Load)
+    errors: Errors = msgspec.field(default_factory=Errors)
+    engine_config: dict[str, ConfigValue] = msgspec.field(default_factory=dict)
+    engine_version: str | None = None
+    approximations: list[Approximation] = msgspec.field(default_factory=list)
+    models: list[InstanceSnapshot] = msgspec.field(default_factory=list)
