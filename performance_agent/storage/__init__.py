@@ -1,1 +1,1 @@
-"""storage."""
+"""Storage: one SQLite database reached through repositories (`:memory:` for unit tests)."""

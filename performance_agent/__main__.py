@@ -1,0 +1,75 @@
+"""Command line: `python -m performance_agent serve | simulate | openapi`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ("main",)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from performance_agent.app import create_app
+    from performance_agent.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+        app = create_app(settings)
+    except (SettingsError, ValueError) as exc:
+        print(f"performance-agent: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from performance_agent.app import create_app
+    from performance_agent.settings import Settings
+
+    schema = create_app(Settings(database=":memory:")).openapi_schema.to_schema()
+    text = msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0
+
+
+def _simulate(argv: list[str]) -> int:
+    from performance_agent.simulator.cli import main as simulator_main
+
+    return simulator_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        return _simulate(argv[1:])
+    parser = argparse.ArgumentParser(prog="performance-agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the agent under uvicorn (settings from PERF_AGENT_*)")
+    serve.add_argument("--host", default=None, help="override PERF_AGENT_HOST")
+    serve.add_argument("--port", type=int, default=None, help="override PERF_AGENT_PORT")
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document")
+    openapi.add_argument("--output", default="-", help="file to write, or - for stdout")
+    commands.add_parser("simulate", help="run simulated vLLM/TGI/SGLang servers (see simulate --help)")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _openapi(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

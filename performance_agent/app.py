@@ -1,0 +1,127 @@
+"""`create_app()`: the only place that wires Litestar together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.plugins.prometheus import PrometheusController
+
+from performance_agent import __version__
+from performance_agent.context import AgentContext
+from performance_agent.errors import exception_handlers
+from performance_agent.observability import (
+    BUILD_INFO,
+    REQUEST_LATENCY,
+    REQUESTS,
+    add_request_id_header,
+    configure_logging,
+    request_id_of,
+)
+from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
+from performance_agent.ratelimit import RateLimiter, RateLimitMiddleware
+from performance_agent.security import ApiKeyRing, require_role
+from performance_agent.settings import Settings, load_settings
+from performance_agent.storage.database import Database
+from performance_agent.system.controllers import SystemController
+from performance_agent.validation import StrictRequest
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ("create_app",)
+
+logger = logging.getLogger("performance_agent.app")
+
+
+class MetricsController(PrometheusController):
+    """The agent's own Prometheus endpoint; open, like the health probes, and never rate limited."""
+
+    path = "/metrics"
+    openmetrics_format = False
+    include_in_schema = False
+    opt = {"public": True, "rate_limit": False}  # noqa: RUF012 - Litestar reads it as a class attribute
+
+
+class RequestMetricsMiddleware(ASGIMiddleware):
+    """Counts and times requests by route template (never raw paths: ids would explode the label set)."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        request_id_of(scope)  # bind the id to this task's log context before anything logs
+        started = time.perf_counter()
+        status = 500
+        route = scope.get("path_template") or "unmatched"
+        method = scope.get("method", "GET")
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, counting_send)
+        finally:
+            REQUESTS.labels(route, method, str(status)).inc()
+            REQUEST_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings if settings is not None else load_settings()
+    configure_logging(settings.log_level)
+    key_ring = ApiKeyRing.from_settings(settings)
+    if not key_ring.enabled:
+        if settings.environment == "production":
+            raise ValueError("PERF_AGENT_API_KEYS must be set when PERF_AGENT_ENVIRONMENT=production")
+        logger.warning(
+            "NO API KEYS CONFIGURED: the API is open to anyone who can reach it; set PERF_AGENT_API_KEYS",
+        )
+    context = AgentContext(settings=settings, database=Database(settings.database), key_ring=key_ring)
+    BUILD_INFO.labels(__version__).set(1)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await context.database.open()
+        try:
+            context.ready = True
+            logger.info("agent started", extra={"database": settings.database, "port": settings.port})
+            yield
+        finally:
+            context.ready = False
+            await context.loops.stop()
+            await context.database.close()
+
+    limiter = RateLimiter([(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)])
+    api = Router(
+        path="/",
+        route_handlers=[SystemController],
+        guards=[require_role],
+        middleware=[RequestMetricsMiddleware(), RateLimitMiddleware(limiter, key_ring, settings.trusted_proxies)],
+    )
+    return Litestar(
+        route_handlers=[api, MetricsController, docs_assets_router()],
+        dependencies={"agent": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
+        exception_handlers=exception_handlers(),
+        before_send=[add_request_id_header],
+        lifespan=[lifespan],
+        request_class=StrictRequest,
+        request_max_body_size=settings.max_body_bytes,
+        cors_config=CORSConfig(allow_origins=settings.cors_origins, expose_headers=["X-Request-ID", "Retry-After"])
+        if settings.cors_origins
+        else None,
+        openapi_config=build_openapi_config(__version__),
+        state=State({"key_ring": key_ring, "context": context}),
+        logging_config=None,
+        debug=False,
+    )

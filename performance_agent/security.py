@@ -1,0 +1,160 @@
+"""API keys with ordered roles, and the guard that enforces them.
+
+Keys are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every
+configured digest, so neither the stored form nor the comparison time reveals a key.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from performance_agent.errors import ForbiddenError, UnauthorizedError
+
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+    from litestar.handlers.base import BaseRouteHandler
+    from litestar.types import Scope
+
+    from performance_agent.settings import Settings
+
+__all__ = (
+    "MIN_KEY_LENGTH",
+    "ApiKeyRing",
+    "Principal",
+    "Role",
+    "parse_api_keys",
+    "principal_of",
+    "require_role",
+)
+
+MIN_KEY_LENGTH = 16
+_PRINCIPAL_KEY = "performance_agent.principal"
+
+
+class Role(enum.IntEnum):
+    """Each role may do everything the roles below it may."""
+
+    viewer = 1
+    operator = 2
+    approver = 3
+    admin = 4
+
+
+class Principal(msgspec.Struct, frozen=True):
+    name: str
+    role: Role
+
+
+class _StoredKey(msgspec.Struct, frozen=True):
+    digest: bytes
+    principal: Principal
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def parse_api_keys(entries: list[str], source: str) -> list[tuple[str, Role, str]]:
+    """Parse `name:role:key` entries; raise ValueError with one line naming the bad entry."""
+    parsed: list[tuple[str, Role, str]] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(entries, start=1):
+        parts = entry.strip().split(":", 2)
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError(f"{source}: entry {position} must look like name:role:key")
+        name, role_text, key = parts
+        if role_text not in Role.__members__:
+            raise ValueError(
+                f"{source}: entry {position} ({name}) has role {role_text!r}; allowed: " + ", ".join(Role.__members__)
+            )
+        if len(key) < MIN_KEY_LENGTH:
+            raise ValueError(f"{source}: entry {position} ({name}) has a key shorter than {MIN_KEY_LENGTH} characters")
+        if name in seen:
+            raise ValueError(f"{source}: key name {name!r} appears twice")
+        seen.add(name)
+        parsed.append((name, Role[role_text], key))
+    return parsed
+
+
+class ApiKeyRing:
+    """The configured keys, hashed; empty means the API runs open (development only)."""
+
+    def __init__(self, entries: list[tuple[str, Role, str]]) -> None:
+        self._keys = [_StoredKey(_digest(key), Principal(name, role)) for name, role, key in entries]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiKeyRing:
+        entries = parse_api_keys(settings.api_keys, "PERF_AGENT_API_KEYS")
+        if settings.api_keys_file:
+            path = Path(settings.api_keys_file)
+            try:
+                lines = path.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"PERF_AGENT_API_KEYS_FILE: cannot read {path}: {exc.strerror}") from None
+            file_entries = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            entries += parse_api_keys(file_entries, f"PERF_AGENT_API_KEYS_FILE ({path})")
+            names = [name for name, _, _ in entries]
+            if len(names) != len(set(names)):
+                raise ValueError("PERF_AGENT_API_KEYS and PERF_AGENT_API_KEYS_FILE name the same key twice")
+        return cls(entries)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def identify(self, supplied: str) -> Principal | None:
+        digest = _digest(supplied)
+        found: Principal | None = None
+        for stored in self._keys:  # no early exit: the time taken does not depend on which key matched
+            if hmac.compare_digest(digest, stored.digest):
+                found = stored.principal
+        return found
+
+
+def _supplied_key(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def principal_of(scope: Scope, ring: ApiKeyRing) -> Principal | None:
+    """The caller behind this request, computed once and cached in the scope (rate limiter and guard share it)."""
+    state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    if _PRINCIPAL_KEY not in state:
+        supplied = _supplied_key(scope)
+        state[_PRINCIPAL_KEY] = ring.identify(supplied) if supplied and ring.enabled else None
+    cached: Principal | None = state[_PRINCIPAL_KEY]
+    return cached
+
+
+async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: the handler's `opt["role"]` (default viewer) is the least role allowed to call it."""
+    ring: ApiKeyRing = connection.app.state.key_ring
+    if not ring.enabled or handler.opt.get("public"):
+        return
+    principal = principal_of(connection.scope, ring)
+    if principal is None:
+        supplied = _supplied_key(connection.scope)
+        raise UnauthorizedError(
+            "Missing API key: send it as X-API-Key or Authorization: Bearer."
+            if supplied is None
+            else "The API key is not valid.",
+            headers={"WWW-Authenticate": 'Bearer realm="performance-agent"'},
+        )
+    needed: Role = handler.opt.get("role", Role.viewer)
+    if principal.role < needed:
+        raise ForbiddenError(
+            f"This action needs the {needed.name} role; key {principal.name!r} has {principal.role.name}.",
+            context={"required_role": needed.name, "role": principal.role.name},
+        )

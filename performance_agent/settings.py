@@ -1,0 +1,201 @@
+"""Settings loaded from `PERF_AGENT_*` environment variables.
+
+One frozen Struct is the single source of truth: start-up validation, `GET /config` and the
+generated `docs/configuration.md` all read the same field definitions, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = (
+    "ENV_PREFIX",
+    "SECRET_FIELDS",
+    "Settings",
+    "SettingsError",
+    "describe_allowed",
+    "env_name",
+    "load_settings",
+)
+
+ENV_PREFIX = "PERF_AGENT_"
+
+Environment = Literal["development", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+DEFAULT_PRIVATE_ALLOWLIST = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+
+
+def _doc(text: str, **constraints: Any) -> Meta:
+    return Meta(description=text, **constraints)
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Every setting, with its environment variable, type, default and meaning in `description`."""
+
+    host: Annotated[str, _doc("Interface the HTTP server binds to.", min_length=1)] = "127.0.0.1"
+    port: Annotated[int, _doc("TCP port of the HTTP server.", ge=1, le=65535)] = 8000
+    environment: Annotated[
+        Environment, _doc("Deployment environment; `production` refuses to start without API keys.")
+    ] = "development"
+    log_level: Annotated[LogLevel, _doc("Minimum level of the JSON logs.")] = "INFO"
+    agent_name: Annotated[
+        str, _doc("Name of this agent, shown in health reports, alerts and webhook payloads.", min_length=1)
+    ] = "performance-agent"
+    database: Annotated[
+        str, _doc("SQLite file holding instances, history, plans and workflows (`:memory:` for throwaway runs).")
+    ] = "./var/performance-agent.db"
+    max_body_bytes: Annotated[
+        int, _doc("Largest accepted request body in bytes; larger bodies get 413.", ge=1024, le=100 * 1024 * 1024)
+    ] = 1024 * 1024
+    rate_limit_per_minute: Annotated[int, _doc("Requests per client per minute (0 disables).", ge=0)] = 100
+    rate_limit_per_hour: Annotated[int, _doc("Requests per client per hour (0 disables).", ge=0)] = 1000
+    api_keys: Annotated[
+        list[str],
+        _doc("Comma-separated `name:role:key` entries (role: viewer, operator, approver, admin; key ≥ 16 chars)."),
+    ] = msgspec.field(default_factory=list)
+    api_keys_file: Annotated[
+        str | None, _doc("File with one `name:role:key` entry per line, read in addition to PERF_AGENT_API_KEYS.")
+    ] = None
+    trusted_proxies: Annotated[
+        list[str], _doc("Comma-separated CIDRs whose `X-Forwarded-For` header is believed for client identity.")
+    ] = msgspec.field(default_factory=list)
+    cors_origins: Annotated[
+        list[str], _doc("Comma-separated origins allowed by CORS for browser dashboards (none by default).")
+    ] = msgspec.field(default_factory=list)
+    scrape_timeout_s: Annotated[
+        float, _doc("Default timeout of one metrics scrape, in seconds.", gt=0, le=60)
+    ] = 5.0
+    scrape_max_bytes: Annotated[
+        int, _doc("Largest metrics page read from a server; the read stops there.", ge=1024)
+    ] = 10 * 1024 * 1024
+    scrape_interval_s: Annotated[
+        float, _doc("Seconds between two background collections of every registered instance.", ge=0.05)
+    ] = 15.0
+    scrape_concurrency: Annotated[
+        int, _doc("Scrapes in flight at once in the background collector.", ge=1, le=1024)
+    ] = 32
+    scrape_allowlist: Annotated[
+        list[str],
+        _doc(
+            "Comma-separated CIDRs and host names that scrape targets may resolve to. Link-local and cloud "
+            "metadata addresses are refused even if listed."
+        ),
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
+    webhook_allowlist: Annotated[
+        list[str], _doc("Comma-separated CIDRs and host names that actuator and alert webhooks may reach.")
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
+    history_retention_hours: Annotated[
+        int, _doc("Snapshots older than this are pruned.", ge=1, le=24 * 365)
+    ] = 168
+    slo_period_hours: Annotated[
+        int, _doc("Period over which SLO error budgets are counted (at most the history retention).", ge=1)
+    ] = 168
+    alert_webhook_url: Annotated[
+        str | None, _doc("Alertmanager-compatible webhook receiving SLO alerts (optional).")
+    ] = None
+    webhook_secret: Annotated[
+        str | None, _doc("HMAC-SHA256 secret signing actuator webhooks; without it no signature is sent.")
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.slo_period_hours > self.history_retention_hours:
+            raise SettingsError(
+                f"{env_name('slo_period_hours')}: must be at most "
+                f"{env_name('history_retention_hours')} ({self.history_retention_hours}), "
+                f"got {self.slo_period_hours}"
+            )
+
+    @property
+    def database_path(self) -> Path | None:
+        return None if self.database == ":memory:" else Path(self.database)
+
+
+#: Settings never shown by `GET /config` nor logged.
+SECRET_FIELDS = frozenset({"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url"})
+
+_LIST_FIELDS = frozenset(
+    name for name, hint in typing.get_type_hints(Settings).items() if typing.get_origin(hint) is list
+)
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message is one line naming the variable and what is allowed."""
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def describe_allowed(field: str) -> str:
+    """Human wording of what a field accepts, built from its annotation so it cannot drift."""
+    hint = typing.get_type_hints(Settings, include_extras=True)[field]
+    base, metas = hint, []
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        metas = [m for m in extras if isinstance(m, Meta)]
+    bounds: list[str] = []
+    for meta in metas:
+        for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bounds.append(f"{word} {value}")
+        if getattr(meta, "min_length", None):
+            bounds.append("non-empty")
+    args = typing.get_args(base)
+    if typing.get_origin(base) is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    names = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+    kinds = [names.get(a, "a comma-separated list") for a in (args or (base,)) if a is not type(None)]
+    text = " or ".join(kinds)
+    if bounds:
+        text += " " + " and ".join(bounds)
+    return text
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment; raise SettingsError with one clear line on a bad value."""
+    source = os.environ if env is None else env
+    known = set(Settings.__struct_fields__)
+    raw: dict[str, Any] = {}
+    for key, value in source.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        field = key[len(ENV_PREFIX) :].lower()
+        if field not in known:
+            continue  # other tools share the prefix space (e.g. PERF_AGENT_TEST_*); ignore rather than crash
+        raw[field] = _split_list(value) if field in _LIST_FIELDS else value
+    for optional in ("api_keys_file", "alert_webhook_url", "webhook_secret"):
+        if raw.get(optional) == "":
+            raw.pop(optional)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc, raw)) from None
+
+
+def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
+    message = str(exc)
+    if message.startswith(ENV_PREFIX):  # raised by __post_init__, already worded for humans
+        return message.split(" - at `$", 1)[0]
+    field = message.rsplit("`$.", 1)[-1].split("`", 1)[0].split("[", 1)[0] if "`$." in message else ""
+    if field in Settings.__struct_fields__:
+        return f"{env_name(field)}: expected {describe_allowed(field)}, got {raw.get(field)!r}"
+    return f"invalid {ENV_PREFIX}* setting: {message}"

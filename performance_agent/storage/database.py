@@ -1,0 +1,178 @@
+"""One SQLite database per agent, reached from asyncio through a single dedicated thread.
+
+Why one thread: sqlite3 connections must stay on the thread that made them, and one writer
+thread serialises writes without lock contention, while WAL mode lets that thread read
+without blocking on its own writes. Why a lock file: two agents on one file would run two
+reconcilers and apply rollout stages twice, so the second one refuses to start. `flock` is
+released by the kernel when the process dies, so `kill -9` never leaves a stale lock behind.
+`:memory:` gives a private throwaway database (unit tests, demos) with the same code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+__all__ = ("MIGRATIONS", "Database", "StorageError", "StorageLockedError")
+
+T = TypeVar("T")
+
+#: Schema steps, applied in order; `PRAGMA user_version` records how many ran. Append only.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), written_at TEXT NOT NULL);
+    CREATE TABLE instances (
+        instance_id TEXT PRIMARY KEY,
+        engine TEXT NOT NULL,
+        record BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY,
+        instance_id TEXT NOT NULL,
+        collected_at REAL NOT NULL,
+        snapshot BLOB NOT NULL,
+        raw BLOB NOT NULL
+    );
+    CREATE INDEX snapshots_by_instance_time ON snapshots (instance_id, collected_at DESC);
+    CREATE INDEX snapshots_by_time ON snapshots (collected_at);
+    """,
+]
+
+
+class StorageError(RuntimeError):
+    """The database cannot be opened or used."""
+
+
+class StorageLockedError(StorageError):
+    """Another agent process owns this database file."""
+
+
+class Database:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._lock_file: int | None = None
+
+    @property
+    def is_memory(self) -> bool:
+        return self.path == ":memory:"
+
+    async def open(self) -> None:
+        if not self.is_memory:
+            self._acquire_lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _acquire_lock(self) -> None:
+        path = Path(self.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"PERF_AGENT_DATABASE: cannot create {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StorageLockedError(
+                f"PERF_AGENT_DATABASE: {path} is already used by another performance-agent process (pid {owner}); "
+                "only one agent may own a database file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_file = fd
+
+    def _connect(self) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        try:
+            connection.execute("PRAGMA busy_timeout = 5000")
+            if not self.is_memory:
+                mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StorageError(f"PERF_AGENT_DATABASE: {self.path} cannot use WAL journaling (got {mode})")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            self._migrate(connection)
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise StorageError(f"PERF_AGENT_DATABASE: {self.path} is not a usable SQLite database: {exc}") from None
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    @staticmethod
+    def _migrate(connection: sqlite3.Connection) -> None:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"the database schema (version {version}) is newer than this agent knows ({len(MIGRATIONS)}); "
+                "upgrade the agent instead of downgrading"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, script.split(";")):
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {number}")
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the database thread; it gets the connection and may use transactions."""
+        if self._executor is None:
+            raise StorageError("the database is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, work)
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._connection is None:
+            raise StorageError("the database is not open")
+        return work(self._connection)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any error: all or nothing."""
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            connection = self._connection
+
+            def _close() -> None:
+                if connection is not None:
+                    connection.close()
+
+            await asyncio.get_running_loop().run_in_executor(executor, _close)
+            executor.shutdown(wait=True)
+            self._connection = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing the descriptor releases the flock
+            self._lock_file = None

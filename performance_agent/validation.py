@@ -1,0 +1,126 @@
+"""Strict JSON bodies: a string where a number belongs is a 422, never silently coerced.
+
+Litestar converts bodies in msgspec's lax mode (`"5"` → 5). Our request class decodes the body
+once, strictly, straight into the handler's declared `JSONBody[T]` type; Litestar's own lax
+conversion then passes the already-typed value through unchanged. On failure every top-level
+field is checked on its own so the client gets one detail per bad field, not just the first.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.params import BodyKwarg
+
+from performance_agent.errors import BadRequestError, ErrorDetail, RequestValidationError
+
+__all__ = ("StrictRequest", "validation_details")
+
+_decoders: dict[int, msgspec.json.Decoder[Any] | None] = {}
+_PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def _body_type(request: Request[Any, Any, Any]) -> Any | None:
+    parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if parameter is None:
+        return None
+    annotation = parameter.annotation
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        if any(isinstance(extra, BodyKwarg) for extra in extras):
+            return base
+    return annotation
+
+
+def _decoder_for(request: Request[Any, Any, Any]) -> msgspec.json.Decoder[Any] | None:
+    key = id(request.route_handler)
+    if key not in _decoders:
+        body_type = _body_type(request)
+        _decoders[key] = None if body_type is None else msgspec.json.Decoder(body_type, strict=True)
+    return _decoders[key]
+
+
+def _dotted(path: str, prefix: str) -> str:
+    """`$.instance_ids[0]` → `body.instance_ids.0` (array indices as numbers)."""
+    tail = path.removeprefix("$").replace("[", ".").replace("]", "")
+    return prefix + tail if tail.startswith(".") or not tail else f"{prefix}.{tail}"
+
+
+def _detail(error: msgspec.ValidationError, prefix: str) -> ErrorDetail:
+    text = str(error)
+    match = _PATH_RE.search(text)
+    field = _dotted(match.group(1), prefix) if match else prefix
+    message = text[: match.start()] if match else text
+    kind = "missing" if message.startswith("Object missing required field") else (
+        "unknown_field" if message.startswith("Object contains unknown field") else "invalid"
+    )
+    if kind == "missing":
+        name = message.split("`")[1]
+        field = f"{field}.{name}"
+        message = "field required"
+    elif kind == "unknown_field":
+        name = message.split("`")[1]
+        field = f"{field}.{name}"
+        message = "unknown field"
+    return ErrorDetail(field=field, message=message, type=kind)
+
+
+def validation_details(raw: bytes, body_type: Any, prefix: str = "body") -> list[ErrorDetail]:
+    """Every invalid top-level field of `raw` against `body_type`, each with a dotted path."""
+    try:
+        builtins = msgspec.json.decode(raw)
+    except msgspec.DecodeError:  # pragma: no cover - callers decode once before and report invalid JSON
+        return []
+    fields = msgspec.structs.fields(body_type) if isinstance(body_type, type) and issubclass(
+        body_type, msgspec.Struct) else None
+    if fields is None or not isinstance(builtins, dict):
+        try:
+            msgspec.convert(builtins, body_type, strict=True)
+        except msgspec.ValidationError as error:
+            return [_detail(error, prefix)]
+        return []  # pragma: no cover - only reached when the first decode succeeded
+    details: list[ErrorDetail] = []
+    hints = typing.get_type_hints(body_type, include_extras=True)
+    by_wire = {f.encode_name: f for f in fields}
+    forbid = getattr(body_type, "__struct_config__").forbid_unknown_fields
+    for key in builtins:
+        if key not in by_wire and forbid:
+            details.append(ErrorDetail(field=f"{prefix}.{key}", message="unknown field", type="unknown_field"))
+    for wire_name, info in by_wire.items():
+        if wire_name not in builtins:
+            if info.required:
+                details.append(ErrorDetail(field=f"{prefix}.{wire_name}", message="field required", type="missing"))
+            continue
+        try:
+            msgspec.convert(builtins[wire_name], hints[info.name], strict=True)
+        except msgspec.ValidationError as error:
+            details.append(_detail(error, f"{prefix}.{wire_name}"))
+    if not details:
+        # Every field is fine alone: the failure is a rule across fields (raised by __post_init__).
+        try:
+            msgspec.convert(builtins, body_type, strict=True)
+        except msgspec.ValidationError as error:
+            details.append(_detail(error, prefix))
+    return details
+
+
+class StrictRequest(Request[Any, Any, Any]):
+    """Request whose `json()` is a strict, typed, single-pass decode of the handler's body type."""
+
+    async def json(self) -> Any:
+        decoder = _decoder_for(self)
+        if decoder is None:
+            return await super().json()
+        raw = await self.body()
+        try:
+            return decoder.decode(raw)
+        except msgspec.ValidationError:
+            details = validation_details(raw, decoder.type)
+            summary = "; ".join(f"{d.field}: {d.message}" for d in details)
+            raise RequestValidationError(f"The request body is not valid: {summary}", details) from None
+        except msgspec.DecodeError as error:
+            raise BadRequestError(f"The request body is not valid JSON: {error}") from None
