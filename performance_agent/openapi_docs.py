@@ -11,13 +11,16 @@ import enum
 import functools
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, Contact, License, SecurityScheme, Tag
-from litestar.router import Router
 from litestar.static_files import create_static_files_router
+
+if TYPE_CHECKING:
+    from litestar.router import Router
 
 __all__ = (
     "API_KEY_SCHEME",
@@ -119,9 +122,12 @@ has the same shape, and clients branch on `error`, never on `message`:
 ```json
 {
   "error": "validation_error",
-  "message": "2 fields are invalid",
-  "details": [{"field": "body.slo.ttft_p99_s", "message": "Expected `float`, got `str`", "type": "type_error"}],
-  "invalid_fields": ["body.slo.ttft_p99_s", "body.instance_ids.0"],
+  "message": "The request body is not valid: ...",
+  "details": [
+    {"field": "body.slo.ttft_p99_s", "message": "Expected `float`, got `str`", "type": "invalid"},
+    {"field": "body.instance_id", "message": "field required", "type": "missing"}
+  ],
+  "invalid_fields": ["body.slo.ttft_p99_s", "body.instance_id"],
   "timestamp": "2025-01-31T12:00:00Z",
   "path": "/api/v1/analyze",
   "request_id": "9f0c2a7e4b1d4c3a",
@@ -129,7 +135,8 @@ has the same shape, and clients branch on `error`, never on `message`:
 }
 ```
 
-`invalid_fields` appears on validation errors only; `context` carries machine-readable specifics
+Each detail's `type` is `invalid`, `missing` or `unknown_field`. `invalid_fields` appears on
+validation errors only; `context` carries machine-readable specifics
 such as `allowed_actions`, `workflow_id`, `upstream_status` or `detected_engine`. Generic codes:
 `400 invalid_json`, `401 unauthorized`, `403 forbidden`, `404 not_found`,
 `405 method_not_allowed` (with `Allow`), `409 conflict`, `413 payload_too_large`,
