@@ -1,0 +1,180 @@
+"""Shapes that analysis produces and consumes: window figures, findings, SLO targets and reports.
+
+Kept free of behaviour so that the analyze controller, storage and the planner can share them
+without importing the detectors or the SLO math.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
+
+__all__ = (
+    "BOTTLENECK_TYPES",
+    "OPTIMIZATION_TYPES",
+    "SEVERITY_RANK",
+    "AlertEvaluation",
+    "AlertEvent",
+    "AlertState",
+    "BottleneckType",
+    "BurnRate",
+    "DetectionReport",
+    "EvidenceItem",
+    "Finding",
+    "NotEvaluated",
+    "ObjectiveReport",
+    "OptimizationType",
+    "Severity",
+    "SloReport",
+    "SloTargets",
+    "WindowFigures",
+)
+
+Severity = Literal["low", "medium", "high", "critical"]
+BottleneckType = Literal[
+    "kv_cache_pressure", "queueing", "prefill_latency", "decode_latency", "underutilization", "request_errors"
+]
+OptimizationType = Literal["kv_cache", "quantization", "batching"]
+
+BOTTLENECK_TYPES: tuple[BottleneckType, ...] = (
+    "kv_cache_pressure",
+    "queueing",
+    "prefill_latency",
+    "decode_latency",
+    "underutilization",
+    "request_errors",
+)
+OPTIMIZATION_TYPES: tuple[OptimizationType, ...] = ("kv_cache", "quantization", "batching")
+SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+class WindowFigures(msgspec.Struct, kw_only=True):
+    """Figures of one instance over one window, computed from summed histogram and counter deltas.
+
+    Detectors read only this, so they can be fed from the window builder, from a single
+    snapshot, or from hand-made numbers in tests. Gauges (`load.*`) are means over the window.
+    `samples` is the number of scrapes the window was built from; `ended_at` is needed only
+    by the SLO math, which places windows on a time line.
+    """
+
+    engine: str
+    latency: Latency = msgspec.field(default_factory=Latency)
+    throughput: Throughput = msgspec.field(default_factory=Throughput)
+    load: Load = msgspec.field(default_factory=Load)
+    errors: Errors = msgspec.field(default_factory=Errors)
+    window_s: float | None = None
+    samples: int = 1
+    ended_at: datetime | None = None
+    approximations: list[Approximation] = msgspec.field(default_factory=list)
+
+
+class EvidenceItem(msgspec.Struct, kw_only=True):
+    """One number behind a finding and the threshold it was compared with."""
+
+    observed: float
+    threshold: float
+    comparison: Literal[">=", "<=", "<", ">"]
+    approximation: str | None = None
+
+
+class Finding(msgspec.Struct, kw_only=True):
+    type: BottleneckType
+    severity: Severity
+    evidence: dict[str, EvidenceItem]
+    description: str
+    recommendation: list[OptimizationType]
+
+
+class NotEvaluated(msgspec.Struct, kw_only=True):
+    """A detector that could not run, so the absence of its finding is not mistaken for health."""
+
+    detector: BottleneckType
+    reason: str
+
+
+class DetectionReport(msgspec.Struct, kw_only=True):
+    findings: list[Finding] = msgspec.field(default_factory=list)
+    not_evaluated: list[NotEvaluated] = msgspec.field(default_factory=list)
+
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Ratio = Annotated[float, msgspec.Meta(gt=0, le=1)]
+
+
+class SloTargets(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Service level objectives of one instance. A window is good when it meets an objective.
+
+    Constraints are enforced when decoded (`msgspec.convert` / `msgspec.json.decode`), which is
+    how every request body and stored value arrives; use `parse_slo_targets` for mappings.
+    """
+
+    ttft_p99_s: Positive = 2.0
+    ttft_p95_s: Positive = 1.0
+    itl_p99_s: Positive = 0.1
+    e2e_p99_s: Positive = 30.0
+    error_rate: Ratio = 0.01
+    min_generation_tokens_per_s: Positive | None = None
+    target_ratio: Ratio = 0.99
+
+
+class BurnRate(msgspec.Struct, kw_only=True):
+    """Burn rate of one lookback (bad fraction / allowed bad fraction), or why it is missing."""
+
+    lookback_s: float
+    value: float | None
+    reason: str | None = None
+
+
+class ObjectiveReport(msgspec.Struct, kw_only=True):
+    objective: str
+    target: float
+    comparison: Literal["<=", ">="]
+    current: float | None
+    compliance: float | None
+    good_windows: int
+    bad_windows: int
+    windows_without_data: int
+    error_budget_remaining: float | None
+    period_coverage: float
+    burn_rates: dict[str, BurnRate]
+    reason: str | None = None
+
+
+class SloReport(msgspec.Struct, kw_only=True):
+    evaluated_at: datetime
+    target_ratio: float
+    period_s: float
+    window_start: datetime | None
+    objectives: list[ObjectiveReport]
+
+
+class AlertState(msgspec.Struct, kw_only=True):
+    """The stored state of one burn-rate alert: one instance, one objective, one window pair."""
+
+    instance_id: str
+    objective: str
+    pair: str
+    state: Literal["firing", "resolved"]
+    started_at: datetime
+    ended_at: datetime | None = None
+    factor: float
+    burn_rate_long: float | None = None
+    burn_rate_short: float | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    fingerprint: str = ""
+
+
+class AlertEvent(msgspec.Struct, kw_only=True):
+    kind: Literal["fire", "resolve"]
+    at: datetime
+    alert: AlertState
+
+
+class AlertEvaluation(msgspec.Struct, kw_only=True):
+    states: list[AlertState]
+    events: list[AlertEvent]
