@@ -1,0 +1,248 @@
+"""SLO compliance, error budget and multi-window burn rates over a time line of scrape windows.
+
+A scrape window is good for an objective when its figure meets the target. Windows are
+weighted by their duration, so a window stretched by a missed scrape counts for the time it
+covers (with a steady scrape interval this equals the fraction of good windows). Windows
+without the figure are neither good nor bad: they are reported, never guessed.
+Burn rates follow the SRE workbook's multi-window pairs (1 h with 5 m at 14.4x, 6 h with 30 m
+at 6x): burn rate = bad fraction over the lookback / allowed bad fraction (1 - target_ratio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, SloTargets, WindowFigures
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = (
+    "BURN_RATE_PAIRS",
+    "OBJECTIVES",
+    "BurnRatePair",
+    "Objective",
+    "evaluate_slo",
+    "format_lookback",
+    "parse_slo_targets",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    name: str
+    comparison: Literal["<=", ">="]
+    read: Callable[[WindowFigures], float | None]
+
+
+OBJECTIVES: tuple[Objective, ...] = (
+    Objective("ttft_p99_s", "<=", lambda f: f.latency.ttft_s.p99),
+    Objective("ttft_p95_s", "<=", lambda f: f.latency.ttft_s.p95),
+    Objective("itl_p99_s", "<=", lambda f: f.latency.itl_s.p99),
+    Objective("e2e_p99_s", "<=", lambda f: f.latency.e2e_s.p99),
+    Objective("error_rate", "<=", lambda f: f.errors.error_rate),
+    Objective("min_generation_tokens_per_s", ">=", lambda f: f.throughput.generation_tokens_per_s),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BurnRatePair:
+    """An alert fires when both lookbacks burn at least `factor` times the sustainable rate."""
+
+    long_s: float
+    short_s: float
+    factor: float
+
+    @property
+    def name(self) -> str:
+        return f"{format_lookback(self.long_s)}/{format_lookback(self.short_s)}"
+
+
+BURN_RATE_PAIRS: tuple[BurnRatePair, ...] = (
+    BurnRatePair(3600.0, 300.0, 14.4),
+    BurnRatePair(21600.0, 1800.0, 6.0),
+)
+
+
+def format_lookback(seconds: float) -> str:
+    """Prometheus-style duration label: 300 -> "5m", 3600 -> "1h"."""
+    if seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def parse_slo_targets(data: dict[str, Any] | None) -> SloTargets:
+    """Validate targets from a request body or settings; raises msgspec.ValidationError naming the field."""
+    return msgspec.convert(data or {}, SloTargets)
+
+
+@dataclass(slots=True)
+class _Timed:
+    start: datetime
+    end: datetime
+    figures: WindowFigures
+
+
+@dataclass(slots=True)
+class _Tally:
+    good_s: float = 0.0
+    bad_s: float = 0.0
+    good_windows: int = 0
+    bad_windows: int = 0
+    no_data_windows: int = 0
+
+    @property
+    def observed_s(self) -> float:
+        return self.good_s + self.bad_s
+
+
+def _meets(value: float, target: float, comparison: str) -> bool:
+    return value <= target if comparison == "<=" else value >= target
+
+
+def _tally(timeline: Sequence[_Timed], objective: Objective, target: float, since: datetime, until: datetime) -> _Tally:
+    tally = _Tally()
+    for window in timeline:
+        overlap = (min(window.end, until) - max(window.start, since)).total_seconds()
+        if overlap <= 0:
+            continue
+        value = objective.read(window.figures)
+        if value is None:
+            tally.no_data_windows += 1
+        elif _meets(value, target, objective.comparison):
+            tally.good_s += overlap
+            tally.good_windows += 1
+        else:
+            tally.bad_s += overlap
+            tally.bad_windows += 1
+    return tally
+
+
+def _budget_remaining(tally: _Tally, allowed_bad: float) -> float | None:
+    """1 = untouched, 0 = spent, negative = overspent; a zero budget is either intact or spent."""
+    if tally.observed_s <= 0:
+        return None
+    if allowed_bad <= 0:
+        return 1.0 if tally.bad_s == 0 else 0.0
+    return 1.0 - (tally.bad_s / tally.observed_s) / allowed_bad
+
+
+def _burn_rate(
+    timeline: Sequence[_Timed],
+    objective: Objective,
+    target: float,
+    allowed_bad: float,
+    lookback_s: float,
+    now: datetime,
+    min_coverage: float,
+) -> BurnRate:
+    label = format_lookback(lookback_s)
+    if allowed_bad <= 0:
+        return BurnRate(lookback_s=lookback_s, value=None, reason="target_ratio 1 leaves no error budget to burn")
+    tally = _tally(timeline, objective, target, now - timedelta(seconds=lookback_s), now)
+    if tally.observed_s <= 0:
+        return BurnRate(lookback_s=lookback_s, value=None, reason=f"no data for {objective.name} in the last {label}")
+    if tally.observed_s < min_coverage * lookback_s:
+        return BurnRate(
+            lookback_s=lookback_s,
+            value=None,
+            reason=(
+                f"only {tally.observed_s:.0f} s of data in the last {label}; "
+                f"a burn rate needs at least {min_coverage:.0%} of it"
+            ),
+        )
+    return BurnRate(lookback_s=lookback_s, value=(tally.bad_s / tally.observed_s) / allowed_bad)
+
+
+def _timeline(windows: Sequence[WindowFigures], now: datetime) -> list[_Timed]:
+    timeline = []
+    for figures in windows:
+        if figures.ended_at is None or figures.window_s is None or figures.window_s <= 0:
+            continue
+        if figures.ended_at > now:
+            continue
+        timeline.append(_Timed(figures.ended_at - timedelta(seconds=figures.window_s), figures.ended_at, figures))
+    timeline.sort(key=lambda w: w.end)
+    return timeline
+
+
+def evaluate_slo(
+    windows: Sequence[WindowFigures],
+    targets: SloTargets,
+    *,
+    compliance_window_s: float,
+    period_s: float,
+    now: datetime | None = None,
+    current: WindowFigures | None = None,
+    min_burn_coverage: float = 0.5,
+    pairs: Sequence[BurnRatePair] = BURN_RATE_PAIRS,
+) -> SloReport:
+    """Report every objective: current value, compliance, error budget left and burn rates.
+
+    `windows` are per-scrape figures with `ended_at` and `window_s` (others are skipped).
+    `current` is the figure set of the whole analysis window (summed deltas); without it the
+    latest scrape window stands for "current". `now` defaults to the end of the latest window.
+    """
+    if compliance_window_s <= 0 or period_s <= 0:
+        raise ValueError("compliance_window_s and period_s must be positive")
+    if not 0 < min_burn_coverage <= 1:
+        raise ValueError("min_burn_coverage must be in (0, 1]")
+    usable = [w.ended_at for w in windows if w.ended_at is not None]
+    if now is None:
+        if not usable:
+            raise ValueError("now is required when no window carries ended_at")
+        now = max(usable)
+    timeline = _timeline(windows, now)
+    latest = current if current is not None else (timeline[-1].figures if timeline else None)
+    allowed_bad = 1.0 - targets.target_ratio
+    lookbacks = sorted({s for pair in pairs for s in (pair.long_s, pair.short_s)})
+    compliance_since = now - timedelta(seconds=compliance_window_s)
+    period_since = now - timedelta(seconds=period_s)
+    reports = []
+    for objective in OBJECTIVES:
+        target: float | None = getattr(targets, objective.name)
+        if target is None:
+            continue
+        in_window = _tally(timeline, objective, target, compliance_since, now)
+        in_period = _tally(timeline, objective, target, period_since, now)
+        current_value = objective.read(latest) if latest is not None else None
+        reason = None
+        if in_period.observed_s <= 0:
+            reason = f"no window in the period carries {objective.name}"
+        budget = _budget_remaining(in_period, allowed_bad)
+        reports.append(
+            ObjectiveReport(
+                objective=objective.name,
+                target=target,
+                comparison=objective.comparison,
+                current=current_value,
+                compliance=in_window.good_s / in_window.observed_s if in_window.observed_s > 0 else None,
+                good_windows=in_window.good_windows,
+                bad_windows=in_window.bad_windows,
+                windows_without_data=in_window.no_data_windows,
+                error_budget_remaining=budget,
+                period_coverage=min(in_period.observed_s / period_s, 1.0),
+                burn_rates={
+                    format_lookback(lookback): _burn_rate(
+                        timeline, objective, target, allowed_bad, lookback, now, min_burn_coverage
+                    )
+                    for lookback in lookbacks
+                },
+                reason=reason,
+            )
+        )
+    return SloReport(
+        evaluated_at=now,
+        target_ratio=targets.target_ratio,
+        period_s=period_s,
+        window_start=compliance_since,
+        objectives=reports,
+    )
