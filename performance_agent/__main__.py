@@ -50,7 +50,7 @@ def _openapi(args: argparse.Namespace) -> int:
 def _simulate(argv: list[str]) -> int:
     from performance_agent.simulator.cli import main as simulator_main
 
-    return simulator_main(argv)
+    return int(simulator_main(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Router
@@ -36,6 +35,8 @@ from performance_agent.system.controllers import SystemController
 from performance_agent.validation import StrictRequest
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from litestar.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ("create_app",)
@@ -49,7 +50,7 @@ class MetricsController(PrometheusController):
     path = "/metrics"
     openmetrics_format = False
     include_in_schema = False
-    opt = {"public": True, "rate_limit": False}  # noqa: RUF012 - Litestar reads it as a class attribute
+    opt = {"public": True, "rate_limit": False}
 
 
 class RequestMetricsMiddleware(ASGIMiddleware):

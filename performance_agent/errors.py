@@ -30,6 +30,8 @@ from performance_agent.observability import request_id_of
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from litestar.types import ExceptionHandlersMap
+
 __all__ = (
     "ERROR_CODE_BY_STATUS",
     "ApiError",
@@ -163,7 +165,9 @@ class UpstreamError(ApiError):
     error = "upstream_error"
 
 
-def _envelope(request: Request[Any, Any, Any], status: int, body: ErrorEnvelope, headers: Mapping[str, str]) -> Response[ErrorEnvelope]:
+def _envelope(
+    request: Request[Any, Any, Any], status: int, body: ErrorEnvelope, headers: Mapping[str, str]
+) -> Response[ErrorEnvelope]:
     return Response(body, status_code=status, headers=dict(headers), media_type="application/json")
 
 
@@ -192,13 +196,16 @@ def _litestar_validation_details(exc: ValidationException) -> list[ErrorDetail]:
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        source = item.get("source") or "body"
+        raw_source = item.get("source") or "body"
+        source = str(getattr(raw_source, "value", raw_source))
         key = item.get("key")
         field = "body" if source == "body" and key in (None, "data") else f"{source}.{key}" if key else source
         message = str(item.get("message") or exc.detail)
         if field == "body" and "required" in message.lower():
             message = "a JSON request body is required"
-        details.append(ErrorDetail(field=field, message=message, type="missing" if "required" in message else "invalid"))
+        details.append(
+            ErrorDetail(field=field, message=message, type="missing" if "required" in message else "invalid")
+        )
     return details
 
 
@@ -208,8 +215,9 @@ def _handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) 
     if isinstance(exc, ValidationException) or status == 400:
         details = _litestar_validation_details(exc) if isinstance(exc, ValidationException) else []
         if details:
-            invalid = RequestValidationError("The request is not valid: " + "; ".join(
-                f"{d.field}: {d.message}" for d in details), details)
+            invalid = RequestValidationError(
+                "The request is not valid: " + "; ".join(f"{d.field}: {d.message}" for d in details), details
+            )
             return _handle_api_error(request, invalid)
         body = _base(request, "invalid_json", f"The request body is not valid JSON: {exc.detail}")
         return _envelope(request, 400, body, headers)
@@ -233,7 +241,7 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return _envelope(request, HTTP_500_INTERNAL_SERVER_ERROR, body, {})
 
 
-def exception_handlers() -> dict[type[Exception], Any]:
+def exception_handlers() -> ExceptionHandlersMap:
     return {
         ApiError: _handle_api_error,
         HTTPException: _handle_http_exception,
@@ -263,6 +271,8 @@ def error_responses(*statuses: int) -> dict[int, Any]:
 
     common = (401, 403, 429, 500)
     return {
-        status: ResponseSpec(data_container=ErrorEnvelope, description=_RESPONSE_DESCRIPTIONS[status], generate_examples=False)
+        status: ResponseSpec(
+            data_container=ErrorEnvelope, description=_RESPONSE_DESCRIPTIONS[status], generate_examples=False
+        )
         for status in sorted({*statuses, *common})
     }

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from litestar.types import Message, Scope
 
 __all__ = (
+    "REQUESTS",
     "REQUEST_ID_HEADER",
     "REQUEST_LATENCY",
-    "REQUESTS",
     "add_request_id_header",
     "configure_logging",
     "current_request_id",
@@ -52,7 +52,7 @@ BUILD_INFO = Gauge("performance_agent_build_info", "Version of the running agent
 
 def request_id_of(scope: Scope) -> str:
     """The id of this request: the caller's `X-Request-ID` if well-formed, else a new one."""
-    state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state: dict[str, Any] = scope.setdefault("state", {})
     cached = state.get(_STATE_KEY)
     if cached is not None:
         return str(cached)

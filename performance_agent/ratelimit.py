@@ -11,7 +11,6 @@ import ipaddress
 import math
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,6 +21,8 @@ from performance_agent.errors import ApiError
 from performance_agent.security import ApiKeyRing, principal_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ("RateLimitMiddleware", "RateLimiter", "WindowState", "client_identity")
@@ -48,6 +49,11 @@ class RateLimiter:
     @property
     def enabled(self) -> bool:
         return bool(self._windows)
+
+    @property
+    def policy(self) -> str:
+        """The `RateLimit-Policy` header value, e.g. `100;w=60, 1000;w=3600`."""
+        return ", ".join(f"{limit};w={seconds}" for limit, seconds in self._windows)
 
     def hit(self, client: str) -> tuple[bool, WindowState]:
         """Count one request; return whether it is allowed and the tightest window's state."""
@@ -79,7 +85,9 @@ class RateLimiter:
             del self._logs[client]
 
 
-def client_identity(scope: Scope, ring: ApiKeyRing, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_identity(
+    scope: Scope, ring: ApiKeyRing, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> str:
     principal = principal_of(scope, ring)
     if principal is not None:
         return f"key:{principal.name}"
@@ -122,7 +130,7 @@ class RateLimitMiddleware(ASGIMiddleware):
         self.limiter = limiter
         self.ring = ring
         self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
-        self.policy = ", ".join(f"{limit};w={seconds}" for limit, seconds in limiter._windows)
+        self.policy = limiter.policy
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         handler: Any = scope.get("route_handler")

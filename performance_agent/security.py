@@ -130,7 +130,7 @@ def _supplied_key(scope: Scope) -> str | None:
 
 def principal_of(scope: Scope, ring: ApiKeyRing) -> Principal | None:
     """The caller behind this request, computed once and cached in the scope (rate limiter and guard share it)."""
-    state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state: dict[str, Any] = scope.setdefault("state", {})
     if _PRINCIPAL_KEY not in state:
         supplied = _supplied_key(scope)
         state[_PRINCIPAL_KEY] = ring.identify(supplied) if supplied and ring.enabled else None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = (
     "ENV_PREFIX",
@@ -76,9 +78,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     cors_origins: Annotated[
         list[str], _doc("Comma-separated origins allowed by CORS for browser dashboards (none by default).")
     ] = msgspec.field(default_factory=list)
-    scrape_timeout_s: Annotated[
-        float, _doc("Default timeout of one metrics scrape, in seconds.", gt=0, le=60)
-    ] = 5.0
+    scrape_timeout_s: Annotated[float, _doc("Default timeout of one metrics scrape, in seconds.", gt=0, le=60)] = 5.0
     scrape_max_bytes: Annotated[
         int, _doc("Largest metrics page read from a server; the read stops there.", ge=1024)
     ] = 10 * 1024 * 1024
@@ -98,9 +98,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     webhook_allowlist: Annotated[
         list[str], _doc("Comma-separated CIDRs and host names that actuator and alert webhooks may reach.")
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
-    history_retention_hours: Annotated[
-        int, _doc("Snapshots older than this are pruned.", ge=1, le=24 * 365)
-    ] = 168
+    history_retention_hours: Annotated[int, _doc("Snapshots older than this are pruned.", ge=1, le=24 * 365)] = 168
     slo_period_hours: Annotated[
         int, _doc("Period over which SLO error budgets are counted (at most the history retention).", ge=1)
     ] = 168

@@ -55,8 +55,10 @@ def _detail(error: msgspec.ValidationError, prefix: str) -> ErrorDetail:
     match = _PATH_RE.search(text)
     field = _dotted(match.group(1), prefix) if match else prefix
     message = text[: match.start()] if match else text
-    kind = "missing" if message.startswith("Object missing required field") else (
-        "unknown_field" if message.startswith("Object contains unknown field") else "invalid"
+    kind = (
+        "missing"
+        if message.startswith("Object missing required field")
+        else ("unknown_field" if message.startswith("Object contains unknown field") else "invalid")
     )
     if kind == "missing":
         name = message.split("`")[1]
@@ -75,8 +77,11 @@ def validation_details(raw: bytes, body_type: Any, prefix: str = "body") -> list
         builtins = msgspec.json.decode(raw)
     except msgspec.DecodeError:  # pragma: no cover - callers decode once before and report invalid JSON
         return []
-    fields = msgspec.structs.fields(body_type) if isinstance(body_type, type) and issubclass(
-        body_type, msgspec.Struct) else None
+    fields = (
+        msgspec.structs.fields(body_type)
+        if isinstance(body_type, type) and issubclass(body_type, msgspec.Struct)
+        else None
+    )
     if fields is None or not isinstance(builtins, dict):
         try:
             msgspec.convert(builtins, body_type, strict=True)
@@ -86,7 +91,7 @@ def validation_details(raw: bytes, body_type: Any, prefix: str = "body") -> list
     details: list[ErrorDetail] = []
     hints = typing.get_type_hints(body_type, include_extras=True)
     by_wire = {f.encode_name: f for f in fields}
-    forbid = getattr(body_type, "__struct_config__").forbid_unknown_fields
+    forbid = body_type.__struct_config__.forbid_unknown_fields
     for key in builtins:
         if key not in by_wire and forbid:
             details.append(ErrorDetail(field=f"{prefix}.{key}", message="unknown field", type="unknown_field"))

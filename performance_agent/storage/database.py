@@ -47,6 +47,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX snapshots_by_instance_time ON snapshots (instance_id, collected_at DESC);
     CREATE INDEX snapshots_by_time ON snapshots (collected_at);
     """,
+    # Observed scrape state of an instance, kept apart from its registered record so that the
+    # collector's updates never rewrite (or race with) what a caller registered.
+    """
+    ALTER TABLE instances ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE instances ADD COLUMN last_seen REAL;
+    ALTER TABLE instances ADD COLUMN last_scrape_at REAL;
+    ALTER TABLE instances ADD COLUMN last_error BLOB;
+    ALTER TABLE instances ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

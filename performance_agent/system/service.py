@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -14,6 +13,8 @@ from performance_agent.settings import SECRET_FIELDS
 from performance_agent.system.schemas import CheckResult, CheckStatus, ConfigReport, DetailedHealth
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from performance_agent.context import AgentContext
 
 __all__ = ("config_report", "detailed_health", "probe_storage")
@@ -43,7 +44,9 @@ async def probe_storage(context: AgentContext) -> CheckResult:
     if not echoed:
         return CheckResult(name="storage", status="unhealthy", latency_s=latency, detail="read back a different value")
     status: CheckStatus = "degraded" if latency > SLOW_STORAGE_S else "healthy"
-    return CheckResult(name="storage", status=status, latency_s=latency, detail=f"write/read ok ({context.database.path})")
+    return CheckResult(
+        name="storage", status=status, latency_s=latency, detail=f"write/read ok ({context.database.path})"
+    )
 
 
 def _loop_checks(context: AgentContext) -> list[CheckResult]:
@@ -80,9 +83,7 @@ async def detailed_health(context: AgentContext) -> DetailedHealth:
 
 def config_report(context: AgentContext) -> ConfigReport:
     visible = {
-        name: value
-        for name, value in msgspec.structs.asdict(context.settings).items()
-        if name not in SECRET_FIELDS
+        name: value for name, value in msgspec.structs.asdict(context.settings).items() if name not in SECRET_FIELDS
     }
     visible["alert_webhook_configured"] = context.settings.alert_webhook_url is not None
     visible["webhook_signing_enabled"] = context.settings.webhook_secret is not None

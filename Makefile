@@ -1,0 +1,73 @@
+# performance-agent — every target works on a fresh machine with only python3 and make.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY    ?= python3
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST  ?= 127.0.0.1
+PORT  ?= 8000
+export PYTHONDONTWRITEBYTECODE := 1
+
+help:  ## List targets
+	@awk 'BEGIN{FS=":.*##"} /^[a-zA-Z0-9_-]+:.*##/{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install the package with dev tools
+
+run: $(STAMP)  ## Serve the agent on $(HOST):$(PORT) with the embedded SQLite default (./var/)
+	PERF_AGENT_HOST=$${PERF_AGENT_HOST:-$(HOST)} PERF_AGENT_PORT=$${PERF_AGENT_PORT:-$(PORT)} \
+		$(BIN)/python -m performance_agent serve
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP)  ## Format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+openapi: $(STAMP)  ## Regenerate docs/openapi.json and docs/configuration.md
+	$(BIN)/python -m performance_agent openapi --output docs/openapi.json
+	$(BIN)/python -m performance_agent.docs_gen write
+
+openapi-check: $(STAMP)  ## Fail when docs/openapi.json or docs/configuration.md drift from the code
+	@$(BIN)/python -m performance_agent openapi --output - | diff -u docs/openapi.json - \
+		|| { echo "docs/openapi.json is stale: run 'make openapi'"; exit 1; }
+	$(BIN)/python -m performance_agent.docs_gen check
+
+unit: $(STAMP)  ## pytest only (no gates), e.g. make unit ARGS="-k rate"
+	$(BIN)/pytest -q $(ARGS)
+
+cov: $(STAMP)  ## pytest under coverage (subprocesses included) with the 90% gate
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider $(ARGS)
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
+fuzz: $(STAMP)  ## schemathesis against the agent served by uvicorn on 127.0.0.1
+	$(BIN)/python scripts/run_schemathesis.py
+
+test: lint openapi-check  ## Every gate: lint, types, drift, pytest + schemathesis under one 90% coverage gate
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider $(ARGS)
+	$(BIN)/python scripts/run_schemathesis.py --coverage
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
+bench: $(STAMP)  ## Benchmarks (ratios measured side by side); writes docs/benchmarks.md
+	$(BIN)/python -m tests.bench.run_all
+
+container:  ## Build the image (needs podman or docker; --format docker keeps HEALTHCHECK)
+	podman build --format docker -f Containerfile -t performance-agent:dev .
+
+clean:  ## Remove caches and local state
+	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
+
+.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test bench container clean

@@ -1,0 +1,81 @@
+"""Shared fixtures: settings and clients for agents built per test (no global app state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from performance_agent.app import create_app
+from performance_agent.settings import Settings
+
+ADMIN_KEY = "admin-key-0123456789abcdef"
+OPERATOR_KEY = "operator-key-0123456789abcdef"
+APPROVER_KEY = "approver-key-0123456789abcdef"
+VIEWER_KEY = "viewer-key-0123456789abcdef"
+KEYS = [
+    f"root:admin:{ADMIN_KEY}",
+    f"ops:operator:{OPERATOR_KEY}",
+    f"lead:approver:{APPROVER_KEY}",
+    f"dash:viewer:{VIEWER_KEY}",
+]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database": ":memory:",
+        "rate_limit_per_minute": 100_000,
+        "rate_limit_per_hour": 1_000_000,
+        "scrape_allowlist": ["127.0.0.1/32", "::1/128"],
+        "webhook_allowlist": ["127.0.0.1/32", "::1/128"],
+        "scrape_interval_s": 3600.0,
+    }
+    base.update(overrides)
+    return msgspec.convert(base, Settings)
+
+
+ClientFactory = Callable[..., TestClient[Litestar]]
+
+
+@pytest.fixture
+def client_factory() -> Iterator[ClientFactory]:
+    """Build an agent with the given settings overrides; its lifespan runs, and it is closed after the test."""
+    opened: list[TestClient[Litestar]] = []
+
+    def factory(**overrides: Any) -> TestClient[Litestar]:
+        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=False)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield factory
+    for client in reversed(opened):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_factory: ClientFactory) -> TestClient[Litestar]:
+    return client_factory()
+
+
+@pytest.fixture
+def auth_client(client_factory: ClientFactory) -> TestClient[Litestar]:
+    return client_factory(api_keys=KEYS)
+
+
+def assert_envelope(response: Any, status: int, error: str) -> dict[str, Any]:
+    """Every non-2xx answer has the same envelope; return it for further checks."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["error"] == error, body
+    assert set(body) >= {"error", "message", "details", "timestamp", "path", "request_id", "context"}
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["timestamp"].endswith("Z") or body["timestamp"].endswith("+00:00")
+    assert isinstance(body["details"], list)
+    assert isinstance(body["context"], dict)
+    assert body["message"]
+    return body
