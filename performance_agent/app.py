@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
+from litestar.middleware import DefineMiddleware
 from litestar.plugins.prometheus import PrometheusController
 
 from performance_agent import __version__
 from performance_agent.context import AgentContext
+from performance_agent.edge import EdgeMiddleware
 from performance_agent.errors import exception_handlers
-from performance_agent.observability import (
-    BUILD_INFO,
-    REQUEST_LATENCY,
-    REQUESTS,
-    add_request_id_header,
-    configure_logging,
-    request_id_of,
-)
+from performance_agent.metrics.collector import start_background_collection
+from performance_agent.metrics.controllers import CollectController, HistoryController, InstancesController
+from performance_agent.observability import BUILD_INFO, add_request_id_header, configure_logging
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
-from performance_agent.ratelimit import RateLimiter, RateLimitMiddleware
-from performance_agent.security import ApiKeyRing, require_role
+from performance_agent.ratelimit import RateLimiter
+from performance_agent.security import ApiKeyRing
 from performance_agent.settings import Settings, load_settings
 from performance_agent.storage.database import Database
 from performance_agent.system.controllers import SystemController
@@ -37,7 +31,6 @@ from performance_agent.validation import StrictRequest
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from litestar.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ("create_app",)
 
@@ -51,31 +44,6 @@ class MetricsController(PrometheusController):
     openmetrics_format = False
     include_in_schema = False
     opt = {"public": True, "rate_limit": False}
-
-
-class RequestMetricsMiddleware(ASGIMiddleware):
-    """Counts and times requests by route template (never raw paths: ids would explode the label set)."""
-
-    scopes = (ScopeType.HTTP,)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        request_id_of(scope)  # bind the id to this task's log context before anything logs
-        started = time.perf_counter()
-        status = 500
-        route = scope.get("path_template") or "unmatched"
-        method = scope.get("method", "GET")
-
-        async def counting_send(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await next_app(scope, receive, counting_send)
-        finally:
-            REQUESTS.labels(route, method, str(status)).inc()
-            REQUEST_LATENCY.labels(route, method).observe(time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -95,20 +63,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await context.database.open()
         try:
+            start_background_collection(context)
             context.ready = True
             logger.info("agent started", extra={"database": settings.database, "port": settings.port})
             yield
         finally:
             context.ready = False
             await context.loops.stop()
+            await context.scrape_clients.aclose()
             await context.database.close()
 
     limiter = RateLimiter([(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)])
+    edge = DefineMiddleware(EdgeMiddleware, limiter=limiter, ring=key_ring, trusted_proxies=settings.trusted_proxies)
     api = Router(
         path="/",
-        route_handlers=[SystemController],
-        guards=[require_role],
-        middleware=[RequestMetricsMiddleware(), RateLimitMiddleware(limiter, key_ring, settings.trusted_proxies)],
+        route_handlers=[SystemController, InstancesController, CollectController, HistoryController],
+        middleware=[edge],
     )
     return Litestar(
         route_handlers=[api, MetricsController, docs_assets_router()],

@@ -11,21 +11,18 @@ import ipaddress
 import math
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 
-from performance_agent.errors import ApiError
 from performance_agent.security import ApiKeyRing, principal_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar.types import Scope
 
-__all__ = ("RateLimitMiddleware", "RateLimiter", "WindowState", "client_identity")
+__all__ = ("RateLimiter", "WindowState", "client_identity")
 
 
 class WindowState(msgspec.Struct, frozen=True):
@@ -112,46 +109,3 @@ def _is_trusted(address: str, trusted: list[ipaddress.IPv4Network | ipaddress.IP
     except ValueError:
         return False
     return any(ip in network for network in trusted)
-
-
-def _headers(state: WindowState, policy: str) -> dict[str, str]:
-    return {
-        "RateLimit-Limit": str(state.limit),
-        "RateLimit-Remaining": str(state.remaining),
-        "RateLimit-Reset": str(state.reset_s),
-        "RateLimit-Policy": policy,
-    }
-
-
-class RateLimitMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
-
-    def __init__(self, limiter: RateLimiter, ring: ApiKeyRing, trusted_proxies: list[str]) -> None:
-        self.limiter = limiter
-        self.ring = ring
-        self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
-        self.policy = limiter.policy
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        handler: Any = scope.get("route_handler")
-        if not self.limiter.enabled or (handler is not None and handler.opt.get("rate_limit") is False):
-            await next_app(scope, receive, send)
-            return
-        allowed, state = self.limiter.hit(client_identity(scope, self.ring, self.trusted))
-        headers = _headers(state, self.policy)
-        if not allowed:
-            raise ApiError(
-                f"Rate limit of {state.limit} requests per {state.window_s} s exceeded; retry in {state.reset_s} s.",
-                error="rate_limited",
-                status_code=429,
-                headers={**headers, "Retry-After": str(state.reset_s)},
-                context={"limit": state.limit, "window_s": state.window_s, "retry_after_s": state.reset_s},
-            )
-        encoded = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *encoded]
-            await send(message)
-
-        await next_app(scope, receive, send_with_headers)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
 from performance_agent import __version__
-from performance_agent.context import AgentContext
+from performance_agent.context import AgentDependency
 from performance_agent.errors import error_responses
 from performance_agent.system.capabilities import capabilities
 from performance_agent.system.schemas import Capabilities, ConfigReport, DetailedHealth, Health, Readiness
 from performance_agent.system.service import config_report, detailed_health, probe_storage
 
-__all__ = ("SystemController",)
+__all__ = ("PROCESS_STARTED", "SystemController")
+
+#: Liveness reports the process's uptime; every agent built in this process shares the process.
+PROCESS_STARTED = time.monotonic()
 
 _OPEN = {"public": True, "rate_limit": False}
 
@@ -23,9 +27,13 @@ class SystemController(Controller):
     tags = ["System"]
 
     @get("/health", opt=_OPEN, security=[], operation_id="GetHealth", summary="Liveness: the process answers")
-    async def health(self, agent: NamedDependency[AgentContext]) -> Health:
-        """Cheap liveness probe; never touches storage, never rate limited, needs no key."""
-        return Health(status="ok", version=__version__, uptime_s=agent.uptime_s)
+    async def health(self) -> Health:
+        """Cheap liveness probe; never touches storage, never rate limited, needs no key.
+
+        It takes no parameters at all so Litestar skips argument parsing: probes and load balancers
+        call it constantly, and its cost is the floor of every other request's.
+        """
+        return Health(status="ok", version=__version__, uptime_s=round(time.monotonic() - PROCESS_STARTED, 3))
 
     @get(
         "/health/detailed",
@@ -35,7 +43,7 @@ class SystemController(Controller):
         summary="Each dependency with its status and latency",
         responses={503: ResponseSpec(data_container=DetailedHealth, description="Unhealthy: storage failed.")},
     )
-    async def detailed(self, agent: NamedDependency[AgentContext]) -> Response[DetailedHealth]:
+    async def detailed(self, agent: AgentDependency) -> Response[DetailedHealth]:
         """Storage write/read probe and background loop heartbeats; 503 when unhealthy."""
         report = await detailed_health(agent)
         return Response(report, status_code=503 if report.status == "unhealthy" else 200)
@@ -48,7 +56,7 @@ class SystemController(Controller):
         summary="Readiness: start-up finished and storage answers",
         responses={503: ResponseSpec(data_container=Readiness, description="Not ready yet, or storage fails.")},
     )
-    async def ready(self, agent: NamedDependency[AgentContext]) -> Response[Readiness]:
+    async def ready(self, agent: AgentDependency) -> Response[Readiness]:
         """503 until start-up has finished and storage answers; use it as the readiness probe."""
         if not agent.ready:
             return Response(Readiness(status="not_ready", detail="start-up has not finished"), status_code=503)
@@ -58,7 +66,7 @@ class SystemController(Controller):
         return Response(Readiness(status="ready", detail="storage answers"), status_code=200)
 
     @get("/config", operation_id="GetConfig", summary="Non-sensitive settings", responses=error_responses())
-    async def config(self, agent: NamedDependency[AgentContext]) -> ConfigReport:
+    async def config(self, agent: AgentDependency) -> ConfigReport:
         """The settings in force, without keys, secrets or webhook URLs (which may embed tokens)."""
         return config_report(agent)
 
