@@ -1,0 +1,193 @@
+"""One scrape of one registered instance, end to end: guard, fetch, parse, adapt, build, store.
+
+Shared by `POST /collect` and the background collector, so both record the same outcome the
+same way: a success stores the snapshot (with the cumulative series it came from) and marks the
+instance up; a failure stores no snapshot, marks the instance down with `last_error`, and is
+raised as a `ScrapeFailure` whose `reason` is the API error code. Every scrape is counted on
+the agent's own `/metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+from prometheus_client import Counter, Gauge, Histogram
+
+from performance_agent.engines.base import detect_engine
+from performance_agent.engines.registry import adapt_page
+from performance_agent.metrics.builder import build_snapshot, raw_scrape
+from performance_agent.metrics.exposition import ExpositionError, parse_page
+from performance_agent.metrics.schemas import HeaderFromEnv, HeaderValue, InstanceError
+from performance_agent.metrics.scraper import ScrapeFailure, TlsOptions, fetch_page
+from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
+from performance_agent.storage.snapshots import encode_raw
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from performance_agent.metrics.scraper import ScrapeClients
+    from performance_agent.metrics.snapshot import InstanceSnapshot
+    from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
+    from performance_agent.storage.instances import InstanceRepository, StoredInstance
+    from performance_agent.storage.snapshots import SnapshotRepository
+
+__all__ = (
+    "HEADER_ENV_SETTING",
+    "INSTANCES_BY_STATUS",
+    "SCRAPE_DURATION",
+    "SCRAPE_FAILURES",
+    "CollectionService",
+    "metrics_url",
+    "resolve_headers",
+)
+
+logger = logging.getLogger("performance_agent.metrics.collection")
+
+HEADER_ENV_SETTING = "PERF_AGENT_SCRAPE_HEADER_ENV"
+
+SCRAPE_DURATION = Histogram(
+    "performance_agent_scrape_duration_seconds",
+    "Time to scrape, parse and store one instance's metrics page, by engine and outcome (ok or the error code).",
+    ("engine", "outcome"),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+SCRAPE_FAILURES = Counter(
+    "performance_agent_scrape_failures_total",
+    "Scrapes that stored no snapshot, by engine and reason (the API error code).",
+    ("engine", "reason"),
+)
+INSTANCES_BY_STATUS = Gauge(
+    "performance_agent_instances",
+    "Registered instances by the outcome of their last scrape (pending: never scraped).",
+    ("status",),
+)
+_encoder = msgspec.json.Encoder()
+
+
+def metrics_url(endpoint: str, metrics_path: str) -> str:
+    return endpoint.rstrip("/") + metrics_path
+
+
+def resolve_headers(
+    headers: Mapping[str, HeaderValue], environ: Mapping[str, str], allowed_env: frozenset[str]
+) -> dict[str, str]:
+    """Header values as sent: literals as given, references read from the environment now."""
+    resolved: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(value, HeaderFromEnv):
+            resolved[name] = value
+            continue
+        if value.env not in allowed_env:
+            raise ScrapeFailure(
+                "scrape_config_invalid", f"header {name} references {value.env}, which is not in {HEADER_ENV_SETTING}"
+            )
+        secret = environ.get(value.env)
+        if not secret:
+            raise ScrapeFailure(
+                "scrape_config_invalid", f"header {name} references {value.env}, which is not set in the environment"
+            )
+        if any(character in secret for character in "\r\n\x00"):
+            raise ScrapeFailure("scrape_config_invalid", f"{value.env} holds a line break; it cannot be a header")
+        resolved[name] = value.prefix + secret
+    return resolved
+
+
+class CollectionService:
+    def __init__(
+        self,
+        *,
+        instances: InstanceRepository,
+        snapshots: SnapshotRepository,
+        clients: ScrapeClients,
+        allowlist: TargetAllowlist,
+        resolver: Resolver,
+        max_bytes: int,
+        allowed_header_env: frozenset[str],
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._instances = instances
+        self._snapshots = snapshots
+        self._clients = clients
+        self._allowlist = allowlist
+        self._resolver = resolver
+        self._max_bytes = max_bytes
+        self._allowed_header_env = allowed_header_env
+        self._environ = environ if environ is not None else os.environ
+        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+
+    async def scrape(self, instance: StoredInstance, *, timeout_s: float) -> InstanceSnapshot:
+        """Scrape, store and return a snapshot; on failure record it and raise `ScrapeFailure`."""
+        engine = instance.spec.engine
+        started = time.perf_counter()
+        try:
+            snapshot = await self._scrape(instance, timeout_s)
+        except ScrapeFailure as failure:
+            SCRAPE_FAILURES.labels(engine, failure.reason).inc()
+            SCRAPE_DURATION.labels(engine, failure.reason).observe(time.perf_counter() - started)
+            error = InstanceError(
+                code=failure.reason, message=failure.message, at=self._clock(), upstream_status=failure.upstream_status
+            )
+            await self._instances.record_failure(instance.instance_id, error)
+            raise
+        SCRAPE_DURATION.labels(engine, "ok").observe(time.perf_counter() - started)
+        return snapshot
+
+    async def _scrape(self, instance: StoredInstance, timeout_s: float) -> InstanceSnapshot:
+        spec = instance.spec
+        url = metrics_url(spec.endpoint, spec.metrics_path)
+        try:
+            target = await check_url(url, self._allowlist, self._resolver)
+        except TargetRefusedError as refused:
+            raise ScrapeFailure("target_not_allowed", refused.reason) from None
+        except ResolutionError as unresolved:
+            raise ScrapeFailure("upstream_unreachable", str(unresolved)) from None
+        headers = resolve_headers(spec.headers, self._environ, self._allowed_header_env)
+        fetched = await fetch_page(
+            self._clients,
+            target,
+            headers=headers,
+            timeout_s=timeout_s,
+            max_bytes=self._max_bytes,
+            tls=TlsOptions(verify=spec.tls_verify, ca_bundle=spec.ca_bundle),
+        )
+        collected_at = self._clock()
+        try:
+            page = parse_page(fetched.text, openmetrics=fetched.openmetrics)
+        except ExpositionError as invalid:
+            raise ScrapeFailure(
+                "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
+            ) from None
+        if not page.series:
+            raise ScrapeFailure("upstream_invalid_metrics", "the page holds no samples")
+        detected = detect_engine(page)
+        if detected != spec.engine:
+            found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
+            raise ScrapeFailure(
+                "engine_mismatch",
+                f"expected a {spec.engine} page, found {found}",
+                context={"detected_engine": detected, "expected_engine": spec.engine},
+            )
+        adapted = adapt_page(spec.engine, page)
+        previous = await self._snapshots.latest_raw(instance.instance_id)
+        snapshot = build_snapshot(
+            instance_id=instance.instance_id,
+            engine=spec.engine,
+            endpoint=spec.endpoint,
+            collected_at=collected_at,
+            current=adapted,
+            previous=previous,
+        )
+        stored = await self._snapshots.add(
+            instance.instance_id, collected_at, _encoder.encode(snapshot), encode_raw(raw_scrape(adapted, collected_at))
+        )
+        if not stored:
+            logger.info(
+                "instance deleted during its scrape; snapshot dropped", extra={"instance": instance.instance_id}
+            )
+        return snapshot

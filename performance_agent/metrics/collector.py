@@ -1,0 +1,225 @@
+"""The background collector: every registered instance scraped every interval, none waiting on another.
+
+Each instance has its own schedule: a random first due time within one interval (so a fleet
+registered at once does not scrape in lock step), then one interval after the previous due
+time. Every tick dispatches the instances that are due as their own tasks, bounded by a
+semaphore, and never waits for them; an instance whose previous scrape is still running is
+skipped until it finishes, so a slow or dead target holds at most one slot, for at most its
+timeout, and never delays anyone's schedule. Every per-target error is caught and recorded.
+
+`collect_all` scrapes every instance at once and reports the cycle (used by benchmarks and
+operators); `RetentionPruner` deletes history older than the retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from performance_agent.metrics.collection import INSTANCES_BY_STATUS
+from performance_agent.metrics.schemas import InstanceError
+from performance_agent.metrics.scraper import ScrapeFailure
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from performance_agent.background import Heartbeat
+    from performance_agent.context import AgentContext
+    from performance_agent.metrics.collection import CollectionService
+    from performance_agent.storage.instances import InstanceRepository, StoredInstance
+    from performance_agent.storage.snapshots import SnapshotRepository
+
+__all__ = ("PRUNE_INTERVAL_S", "Collector", "CycleReport", "RetentionPruner", "start_background_collection")
+
+logger = logging.getLogger("performance_agent.metrics.collector")
+
+#: How often history older than the retention is deleted.
+PRUNE_INTERVAL_S = 300.0
+_STATUSES = ("pending", "up", "down")
+
+
+class CycleReport(msgspec.Struct, kw_only=True):
+    instances: int
+    succeeded: int
+    failed: int
+    wall_s: float
+    cpu_s: float
+
+
+class Collector:
+    def __init__(
+        self,
+        *,
+        instances: InstanceRepository,
+        collection: CollectionService,
+        interval_s: float,
+        concurrency: int,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._instances = instances
+        self._collection = collection
+        self._interval_s = interval_s
+        self._timeout_s = min(timeout_s, 60.0)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._next_due: dict[str, float] = {}
+        self._in_flight: dict[str, asyncio.Task[bool]] = {}
+        #: How long the loop sleeps between two dispatch passes.
+        self.tick_s = min(1.0, max(interval_s / 4, 0.01))
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        return frozenset(self._in_flight)
+
+    async def run(self, beat: Heartbeat) -> None:
+        """The loop body for `BackgroundLoops.start`; in-flight scrapes are cancelled when it stops."""
+        try:
+            while True:
+                beat()
+                await self.dispatch_due()
+                await self._sleep(self.tick_s)
+        finally:
+            await self.cancel_in_flight()
+
+    async def dispatch_due(self) -> list[str]:
+        """Start a scrape of every instance that is due and not already being scraped; returns their ids."""
+        registered = await self._instances.list()
+        counts = dict.fromkeys(_STATUSES, 0)
+        now = self._clock()
+        started: list[str] = []
+        known = set()
+        for instance in registered:
+            instance_id = instance.instance_id
+            known.add(instance_id)
+            counts[instance.state.status] = counts.get(instance.state.status, 0) + 1
+            due = self._next_due.get(instance_id)
+            if due is None:
+                due = self._next_due[instance_id] = now + self._rng.uniform(0, self._interval_s)
+            if due > now or instance_id in self._in_flight:
+                continue
+            # Keep the phase; after a long stall, restart from now rather than firing a burst.
+            next_due = due + self._interval_s
+            self._next_due[instance_id] = next_due if next_due > now else now + self._interval_s
+            task = asyncio.create_task(self._scrape_one(instance), name=f"scrape:{instance_id}")
+            self._in_flight[instance_id] = task
+            task.add_done_callback(self._forget)
+            started.append(instance_id)
+        for forgotten in set(self._next_due) - known:
+            del self._next_due[forgotten]
+        for status, count in counts.items():
+            INSTANCES_BY_STATUS.labels(status).set(count)
+        return started
+
+    def _forget(self, task: asyncio.Task[bool]) -> None:
+        instance_id = task.get_name().removeprefix("scrape:")
+        if self._in_flight.get(instance_id) is task:
+            del self._in_flight[instance_id]
+
+    async def wait_in_flight(self) -> None:
+        """Wait for the scrapes started so far (tests and shutdown)."""
+        tasks = list(self._in_flight.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def cancel_in_flight(self) -> None:
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def collect_all(self) -> CycleReport:
+        """Scrape every registered instance now (bounded by the concurrency) and report the cycle."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        registered = await self._instances.list()
+        outcomes = await asyncio.gather(*(self._scrape_one(instance) for instance in registered))
+        succeeded = sum(outcomes)
+        return CycleReport(
+            instances=len(registered),
+            succeeded=succeeded,
+            failed=len(registered) - succeeded,
+            wall_s=time.perf_counter() - wall,
+            cpu_s=time.process_time() - cpu,
+        )
+
+    async def _scrape_one(self, instance: StoredInstance) -> bool:
+        """Never raises: a failure is already recorded on the instance by the collection service."""
+        async with self._semaphore:
+            try:
+                await self._collection.scrape(instance, timeout_s=self._timeout_s)
+            except ScrapeFailure:
+                return False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.exception("scrape crashed", extra={"instance": instance.instance_id})
+                error = InstanceError(
+                    code="internal_error", message=f"the scrape crashed: {type(exc).__name__}", at=datetime.now(UTC)
+                )
+                with contextlib.suppress(Exception):
+                    await self._instances.record_failure(instance.instance_id, error)
+                return False
+            return True
+
+
+class RetentionPruner:
+    """Deletes snapshots older than the retention, at start-up and every `PRUNE_INTERVAL_S`."""
+
+    def __init__(
+        self,
+        snapshots: SnapshotRepository,
+        retention_hours: int,
+        *,
+        interval_s: float = PRUNE_INTERVAL_S,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._snapshots = snapshots
+        self._retention = timedelta(hours=retention_hours)
+        self._interval_s = interval_s
+        self._now = now if now is not None else (lambda: datetime.now(UTC))
+        self._sleep = sleep
+
+    async def prune_once(self) -> int:
+        removed = await self._snapshots.prune(self._now() - self._retention)
+        if removed:
+            logger.info("pruned old snapshots", extra={"removed": removed})
+        return removed
+
+    async def run(self, beat: Heartbeat) -> None:
+        while True:
+            beat()
+            await self.prune_once()
+            await self._sleep(self._interval_s)
+
+
+def start_background_collection(agent: AgentContext) -> tuple[Collector, RetentionPruner]:
+    """Start the collector and the retention pruner as supervised loops (from the app's lifespan)."""
+    from performance_agent.metrics.instances import InstanceService
+
+    settings = agent.settings
+    collector = Collector(
+        instances=agent.instances,
+        collection=InstanceService.of(agent).collection,
+        interval_s=settings.scrape_interval_s,
+        concurrency=settings.scrape_concurrency,
+        timeout_s=settings.scrape_timeout_s,
+    )
+    pruner = RetentionPruner(agent.snapshots, settings.history_retention_hours)
+    if settings.scrape_background:
+        agent.loops.start("collector", collector.run, stale_after_s=max(30.0, collector.tick_s * 10))
+    agent.loops.start("history-retention", pruner.run, stale_after_s=PRUNE_INTERVAL_S * 3)
+    return collector, pruner

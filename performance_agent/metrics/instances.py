@@ -1,0 +1,314 @@
+"""The instances, collect and history use cases, between the controllers and the repositories.
+
+Endpoints are checked twice on purpose: every rule that needs no DNS when an instance is
+registered or changed (so an obviously forbidden URL is refused at once), and the full check,
+with resolution, at every scrape (a name can start resolving elsewhere at any time).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from performance_agent.errors import (
+    ApiError,
+    ConflictError,
+    ErrorDetail,
+    ForbiddenError,
+    NotFoundError,
+    RequestValidationError,
+    UnprocessableError,
+    UpstreamError,
+)
+from performance_agent.metrics.collection import HEADER_ENV_SETTING, CollectionService, metrics_url
+from performance_agent.metrics.schemas import (
+    REDACTED,
+    CollectRequest,
+    HeaderFromEnv,
+    HeaderValue,
+    Instance,
+    InstanceCreate,
+    InstanceReplace,
+    InstanceSpec,
+)
+from performance_agent.metrics.scraper import ScrapeFailure
+from performance_agent.metrics.target_guard import TargetRefusedError, check_static
+from performance_agent.storage.instances import InstanceExistsError
+
+if TYPE_CHECKING:
+    from performance_agent.context import AgentContext
+    from performance_agent.metrics.snapshot import InstanceSnapshot
+    from performance_agent.metrics.target_guard import TargetAllowlist
+    from performance_agent.storage.instances import InstanceRepository, StoredInstance
+    from performance_agent.storage.snapshots import SnapshotRepository
+
+__all__ = (
+    "FORBIDDEN_HEADERS",
+    "ActiveWorkflowFinder",
+    "InstanceService",
+    "parse_label_filters",
+    "scrape_failure_to_api_error",
+    "to_instance",
+)
+
+#: Finds the active workflow an instance takes part in (its id), or None. Implemented by the
+#: workflow store; until one is wired into `AgentContext.active_workflow_finder`, no workflow
+#: can be active and DELETE is never refused for that reason.
+ActiveWorkflowFinder = Callable[[str], Awaitable[str | None]]
+
+#: Headers the HTTP client owns: overriding them would break framing or the pinned connection.
+FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"})
+
+
+def to_instance(stored: StoredInstance) -> Instance:
+    """The API view: literal header values are write-only and shown as `REDACTED`."""
+    spec = stored.spec
+    headers: dict[str, HeaderValue] = {
+        name: value if isinstance(value, HeaderFromEnv) else REDACTED for name, value in spec.headers.items()
+    }
+    state = stored.state
+    return Instance(
+        instance_id=stored.instance_id,
+        engine=spec.engine,
+        endpoint=spec.endpoint,
+        metrics_path=spec.metrics_path,
+        labels=spec.labels,
+        slo=spec.slo,
+        engine_args=spec.engine_args,
+        gpu=spec.gpu,
+        model=spec.model,
+        headers=headers,
+        tls_verify=spec.tls_verify,
+        ca_bundle=spec.ca_bundle,
+        status=state.status,
+        last_seen=state.last_seen,
+        last_scrape_at=state.last_scrape_at,
+        last_error=state.last_error,
+        consecutive_failures=state.consecutive_failures,
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
+    )
+
+
+def scrape_failure_to_api_error(failure: ScrapeFailure) -> ApiError:
+    context: dict[str, object] = dict(failure.context)
+    if failure.upstream_status is not None:
+        context["upstream_status"] = failure.upstream_status
+    reason = failure.reason
+    if reason == "target_not_allowed":
+        return ForbiddenError(failure.message, error=reason, context=context)
+    if reason == "upstream_timeout":
+        return UpstreamError(failure.message, error=reason, status_code=504, context=context)
+    if reason in ("upstream_unreachable", "upstream_error", "upstream_invalid_metrics"):
+        return UpstreamError(failure.message, error=reason, context=context)
+    if reason in ("engine_mismatch", "scrape_config_invalid"):
+        return UnprocessableError(failure.message, error=reason, context=context)
+    return ApiError(failure.message, context=context)
+
+
+def parse_label_filters(filters: list[str]) -> dict[str, str]:
+    """`key=value` query values; a malformed one is a 422 on `query.label`."""
+    wanted: dict[str, str] = {}
+    for text in filters:
+        key, separator, value = text.partition("=")
+        if not separator or not key:
+            raise RequestValidationError(
+                f"label filter {text!r} must look like key=value",
+                [ErrorDetail(field="query.label", message="expected key=value", type="invalid")],
+            )
+        wanted[key] = value
+    return wanted
+
+
+def _validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
+    """Cross-field and environment-dependent rules the body types cannot express (422 or 403)."""
+    details: list[ErrorDetail] = []
+    for name, value in spec.headers.items():
+        if name.lower() in FORBIDDEN_HEADERS:
+            details.append(ErrorDetail(field=f"body.headers.{name}", message="set by the agent itself", type="invalid"))
+        elif isinstance(value, HeaderFromEnv):
+            if value.env not in allowed_env:
+                details.append(
+                    ErrorDetail(
+                        field=f"body.headers.{name}.env",
+                        message=f"{value.env} is not listed in {HEADER_ENV_SETTING}",
+                        type="invalid",
+                    )
+                )
+        elif value == REDACTED:
+            details.append(
+                ErrorDetail(
+                    field=f"body.headers.{name}",
+                    message=f"{REDACTED} is the placeholder shown for a stored secret; send the real value",
+                    type="invalid",
+                )
+            )
+    if spec.ca_bundle is not None:
+        try:
+            ssl.create_default_context(cafile=spec.ca_bundle)
+        except (OSError, ssl.SSLError):
+            details.append(
+                ErrorDetail(field="body.ca_bundle", message="not a readable PEM CA bundle on the agent", type="invalid")
+            )
+    if details:
+        raise RequestValidationError(
+            "The request body is not valid: " + "; ".join(f"{d.field}: {d.message}" for d in details), details
+        )
+    try:
+        check_static(metrics_url(spec.endpoint, spec.metrics_path), allowlist)
+    except TargetRefusedError as refused:
+        raise ForbiddenError(
+            f"The endpoint is not an allowed scrape target: {refused.reason}",
+            error="target_not_allowed",
+            context={"host": refused.host} if refused.host else {},
+        ) from None
+
+
+def _spec_of(body: InstanceSpec) -> InstanceSpec:
+    """The spec part of a create/replace body, as stored."""
+    fields = {name: getattr(body, name) for name in InstanceSpec.__struct_fields__}
+    return InstanceSpec(**fields)
+
+
+class InstanceService:
+    def __init__(
+        self,
+        *,
+        instances: InstanceRepository,
+        snapshots: SnapshotRepository,
+        collection: CollectionService,
+        allowlist: TargetAllowlist,
+        allowed_header_env: frozenset[str],
+        default_timeout_s: float,
+        active_workflow_finder: ActiveWorkflowFinder | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._instances = instances
+        self._snapshots = snapshots
+        self._collection = collection
+        self._allowlist = allowlist
+        self._allowed_env = allowed_header_env
+        self._default_timeout_s = default_timeout_s
+        self._active_workflow_finder = active_workflow_finder
+        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+
+    @classmethod
+    def of(cls, agent: AgentContext, environ: Mapping[str, str] | None = None) -> InstanceService:
+        settings = agent.settings
+        allowed_env = frozenset(settings.scrape_header_env)
+        collection = CollectionService(
+            instances=agent.instances,
+            snapshots=agent.snapshots,
+            clients=agent.scrape_clients,
+            allowlist=agent.scrape_allowlist,
+            resolver=agent.scrape_resolver,
+            max_bytes=settings.scrape_max_bytes,
+            allowed_header_env=allowed_env,
+            environ=environ,
+        )
+        return cls(
+            instances=agent.instances,
+            snapshots=agent.snapshots,
+            collection=collection,
+            allowlist=agent.scrape_allowlist,
+            allowed_header_env=allowed_env,
+            default_timeout_s=settings.scrape_timeout_s,
+            active_workflow_finder=agent.active_workflow_finder,
+        )
+
+    @property
+    def collection(self) -> CollectionService:
+        return self._collection
+
+    async def _require(self, instance_id: str) -> StoredInstance:
+        stored = await self._instances.get(instance_id)
+        if stored is None:
+            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+        return stored
+
+    async def register(self, body: InstanceCreate) -> Instance:
+        spec = _spec_of(body)
+        _validate_spec(spec, self._allowlist, self._allowed_env)
+        try:
+            stored = await self._instances.create(body.instance_id, spec, self._clock())
+        except InstanceExistsError:
+            raise ConflictError(
+                f"Instance {body.instance_id!r} is already registered; use PUT to replace it.",
+                error="instance_exists",
+                context={"instance_id": body.instance_id},
+            ) from None
+        return to_instance(stored)
+
+    async def replace(self, instance_id: str, body: InstanceReplace) -> Instance:
+        if body.instance_id is not None and body.instance_id != instance_id:
+            raise RequestValidationError(
+                "The body's instance_id differs from the path's.",
+                [ErrorDetail(field="body.instance_id", message=f"must equal {instance_id!r}", type="invalid")],
+            )
+        spec = _spec_of(body)
+        _validate_spec(spec, self._allowlist, self._allowed_env)
+        stored = await self._instances.replace(instance_id, spec, self._clock())
+        if stored is None:
+            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+        return to_instance(stored)
+
+    async def get(self, instance_id: str) -> Instance:
+        return to_instance(await self._require(instance_id))
+
+    async def list(
+        self, *, engine: str | None = None, status: str | None = None, labels: list[str] | None = None
+    ) -> list[Instance]:
+        wanted = parse_label_filters(labels or [])
+        found = await self._instances.list(engine=engine, status=status)
+        return [
+            to_instance(stored)
+            for stored in found
+            if all(stored.spec.labels.get(key) == value for key, value in wanted.items())
+        ]
+
+    async def delete(self, instance_id: str) -> None:
+        await self._require(instance_id)
+        if self._active_workflow_finder is not None:
+            workflow_id = await self._active_workflow_finder(instance_id)
+            if workflow_id is not None:
+                raise ConflictError(
+                    f"Instance {instance_id!r} is part of active workflow {workflow_id}; finish or abort it first.",
+                    error="workflow_conflict",
+                    context={"instance_id": instance_id, "workflow_id": workflow_id},
+                )
+        if not await self._instances.delete(instance_id):
+            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+
+    async def collect(self, engine: str, body: CollectRequest) -> InstanceSnapshot:
+        existing = await self._instances.get(body.instance_id)
+        if existing is not None and existing.spec.engine != engine:
+            raise UnprocessableError(
+                f"Instance {body.instance_id!r} is registered as {existing.spec.engine}, not {engine}.",
+                error="engine_mismatch",
+                context={"registered_engine": existing.spec.engine, "requested_engine": engine},
+            )
+        base = existing.spec if existing is not None else InstanceSpec(engine=engine, endpoint=body.endpoint)
+        changes: dict[str, object] = {"engine": engine, "endpoint": body.endpoint}
+        for name in ("metrics_path", "headers", "tls_verify", "ca_bundle"):
+            value = getattr(body, name)
+            if value is not msgspec.UNSET:
+                changes[name] = value
+        spec = msgspec.structs.replace(base, **changes)
+        _validate_spec(spec, self._allowlist, self._allowed_env)
+        stored, _ = await self._instances.upsert(body.instance_id, spec, self._clock())
+        timeout_s = body.timeout_s if body.timeout_s is not msgspec.UNSET else self._default_timeout_s
+        try:
+            return await self._collection.scrape(stored, timeout_s=timeout_s)
+        except ScrapeFailure as failure:
+            raise scrape_failure_to_api_error(failure) from None
+
+    async def history(self, instance_id: str, *, hours: int, limit: int) -> bytes:
+        """Stored snapshots as one JSON array, newest first, joined without re-encoding."""
+        await self._require(instance_id)
+        since = self._clock() - timedelta(hours=hours)
+        rows = await self._snapshots.history_json(instance_id, since, limit)
+        return b"[" + b",".join(rows) + b"]"

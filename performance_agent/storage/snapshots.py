@@ -1,0 +1,197 @@
+"""Snapshot history: each scrape's snapshot as encoded JSON, plus the cumulative series behind it.
+
+Why bytes: `GET /history` joins stored JSON documents into an array without decoding and
+re-encoding them, which keeps 10,000 stored snapshots cheap to serve. The cumulative series
+(`RawScrape`, bucket edges include +Inf) are stored as MessagePack, which keeps infinities that
+JSON cannot; analysis decodes them to compute windows and cohorts as PromQL would.
+
+Adding a snapshot also marks its instance up, in one transaction, and stores nothing when the
+instance was deleted meanwhile (so no orphaned history survives a DELETE racing a scrape).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from performance_agent.metrics.builder import RawScrape
+from performance_agent.storage.database import Database
+from performance_agent.storage.instances import MemoryStore, StoredSnapshotRow
+
+if TYPE_CHECKING:
+    import sqlite3
+    from datetime import datetime
+
+__all__ = (
+    "MemorySnapshotRepository",
+    "SnapshotRepository",
+    "SqliteSnapshotRepository",
+    "decode_raw",
+    "encode_raw",
+)
+
+_raw_encoder = msgspec.msgpack.Encoder()
+_raw_decoder = msgspec.msgpack.Decoder(RawScrape)
+_PRUNE_BATCH = 5000
+
+
+def encode_raw(raw: RawScrape) -> bytes:
+    return _raw_encoder.encode(raw)
+
+
+def decode_raw(data: bytes) -> RawScrape:
+    return _raw_decoder.decode(data)
+
+
+class SnapshotRepository(Protocol):
+    async def add(self, instance_id: str, collected_at: datetime, snapshot_json: bytes, raw: bytes) -> bool:
+        """Store one scrape and mark the instance up; False (nothing stored) when the instance is gone."""
+        ...
+
+    async def latest_raw(self, instance_id: str) -> RawScrape | None:
+        """The newest stored cumulative series, the baseline of the next snapshot's window."""
+        ...
+
+    async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
+        """Encoded snapshots collected at or after `since`, newest first, at most `limit`."""
+        ...
+
+    async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
+        """Cumulative series collected in [since, until], oldest first (analysis windows and cohorts)."""
+        ...
+
+    async def count(self, instance_id: str) -> int: ...
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete snapshots collected before `older_than`; returns how many."""
+        ...
+
+
+class SqliteSnapshotRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, instance_id: str, collected_at: datetime, snapshot_json: bytes, raw: bytes) -> bool:
+        stamp = collected_at.timestamp()
+
+        def work(connection: sqlite3.Connection) -> bool:
+            with Database.transaction(connection):
+                marked = connection.execute(
+                    "UPDATE instances SET status = 'up', last_seen = ?, last_scrape_at = ?, last_error = NULL, "
+                    "consecutive_failures = 0 WHERE instance_id = ?",
+                    (stamp, stamp, instance_id),
+                ).rowcount
+                if marked:
+                    connection.execute(
+                        "INSERT INTO snapshots (instance_id, collected_at, snapshot, raw) VALUES (?, ?, ?, ?)",
+                        (instance_id, stamp, snapshot_json, raw),
+                    )
+            return marked > 0
+
+        return await self._db.run(work)
+
+    async def latest_raw(self, instance_id: str) -> RawScrape | None:
+        def work(connection: sqlite3.Connection) -> bytes | None:
+            row = connection.execute(
+                "SELECT raw FROM snapshots WHERE instance_id = ? ORDER BY collected_at DESC LIMIT 1", (instance_id,)
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        data = await self._db.run(work)
+        return None if data is None else decode_raw(data)
+
+    async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
+        stamp = since.timestamp()
+
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT snapshot FROM snapshots WHERE instance_id = ? AND collected_at >= ? "
+                "ORDER BY collected_at DESC LIMIT ?",
+                (instance_id, stamp, limit),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._db.run(work)
+
+    async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT raw FROM snapshots WHERE instance_id = ? AND collected_at BETWEEN ? AND ? "
+                "ORDER BY collected_at",
+                (instance_id, since.timestamp(), until.timestamp()),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return [decode_raw(data) for data in await self._db.run(work)]
+
+    async def count(self, instance_id: str) -> int:
+        def work(connection: sqlite3.Connection) -> int:
+            row = connection.execute("SELECT COUNT(*) FROM snapshots WHERE instance_id = ?", (instance_id,)).fetchone()
+            return int(row[0])
+
+        return await self._db.run(work)
+
+    async def prune(self, older_than: datetime) -> int:
+        """In batches, so one big backlog never holds the write lock for long."""
+        stamp = older_than.timestamp()
+
+        def batch(connection: sqlite3.Connection) -> int:
+            return connection.execute(
+                "DELETE FROM snapshots WHERE id IN (SELECT id FROM snapshots WHERE collected_at < ? LIMIT ?)",
+                (stamp, _PRUNE_BATCH),
+            ).rowcount
+
+        removed = 0
+        while True:
+            deleted = await self._db.run(batch)
+            removed += deleted
+            if deleted < _PRUNE_BATCH:
+                return removed
+
+
+class MemorySnapshotRepository:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def add(self, instance_id: str, collected_at: datetime, snapshot_json: bytes, raw: bytes) -> bool:
+        instance = self._store.instances.get(instance_id)
+        if instance is None:
+            return False
+        rows = self._store.snapshots.setdefault(instance_id, [])
+        stamp = collected_at.timestamp()
+        bisect.insort(rows, StoredSnapshotRow(stamp, snapshot_json, raw), key=lambda row: row.collected_at)
+        instance.state.status = "up"
+        instance.state.last_seen = collected_at
+        instance.state.last_scrape_at = collected_at
+        instance.state.last_error = None
+        instance.state.consecutive_failures = 0
+        return True
+
+    async def latest_raw(self, instance_id: str) -> RawScrape | None:
+        rows = self._store.snapshots.get(instance_id)
+        return decode_raw(rows[-1].raw) if rows else None
+
+    async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
+        stamp = since.timestamp()
+        rows = self._store.snapshots.get(instance_id, [])
+        newest_first = [row.snapshot for row in reversed(rows) if row.collected_at >= stamp]
+        return newest_first[:limit]
+
+    async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
+        low, high = since.timestamp(), until.timestamp()
+        rows = self._store.snapshots.get(instance_id, [])
+        return [decode_raw(row.raw) for row in rows if low <= row.collected_at <= high]
+
+    async def count(self, instance_id: str) -> int:
+        return len(self._store.snapshots.get(instance_id, []))
+
+    async def prune(self, older_than: datetime) -> int:
+        stamp = older_than.timestamp()
+        removed = 0
+        for instance_id, rows in self._store.snapshots.items():
+            kept = [row for row in rows if row.collected_at >= stamp]
+            removed += len(rows) - len(kept)
+            self._store.snapshots[instance_id] = kept
+        return removed
