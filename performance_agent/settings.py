@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from performance_agent.metrics.target_guard import parse_allowlist
+
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -88,6 +90,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     scrape_concurrency: Annotated[
         int, _doc("Scrapes in flight at once in the background collector.", ge=1, le=1024)
     ] = 32
+    scrape_background: Annotated[
+        bool, _doc("Scrape every registered instance in the background (false: only POST /collect scrapes).")
+    ] = True
     scrape_allowlist: Annotated[
         list[str],
         _doc(
@@ -95,6 +100,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "metadata addresses are refused even if listed."
         ),
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
+    scrape_header_env: Annotated[
+        list[str],
+        _doc(
+            "Comma-separated names of environment variables that scrape headers may reference "
+            '(`{"env": "VLLM_TOKEN", "prefix": "Bearer "}`); none by default, so no API caller can make the '
+            "agent send its own secrets elsewhere."
+        ),
+    ] = msgspec.field(default_factory=list)
     webhook_allowlist: Annotated[
         list[str], _doc("Comma-separated CIDRs and host names that actuator and alert webhooks may reach.")
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
@@ -110,6 +123,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = None
 
     def __post_init__(self) -> None:
+        for allowlist in ("scrape_allowlist", "webhook_allowlist"):
+            try:
+                parse_allowlist(getattr(self, allowlist), env_name(allowlist))
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
         if self.slo_period_hours > self.history_retention_hours:
             raise SettingsError(
                 f"{env_name('slo_period_hours')}: must be at most "
