@@ -11,6 +11,8 @@ import ipaddress
 import time
 from typing import TYPE_CHECKING, Any
 
+from litestar.enums import ScopeType
+
 from performance_agent.errors import ApiError
 from performance_agent.observability import REQUEST_LATENCY, REQUESTS, request_id_of
 from performance_agent.ratelimit import RateLimiter, client_identity
@@ -32,7 +34,7 @@ class EdgeMiddleware:
         self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         request_id_of(scope)  # bind the id to this task's log context before anything logs
@@ -62,7 +64,7 @@ class EdgeMiddleware:
             status = getattr(exc, "status_code", 500)
             raise
         finally:
-            self._record(scope.get("path_template") or "unmatched", scope.get("method", "GET"), status, started)
+            self._record(scope.get("path_template") or "unmatched", str(scope.get("method", "GET")), status, started)
 
     def _limit(self, scope: Scope, extra_headers: list[tuple[bytes, bytes]]) -> None:
         allowed, state = self.limiter.hit(client_identity(scope, self.ring, self.trusted))
