@@ -50,5 +50,3 @@ class Capabilities(msgspec.Struct, kw_only=True):
     bottleneck_types: list[str]
     workflow_statuses: list[str]
     workflow_actions: list[str]
-    actuator_types: list[str]
-    features: list[str]

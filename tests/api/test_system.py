@@ -100,3 +100,13 @@ def test_cors_is_off_by_default_and_on_when_configured(client_factory: ClientFac
 def test_unknown_route_is_404_envelope(client: TestClient[Litestar]) -> None:
     body = assert_envelope(client.get("/api/v1/nothing-here"), 404, "not_found")
     assert body["path"] == "/api/v1/nothing-here"
+
+
+def test_capabilities_list_registered_engines_detectors_and_types(client: TestClient[Litestar]) -> None:
+    from performance_agent.analysis.detectors import DETECTORS
+    from performance_agent.engines.registry import ADAPTERS
+
+    body = client.get("/api/v1/capabilities").json()
+    assert body["engines"] == sorted(ADAPTERS) == ["sglang", "tgi", "vllm"]
+    assert body["bottleneck_types"] == list(DETECTORS)
+    assert set(body["optimization_types"]) == {"kv_cache", "quantization", "batching"}
