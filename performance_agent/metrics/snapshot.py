@@ -7,7 +7,7 @@ A figure the server does not expose is `None` (JSON `null`), never 0.
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 - msgspec resolves field types at runtime
+from datetime import datetime
 
 import msgspec
 
