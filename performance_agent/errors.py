@@ -268,11 +268,25 @@ _RESPONSE_DESCRIPTIONS: dict[int, str] = {
 def error_responses(*statuses: int) -> dict[int, Any]:
     """OpenAPI entries documenting our envelope (Litestar would document its own default shape)."""
     from litestar.openapi import ResponseSpec
+    from litestar.openapi.spec import Example
 
-    common = (401, 403, 429, 500)
-    return {
-        status: ResponseSpec(
-            data_container=ErrorEnvelope, description=_RESPONSE_DESCRIPTIONS[status], generate_examples=False
+    common = (400, 401, 403, 429, 500)
+    documented: dict[int, Any] = {}
+    for status in sorted({*statuses, *common}):
+        error = ERROR_CODE_BY_STATUS.get(status, "error")
+        example = {
+            "error": error,
+            "message": _RESPONSE_DESCRIPTIONS[status],
+            "details": [],
+            "timestamp": "2026-01-01T00:00:00Z",
+            "path": "/api/v1/...",
+            "request_id": "0b9f6c1e2d3a4b5c",
+            "context": {},
+        }
+        documented[status] = ResponseSpec(
+            data_container=ErrorEnvelope,
+            description=_RESPONSE_DESCRIPTIONS[status],
+            generate_examples=False,
+            examples=[Example(summary=error, value=example)],
         )
-        for status in sorted({*statuses, *common})
-    }
+    return documented

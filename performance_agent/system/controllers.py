@@ -6,10 +6,11 @@ import time
 
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 
 from performance_agent import __version__
 from performance_agent.context import AgentDependency
-from performance_agent.errors import error_responses
+from performance_agent.openapi_spec import responses
 from performance_agent.system.capabilities import capabilities
 from performance_agent.system.schemas import Capabilities, ConfigReport, DetailedHealth, Health, Readiness
 from performance_agent.system.service import config_report, detailed_health, probe_storage
@@ -20,13 +21,44 @@ __all__ = ("PROCESS_STARTED", "SystemController")
 PROCESS_STARTED = time.monotonic()
 
 _OPEN = {"public": True, "rate_limit": False}
+_HEALTHY = {
+    "status": "healthy",
+    "version": __version__,
+    "agent_name": "performance-agent",
+    "uptime_s": 3600.5,
+    "checks": [
+        {"name": "storage", "status": "healthy", "latency_s": 0.0004, "detail": "write/read ok (./var/agent.db)"},
+        {"name": "loop:collector", "status": "healthy", "latency_s": None, "detail": "last heartbeat 2.1 s ago"},
+    ],
+}
+_UNHEALTHY = {
+    **_HEALTHY,
+    "status": "unhealthy",
+    "checks": [{"name": "storage", "status": "unhealthy", "latency_s": None, "detail": "write/read failed: disk I/O"}],
+}
+
+
+def _report(status: int, model: type, example: object, description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=model,
+        description=description,
+        generate_examples=False,
+        examples=[Example(summary=description, value=example)],
+    )
 
 
 class SystemController(Controller):
     path = "/api/v1"
     tags = ["System"]
 
-    @get("/health", opt=_OPEN, security=[], operation_id="GetHealth", summary="Liveness: the process answers")
+    @get(
+        "/health",
+        opt=_OPEN,
+        security=[],
+        operation_id="GetHealth",
+        summary="Liveness: the process answers",
+        responses={200: _report(200, Health, {"status": "ok", "version": __version__, "uptime_s": 12.5}, "Alive")},
+    )
     async def health(self) -> Health:
         """Cheap liveness probe; never touches storage, never rate limited, needs no key.
 
@@ -41,7 +73,10 @@ class SystemController(Controller):
         security=[],
         operation_id="GetDetailedHealth",
         summary="Each dependency with its status and latency",
-        responses={503: ResponseSpec(data_container=DetailedHealth, description="Unhealthy: storage failed.")},
+        responses={
+            200: _report(200, DetailedHealth, _HEALTHY, "Healthy or degraded"),
+            503: _report(503, DetailedHealth, _UNHEALTHY, "Unhealthy: storage failed"),
+        },
     )
     async def detailed(self, agent: AgentDependency) -> Response[DetailedHealth]:
         """Storage write/read probe and background loop heartbeats; 503 when unhealthy."""
@@ -54,7 +89,10 @@ class SystemController(Controller):
         security=[],
         operation_id="GetReadiness",
         summary="Readiness: start-up finished and storage answers",
-        responses={503: ResponseSpec(data_container=Readiness, description="Not ready yet, or storage fails.")},
+        responses={
+            200: _report(200, Readiness, {"status": "ready", "detail": "storage answers"}, "Ready"),
+            503: _report(503, Readiness, {"status": "not_ready", "detail": "start-up has not finished"}, "Not ready"),
+        },
     )
     async def ready(self, agent: AgentDependency) -> Response[Readiness]:
         """503 until start-up has finished and storage answers; use it as the readiness probe."""
@@ -65,7 +103,17 @@ class SystemController(Controller):
             return Response(Readiness(status="not_ready", detail=storage.detail), status_code=503)
         return Response(Readiness(status="ready", detail="storage answers"), status_code=200)
 
-    @get("/config", operation_id="GetConfig", summary="Non-sensitive settings", responses=error_responses())
+    @get(
+        "/config",
+        operation_id="GetConfig",
+        summary="Non-sensitive settings",
+        responses=responses(
+            200,
+            ConfigReport,
+            {"version": __version__, "settings": {"port": 8000, "environment": "production"}, "auth_enabled": True},
+            "The settings in force",
+        ),
+    )
     async def config(self, agent: AgentDependency) -> ConfigReport:
         """The settings in force, without keys, secrets or webhook URLs (which may embed tokens)."""
         return config_report(agent)
@@ -74,7 +122,19 @@ class SystemController(Controller):
         "/capabilities",
         operation_id="GetCapabilities",
         summary="Engines, optimization types and workflow features this build supports",
-        responses=error_responses(),
+        responses=responses(
+            200,
+            Capabilities,
+            {
+                "version": __version__,
+                "engines": ["sglang", "tgi", "vllm"],
+                "optimization_types": ["kv_cache", "quantization", "batching"],
+                "bottleneck_types": ["kv_cache_pressure", "queueing"],
+                "workflow_statuses": ["pending_approval", "monitoring", "completed"],
+                "workflow_actions": ["abort", "approve"],
+            },
+            "What this build supports",
+        ),
     )
     async def capabilities(self) -> Capabilities:
         """Derived from what the code registers, so it cannot drift from what the agent really does."""
