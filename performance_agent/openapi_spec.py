@@ -23,7 +23,8 @@ __all__ = ("example_body", "responses")
 def example_body(summary: str, value: Any, *more: tuple[str, Any]) -> BodyKwarg:
     """A JSON body marker carrying examples: `data: Annotated[T, example_body("...", {...})]`."""
     examples = [Example(summary=summary, value=value), *(Example(summary=s, value=v) for s, v in more)]
-    return Body(media_type=RequestEncodingType.JSON, examples=examples)
+    marker: BodyKwarg = Body(media_type=RequestEncodingType.JSON, examples=examples)
+    return marker
 
 
 def responses(status: int, model: Any, example: Any, description: str, *errors: int) -> dict[int, ResponseSpec]:
