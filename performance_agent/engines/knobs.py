@@ -1,6 +1,8 @@
 """Tuning flags of vLLM, TGI and SGLang: exact CLI spellings, defaults, and where the page reveals them.
 
-Source of every fact: `../shared/reference/engine-knobs.md` (sections cited per entry). The
+Source of every fact: `../shared/reference/engine-knobs.md` (sections cited per entry);
+quantization methods are in `knobs_quantization`, defaults that depend on version or GPU in
+`knobs_defaults`. The
 planner speaks engine-neutral concepts (`max_running_requests`, `memory_fraction`, ...) and
 asks this table how the engine spells them, so a new engine is one new table here.
 All these flags are launch-time arguments: changing any of them restarts the server.
@@ -14,16 +16,11 @@ from typing import Literal
 __all__ = (
     "ENGINES",
     "KNOBS",
-    "QUANTIZATION_METHODS",
     "SIGNAL_GAPS",
     "ConfigValue",
     "EngineName",
     "Knob",
-    "QuantizationMethod",
-    "QuantizationOption",
-    "engine_default",
     "knob",
-    "parse_version",
     "signal_gap",
 )
 
@@ -41,7 +38,8 @@ class Knob:
     `page_keys` are the `engine_config` keys under which a `/metrics` page reveals the current
     value (vLLM `cache_config_info` labels, TGI `tgi_batch_max_total_tokens`, SGLang gauges).
     `declared_keys` are the spellings accepted from registration `engine_args`, normalized to
-    snake_case without leading dashes.
+    snake_case without leading dashes. `documented_defaults` lists every value the engine may pick
+    by itself, which bounds an estimate when the actual one is unknown.
     """
 
     concept: str
@@ -57,6 +55,7 @@ class Knob:
     declared_keys: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     inverted: bool = False
+    documented_defaults: tuple[int, ...] = ()
 
     @property
     def spelling(self) -> str:
@@ -85,6 +84,7 @@ _VLLM: tuple[Knob, ...] = (
         None,
         "vllm serve: 8192 on GPUs with >=70 GiB other than A100, else 2048",
         declared_keys=("max_num_batched_tokens",),
+        documented_defaults=(2048, 8192),
     ),
     Knob(
         "chunked_prefill",
@@ -208,6 +208,7 @@ _TGI: tuple[Knob, ...] = (
         "computed from model FLOPs or 4096, capped by context and VRAM",
         page_keys=("max_batch_prefill_tokens",),
         declared_keys=("max_batch_prefill_tokens",),
+        documented_defaults=(4096, 8000, 10000),
     ),
     Knob(
         "max_concurrent_requests",
@@ -252,7 +253,8 @@ _SGLANG: tuple[Knob, ...] = (
         "--mem-fraction-static",
         "float",
         None,
-        "computed from GPU memory at startup (0.88 if GPU memory is unknown)",
+        "computed from GPU memory at startup (0.88 if GPU memory is unknown); DP-attention and speculative "
+        "decoding reserve more",
         declared_keys=("mem_fraction_static",),
     ),
     Knob(
@@ -308,6 +310,7 @@ _SGLANG: tuple[Knob, ...] = (
         None,
         "by GPU memory: 2048 (<35 GiB), 4096 (<60 GiB), 8192 (<160 GiB), 16384 (larger); -1 disables chunking",
         declared_keys=("chunked_prefill_size",),
+        documented_defaults=(2048, 4096, 8192, 16384),
     ),
     Knob(
         "max_prefill_tokens",
@@ -349,63 +352,6 @@ def knob(engine: str, concept: str) -> Knob | None:
     return KNOBS.get(engine, {}).get(concept)
 
 
-QuantizationMethod = Literal["fp8", "int8", "int4_awq", "int4_gptq"]
-
-
-@dataclass(frozen=True, slots=True)
-class QuantizationOption:
-    """How one engine serves one quantization method.
-
-    `needs_checkpoint` is true when the engine cannot quantize a 16-bit checkpoint on the fly,
-    so the change is a new model artifact, not a flag flip.
-    """
-
-    flag_value: str
-    needs_checkpoint: bool
-    weight_bits: int
-    hardware_note: str
-    quality_risk: Literal["low", "medium", "high"]
-
-
-QUANTIZATION_METHODS: dict[str, dict[QuantizationMethod, QuantizationOption]] = {
-    # engine-knobs.md §1.3: fp8 = dynamic FP8 from a BF16 checkpoint (Hopper/Ada+); INT8 W8A8 and
-    # W4A16 come as compressed-tensors / AWQ / GPTQ checkpoints (Marlin kernels).
-    "vllm": {
-        "fp8": QuantizationOption("fp8", False, 8, "FP8 needs compute capability >= 8.9 (Ada, Hopper or newer)", "low"),
-        "int8": QuantizationOption(
-            "compressed-tensors", True, 8, "INT8 W8A8 kernels need compute capability >= 7.5", "medium"
-        ),
-        "int4_awq": QuantizationOption(
-            "awq_marlin", True, 4, "Marlin kernels need compute capability >= 8.0", "medium"
-        ),
-        "int4_gptq": QuantizationOption(
-            "gptq_marlin", True, 4, "Marlin kernels need compute capability >= 8.0", "medium"
-        ),
-    },
-    # engine-knobs.md §2.3: fp8 (e4m3, H100+); eetq = on-the-fly 8-bit; awq/gptq need quantized checkpoints.
-    "tgi": {
-        "fp8": QuantizationOption("fp8", False, 8, "FP8 needs an H100-class GPU or newer", "low"),
-        "int8": QuantizationOption("eetq", False, 8, "EETQ int8 weight-only kernels (CUDA)", "low"),
-        "int4_awq": QuantizationOption(
-            "awq", True, 4, "AWQ kernels (Marlin used automatically where supported)", "medium"
-        ),
-        "int4_gptq": QuantizationOption(
-            "gptq", True, 4, "GPTQ kernels (Marlin used automatically where supported)", "medium"
-        ),
-    },
-    # engine-knobs.md §3.3: fp8 online; w8a8_int8 and awq/gptq need quantized checkpoints.
-    "sglang": {
-        "fp8": QuantizationOption("fp8", False, 8, "FP8 needs compute capability >= 8.9 (Ada, Hopper or newer)", "low"),
-        "int8": QuantizationOption("w8a8_int8", True, 8, "INT8 W8A8 kernels", "medium"),
-        "int4_awq": QuantizationOption(
-            "awq_marlin", True, 4, "Marlin kernels need compute capability >= 8.0", "medium"
-        ),
-        "int4_gptq": QuantizationOption(
-            "gptq_marlin", True, 4, "Marlin kernels need compute capability >= 8.0", "medium"
-        ),
-    },
-}
-
 # What an engine's page cannot tell at all (engine-metrics.md §4); detectors say so instead of guessing.
 SIGNAL_GAPS: dict[str, dict[str, str]] = {
     "tgi": {
@@ -423,73 +369,3 @@ SIGNAL_GAPS: dict[str, dict[str, str]] = {
 def signal_gap(engine: str, signal: str) -> str | None:
     """Why `engine` cannot provide `signal`, or None when it can."""
     return SIGNAL_GAPS.get(engine, {}).get(signal)
-
-
-def parse_version(version: str | None) -> tuple[int, ...] | None:
-    """Leading numeric components of a version string ("0.8.5.post1" -> (0, 8, 5)); None if unreadable."""
-    if not version:
-        return None
-    parts: list[int] = []
-    for piece in version.lstrip("vV").split("."):
-        digits = ""
-        for char in piece:
-            if not char.isdigit():
-                break
-            digits += char
-        if not digits:
-            break
-        parts.append(int(digits))
-        if len(digits) != len(piece):
-            break
-    return tuple(parts) or None
-
-
-def _is_large_non_a100(gpu_name: str | None, gpu_memory_gib: float | None) -> bool | None:
-    if gpu_memory_gib is None:
-        return None
-    if gpu_memory_gib < 70:
-        return False
-    if gpu_name is None:
-        return None
-    return "a100" not in gpu_name.lower()
-
-
-def engine_default(
-    engine: str,
-    concept: str,
-    engine_version: str | None,
-    gpu_name: str | None,
-    gpu_memory_gib: float | None,
-) -> ConfigValue:
-    """The value the engine picks when the flag is not given, or None where it cannot be known.
-
-    Defaults that depend on version or GPU are resolved only when those are known: a default
-    that differs between releases is reported as unknown rather than picked.
-    """
-    entry = knob(engine, concept)
-    if entry is None:
-        return None
-    version = parse_version(engine_version)
-    if engine == "vllm":
-        large = _is_large_non_a100(gpu_name, gpu_memory_gib)
-        if concept == "max_running_requests":
-            # 1024 only in recent releases on large GPUs; older V1 releases used 256 everywhere.
-            return 256 if large is False else None
-        if concept == "batch_token_budget":
-            return None if large is None else (8192 if large else 2048)
-        if concept in ("prefix_caching", "chunked_prefill"):
-            if version is None:
-                return None
-            if version >= (0, 8):
-                return True
-            return False if concept == "prefix_caching" else None
-        if concept == "memory_fraction":
-            return 0.9 if version is not None and version < (0, 13) else None
-    if engine == "sglang" and concept == "batch_token_budget":
-        if gpu_memory_gib is None:
-            return None
-        for limit, size in ((35, 2048), (60, 4096), (160, 8192)):
-            if gpu_memory_gib < limit:
-                return size
-        return 16384
-    return entry.default
