@@ -1,0 +1,110 @@
+"""A real HTTP server on 127.0.0.1 whose answers each test scripts (pages, statuses, stalls, redirects).
+
+Scrape tests talk to it over real sockets, so the agent's HTTP client, guard and timeouts are
+exercised exactly as in production; nothing in httpx is mocked.
+"""
+
+from __future__ import annotations
+
+import http.server
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ("FIXTURES", "Answer", "ScriptedServer", "fixture_page", "scripted_server")
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "metrics"
+
+
+def fixture_page(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/plain; version=0.0.4"})
+    stall: bool = False  # hold the connection open without answering until the server stops
+    declared_length: int | None = None  # lie about Content-Length (None: the real length)
+    close_delimited: bool = False  # no Content-Length: the body ends when the connection closes
+
+
+class ScriptedServer:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
+        """`tls`: (certificate file, key file) to serve HTTPS."""
+        self.routes: dict[str, Answer] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.release = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                answer = server.routes.get(self.path, Answer(status=404, body=b"not found"))
+                if answer.stall:
+                    server.release.wait()
+                    return
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                if answer.close_delimited:
+                    self.close_connection = True
+                    self.send_header("Connection", "close")
+                else:
+                    length = answer.declared_length if answer.declared_length is not None else len(answer.body)
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def header_of(self, index: int, name: str) -> str | None:
+        """A header of the `index`-th request received, matched case-insensitively."""
+        headers: dict[str, str] = self.requests[index]["headers"]
+        return next((value for key, value in headers.items() if key.lower() == name.lower()), None)
+
+    def serve(self, path: str, body: bytes = b"", **options: Any) -> None:
+        self.routes[path] = Answer(body=body, **options)
+
+    def start(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    server = ScriptedServer().start()
+    yield server
+    server.stop()
