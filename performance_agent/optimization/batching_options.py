@@ -148,8 +148,22 @@ def _prompt_length(ctx: PlanContext) -> float | None:
     return throughput.prompt_tokens_per_s / throughput.requests_per_s
 
 
+def _admission_bound_by_budget(ctx: PlanContext) -> bool:
+    """Requests wait although neither the sequence cap nor KV room is reached: the per-step budget admits them."""
+    cap = ctx.number("max_running_requests")
+    running = ctx.figures.load.requests_running if ctx.figures else None
+    return (
+        "queueing" in ctx.findings
+        and ctx.kv_limited() is False
+        and cap is not None
+        and running is not None
+        and running < CAP_BINDING_SHARE * cap
+    )
+
+
 def _raise_token_budget(ctx: PlanContext) -> Candidate | None:
-    if "prefill_latency" not in ctx.findings:
+    by_budget = _admission_bound_by_budget(ctx)
+    if "prefill_latency" not in ctx.findings and not by_budget:
         return None
     entry = knob(ctx.engine, "batch_token_budget")
     if entry is None or entry.flag is None:
@@ -182,8 +196,11 @@ def _raise_token_budget(ctx: PlanContext) -> Candidate | None:
         slug="raise-token-budget",
         kind="batching",
         title=f"Prefill more tokens per step ({entry.flag} -> {new})",
-        addresses=ctx.present(["prefill_latency"]),
-        because="Long prompts are cut into budget-sized chunks, one per step; a larger budget needs fewer steps.",
+        addresses=ctx.present(["prefill_latency", "queueing"] if by_budget else ["prefill_latency"]),
+        because=(
+            "Long prompts are cut into budget-sized chunks, one per step; a larger budget needs fewer steps"
+            + (" and admits waiting prompts sooner." if by_budget else ".")
+        ),
         changes={entry.flag: new},
         estimated={
             "ttft_p99_s": Estimate(

@@ -113,9 +113,12 @@ def resolve_current_config(
                 )
             else:
                 settings[concept] = ConfigEntry(flag=flag, value=None, source="unknown", note=entry.default_note)
-                unknown.append(concept)
-        if entry.inverted and settings[concept].note is None:
-            settings[concept].note = f"value is the setting itself; {entry.flag} = true turns it off"
+                if flag is not None:
+                    unknown.append(concept)
+        if entry.inverted:
+            explained = f"value is the setting itself; {entry.flag} = true turns it off"
+            existing = settings[concept].note
+            settings[concept].note = f"{existing}; {explained}" if existing else explained
     if model is None or model.quantization is None:
         quant = settings.get("quantization")
         if quant is not None and quant.source == "unknown":

@@ -65,17 +65,25 @@ def _order_key(ctx: PlanContext, candidate: Candidate) -> tuple[int, int, int, i
 
 
 def _without_conflicts(ordered: list[Candidate], notes: list[str]) -> list[Recommendation]:
-    taken: dict[str, str] = {}
+    """Drop options that set a flag an earlier option already sets.
+
+    Quantization methods are the exception: they are alternatives to one another (each needs
+    its own checkpoint or kernel), listed together so the user can choose one.
+    """
+    taken: dict[str, Recommendation] = {}
     kept: list[Recommendation] = []
     for candidate in ordered:
         rec = candidate.recommendation
         keys = [*rec.changes, *rec.env]
-        clash = next((key for key in keys if key in taken), None)
+        clash = next(
+            (k for k in keys if k in taken and not (rec.type == taken[k].type == "quantization")),
+            None,
+        )
         if clash is not None:
-            notes.append(f"{rec.id} dropped: it also sets {clash}, which {taken[clash]} sets first")
+            notes.append(f"{rec.id} dropped: it also sets {clash}, which {taken[clash].id} sets first")
             continue
         for key in keys:
-            taken[key] = rec.id
+            taken.setdefault(key, rec)
         kept.append(rec)
     return kept
 
