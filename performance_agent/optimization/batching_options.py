@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 from performance_agent.engines.knobs import knob
+from performance_agent.engines.knobs_defaults import engine_default
 from performance_agent.optimization.context import round_up
 from performance_agent.optimization.impact import Estimate, batch_change
 from performance_agent.optimization.schemas import Risk, RiskLevel
@@ -238,7 +239,9 @@ def _enable_chunked_prefill(ctx: PlanContext) -> Candidate | None:
     elif ctx.engine == "sglang":
         if ctx.number("batch_token_budget") != -1:
             return None
-        changes = {"--chunked-prefill-size": 4096 if ctx.gpu_memory_gib is None else 8192}
+        # the size SGLang itself picks for this GPU; 4096 is its own choice when memory is unknown
+        size = engine_default("sglang", "batch_token_budget", None, None, ctx.gpu_memory_gib)
+        changes = {"--chunked-prefill-size": size if isinstance(size, int) else 4096}
     else:
         return None
     itl = ctx.figures.latency.itl_s if ctx.figures else None

@@ -196,7 +196,8 @@ def _block_size(ctx: PlanContext) -> Candidate | None:
         ctx.notes.append(f"block/page size: {ctx.engine} has no flag for it (the attention backend decides)")
         return None
     if block is None or block <= 1:
-        ctx.notes.append(f"block/page size: {flag} is {block if block is not None else 'unknown'}; nothing to gain")
+        shown = f"{block:g}" if block is not None else "unknown"
+        ctx.notes.append(f"block/page size: {flag} is {shown}; nothing to gain")
         return None
     figures = ctx.figures
     throughput = figures.throughput if figures else None
