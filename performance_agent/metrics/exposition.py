@@ -18,6 +18,8 @@ Values match `prometheus_client.parser` on every page it accepts; choices where 
   `_total` to samples of a counter declared without it (TGI's `tgi_request_count`); we do not.
 - Exemplars (`# {...} v [ts]` after the value) are skipped; `# UNIT` fills `MetricFamily.unit`.
 - Labels of a sample are its own dict (copied from the cache), so callers may mutate them.
+- Proven label sets and names are remembered across calls (bounded; see `_SHARED_CACHE_LIMIT`),
+  because the scraper re-reads the same servers every few seconds. This never changes a result.
 - Not supported (raise `ExpositionError`): UTF-8 quoted metric or label names (`{"my.metric"}`).
 """
 
@@ -31,7 +33,7 @@ from performance_agent.metrics.page import MetricFamily, MetricsPage, Sample
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("ExpositionError", "parse_page")
+__all__ = ("ExpositionError", "clear_parser_caches", "parse_page")
 
 _METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -51,6 +53,17 @@ _SUFFIXES_BY_TYPE: Final[dict[str, frozenset[str]]] = {
 }
 
 _new_sample: Final = tuple.__new__
+_NO_LABELS: Final[dict[str, str]] = {}
+
+# Label texts, label-name tokens and metric names already proven valid, shared by every parse:
+# a scraper re-reads the same servers' pages every few seconds, and instances serving one model
+# repeat each other's label sets. Each entry is a pure function of its key and is never handed
+# out (samples get copies), so sharing changes no result. The bound keeps a server with
+# high-cardinality labels from growing memory without limit: past it, everything is forgotten.
+_SHARED_CACHE_LIMIT: Final = 50_000
+_label_cache: Final[dict[str, dict[str, str]]] = {}
+_label_tokens: Final[dict[str, str]] = {}
+_known_names: Final[set[str]] = set()
 
 # name, `name{`, its length, and the appends of the name's series and of its family's samples.
 _Route = tuple[str, str, int, "Callable[[Sample], None]", "Callable[[Sample], None]"]
@@ -64,6 +77,13 @@ class ExpositionError(ValueError):
         super().__init__(f"line {line_number}: {reason}{shown}")
         self.line_number = line_number
         self.reason = reason
+
+
+def clear_parser_caches() -> None:
+    """Forget every remembered label set and name, as in a fresh process (benchmarks of a first parse use it)."""
+    _label_cache.clear()
+    _label_tokens.clear()
+    _known_names.clear()
 
 
 def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
@@ -86,11 +106,13 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
     page = MetricsPage()
     families = page.families
     series = page.series
-    label_cache: dict[str, dict[str, str]] = {"": {}}
-    label_tokens: dict[str, str] = {}
-    known_names: set[str] = set()
+    if len(_label_cache) > _SHARED_CACHE_LIMIT or len(_known_names) > _SHARED_CACHE_LIMIT:
+        clear_parser_caches()
+    label_cache = _label_cache
+    label_tokens = _label_tokens
+    known_names = _known_names
     sample_type = Sample
-    no_labels = label_cache[""]
+    no_labels = _NO_LABELS
     routes: dict[str, _Route] = {}
 
     # The previous sample's `name{`: a line starting with it skips the name checks entirely.
@@ -104,17 +126,11 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
     for line_number, line in enumerate(lines, 1):
         if line.startswith(last_prefix):
             name = last_name
-            close = line.find("}", prefix_length)
-            label_text = line[prefix_length:close]
+            head, _, rest = line.partition("}")
+            label_text = head[prefix_length:]
             labels = label_cache.get(label_text)
-            if labels is None and "\\" not in label_text:
-                labels = _split_plain_labels(label_text, label_tokens)
-                if labels is not None:
-                    label_cache[label_text] = labels
-            if labels is None:
+            if labels is None and (labels := _learn_plain_labels(label_text, label_cache, label_tokens)) is None:
                 name, labels, rest = _read_sample_slow(line, line_number, label_cache, known_names)
-            else:
-                rest = line[close + 1 :]
         elif not line:
             continue
         elif line[0] == "#":
@@ -130,17 +146,13 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
             brace = line.find("{")
             if brace > 0:
                 name = line[:brace]
-                close = line.find("}", brace)
-                label_text = line[brace + 1 : close]
+                head, _, rest = line.partition("}")
+                label_text = head[brace + 1 :]
                 labels = label_cache.get(label_text)
-                if labels is None and "\\" not in label_text:
-                    labels = _split_plain_labels(label_text, label_tokens)
-                    if labels is not None:
-                        label_cache[label_text] = labels
+                if labels is None:
+                    labels = _learn_plain_labels(label_text, label_cache, label_tokens)
                 if labels is None or name not in known_names:
                     name, labels, rest = _read_sample_slow(line, line_number, label_cache, known_names)
-                else:
-                    rest = line[close + 1 :]
             else:
                 name, _, rest = line.partition(" ")
                 labels = no_labels
@@ -249,18 +261,24 @@ def _read_sample_slow(
     else:
         if position == match.end() and position < end:
             raise ExpositionError(line_number, f"invalid character {line[position]!r} after metric name", line)
-        labels = label_cache[""]
+        labels = _NO_LABELS
         rest = line[position:]
     known_names.add(name)
     return name, labels, rest
 
 
-def _split_plain_labels(label_text: str, label_tokens: dict[str, str]) -> dict[str, str] | None:
-    """Labels of a set written plainly (`a="x",b="y"`, no backslash, no blanks), or None to take the general path.
+def _learn_plain_labels(
+    label_text: str, label_cache: dict[str, dict[str, str]], label_tokens: dict[str, str]
+) -> dict[str, str] | None:
+    """On a cache miss, read a plainly written set (`a="x",b="y"`) and remember it.
 
     Without a backslash no value can hold a quote, so splitting on `"` alternates between
-    `,name=` tokens and values. The token cache maps `,engine=` to `engine` once per page.
+    `,name=` tokens and values; the token cache maps `,engine=` to `engine` once. Anything
+    irregular (blanks, escapes, a `}` inside a value that cut the text short) returns None and
+    the line takes the general path.
     """
+    if "\\" in label_text:
+        return None
     parts = label_text.split('"')
     count = len(parts)
     if count % 2 == 0 or count == 1:
@@ -280,6 +298,7 @@ def _split_plain_labels(label_text: str, label_tokens: dict[str, str]) -> dict[s
         if (token[0] == ",") != (index > 0) or label_name in labels:
             return None
         labels[label_name] = parts[index + 1]
+    label_cache[label_text] = labels
     return labels
 
 

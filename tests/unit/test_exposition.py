@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from performance_agent.metrics.exposition import ExpositionError, parse_page
+from performance_agent.metrics import exposition
+from performance_agent.metrics.exposition import ExpositionError, clear_parser_caches, parse_page
 from performance_agent.metrics.page import Sample
 
 FIXTURES = Path("/work/shared/fixtures/metrics")
@@ -66,6 +67,13 @@ def test_a_suffix_the_type_does_not_allow_makes_its_own_untyped_family() -> None
         ("temp_total", "untyped", 1),
         ("temp_bucket", "untyped", 1),
     ]
+
+
+def test_a_later_declaration_of_the_exact_sample_name_takes_its_later_samples() -> None:
+    page = parse_page("# TYPE a counter\na_total 1\n# TYPE a_total gauge\na_total 2\n")
+    assert [s.value for s in page.families["a"].samples] == [1.0]
+    assert [s.value for s in page.families["a_total"].samples] == [2.0]
+    assert [s.value for s in page.series["a_total"]] == [1.0, 2.0]
 
 
 def test_samples_without_type_get_an_untyped_family_named_after_the_sample() -> None:
@@ -134,6 +142,30 @@ def test_each_sample_owns_its_labels() -> None:
     first, second = page.series["m"]
     first.labels["a"] = "changed"
     assert second.labels == {"a": "x"}
+
+
+def test_label_sets_remembered_from_an_earlier_page_do_not_mislead_a_later_one() -> None:
+    clear_parser_caches()
+    parse_page('m{a="x"} 1\nm{a="x",b="y"} 2\n')
+    later = parse_page('m{a="x} {b=\\"y\\"} 3"} 3\nm{a="x",b="y}"} 4\nm{a="x"} 5\n')
+    assert [(s.labels, s.value) for s in later.series["m"]] == [
+        ({"a": 'x} {b="y"} 3'}, 3.0),
+        ({"a": "x", "b": "y}"}, 4.0),
+        ({"a": "x"}, 5.0),
+    ]
+    with pytest.raises(ExpositionError, match=r"^line 1: invalid value"):
+        parse_page('m{a="x"}b="y"} 6\n')
+
+
+def test_shared_caches_are_forgotten_past_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exposition, "_SHARED_CACHE_LIMIT", 5)
+    clear_parser_caches()
+    many = "".join(f'm{{i="{index}"}} {index}\n' for index in range(20))
+    parse_page(many)
+    assert len(exposition._label_cache) == 20
+    page = parse_page('m{i="3"} 7\n')
+    assert len(exposition._label_cache) == 1
+    assert page.series["m"] == [Sample("m", {"i": "3"}, 7.0, None)]
 
 
 def test_special_values_and_empty_label_sets() -> None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.metrics.exposition import _read_labels, _split_plain_labels, parse_page
+from performance_agent.metrics.exposition import _learn_plain_labels, _read_labels, clear_parser_caches, parse_page
 from tests.bench.pages import realistic_vllm_page
 
 FIXTURES = Path("/work/shared/fixtures/metrics")
@@ -156,13 +156,32 @@ LABEL_TEXT_PIECES = st.lists(
 ).map("".join)
 
 
+@settings(max_examples=300)
 @given(label_text=LABEL_TEXT_PIECES | st.text(alphabet='ab=",{} \\', max_size=16))
+@example(label_text='a="x"d="y,z"')
+@example(label_text=',a="x"')
+@example(label_text='a="x",,b="y"')
+@example(label_text='a="x",a="y"')
+@example(label_text='a="x",')
+@example(label_text='a="x')
 def test_fast_label_split_agrees_with_the_general_label_parser(label_text: str) -> None:
-    fast = _split_plain_labels(label_text, {})
+    """Whenever the fast split accepts a label text, the general parser reads the very same labels from it."""
+    fast = _learn_plain_labels(label_text, {}, {})
     if fast is None:
         return
     general, close = _read_labels(label_text + "} 1", 0, 1)
     assert (general, close) == (fast, len(label_text))
+
+
+PLAIN_VALUES = st.text(max_size=12).filter(lambda value: not any(char in value for char in '\\"\n'))
+
+
+@given(labels=st.dictionaries(LABEL_NAMES, PLAIN_VALUES, min_size=1, max_size=4), trailing_comma=st.booleans())
+def test_fast_label_split_accepts_every_plainly_written_set(labels: dict[str, str], trailing_comma: bool) -> None:
+    label_text = render_labels(labels) + ("," if trailing_comma else "")
+    cache: dict[str, dict[str, str]] = {}
+    assert _learn_plain_labels(label_text, cache, {}) == labels
+    assert cache == {label_text: labels}
 
 
 LINE_POOL = st.sampled_from(
@@ -181,21 +200,24 @@ LINE_POOL = st.sampled_from(
 )
 
 
+def _parse_or_error(text: str) -> list[object]:
+    try:
+        return sorted((repr(s) for samples in parse_page(text).series.values() for s in samples), key=str)
+    except ValueError:
+        return ["error"]
+
+
 @given(lines=st.lists(LINE_POOL, max_size=12))
 def test_a_page_parses_like_its_lines_parsed_one_by_one(lines: list[str]) -> None:
-    """The label and name caches must never change a result: a page equals its lines parsed alone."""
+    """The label and name caches, cold or warmed by other pages, never change a result."""
+    clear_parser_caches()
+    cold = _parse_or_error("\n".join(lines))
     one_by_one: list[object] = []
     for line in lines:
-        try:
-            one_by_one.extend(s for samples in parse_page(line).series.values() for s in samples)
-        except ValueError:
-            one_by_one.append("error")
+        alone = _parse_or_error(line)
+        one_by_one.extend(alone)
+        if alone == ["error"]:
             break
-    try:
-        whole: list[object] = [s for samples in parse_page("\n".join(lines)).series.values() for s in samples]
-    except ValueError:
-        whole = ["error"]
-    if "error" in one_by_one:
-        assert whole == ["error"]
-    else:
-        assert sorted(map(repr, whole)) == sorted(map(repr, one_by_one))
+    warm = _parse_or_error("\n".join(lines))
+    expected = ["error"] if "error" in one_by_one else sorted(one_by_one, key=str)
+    assert cold == warm == expected
