@@ -68,7 +68,7 @@ def rust_float(value: float) -> str:
     text = format(Decimal(repr(float(value))), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return text
 
 
 def _escape(value: str) -> str:
@@ -107,7 +107,7 @@ class Histogram:
 
     def observe_weighted(self, value: float, weight: float) -> None:
         self.carry += weight
-        whole = int(self.carry)
+        whole = int(self.carry + 1e-9)  # 10 * 0.35 must count as 3.5, not 3.4999...
         if whole > 0:
             self.carry -= whole
             self.observe(value, whole)

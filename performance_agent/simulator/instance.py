@@ -193,6 +193,8 @@ class SimulatedInstance:
     def merge_config(self, body: dict[str, object]) -> None:
         """Change flags on the running server (a test shortcut; real engines need a restart)."""
         self.sync()
+        if not self.running or self._flags is None:
+            raise ControlError(409, "not_running", f"the server is down ({self.start_error}); use /control/apply")
         launch = {**self.launch}
         for key, value in body.items():
             name = canonical_knob(key)
@@ -206,8 +208,6 @@ class SimulatedInstance:
             flags, params = self._resolve(launch, self.env)
         except StartError as error:
             raise ControlError(422, "invalid_config", str(error)) from None
-        if not self.running or self._flags is None:
-            raise ControlError(409, "not_running", f"the server is down ({self.start_error}); use /control/apply")
         if self.binding.rank_count(flags) != len(self._ranks):
             raise ControlError(409, "restart_required", "changing the number of engine ranks needs /control/apply")
         self.launch, self._flags, self._params = launch, flags, params
@@ -264,6 +264,7 @@ class SimulatedInstance:
                 "kv_capacity_tokens": p.kv_capacity_tokens, "max_running": p.max_running,
                 "token_budget": p.token_budget, "kv_bytes_per_token": p.kv_bytes_per_token,
                 "weight_bytes": p.weight_bytes, "ranks": len(self._ranks), "pinned_kv_tokens": self._pinned_tokens,
+                "prefix_caching": p.prefix_caching,
             }  # fmt: skip
             gauges = [rank.model.gauges() for rank in self._ranks]
             used, capacity = sum(g.kv_used_tokens for g in gauges), sum(g.kv_capacity_tokens for g in gauges)

@@ -36,6 +36,10 @@ MAX_HEADERS = 100
 IDLE_TIMEOUT_S = 30.0
 
 
+def _is_connection_task(task: asyncio.Task[object]) -> bool:
+    return not task.done() and getattr(task.get_coro(), "__qualname__", "").endswith("_listen.<locals>.on_connect")
+
+
 class SimulatorServer:
     """Serves a fleet of `SimulatedInstance`s; create, `await start()`, later `await stop()`."""
 
@@ -60,6 +64,7 @@ class SimulatorServer:
         self._listeners: dict[str, asyncio.Server] = {}
         self._connections: dict[str | None, set[asyncio.StreamWriter]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -72,6 +77,8 @@ class SimulatorServer:
             raise
 
     async def stop(self) -> None:
+        """Close every listener and connection and wait until no connection task is left."""
+        self._closing = True
         servers = [server for server in (self._hub, *self._listeners.values()) if server is not None]
         self._hub, self._listeners = None, {}
         for server in servers:
@@ -79,23 +86,40 @@ class SimulatorServer:
         for writers in self._connections.values():
             for writer in list(writers):
                 writer.transport.abort()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()  # e.g. a handler sleeping out `scrape_delay_s`; it ends quietly
+        while True:  # connections accepted during shutdown start late; let them see `_closing`
+            await asyncio.sleep(0)
+            pending = [task for task in asyncio.all_tasks() if _is_connection_task(task)]
+            if not pending:
+                break
+            await asyncio.gather(*pending, return_exceptions=True)
         for server in servers:
             await server.wait_closed()
 
     async def _listen(self, owner: str | None, port: int) -> asyncio.Server:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
-            if task is not None:
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            await self._serve(owner, reader, writer)
+            if self._closing or task is None:
+                writer.transport.abort()
+                return
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            try:
+                await self._serve(owner, reader, writer)
+            except asyncio.CancelledError:
+                # Only `stop()` cancels; ending normally keeps asyncio's stream callback from
+                # logging the cancellation as an error.
+                writer.transport.abort()
 
         return await asyncio.start_server(on_connect, self.host, port, reuse_address=True)
 
-    async def reconcile(self) -> None:
-        """Open or close each instance's own listener to match whether it should answer."""
+    async def reconcile(self, sparing: asyncio.StreamWriter | None = None) -> None:
+        """Open or close each instance's own listener to match whether it should answer.
+
+        `sparing` is the connection whose request caused the change; it still gets its reply
+        and is closed by its handler right after.
+        """
         for instance_id, port in self.ports.items():
             wanted = self.instances[instance_id].serves_data
             server = self._listeners.get(instance_id)
@@ -107,7 +131,8 @@ class SimulatorServer:
                 del self._listeners[instance_id]
                 server.close()  # no wait_closed(): the caller may be one of its own connections
                 for writer in list(self._connections.get(instance_id, ())):
-                    writer.transport.abort()
+                    if writer is not sparing:
+                        writer.transport.abort()
 
     # -------------------------------------------------------------------------- routing
     def route(self, owner: str | None, method: str, path: str, body: bytes) -> Reply:
@@ -191,9 +216,10 @@ class SimulatorServer:
         if reply.delay_s > 0:
             await asyncio.sleep(reply.delay_s)
         keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if method == "POST":  # before replying, so a client that reads the answer sees the new state
+            await self.reconcile(sparing=writer)
+            keep_alive = keep_alive and (owner is None or owner in self._listeners)
         await self._write(writer, reply, keep_alive)
-        if method == "POST":
-            await self.reconcile()
         return keep_alive
 
     @staticmethod

@@ -10,7 +10,7 @@ page has sorted labels, `_sum` before the buckets and no `_created` series (the 
   `num_retracted_requests_total`, `realtime_tokens_total{mode}`, 2026 bucket edges.
 * `old` — late 2024 (`sglang-docs-2024-llama31-8b-loaded.prom`): `model_name` only,
   `time_per_output_token_seconds`, the 2024 bucket edges seen in that sample, and
-  `func_latency_seconds{name}` (0.05 * 1.5^k, by repeated multiplication).
+  `func_latency_seconds{name}` (edges `0.05 * 1.5**k`).
 """
 
 from __future__ import annotations
@@ -47,11 +47,8 @@ OLD_TPOT_EDGES = edges("0.005 0.01 0.015 0.02 0.025 0.03 0.04 0.05 0.075 0.1 0.1
 
 
 def _func_latency_edges() -> tuple[float, ...]:
-    value, out = 0.05, []
-    for _ in range(18):
-        out.append(value)
-        value *= 1.5
-    return tuple(out)
+    """`0.05 * 1.5**k` (the 2024 sample's `0.1125`, not the `0.11250000000000002` of repeated products)."""
+    return tuple(0.05 * 1.5**k for k in range(18))
 
 
 _HELP = {
@@ -139,7 +136,7 @@ class SglangRank:
             name = "sglang:time_per_output_token_seconds" if self.old else "sglang:inter_token_latency_seconds"
             self.histograms[name].observe_weighted(step_s, n_decode * steps)
             self.carry += n_decode * steps
-            whole = int(self.carry)
+            whole = int(self.carry + 1e-9)
             self.carry -= whole
             self._add("mode:decode", whole)
 

@@ -216,7 +216,7 @@ class VllmRank:
         if n_decode:
             self.histograms[self.profile.itl_name].observe_weighted(step_s, n_decode * steps)
             self.generation_carry += n_decode * steps
-            whole = int(self.generation_carry)
+            whole = int(self.generation_carry + 1e-9)
             self.generation_carry -= whole
             self._add("vllm:generation_tokens", whole)
         self.histograms["vllm:iteration_tokens_total"].observe_weighted(n_decode + prefill_tokens, steps)
@@ -293,7 +293,10 @@ def render_vllm(profile: VllmProfile, ctx: PageContext, ranks: list[tuple[VllmRa
     page, created = PythonClientPage(), ctx.started_at
     page.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", {}, created)
     page.counter("process_cpu_seconds", "Total user and system CPU time spent in seconds.", {}, ctx.cpu_seconds, None)
+    page.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", {}, 6.2e10)
     page.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", {}, 3.1e9)
+    page.gauge("process_open_fds", "Number of open file descriptors.", {}, 45.0)
+    page.gauge("process_max_fds", "Maximum number of open file descriptors.", {}, 1048576.0)
     for index, (rank, gauges) in enumerate(ranks):
         labels = {"model_name": ctx.model_name}
         engine = str(index) if profile.engine_label else None

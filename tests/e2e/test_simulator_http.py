@@ -1,0 +1,220 @@
+"""The simulator over real sockets on 127.0.0.1: pages, control API, faults, fleet lifecycle, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedFleet, start_simulator
+from performance_agent.simulator.cli import main
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def values(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def test_mixed_fleet_serves_each_engine_and_its_info_route(clock: ManualClock) -> None:
+    specs = [InstanceSpec("vllm", "v"), InstanceSpec("tgi", "t"), InstanceSpec("sglang", "s", version="old")]
+    with SimulatedFleet(specs, clock=clock) as fleet, httpx.Client(timeout=5) as client:
+        clock.advance(30)
+        pages = {h.instance_id: client.get(h.metrics_url) for h in fleet.instances}
+        assert {k: r.status_code for k, r in pages.items()} == {"v": 200, "t": 200, "s": 200}
+        assert pages["v"].headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert pages["t"].headers["content-type"] == "text/plain; charset=utf-8"
+        assert values(pages["v"].text)["vllm:prompt_tokens_total"] > 0
+        assert values(pages["t"].text)["tgi_request_count_total"] > 0
+        assert "sglang:time_per_output_token_seconds_sum" in values(pages["s"].text)
+        assert client.get(fleet.handle("t").base_url + "/info").json()["max_total_tokens"] == 8192
+        assert "max_total_num_tokens" in client.get(fleet.handle("s").base_url + "/get_server_info").json()
+        assert client.get(fleet.handle("v").base_url + "/version").json() == {"version": "0.30.0"}
+        listing = client.get(fleet.handle("v").control_url.split("/i/")[0] + "/fleet").json()
+        assert [row["instance_id"] for row in listing] == ["v", "t", "s"]
+        for _ in range(3):  # one pooled keep-alive connection serves repeated scrapes
+            assert client.get(fleet.handle("v").metrics_url).status_code == 200
+
+
+def test_stop_closes_every_port_and_joins_the_thread(clock: ManualClock) -> None:
+    threads_before = threading.active_count()
+    fleet = start_simulator("tgi", 3, clock=clock)
+    ports = [port_of(h.endpoint) for h in fleet.instances] + [port_of(fleet.instances[0].control_url)]
+    assert threading.active_count() == threads_before + 1
+    assert not any(refused(port) for port in ports)
+    fleet.stop()
+    assert threading.active_count() == threads_before
+    assert all(refused(port) for port in ports)
+    fleet.stop()  # idempotent
+
+
+def test_unreachable_really_refuses_while_the_hub_control_api_answers(clock: ManualClock) -> None:
+    with start_simulator("vllm", 2, clock=clock) as fleet, httpx.Client(timeout=5) as client:
+        target, other = fleet.instances
+        response = client.post(target.control_url + "/faults", json={"unreachable": True})
+        assert response.json()["faults"] == {"unreachable": True}
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(target.metrics_url, timeout=5)
+        hub = target.control_url.removesuffix("/control")
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(hub + "/metrics", timeout=5)  # shared port: closed without an answer
+        assert client.get(other.metrics_url).status_code == 200
+        assert client.get(target.control_url).json()["faults"] == {"unreachable": True}
+        client.post(target.control_url + "/faults", json={"unreachable": False})
+        assert httpx.get(target.metrics_url, timeout=5).status_code == 200  # the same port, listening again
+
+
+def test_a_fault_set_through_the_instance_port_still_gets_its_answer(clock: ManualClock) -> None:
+    with start_simulator("sglang", 1, clock=clock) as fleet:
+        handle = fleet.instances[0]
+        response = httpx.post(handle.base_url + "/control/faults", json={"unreachable": True}, timeout=5)
+        assert response.status_code == 200
+        assert refused(port_of(handle.endpoint))
+        fleet.set_faults(handle.instance_id, unreachable=None)
+        assert httpx.get(handle.metrics_url, timeout=5).status_code == 200
+
+
+def test_garbage_page_http_error_and_slow_page(clock: ManualClock) -> None:
+    with start_simulator("vllm", 1, clock=clock) as fleet:
+        handle = fleet.instances[0]
+        fleet.set_faults(handle.instance_id, garbage_page=True)
+        garbage = httpx.get(handle.metrics_url, timeout=5)
+        assert garbage.status_code == 200
+        assert garbage.headers["content-type"].startswith("text/html")
+        with pytest.raises(ValueError, match="invalid metric name"):
+            list(text_string_to_metric_families(garbage.text))
+        fleet.set_faults(handle.instance_id, garbage_page=None, http_error=503)
+        assert httpx.get(handle.metrics_url, timeout=5).status_code == 503
+        fleet.set_faults(handle.instance_id, http_error=None, scrape_delay_s=30)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(handle.metrics_url, timeout=0.3)
+        assert httpx.get(handle.base_url + "/health", timeout=5).status_code == 200  # only /metrics is slow
+    # leaving the block cancelled the handler still sleeping out its 30 s
+
+
+def test_error_burst_raises_failure_counters_over_http(clock: ManualClock) -> None:
+    with start_simulator("tgi", 1, clock=clock) as fleet, httpx.Client(timeout=5) as client:
+        handle = fleet.instances[0]
+        clock.advance(30)
+        assert "tgi_request_failure_total" not in values(client.get(handle.metrics_url).text)
+        client.post(handle.control_url + "/faults", json={"error_burst": 0.5}).raise_for_status()
+        clock.advance(60)
+        page = values(client.get(handle.metrics_url).text)
+        assert page["tgi_request_failure_total"] > 0.3 * (page["tgi_request_count_total"] * 60 / 90)
+
+
+def test_restart_and_apply_over_http(clock: ManualClock) -> None:
+    with start_simulator("vllm", 1, clock=clock) as fleet, httpx.Client(timeout=5) as client:
+        handle = fleet.instances[0]
+        clock.advance(60)
+        assert values(client.get(handle.metrics_url).text)["vllm:prompt_tokens_total"] > 0
+        assert client.post(handle.base_url + "/control/restart").json()["restarts"] == 1
+        assert values(client.get(handle.metrics_url).text)["vllm:prompt_tokens_total"] == 0
+        body = {"changes": {"--kv-cache-dtype": "fp8", "--max-num-seqs": 512}, "env": {"VLLM_USE_V1": "1"}}
+        state = client.post(handle.control_url + "/apply", json=body).json()
+        assert state["flags"] == {"--kv-cache-dtype": "fp8", "--max-num-seqs": 512}
+        assert state["restarts"] == 2
+        assert 'cache_dtype="fp8"' in client.get(handle.metrics_url).text
+        bad = client.post(handle.control_url + "/apply", json={"changes": {"--block-size": "big"}}).json()
+        assert bad["state"] == "crashed"
+        assert refused(port_of(handle.endpoint))  # a crashed server has no listener
+        client.post(handle.control_url + "/apply", json={"changes": {"--block-size": None}}).raise_for_status()
+        assert client.get(handle.metrics_url).status_code == 200
+
+
+def test_single_port_serves_many_instances_under_their_paths(clock: ManualClock) -> None:
+    specs = [InstanceSpec(engine, f"{engine}-{i}", seed=i) for i in range(20) for engine in ("vllm", "tgi", "sglang")]
+    with SimulatedFleet(specs, single_port=True, clock=clock) as fleet, httpx.Client(timeout=5) as client:
+        assert len({h.endpoint for h in fleet.instances}) == 1
+        clock.advance(20)
+        seen = set()
+        for handle in fleet.instances:
+            assert handle.metrics_path == f"/i/{handle.instance_id}/metrics"
+            page = client.get(handle.metrics_url)
+            assert page.status_code == 200
+            seen.add(page.text)
+        assert len(seen) == 60  # distinct seeds, distinct pages
+        victim = fleet.instances[0]
+        client.post(victim.control_url + "/faults", json={"unreachable": True}).raise_for_status()
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(victim.metrics_url, timeout=5)
+        assert client.get(fleet.instances[1].metrics_url).status_code == 200
+        missing = client.get(victim.endpoint + "/i/nobody/metrics")
+        assert (missing.status_code, missing.json()["error"]) == (404, "unknown_instance")
+        assert len(client.get(victim.endpoint + "/fleet").json()) == 60
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_until_a_signal_and_exits_cleanly(signum: int) -> None:
+    code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["--engine", "sglang", "--count", "2", "--time-scale", "5", "--seed", "7"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ) as process:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert lines[2].startswith("fleet listing:")
+        url = lines[0].split()[2]
+        assert url.endswith("/metrics")
+        assert "sglang:num_running_reqs" in httpx.get(url, timeout=5).text
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "Traceback" not in stderr
+    assert refused(port_of(url))
+
+
+def test_cli_reports_a_busy_port_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    port = _free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        assert main(["--engine", "tgi", "--base-port", str(port), "--single-port"]) == 1
+    assert "cannot listen" in capsys.readouterr().err
+    assert main(["--engine", "tgi", "--version", "0.10"]) == 2
+    assert "no version '0.10'" in capsys.readouterr().err
+    assert main(["--engine", "vllm", "--count", "0"]) == 2
+    with pytest.raises(SystemExit):
+        main(["--engine", "triton"])
