@@ -151,12 +151,12 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
                 labels = label_cache.get(label_text)
                 if labels is None:
                     labels = _learn_plain_labels(label_text, label_cache, label_tokens)
-                if labels is None or name not in known_names:
+                if labels is None or (name not in known_names and not _learn_name(name, known_names)):
                     name, labels, rest = _read_sample_slow(line, line_number, label_cache, known_names)
             else:
                 name, _, rest = line.partition(" ")
                 labels = no_labels
-                if name not in known_names:
+                if name not in known_names and not _learn_name(name, known_names):
                     name, labels, rest = _read_sample_slow(line, line_number, label_cache, known_names)
 
         try:
@@ -236,6 +236,14 @@ def _family_for(name: str, families: dict[str, MetricFamily]) -> MetricFamily:
         return family
     family = families[name] = MetricFamily(name, "untyped")
     return family
+
+
+def _learn_name(name: str, known_names: set[str]) -> bool:
+    """Remember a metric name once it is proven valid; False sends the line down the slow path."""
+    if _METRIC_NAME.fullmatch(name) is None:
+        return False
+    known_names.add(name)
+    return True
 
 
 def _read_sample_slow(
