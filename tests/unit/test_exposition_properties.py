@@ -11,7 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.metrics.exposition import _learn_plain_labels, _read_labels, clear_parser_caches, parse_page
+from performance_agent.metrics.exposition import clear_parser_caches, parse_page
+from performance_agent.metrics.exposition_grammar import learn_plain_labels, read_labels
 from tests.bench.pages import realistic_vllm_page
 
 FIXTURES = Path("/work/shared/fixtures/metrics")
@@ -166,10 +167,10 @@ LABEL_TEXT_PIECES = st.lists(
 @example(label_text='a="x')
 def test_fast_label_split_agrees_with_the_general_label_parser(label_text: str) -> None:
     """Whenever the fast split accepts a label text, the general parser reads the very same labels from it."""
-    fast = _learn_plain_labels(label_text, {}, {})
+    fast = learn_plain_labels(label_text, {}, {})
     if fast is None:
         return
-    general, close = _read_labels(label_text + "} 1", 0, 1)
+    general, close = read_labels(label_text + "} 1", 0, 1)
     assert (general, close) == (fast, len(label_text))
 
 
@@ -180,7 +181,7 @@ PLAIN_VALUES = st.text(max_size=12).filter(lambda value: not any(char in value f
 def test_fast_label_split_accepts_every_plainly_written_set(labels: dict[str, str], trailing_comma: bool) -> None:
     label_text = render_labels(labels) + ("," if trailing_comma else "")
     cache: dict[str, dict[str, str]] = {}
-    assert _learn_plain_labels(label_text, cache, {}) == labels
+    assert learn_plain_labels(label_text, cache, {}) == labels
     assert cache == {label_text: labels}
 
 
