@@ -50,7 +50,8 @@ def run(rounds: int = 15) -> list[Figure]:
         size = f"{len(text.encode()) / 1024:.0f} KiB, {ranks} DP ranks"
         section = "Scrape processing (parse + vLLM adaptation vs prometheus_client.parser alone, best of 15)"
         figures += [
-            Figure(section=section, name=f"page of {size}: prometheus_client.parser", value=f"{reference * 1000:.2f} ms",
+            Figure(section=section, name=f"page of {size}: prometheus_client.parser",
+                   value=f"{reference * 1000:.2f} ms",
                    target="-", met=None, command=COMMAND),
             Figure(section=section, name=f"page of {size}: ours, first parse (empty caches)",
                    value=f"{first * 1000:.2f} ms = {reference / first:.1f}x faster", target=">= 10x",
