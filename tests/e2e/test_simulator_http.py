@@ -218,3 +218,76 @@ def test_cli_reports_a_busy_port_and_bad_arguments(capsys: pytest.CaptureFixture
     assert main(["--engine", "vllm", "--count", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["--engine", "triton"])
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", b"400"),
+        (b"GET /fleet SPDY/3\r\n\r\n", b"400"),
+        (b"POST /i/t/control/faults HTTP/1.1\r\nContent-Length: 9999999\r\n\r\n", b"413"),
+        (b"POST /i/t/control/faults HTTP/1.1\r\nContent-Length: -4\r\n\r\n", b"413"),
+        (b"POST /i/t/control/faults HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"413"),
+        (b"GET /x HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(101)) + b"\r\n", b"431"),
+        (b"GET /nowhere HTTP/1.0\r\n\r\n", b"404"),
+    ],
+)
+def test_malformed_requests_get_an_error_and_the_connection_closes(
+    clock: ManualClock, request_bytes: bytes, status: bytes
+) -> None:
+    with SimulatedFleet([InstanceSpec("tgi", "t")], single_port=True, clock=clock) as fleet:
+        reply = raw_exchange(port_of(fleet.instances[0].endpoint), request_bytes)
+    assert reply.split(b" ")[1] == status
+    assert b"Connection: close" in reply
+
+
+def test_http_1_0_gets_its_answer_then_the_connection_closes(clock: ManualClock) -> None:
+    with SimulatedFleet([InstanceSpec("vllm", "v")], clock=clock) as fleet:
+        reply = raw_exchange(port_of(fleet.instances[0].endpoint), b"GET /metrics HTTP/1.0\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"Connection: close" in head
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
+    assert b"vllm:num_requests_running" in body
+
+
+def test_python_api_controls_match_the_http_ones(clock: ManualClock) -> None:
+    specs = [InstanceSpec("vllm", "v", flags={"max_num_seqs": 64}), InstanceSpec("tgi", "t")]
+    with SimulatedFleet(specs, clock=clock) as fleet:
+        assert fleet.state("v")["flags"] == {"--max-num-seqs": 64}
+        assert fleet.set_config("v", {"--max-num-seqs": 32})["derived"]["max_running"] == 32  # type: ignore[index]
+        assert fleet.set_load("t", arrival_rate_per_s=1.5)["load"]["arrival_rate_per_s"] == 1.5  # type: ignore[index]
+        clock.advance(20)
+        assert values(fleet.metrics_text("t"))["tgi_request_count_total"] > 0
+        assert fleet.restart("t")["restarts"] == 1
+        assert "tgi_request_count" not in fleet.metrics_text("t")
+        state = fleet.apply("t", {"--max-concurrent-requests": 8}, {"PREFIX_CACHING": "0"})
+        assert (state["flags"], state["env"]) == ({"--max-concurrent-requests": 8}, {"PREFIX_CACHING": "0"})
+        with pytest.raises(KeyError):
+            fleet.state("nobody")
+    with pytest.raises(RuntimeError, match="not running"):
+        fleet.state("v")
+
+
+def test_fleet_refuses_bad_specs_and_busy_ports(clock: ManualClock) -> None:
+    with pytest.raises(ValueError, match="unique"):
+        SimulatedFleet([InstanceSpec("tgi", "a"), InstanceSpec("vllm", "a")])
+    with pytest.raises(ValueError, match="count"):
+        start_simulator("tgi", 0)
+    threads_before = threading.active_count()
+    port = _free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with pytest.raises(OSError, match="in use"):
+            start_simulator("sglang", 2, base_port=port, clock=clock)
+    assert threading.active_count() == threads_before
