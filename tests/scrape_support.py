@@ -43,16 +43,30 @@ class ScriptedServer:
         self.routes: dict[str, Answer] = {}
         self.requests: list[dict[str, Any]] = []
         self.release = threading.Event()
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                server.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                with server._lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.active -= 1
+
+            def _answer(self) -> None:
                 answer = server.routes.get(self.path, Answer(status=404, body=b"not found"))
                 if answer.stall:
                     server.release.wait()
+                    self.close_connection = True  # hang up without an answer
                     return
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
