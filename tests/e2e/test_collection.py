@@ -1,0 +1,214 @@
+"""The agent under uvicorn, as users run it, collecting from simulated vLLM, TGI and SGLang servers.
+
+One scenario, in the order an operator meets it: on-demand collects of every engine, background
+collection building history, a server going dark without slowing the others, the agent's own
+`/metrics`, a second agent refused on the same database, and history surviving a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from performance_agent.simulator import SimulatedFleet, start_simulator
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_KEY = "e2e-operator-key-0123456789"
+HEADERS = {"X-API-Key": OPERATOR_KEY}
+INTERVAL_S = 0.3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 30.0) -> Any:
+    """Poll a condition until it holds (returning its value), failing after the deadline."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+class Agent:
+    def __init__(self, database: Path, log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {name: value for name, value in os.environ.items() if not name.startswith("PERF_AGENT_")}
+        env.update(
+            {
+                "PYTHONPATH": str(REPO_ROOT),
+                "PERF_AGENT_HOST": "127.0.0.1",
+                "PERF_AGENT_PORT": str(self.port),
+                "PERF_AGENT_DATABASE": str(database),
+                "PERF_AGENT_API_KEYS": f"ops:operator:{OPERATOR_KEY}",
+                "PERF_AGENT_SCRAPE_ALLOWLIST": "127.0.0.1/32",
+                "PERF_AGENT_SCRAPE_INTERVAL_S": str(INTERVAL_S),
+                "PERF_AGENT_SCRAPE_TIMEOUT_S": "2",
+                "PERF_AGENT_RATE_LIMIT_PER_MINUTE": "0",
+                "PERF_AGENT_RATE_LIMIT_PER_HOUR": "0",
+                "PERF_AGENT_LOG_LEVEL": "WARNING",
+            }
+        )
+        self.log = log
+        self._log_file = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "performance_agent", "serve"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def ready(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        try:
+            return httpx.get(f"{self.base}/api/v1/health/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.base + path, params=params, headers=HEADERS, timeout=10)
+
+    def post(self, path: str, payload: dict[str, Any]) -> httpx.Response:
+        return httpx.post(self.base + path, json=payload, headers=HEADERS, timeout=10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return int(self.process.returncode)
+
+
+@pytest.fixture
+def fleets() -> Iterator[dict[str, SimulatedFleet]]:
+    started = {
+        "vllm": start_simulator("vllm", 2, seed=1),
+        "tgi": start_simulator("tgi", 1, seed=2),
+        "sglang": start_simulator("sglang", 1, seed=3),
+    }
+    yield started
+    for fleet in started.values():
+        fleet.stop()
+
+
+def has_history(agent: Agent, instance_id: str, count: int) -> Callable[[], bool]:
+    return lambda: len(history(agent, instance_id)) >= count
+
+
+def history(agent: Agent, instance_id: str) -> list[dict[str, Any]]:
+    response = agent.get(f"/api/v1/history/{instance_id}", limit=1000)
+    assert response.status_code == 200, response.text
+    snapshots: list[dict[str, Any]] = response.json()
+    return snapshots
+
+
+def metric(text: str, line_prefix: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_agent_collects_from_every_engine_under_uvicorn(fleets: dict[str, SimulatedFleet], tmp_path: Path) -> None:
+    database = tmp_path / "agent.db"
+    agent = Agent(database, tmp_path / "agent.log")
+    try:
+        wait_for(agent.ready, "the agent to be ready")
+        handles = [handle for fleet in fleets.values() for handle in fleet.instances]
+
+        # on demand, one of each engine
+        for handle in handles:
+            response = agent.post(
+                f"/api/v1/collect/{handle.engine}",
+                {"instance_id": handle.instance_id, "endpoint": handle.endpoint, "metrics_path": handle.metrics_path},
+            )
+            assert response.status_code == 200, response.text
+            snapshot = response.json()
+            assert (snapshot["instance_id"], snapshot["engine"]) == (handle.instance_id, handle.engine)
+            assert snapshot["load"]["requests_running"] is not None
+            assert snapshot["latency"]["ttft_s"]["count"] is not None
+        tgi_snapshot = history(agent, "tgi-0")[0]
+        assert {item["field"] for item in tgi_snapshot["approximations"]} >= {"latency.ttft_s", "load.kv_cache_usage"}
+        mismatch = agent.post(
+            "/api/v1/collect/vllm",
+            {"instance_id": "wrong", "endpoint": fleets["tgi"].instances[0].endpoint},
+        )
+        assert mismatch.status_code == 422
+        assert mismatch.json()["context"]["detected_engine"] == "tgi"
+
+        # the background collector builds history with windows between scrapes
+        for handle in handles:
+            wait_for(has_history(agent, handle.instance_id, 4), f"history of {handle.instance_id}")
+        newest = history(agent, "vllm-0")[0]
+        assert newest["window_s"] is not None
+        assert newest["window_s"] > 0
+        assert newest["throughput"]["requests_per_s"] is not None
+
+        # a server going dark is recorded and slows nobody else down
+        fleets["vllm"].set_faults("vllm-1", unreachable=True)
+
+        def dark() -> bool:
+            state: dict[str, Any] = agent.get("/api/v1/instances/vllm-1").json()
+            error: dict[str, Any] = state["last_error"] or {}
+            return state["status"] == "down" and error.get("code") == "upstream_unreachable"
+
+        wait_for(dark, "vllm-1 to be reported down")
+        counts = {handle.instance_id: len(history(agent, handle.instance_id)) for handle in handles}
+        for instance_id in ("vllm-0", "tgi-0", "sglang-0"):
+            wait_for(has_history(agent, instance_id, counts[instance_id] + 3), f"{instance_id} to keep going")
+        down = agent.get("/api/v1/instances", status="down").json()
+        assert {item["instance_id"]: item["last_error"]["code"] for item in down} == {
+            "vllm-1": "upstream_unreachable",
+            "wrong": "engine_mismatch",
+        }
+
+        # the agent's own metrics show the work
+        own = httpx.get(f"{agent.base}/metrics", timeout=10).text
+        assert metric(own, 'performance_agent_scrape_duration_seconds_count{engine="sglang",outcome="ok"}') >= 4
+        assert metric(own, 'performance_agent_scrape_failures_total{engine="vllm",reason="upstream_unreachable"}') >= 1
+        assert metric(own, 'performance_agent_instances{status="down"}') == 2
+        assert metric(own, 'performance_agent_instances{status="up"}') == 3
+
+        # only one agent may own the database file
+        intruder = Agent(database, tmp_path / "intruder.log")
+        assert intruder.process.wait(timeout=60) != 0
+        intruder.stop()
+        assert "already used by another performance-agent process" in intruder.log.read_text()
+        assert agent.ready()
+        kept = {handle.instance_id: len(history(agent, handle.instance_id)) for handle in handles}
+    finally:
+        assert agent.stop() in (0, -signal.SIGTERM), agent.log.read_text()
+
+    # history and registrations survive a restart
+    restarted = Agent(database, tmp_path / "restarted.log")
+    try:
+        wait_for(restarted.ready, "the restarted agent")
+        ids = [item["instance_id"] for item in restarted.get("/api/v1/instances").json()]
+        assert ids == ["sglang-0", "tgi-0", "vllm-0", "vllm-1", "wrong"]
+        for instance_id, count in kept.items():
+            assert len(history(restarted, instance_id)) >= count
+    finally:
+        restarted.stop()
