@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
+from performance_agent.metrics import builder
 
 __all__ = (
     "BOTTLENECK_TYPES",
@@ -52,24 +52,20 @@ OPTIMIZATION_TYPES: tuple[OptimizationType, ...] = ("kv_cache", "quantization", 
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
-class WindowFigures(msgspec.Struct, kw_only=True):
-    """Figures of one instance over one window, computed from summed histogram and counter deltas.
+class WindowFigures(builder.WindowFigures, kw_only=True):
+    """The window builder's figures of one instance, plus what analysis needs to place and judge them.
 
-    Detectors read only this, so they can be fed from the window builder, from a single
-    snapshot, or from hand-made numbers in tests. Gauges (`load.*`) are means over the window.
-    `samples` is the number of scrapes the window was built from; `ended_at` is needed only
-    by the SLO math, which places windows on a time line.
+    One idea, not two: the figures themselves (summed histogram and counter deltas) are the
+    builder's; `analysis.window` is the single place that adds the engine, the end time and
+    the number of scrapes. Detectors read only this, so they can be fed from stored history,
+    from a single snapshot, or from hand-made numbers in tests. Gauges (`load.*`) are means
+    over the window's scrapes. `ended_at` is needed only by the SLO math, which places
+    windows on a time line.
     """
 
     engine: str
-    latency: Latency = msgspec.field(default_factory=Latency)
-    throughput: Throughput = msgspec.field(default_factory=Throughput)
-    load: Load = msgspec.field(default_factory=Load)
-    errors: Errors = msgspec.field(default_factory=Errors)
-    window_s: float | None = None
     samples: int = 1
     ended_at: datetime | None = None
-    approximations: list[Approximation] = msgspec.field(default_factory=list)
 
 
 class EvidenceItem(msgspec.Struct, kw_only=True):

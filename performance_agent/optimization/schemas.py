@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 
-from performance_agent.analysis.schemas import BottleneckType, OptimizationType
+from performance_agent.analysis.schemas import BottleneckType, Finding, OptimizationType
 from performance_agent.engines.knobs import ConfigValue
 
 __all__ = (
@@ -19,6 +20,7 @@ __all__ = (
     "ImpactRange",
     "ModelSpec",
     "Objective",
+    "OptimizationPlan",
     "PlanDraft",
     "Recommendation",
     "Risk",
@@ -110,4 +112,24 @@ class PlanDraft(msgspec.Struct, kw_only=True):
     constraints: Constraints
     current_config: CurrentConfig
     recommendations: list[Recommendation]
+    notes: list[str]
+
+
+class OptimizationPlan(msgspec.Struct, kw_only=True):
+    """A stored plan: what `POST /optimize` answers and what rollout workflows start from.
+
+    `findings` are the bottlenecks the plan was built from (with their evidence), so a plan
+    read back later still shows why each recommendation was made.
+    """
+
+    plan_id: str
+    instance_id: str
+    engine: str
+    created_at: datetime
+    objective: Objective
+    constraints: Constraints
+    current_config: CurrentConfig
+    recommendations: list[Recommendation]
+    findings: list[Finding]
+    summary: str
     notes: list[str]
