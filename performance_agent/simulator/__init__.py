@@ -20,7 +20,7 @@ Modules
   overflows the pool, SGLang reserves part of the remaining output first (fewer retractions),
   TGI reserves prompt + max_new_tokens and rejects beyond `max_concurrent_requests`.
   Queues build when arrivals exceed the service rate; Little's law holds by construction.
-  Time advances in whole ticks (0.2 simulated s), so results depend only on elapsed time and
+  Time advances in whole ticks (0.5 simulated s), so results depend only on elapsed time and
   the seed, never on how often the page was read.
 * `vllm_page`, `tgi_page`, `sglang_page` with `exposition` — each engine's metric set per
   version profile (`current`, `old`, and vLLM `0.10`), rendered in the byte style of its

@@ -19,6 +19,7 @@ mistakes. Three styles are reproduced, from reading each library's source:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -69,6 +70,16 @@ def rust_float(value: float) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _go_edges(edges: tuple[float, ...]) -> tuple[str, ...]:
+    return (*(go_float(edge) for edge in edges), "+Inf")
+
+
+@functools.lru_cache(maxsize=256)
+def _rust_edges(edges: tuple[float, ...]) -> tuple[str, ...]:
+    return tuple(rust_float(edge) for edge in edges)
 
 
 def _escape(value: str) -> str:
@@ -171,6 +182,17 @@ class _PythonStylePage:
     def gauge(self, name: str, help_text: str, labels: dict[str, str], value: float) -> None:
         self._family(name, "gauge", help_text).lines.append(self._line(name, labels, value))
 
+    @staticmethod
+    def _bucket_lines(name: str, labels: dict[str, str], hist: Histogram) -> list[str]:
+        """Bucket lines with `le` sorted in among the labels, formatting the label text once."""
+        before = "".join(f'{k}="{_escape(labels[k])}",' for k in sorted(labels) if k < "le")
+        after = "".join(f',{k}="{_escape(labels[k])}"' for k in sorted(labels) if k > "le")
+        prefix = f'{name}_bucket{{{before}le="'
+        return [
+            f'{prefix}{edge}"{after}}} {go_float(count)}\n'
+            for edge, count in zip(_go_edges(hist.edges), hist.cumulative(), strict=True)
+        ]
+
     def render(self, with_created: bool) -> str:
         out: list[str] = []
         for name, family in self._families.items():
@@ -195,8 +217,7 @@ class PythonClientPage(_PythonStylePage):
 
     def histogram(self, name: str, help_text: str, labels: dict[str, str], hist: Histogram, created: float) -> None:
         family = self._family(name, "histogram", help_text)
-        for edge, cumulative in zip((*hist.edges, math.inf), hist.cumulative(), strict=True):
-            family.lines.append(self._line(name + "_bucket", {**labels, "le": go_float(edge)}, cumulative))
+        family.lines.extend(self._bucket_lines(name, labels, hist))
         family.lines.append(self._line(name + "_count", labels, hist.count))
         family.lines.append(self._line(name + "_sum", labels, hist.total))
         family.created.append(self._line(name + "_created", labels, created))
@@ -214,8 +235,7 @@ class MultiprocessPage(_PythonStylePage):
     def histogram(self, name: str, help_text: str, labels: dict[str, str], hist: Histogram) -> None:
         family = self._family(name, "histogram", help_text)
         family.lines.append(self._line(name + "_sum", labels, hist.total))
-        for edge, cumulative in zip((*hist.edges, math.inf), hist.cumulative(), strict=True):
-            family.lines.append(self._line(name + "_bucket", {**labels, "le": go_float(edge)}, cumulative))
+        family.lines.extend(self._bucket_lines(name, labels, hist))
         family.lines.append(self._line(name + "_count", labels, hist.count))
 
     def text(self) -> str:
@@ -246,8 +266,12 @@ class RustExporterPage:
     def histogram(self, name: str, labels: Labels, hist: Histogram) -> None:
         self._dist_kind[name] = "histogram"
         lines = self._sections["dist"].setdefault(name, [])
-        for edge, cumulative in zip(hist.edges, hist.cumulative(), strict=False):
-            lines.append(f"{name}_bucket{self._labels(labels, ('le', rust_float(edge)))} {cumulative}\n")
+        inner = "".join(f'{key}="{_escape(value)}",' for key, value in labels)
+        prefix = f'{name}_bucket{{{inner}le="'
+        lines.extend(
+            f'{prefix}{edge}"}} {cumulative}\n'
+            for edge, cumulative in zip(_rust_edges(hist.edges), hist.cumulative(), strict=False)
+        )
         lines.append(f"{name}_bucket{self._labels(labels, ('le', '+Inf'))} {hist.count}\n")
         lines.append(f"{name}_sum{self._labels(labels)} {rust_float(hist.total)}\n")
         lines.append(f"{name}_count{self._labels(labels)} {hist.count}\n")

@@ -119,7 +119,7 @@ class LoadModel:
         workload: Workload,
         sink: EventSink,
         seed: int,
-        tick_s: float = 0.2,
+        tick_s: float = 0.5,
     ) -> None:
         self.params = params
         self.hardware = hardware
