@@ -210,3 +210,19 @@ def test_rust_page_shape() -> None:
         "1",
     ]
     assert families["tgi_request_count"].samples[0].value == 5
+
+
+def test_large_counts_use_go_exponents_like_the_client() -> None:
+    hist = Histogram((0.1,))
+    hist.observe(0.05, 12_345_678)
+    python_style = PythonClientPage()
+    python_style.histogram("x", "X.", {"model_name": "m"}, hist, 1.0)
+    multiprocess = MultiprocessPage()
+    multiprocess.histogram("x", "X.", {"model_name": "m"}, hist)
+    expected_bucket = f'x_bucket{{le="0.1",model_name="m"}} {floatToGoString(12_345_678)}\n'  # type: ignore[no-untyped-call]
+    for text in (python_style.text(), multiprocess.text()):
+        assert expected_bucket in text
+        assert "1.2345678e+07" in text
+    rust = RustExporterPage({})
+    rust.histogram("x", (), hist)
+    assert 'x_bucket{le="0.1"} 12345678\n' in rust.text()  # Rust writes counts as integers
