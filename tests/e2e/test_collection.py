@@ -118,6 +118,10 @@ def has_history(agent: Agent, instance_id: str, count: int) -> Callable[[], bool
     return lambda: len(history(agent, instance_id)) >= count
 
 
+def has_ttft(agent: Agent, instance_id: str) -> Callable[[], bool]:
+    return lambda: history(agent, instance_id)[0]["latency"]["ttft_s"]["p99"] is not None
+
+
 def history(agent: Agent, instance_id: str) -> list[dict[str, Any]]:
     response = agent.get(f"/api/v1/history/{instance_id}", limit=1000)
     assert response.status_code == 200, response.text
@@ -149,9 +153,6 @@ def test_the_agent_collects_from_every_engine_under_uvicorn(fleets: dict[str, Si
             snapshot = response.json()
             assert (snapshot["instance_id"], snapshot["engine"]) == (handle.instance_id, handle.engine)
             assert snapshot["load"]["requests_running"] is not None
-            assert snapshot["latency"]["ttft_s"]["count"] is not None
-        tgi_snapshot = history(agent, "tgi-0")[0]
-        assert {item["field"] for item in tgi_snapshot["approximations"]} >= {"latency.ttft_s", "load.kv_cache_usage"}
         mismatch = agent.post(
             "/api/v1/collect/vllm",
             {"instance_id": "wrong", "endpoint": fleets["tgi"].instances[0].endpoint},
@@ -166,6 +167,10 @@ def test_the_agent_collects_from_every_engine_under_uvicorn(fleets: dict[str, Si
         assert newest["window_s"] is not None
         assert newest["window_s"] > 0
         assert newest["throughput"]["requests_per_s"] is not None
+        for handle in handles:  # once requests have been served, every engine yields a TTFT quantile
+            wait_for(has_ttft(agent, handle.instance_id), f"a TTFT p99 for {handle.instance_id}")
+        tgi_snapshot = history(agent, "tgi-0")[0]
+        assert {item["field"] for item in tgi_snapshot["approximations"]} >= {"latency.ttft_s", "load.kv_cache_usage"}
 
         # a server going dark is recorded and slows nobody else down
         fleets["vllm"].set_faults("vllm-1", unreachable=True)
