@@ -27,6 +27,8 @@ from performance_agent.settings import Settings, load_settings
 from performance_agent.storage.database import Database
 from performance_agent.system.controllers import SystemController
 from performance_agent.validation import StrictRequest
+from performance_agent.workflows.controllers import WorkflowsController
+from performance_agent.workflows.runtime import start_workflow_reconciler, wire_workflows
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "NO API KEYS CONFIGURED: the API is open to anyone who can reach it; set PERF_AGENT_API_KEYS",
         )
     context = AgentContext(settings=settings, database=Database(settings.database), key_ring=key_ring)
+    wire_workflows(context)
     BUILD_INFO.labels(__version__).set(1)
 
     @contextlib.asynccontextmanager
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await context.database.open()
         try:
             start_background_collection(context)
+            start_workflow_reconciler(context)
             context.ready = True
             logger.info("agent started", extra={"database": settings.database, "port": settings.port})
             yield
@@ -77,7 +81,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     edge = DefineMiddleware(EdgeMiddleware, limiter=limiter, ring=key_ring, trusted_proxies=settings.trusted_proxies)
     api = Router(
         path="/",
-        route_handlers=[SystemController, InstancesController, CollectController, HistoryController],
+        route_handlers=[
+            SystemController,
+            InstancesController,
+            CollectController,
+            HistoryController,
+            WorkflowsController,
+        ],
         middleware=[edge],
     )
     return Litestar(

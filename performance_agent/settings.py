@@ -121,6 +121,48 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     webhook_secret: Annotated[
         str | None, _doc("HMAC-SHA256 secret signing actuator webhooks; without it no signature is sent.")
     ] = None
+    webhook_timeout_s: Annotated[float, _doc("Timeout of one actuator webhook call, in seconds.", gt=0, le=300)] = 10.0
+    webhook_retries: Annotated[
+        int, _doc("Retries of a failed actuator call before the workflow gives up on it (rolls back or fails).", ge=0)
+    ] = 3
+    webhook_backoff_s: Annotated[
+        float, _doc("Wait before the first retry of an actuator call; doubled at each further retry.", ge=0)
+    ] = 1.0
+    workflow_actuator_type: Annotated[
+        Literal["webhook", "simulator"],
+        _doc("Actuator of workflows that name none: `webhook` (signed POST per stage) or `simulator`."),
+    ] = "webhook"
+    workflow_actuator_url: Annotated[
+        str | None, _doc("URL of that default actuator (the webhook, or the simulator hub); none by default.")
+    ] = None
+    workflow_tick_s: Annotated[
+        float, _doc("Seconds between two passes of the rollout reconciler over due workflows.", gt=0, le=60)
+    ] = 1.0
+    workflow_min_samples: Annotated[
+        int, _doc("Default guardrail: requests each cohort must serve in a window for a verdict.", ge=0)
+    ] = 100
+    workflow_max_ttft_p99_increase: Annotated[
+        float, _doc("Default guardrail: largest TTFT p99 increase of canary over control, as a fraction.", ge=0)
+    ] = 0.2
+    workflow_max_itl_p99_increase: Annotated[
+        float, _doc("Default guardrail: largest ITL p99 increase of canary over control, as a fraction.", ge=0)
+    ] = 0.15
+    workflow_max_e2e_p99_increase: Annotated[
+        float, _doc("Default guardrail: largest e2e latency p99 increase of canary over control, as a fraction.", ge=0)
+    ] = 0.2
+    workflow_max_error_rate: Annotated[
+        float, _doc("Default guardrail: canary error rate above which a rollout rolls back at once.", ge=0, le=1)
+    ] = 0.02
+    workflow_max_preemptions_per_s: Annotated[
+        float | None, _doc("Default guardrail: preemptions per second per canary instance that roll back at once.")
+    ] = None
+    workflow_consecutive_failures: Annotated[
+        int, _doc("Default guardrail: consecutive failed health windows that roll a stage back.", ge=1)
+    ] = 2
+    workflow_on_canary_scrape_error: Annotated[
+        Literal["fail", "inconclusive"],
+        _doc("Default: whether a canary instance that cannot be scraped fails the window or makes it inconclusive."),
+    ] = "fail"
 
     def __post_init__(self) -> None:
         for allowlist in ("scrape_allowlist", "webhook_allowlist"):
@@ -141,7 +183,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 
 #: Settings never shown by `GET /config` nor logged.
-SECRET_FIELDS = frozenset({"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url"})
+SECRET_FIELDS = frozenset({"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "workflow_actuator_url"})
 
 _LIST_FIELDS = frozenset(
     name for name, hint in typing.get_type_hints(Settings).items() if typing.get_origin(hint) is list
@@ -198,7 +240,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if field not in known:
             continue  # other tools share the prefix space (e.g. PERF_AGENT_TEST_*); ignore rather than crash
         raw[field] = _split_list(value) if field in _LIST_FIELDS else value
-    for optional in ("api_keys_file", "alert_webhook_url", "webhook_secret"):
+    for optional in (
+        "api_keys_file",
+        "alert_webhook_url",
+        "webhook_secret",
+        "workflow_actuator_url",
+        "workflow_max_preemptions_per_s",
+    ):
         if raw.get(optional) == "":
             raw.pop(optional)
     try:

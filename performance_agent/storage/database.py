@@ -56,6 +56,65 @@ MIGRATIONS: list[str] = [
     ALTER TABLE instances ADD COLUMN last_error BLOB;
     ALTER TABLE instances ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0;
     """,
+    # Rollout workflows: the document with its searchable columns, instance locks (one active
+    # workflow per instance, enforced by a partial unique index), the append-only audit trail,
+    # health windows, the actuator outbox and Idempotency-Key claims.
+    """
+    CREATE TABLE workflows (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        next_due_at REAL,
+        created_at REAL NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX workflows_by_status ON workflows (status, seq);
+    CREATE INDEX workflows_by_due ON workflows (next_due_at) WHERE next_due_at IS NOT NULL;
+    CREATE TABLE workflow_instances (
+        workflow_id TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        active INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, instance_id)
+    );
+    CREATE UNIQUE INDEX workflow_instances_one_active ON workflow_instances (instance_id) WHERE active = 1;
+    CREATE INDEX workflow_instances_by_instance ON workflow_instances (instance_id);
+    CREATE TABLE workflow_events (
+        workflow_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        event BLOB NOT NULL,
+        PRIMARY KEY (workflow_id, seq)
+    );
+    CREATE TABLE workflow_windows (
+        workflow_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        window BLOB NOT NULL,
+        PRIMARY KEY (workflow_id, seq)
+    );
+    CREATE TABLE workflow_outbox (
+        event_id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        stage_index INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_error TEXT,
+        delivered_at REAL,
+        UNIQUE (workflow_id, action, stage_index)
+    );
+    CREATE TABLE workflow_idempotency (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    """,
 ]
 
 

@@ -1,0 +1,412 @@
+"""Workflow persistence: the document, its audit trail, health windows and the actuator outbox.
+
+Every change is one SQLite transaction: the document is rewritten only if its `version` is still
+the one the caller read (optimistic concurrency: of two concurrent writers exactly one wins, the
+other gets `VersionConflict`), and the audit events, window, outbox changes and instance locks
+that go with it are written in the same transaction, so a crash never leaves a transition
+without its event or an event without its transition.
+
+A partial unique index allows each instance in at most one active workflow, so even a bug in
+the service could not start two rollouts on one server. The outbox holds each actuator call
+(with its stable `event_id`) before it is sent, which is how a restarted agent resends the same
+call instead of inventing a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from performance_agent.storage.database import Database
+from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
+from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
+from performance_agent.workflows.state import WorkflowDoc
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+
+    from performance_agent.workflows.state import EventDraft
+
+__all__ = (
+    "IdempotencyClaim",
+    "IdempotencyMismatch",
+    "InstanceBusy",
+    "OutboxRow",
+    "OutboxUpdate",
+    "SqliteWorkflowRepository",
+    "StoredWorkflow",
+    "VersionConflict",
+)
+
+_doc_encoder = msgspec.json.Encoder()
+_doc_decoder = msgspec.json.Decoder(WorkflowDoc)
+_event_decoder = msgspec.json.Decoder(WorkflowEvent)
+_window_decoder = msgspec.json.Decoder(WindowRecord)
+_ACTIVE = tuple(sorted(status.value for status in ACTIVE_STATUSES))
+_ACTIVE_SQL = "(" + ",".join("?" * len(_ACTIVE)) + ")"
+
+
+class VersionConflict(Exception):
+    """The workflow changed since it was read; the caller re-reads (API: 409)."""
+
+    def __init__(self, workflow_id: str, current_version: int | None) -> None:
+        super().__init__(f"workflow {workflow_id} changed (now version {current_version})")
+        self.workflow_id = workflow_id
+        self.current_version = current_version
+
+
+class InstanceBusy(Exception):
+    """An instance already takes part in an active workflow."""
+
+    def __init__(self, instance_id: str, workflow_id: str) -> None:
+        super().__init__(f"instance {instance_id} is in active workflow {workflow_id}")
+        self.instance_id = instance_id
+        self.workflow_id = workflow_id
+
+
+class IdempotencyMismatch(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"the key was used for workflow {workflow_id} with another body")
+        self.workflow_id = workflow_id
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    scope: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWorkflow:
+    doc: WorkflowDoc
+    version: int
+    seq: int
+
+
+@dataclass(slots=True)
+class OutboxRow:
+    """One actuator call: sent until delivered or out of attempts; `payload` is the exact JSON body."""
+
+    event_id: str
+    workflow_id: str
+    action: str
+    stage_index: int
+    payload: bytes
+    state: str = "pending"  # pending | delivered | failed | skipped
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxUpdate:
+    event_id: str
+    state: str
+    attempts: int | None = None
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Write:
+    events: Sequence[EventDraft] = ()
+    window: WindowRecord | None = None
+    outbox: Sequence[OutboxUpdate] = field(default_factory=list)
+
+
+def _row_to_stored(row: tuple[object, ...]) -> StoredWorkflow:
+    seq, version, doc = row
+    return StoredWorkflow(doc=_doc_decoder.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
+
+
+def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Sequence[EventDraft]) -> None:
+    if not events:
+        return
+    row = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM workflow_events WHERE workflow_id = ?", (workflow_id,))
+    seq = int(row.fetchone()[0])
+    for draft in events:
+        seq += 1
+        event = WorkflowEvent(
+            seq=seq,
+            at=datetime.fromtimestamp(draft.at, UTC),
+            type=draft.type,
+            action=draft.action,
+            from_status=draft.from_status,
+            to_status=draft.to_status,
+            actor=draft.actor,
+            comment=draft.comment,
+            reason=draft.reason,
+            stage_index=draft.stage_index,
+            details=draft.details,
+        )
+        connection.execute(
+            "INSERT INTO workflow_events (workflow_id, seq, at, event) VALUES (?, ?, ?, ?)",
+            (workflow_id, seq, draft.at, _doc_encoder.encode(event)),
+        )
+
+
+def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate]) -> None:
+    for update in updates:
+        connection.execute(
+            "UPDATE workflow_outbox SET state = ?, attempts = COALESCE(?, attempts), next_attempt_at = ?, "
+            "last_error = ?, delivered_at = COALESCE(?, delivered_at) WHERE event_id = ?",
+            (
+                update.state,
+                update.attempts,
+                update.next_attempt_at,
+                update.last_error,
+                update.delivered_at,
+                update.event_id,
+            ),
+        )
+
+
+class SqliteWorkflowRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # ------------------------------------------------------------------------ create / read
+    async def create(
+        self, doc: WorkflowDoc, event: EventDraft, claim: IdempotencyClaim | None
+    ) -> tuple[StoredWorkflow, bool]:
+        """Insert a new workflow (version 1) and lock its instances; returns it and whether it was created.
+
+        With an idempotency claim already recorded for the same body, the earlier workflow is
+        returned (created = False); for a different body `IdempotencyMismatch` is raised. An
+        instance in another active workflow raises `InstanceBusy`.
+        """
+
+        def work(connection: sqlite3.Connection) -> tuple[StoredWorkflow, bool]:
+            with Database.transaction(connection):
+                if claim is not None:
+                    row = connection.execute(
+                        "SELECT request_hash, workflow_id FROM workflow_idempotency WHERE scope = ? AND key = ?",
+                        (claim.scope, claim.key),
+                    ).fetchone()
+                    if row is not None:
+                        if row[0] != claim.request_hash:
+                            raise IdempotencyMismatch(row[1])
+                        existing = _select(connection, row[1])
+                        if existing is not None:
+                            return existing, False
+                placeholders = ",".join("?" * len(doc.instance_ids))
+                busy = connection.execute(
+                    f"SELECT instance_id, workflow_id FROM workflow_instances WHERE active = 1 "  # noqa: S608 - placeholders only
+                    f"AND instance_id IN ({placeholders}) ORDER BY instance_id LIMIT 1",
+                    doc.instance_ids,
+                ).fetchone()
+                if busy is not None:
+                    raise InstanceBusy(busy[0], busy[1])
+                cursor = connection.execute(
+                    "INSERT INTO workflows (workflow_id, status, version, next_due_at, created_at, doc) "
+                    "VALUES (?, ?, 1, ?, ?, ?)",
+                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, _doc_encoder.encode(doc)),
+                )
+                connection.executemany(
+                    "INSERT INTO workflow_instances (workflow_id, instance_id, position, active) VALUES (?, ?, ?, 1)",
+                    [(doc.workflow_id, instance_id, i) for i, instance_id in enumerate(doc.instance_ids)],
+                )
+                _insert_events(connection, doc.workflow_id, [event])
+                if claim is not None:
+                    connection.execute(
+                        "INSERT INTO workflow_idempotency (scope, key, request_hash, workflow_id, created_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (claim.scope, claim.key, claim.request_hash, doc.workflow_id, doc.created_at),
+                    )
+                return StoredWorkflow(doc=doc, version=1, seq=int(cursor.lastrowid or 0)), True
+
+        return await self._db.run(work)
+
+    async def get(self, workflow_id: str) -> StoredWorkflow | None:
+        return await self._db.run(lambda connection: _select(connection, workflow_id))
+
+    async def page(
+        self, *, status: str | None, instance_id: str | None, limit: int, before_seq: int | None
+    ) -> list[StoredWorkflow]:
+        """Newest first; `before_seq` continues after the last item of the previous page."""
+
+        def work(connection: sqlite3.Connection) -> list[StoredWorkflow]:
+            sql = "SELECT w.seq, w.version, w.doc FROM workflows w"
+            clauses: list[str] = []
+            params: list[object] = []
+            if instance_id is not None:
+                sql += " JOIN workflow_instances i ON i.workflow_id = w.workflow_id AND i.instance_id = ?"
+                params.append(instance_id)
+            if status is not None:
+                clauses.append("w.status = ?")
+                params.append(status)
+            if before_seq is not None:
+                clauses.append("w.seq < ?")
+                params.append(before_seq)
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            sql += " ORDER BY w.seq DESC LIMIT ?"
+            params.append(limit)
+            return [_row_to_stored(row) for row in connection.execute(sql, params)]
+
+        return await self._db.run(work)
+
+    async def events(self, workflow_id: str) -> list[WorkflowEvent]:
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT event FROM workflow_events WHERE workflow_id = ? ORDER BY seq", (workflow_id,)
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return [_event_decoder.decode(data) for data in await self._db.run(work)]
+
+    async def windows(self, workflow_id: str, limit: int) -> list[WindowRecord]:
+        """The newest `limit` windows, oldest first."""
+
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT window FROM workflow_windows WHERE workflow_id = ? ORDER BY seq DESC LIMIT ?",
+                (workflow_id, limit),
+            ).fetchall()
+            return [row[0] for row in reversed(rows)]
+
+        return [_window_decoder.decode(data) for data in await self._db.run(work)]
+
+    async def next_window_seq(self, workflow_id: str) -> int:
+        def work(connection: sqlite3.Connection) -> int:
+            row = connection.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM workflow_windows WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+            return int(row[0]) + 1
+
+        return await self._db.run(work)
+
+    async def active_workflow_of(self, instance_id: str) -> str | None:
+        def work(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                "SELECT workflow_id FROM workflow_instances WHERE instance_id = ? AND active = 1", (instance_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._db.run(work)
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Active workflows whose next look is due, most overdue first."""
+
+        def work(connection: sqlite3.Connection) -> list[str]:
+            rows = connection.execute(
+                f"SELECT workflow_id FROM workflows WHERE next_due_at IS NOT NULL AND next_due_at <= ? "  # noqa: S608
+                f"AND status IN {_ACTIVE_SQL} ORDER BY next_due_at LIMIT ?",
+                (now, *_ACTIVE, limit),
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._db.run(work)
+
+    async def count_by_status(self) -> dict[str, int]:
+        def work(connection: sqlite3.Connection) -> dict[str, int]:
+            rows = connection.execute("SELECT status, COUNT(*) FROM workflows GROUP BY status").fetchall()
+            return {str(status): int(count) for status, count in rows}
+
+        return await self._db.run(work)
+
+    # ------------------------------------------------------------------------------ write
+    async def save(
+        self,
+        doc: WorkflowDoc,
+        expected_version: int,
+        events: Sequence[EventDraft] = (),
+        *,
+        window: WindowRecord | None = None,
+        outbox: Sequence[OutboxUpdate] = (),
+    ) -> int:
+        """Write the document if still at `expected_version`, with its events, window and outbox changes.
+
+        Returns the new version; raises `VersionConflict` (nothing written) when another writer won.
+        Leaving the active statuses releases the workflow's instances in the same transaction.
+        """
+        write = _Write(events=events, window=window, outbox=outbox)
+
+        def work(connection: sqlite3.Connection) -> int:
+            with Database.transaction(connection):
+                cursor = connection.execute(
+                    "UPDATE workflows SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
+                    "WHERE workflow_id = ? AND version = ?",
+                    (doc.status, doc.next_due_at, _doc_encoder.encode(doc), doc.workflow_id, expected_version),
+                )
+                if cursor.rowcount != 1:
+                    row = connection.execute(
+                        "SELECT version FROM workflows WHERE workflow_id = ?", (doc.workflow_id,)
+                    ).fetchone()
+                    raise VersionConflict(doc.workflow_id, None if row is None else int(row[0]))
+                if not is_active(doc.status):
+                    connection.execute(
+                        "UPDATE workflow_instances SET active = 0 WHERE workflow_id = ?", (doc.workflow_id,)
+                    )
+                _insert_events(connection, doc.workflow_id, write.events)
+                if write.window is not None:
+                    connection.execute(
+                        "INSERT INTO workflow_windows (workflow_id, seq, window) VALUES (?, ?, ?)",
+                        (doc.workflow_id, write.window.seq, _doc_encoder.encode(write.window)),
+                    )
+                _apply_outbox(connection, write.outbox)
+                return expected_version + 1
+
+        return await self._db.run(work)
+
+    # ----------------------------------------------------------------------------- outbox
+    async def outbox_claim(self, row: OutboxRow) -> OutboxRow:
+        """Store the call unless one with its event id exists; return the stored row (persisted before sending)."""
+
+        def work(connection: sqlite3.Connection) -> OutboxRow:
+            with Database.transaction(connection):
+                connection.execute(
+                    "INSERT OR IGNORE INTO workflow_outbox "
+                    "(event_id, workflow_id, action, stage_index, payload, state, attempts) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending', 0)",
+                    (row.event_id, row.workflow_id, row.action, row.stage_index, row.payload),
+                )
+                stored = _select_outbox(connection, row.event_id)
+            assert stored is not None  # inserted or already there, in this transaction
+            return stored
+
+        return await self._db.run(work)
+
+    async def outbox_get(self, event_id: str) -> OutboxRow | None:
+        return await self._db.run(lambda connection: _select_outbox(connection, event_id))
+
+    async def outbox_of(self, workflow_id: str) -> list[OutboxRow]:
+        def work(connection: sqlite3.Connection) -> list[OutboxRow]:
+            rows = connection.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE workflow_id = ? ORDER BY rowid",  # noqa: S608
+                (workflow_id,),
+            ).fetchall()
+            return [OutboxRow(*row) for row in rows]
+
+        return await self._db.run(work)
+
+    async def outbox_update(self, update: OutboxUpdate) -> None:
+        """Record an attempt before it is made (so a crash mid-send is known to have maybe delivered)."""
+        await self._db.run(lambda connection: _apply_outbox(connection, [update]))
+
+
+_OUTBOX_COLUMNS = (
+    "event_id, workflow_id, action, stage_index, payload, state, attempts, next_attempt_at, last_error, delivered_at"
+)
+
+
+def _select_outbox(connection: sqlite3.Connection, event_id: str) -> OutboxRow | None:
+    row = connection.execute(
+        f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE event_id = ?",  # noqa: S608 - constant column list
+        (event_id,),
+    ).fetchone()
+    return None if row is None else OutboxRow(*row)
+
+
+def _select(connection: sqlite3.Connection, workflow_id: str) -> StoredWorkflow | None:
+    row = connection.execute("SELECT seq, version, doc FROM workflows WHERE workflow_id = ?", (workflow_id,)).fetchone()
+    return None if row is None else _row_to_stored(row)

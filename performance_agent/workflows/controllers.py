@@ -1,0 +1,374 @@
+"""Workflow endpoints. Thin: parse, find the actor, call `WorkflowService`, shape the answer."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+
+from performance_agent.context import AgentContext, AgentDependency
+from performance_agent.errors import ErrorDetail, RequestValidationError, error_responses
+from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
+from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.security import Role, principal_of
+from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.workflows.machine import UserAction, WorkflowStatus
+from performance_agent.workflows.policy import Guardrails, MonitorPolicy
+from performance_agent.workflows.schemas import (
+    ActionBody,
+    ActuatorSpec,
+    ApprovalBody,
+    Workflow,
+    WorkflowCreate,
+    WorkflowEvent,
+)
+from performance_agent.workflows.service import WorkflowService
+from performance_agent.workflows.validation import CreateDefaults
+
+if TYPE_CHECKING:
+    from performance_agent.workflows.plans import PlanLookup
+
+__all__ = ("ANONYMOUS", "WorkflowsController", "plan_lookup_of", "workflow_defaults", "workflow_service")
+
+ANONYMOUS = "anonymous"
+_START = {"role": Role.operator}
+_DECIDE = {"role": Role.approver}
+
+WorkflowIdPath = Annotated[str, PathParameter(min_length=1, max_length=128, description="The workflow's id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Replaying a create with the same key and body returns the first workflow instead of a second.",
+    ),
+]
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        max_length=64,
+        description="The workflow `version` this action was decided on; another version gets 409 `version_conflict`.",
+    ),
+]
+
+
+def workflow_defaults(agent: AgentContext) -> CreateDefaults:
+    settings = agent.settings
+    url = settings.workflow_actuator_url
+    actuator = None
+    if url is not None or settings.workflow_actuator_type == "simulator":
+        actuator = ActuatorSpec(type=settings.workflow_actuator_type, url=url)
+    return CreateDefaults(
+        guardrails=Guardrails(
+            min_samples=settings.workflow_min_samples,
+            max_ttft_p99_increase=settings.workflow_max_ttft_p99_increase,
+            max_itl_p99_increase=settings.workflow_max_itl_p99_increase,
+            max_e2e_p99_increase=settings.workflow_max_e2e_p99_increase,
+            max_error_rate=settings.workflow_max_error_rate,
+            max_preemptions_per_s=settings.workflow_max_preemptions_per_s,
+            consecutive_failures=settings.workflow_consecutive_failures,
+            on_canary_scrape_error=settings.workflow_on_canary_scrape_error,
+        ),
+        monitor=MonitorPolicy(),
+        actuator=actuator,
+        webhook_allowlist=parse_allowlist(settings.webhook_allowlist, "PERF_AGENT_WEBHOOK_ALLOWLIST"),
+    )
+
+
+def plan_lookup_of(agent: AgentContext) -> PlanLookup | None:
+    """Set by the app once plans are stored (issue 4); until then the plan form answers 422."""
+    lookup: PlanLookup | None = getattr(agent, "workflow_plan_lookup", None)
+    return lookup
+
+
+def workflow_service(agent: AgentContext) -> WorkflowService:
+    return WorkflowService(
+        workflows=SqliteWorkflowRepository(agent.database),
+        instances=agent.instances,
+        defaults=workflow_defaults(agent),
+        plans=plan_lookup_of(agent),
+        clock=time.time,
+    )
+
+
+def _actor(request: Request[Any, Any, Any], agent: AgentContext, named: str | None) -> str:
+    if agent.key_ring.enabled:
+        principal = principal_of(request.scope, agent.key_ring)
+        if principal is not None:
+            return principal.name
+    return named or ANONYMOUS
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise RequestValidationError(
+            "If-Match must carry the workflow's version number.",
+            [ErrorDetail(field="header.If-Match", message='expected a version number such as "3"', type="invalid")],
+        )
+    return int(text)
+
+
+def _with_etag(workflow: Workflow, status_code: int = 200) -> Response[Workflow]:
+    return Response(workflow, status_code=status_code, headers={"ETag": f'"{workflow.version}"'})
+
+
+_WORKFLOW_RESPONSE = ResponseSpec(data_container=Workflow, description="The workflow.", generate_examples=False)
+
+
+class WorkflowsController(Controller):
+    path = "/api/v1/workflows"
+    tags = ["Workflows"]
+
+    @post(
+        "/",
+        opt=_START,
+        status_code=201,
+        operation_id="StartWorkflow",
+        summary="Start a gradual rollout of a configuration change",
+        responses={
+            201: ResponseSpec(data_container=Workflow, description="The new workflow.", generate_examples=False),
+            **error_responses(403, 409, 422),
+        },
+    )
+    async def start(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        data: JSONBody[WorkflowCreate],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[Workflow]:
+        """Roll `changes`/`env` (or a plan's executable recommendations) out to the instances in stages.
+
+        422 for an invalid body, unknown instances or mixed engines; 409 `workflow_conflict` (with the
+        blocking `workflow_id` in `context`) when an instance is already in an active workflow; 403
+        `target_not_allowed` for an actuator URL outside PERF_AGENT_WEBHOOK_ALLOWLIST. Without
+        `approval.required` the workflow starts in `capturing_baseline`.
+        """
+        result = await workflow_service(agent).create(
+            data, actor=_actor(request, agent, None), idempotency_key=idempotency_key
+        )
+        return _with_etag(result.workflow, 201)
+
+    @get(
+        "/",
+        operation_id="ListWorkflows",
+        summary="Workflows, newest first, one page at a time",
+        responses={
+            200: ResponseSpec(
+                data_container=list[Workflow],
+                description="One page; the next page's cursor is in `X-Next-Cursor` (absent on the last page).",
+                generate_examples=False,
+            ),
+            **error_responses(422),
+        },
+    )
+    async def list_workflows(
+        self,
+        agent: AgentDependency,
+        status: Annotated[WorkflowStatus | None, QueryParameter(description="Only workflows in this status.")] = None,
+        instance_id: Annotated[
+            str | None,
+            QueryParameter(pattern=INSTANCE_ID_PATTERN, description="Only workflows changing this instance."),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="At most this many workflows.")] = 50,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=64, description="`X-Next-Cursor` of the previous page.")
+        ] = None,
+    ) -> Response[list[Workflow]]:
+        """Summaries without health windows (read one workflow for its windows)."""
+        items, next_cursor = await workflow_service(agent).list_page(
+            status=None if status is None else status.value, instance_id=instance_id, limit=limit, cursor=cursor
+        )
+        headers = {"X-Next-Cursor": next_cursor} if next_cursor is not None else {}
+        return Response(items, headers=headers)
+
+    @get(
+        "/{workflow_id:str}",
+        operation_id="GetWorkflow",
+        summary="One workflow: status, stage, cohorts, baseline, health windows, approvals",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 422)},
+    )
+    async def get_workflow(self, agent: AgentDependency, workflow_id: WorkflowIdPath) -> Response[Workflow]:
+        """`ETag` carries the version to send back as `If-Match` with an action."""
+        workflow, _ = await workflow_service(agent).get(workflow_id)
+        return _with_etag(workflow)
+
+    @get(
+        "/{workflow_id:str}/events",
+        operation_id="GetWorkflowEvents",
+        summary="The workflow's append-only audit trail",
+        responses={
+            200: ResponseSpec(
+                data_container=list[WorkflowEvent], description="Every event, oldest first.", generate_examples=False
+            ),
+            **error_responses(404, 422),
+        },
+    )
+    async def events(self, agent: AgentDependency, workflow_id: WorkflowIdPath) -> list[WorkflowEvent]:
+        """Creation, every human action (actor, time, comment) and every automatic transition (with its reason)."""
+        return await workflow_service(agent).events(workflow_id)
+
+    async def _decide(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentContext,
+        workflow_id: str,
+        action: UserAction,
+        body: ApprovalBody | ActionBody | None,
+        if_match: str | None,
+    ) -> Response[Workflow]:
+        approver = body.approver if isinstance(body, ApprovalBody) else None
+        comment = body.comment if isinstance(body, ApprovalBody) else None
+        reason = body.reason if isinstance(body, ActionBody) else None
+        workflow = await workflow_service(agent).act(
+            workflow_id,
+            action,
+            actor=_actor(request, agent, approver),
+            comment=comment,
+            reason=reason,
+            if_match=_version(if_match),
+        )
+        return _with_etag(workflow)
+
+    @post(
+        "/{workflow_id:str}/approve",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="ApproveWorkflow",
+        summary="Approve the start, or the next gated stage",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def approve(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ApprovalBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """Valid in `pending_approval` and `awaiting_approval`. The same actor approving the same gate again
+        gets 200 with no second event; anything else not allowed now is 409 `invalid_transition`."""
+        return await self._decide(request, agent, workflow_id, UserAction.APPROVE, data, if_match)
+
+    @post(
+        "/{workflow_id:str}/reject",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="RejectWorkflow",
+        summary="Reject the start (nothing changes) or the next stage (rolls back)",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def reject(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ApprovalBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """`pending_approval` → `rejected`; `awaiting_approval` → `rolling_back`."""
+        return await self._decide(request, agent, workflow_id, UserAction.REJECT, data, if_match)
+
+    @post(
+        "/{workflow_id:str}/abort",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="AbortWorkflow",
+        summary="Roll back what changed (cancels when nothing changed yet)",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def abort(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ActionBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """`pending_approval`/`capturing_baseline` → `cancelled`; `applying`, `monitoring`,
+        `awaiting_approval`, `paused` → `rolling_back`."""
+        return await self._decide(request, agent, workflow_id, UserAction.ABORT, data, if_match)
+
+    @post(
+        "/{workflow_id:str}/cancel",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="CancelWorkflow",
+        summary="Withdraw a workflow before anything changed",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ActionBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """`pending_approval`/`capturing_baseline` → `cancelled`."""
+        return await self._decide(request, agent, workflow_id, UserAction.CANCEL, data, if_match)
+
+    @post(
+        "/{workflow_id:str}/pause",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="PauseWorkflow",
+        summary="Hold the rollout where it is (guardrails keep running)",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def pause(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ActionBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """`monitoring`/`awaiting_approval` → `paused`; a guardrail breach still rolls back."""
+        return await self._decide(request, agent, workflow_id, UserAction.PAUSE, data, if_match)
+
+    @post(
+        "/{workflow_id:str}/resume",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="ResumeWorkflow",
+        summary="Resume monitoring the current stage",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def resume(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ActionBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """`paused` → `monitoring`: the stage is watched for `duration_s` again; gates still apply."""
+        return await self._decide(request, agent, workflow_id, UserAction.RESUME, data, if_match)
+
+    @post(
+        "/{workflow_id:str}/retry-rollback",
+        opt=_DECIDE,
+        status_code=200,
+        operation_id="RetryWorkflowRollback",
+        summary="Try a failed rollback again",
+        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+    )
+    async def retry_rollback(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        workflow_id: WorkflowIdPath,
+        data: JSONBody[ActionBody | None] = None,
+        if_match: IfMatch = None,
+    ) -> Response[Workflow]:
+        """`failed` → `rolling_back`, resending the rollback calls with their original `event_id`s."""
+        return await self._decide(request, agent, workflow_id, UserAction.RETRY_ROLLBACK, data, if_match)

@@ -1,0 +1,100 @@
+"""The rollout figures on the agent's own `/metrics`: statuses, rollbacks, stage and approval times, verdicts.
+
+Observed where transitions happen (service and reconciler), from the timestamps stored on the
+workflow, so a stage that straddled an agent restart is still measured from its real start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from performance_agent.workflows.machine import WorkflowStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from performance_agent.workflows.state import TransitionOutcome, WorkflowDoc
+
+__all__ = (
+    "APPROVAL_WAIT",
+    "ROLLBACKS",
+    "STAGE_DURATION",
+    "WINDOW_VERDICTS",
+    "WORKFLOWS_BY_STATUS",
+    "observe_transition",
+    "observe_verdict",
+    "publish_status_counts",
+    "rollback_reason",
+)
+
+_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+
+WORKFLOWS_BY_STATUS = Gauge(
+    "performance_agent_workflows", "Rollout workflows by status (terminal ones included).", ("status",)
+)
+ROLLBACKS = Counter(
+    "performance_agent_workflow_rollbacks_total",
+    "Rollbacks started, by reason (guardrail, consecutive_failures, apply_failed, approval_timeout, rejected, "
+    "aborted).",
+    ("reason",),
+)
+STAGE_DURATION = Histogram(
+    "performance_agent_workflow_stage_duration_seconds",
+    "Time from starting to apply a stage until it was left, by how it ended (advanced, completed, rolled_back).",
+    ("outcome",),
+    buckets=_DURATION_BUCKETS,
+)
+APPROVAL_WAIT = Histogram(
+    "performance_agent_workflow_approval_wait_seconds",
+    "Time a workflow waited for a human at a gate (start or stage), by how the wait ended.",
+    ("gate", "outcome"),
+    buckets=_DURATION_BUCKETS,
+)
+WINDOW_VERDICTS = Counter(
+    "performance_agent_workflow_windows_total", "Health windows judged, by verdict.", ("verdict",)
+)
+
+_S = WorkflowStatus
+_STAGE_STATUSES = frozenset({_S.APPLYING, _S.MONITORING, _S.AWAITING_APPROVAL, _S.PAUSED})
+_ROLLBACK_BY_TRIGGER = {
+    "apply_failed": "apply_failed",
+    "approval_timeout": "approval_timeout",
+    "reject": "rejected",
+    "abort": "aborted",
+}
+
+
+def rollback_reason(trigger: str, status_reason: str | None) -> str:
+    if trigger in _ROLLBACK_BY_TRIGGER:
+        return _ROLLBACK_BY_TRIGGER[trigger]
+    if status_reason is not None and "consecutive failed windows" in status_reason:
+        return "consecutive_failures"
+    return "guardrail"
+
+
+def observe_transition(doc: WorkflowDoc, outcome: TransitionOutcome | None, *, trigger: str) -> None:
+    """Count one transition (`outcome` None: the workflow was just created)."""
+    if outcome is None:
+        return
+    source, dest, now = outcome.from_status, outcome.to_status, doc.updated_at
+    if dest is _S.ROLLING_BACK and source is not _S.ROLLING_BACK and source is not _S.FAILED:
+        ROLLBACKS.labels(rollback_reason(trigger, doc.status_reason)).inc()
+    if source in (_S.PENDING_APPROVAL, _S.AWAITING_APPROVAL) and dest is not source:
+        gate = "start" if source is _S.PENDING_APPROVAL else "stage"
+        ended = {"approve": "approved", "approval_timeout": "timed_out"}.get(trigger, trigger)
+        APPROVAL_WAIT.labels(gate, ended).observe(max(0.0, now - outcome.status_since))
+    left_stage = doc.stage_index != outcome.from_stage_index or dest in (_S.COMPLETED, _S.ROLLING_BACK)
+    if source in _STAGE_STATUSES and left_stage and outcome.stage_started_at is not None:
+        ended = "completed" if dest is _S.COMPLETED else "rolled_back" if dest is _S.ROLLING_BACK else "advanced"
+        STAGE_DURATION.labels(ended).observe(max(0.0, now - outcome.stage_started_at))
+
+
+def observe_verdict(verdict: str) -> None:
+    WINDOW_VERDICTS.labels(verdict).inc()
+
+
+def publish_status_counts(counts: Mapping[str, int]) -> None:
+    for status in WorkflowStatus:
+        WORKFLOWS_BY_STATUS.labels(status.value).set(counts.get(status.value, 0))

@@ -1,0 +1,191 @@
+"""Shared pieces of the rollout tests: a webhook receiver that records deliveries, and a reconciler harness.
+
+The receiver is a real HTTP server on 127.0.0.1, so the agent's guard, pinned client, signing
+and retries are exercised exactly as in production. The harness assembles an agent's workflow
+parts on an in-memory database with one `ManualClock` shared by the reconciler and a simulated
+fleet: a test moves time by hand and calls `tick()`; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from performance_agent.context import AgentContext
+from performance_agent.metrics.schemas import InstanceSpec
+from performance_agent.security import ApiKeyRing
+from performance_agent.storage.database import Database
+from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.workflows.controllers import workflow_defaults
+from performance_agent.workflows.runtime import build_reconciler
+from performance_agent.workflows.service import WorkflowService
+from performance_agent.workflows.views import utc
+from tests.conftest import make_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from performance_agent.simulator.fleet import ManualClock, SimulatedFleet
+    from performance_agent.workflows.reconciler import Reconciler
+    from performance_agent.workflows.schemas import Workflow
+
+__all__ = ("Delivery", "ReconcilerHarness", "WebhookReceiver")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.body)
+        return decoded
+
+
+@dataclass(slots=True)
+class WebhookReceiver:
+    """Answers each POST with the next scripted status (200 once the script is used up) and records it.
+
+    `forward` is called with every accepted payload (e.g. to apply it to a simulated fleet), so a
+    webhook rollout really changes servers.
+    """
+
+    script: list[int] = field(default_factory=list)
+    forward: Callable[[dict[str, Any]], None] | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+    _server: http.server.ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    status = receiver.script.pop(0) if receiver.script else 200
+                    receiver.deliveries.append(Delivery(self.path, dict(self.headers.items()), body, status))
+                if status == 200 and receiver.forward is not None:
+                    receiver.forward(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def accepted(self) -> list[Delivery]:
+        with self._lock:
+            return [delivery for delivery in self.deliveries if delivery.status == 200]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def fleet_forwarder(fleet: SimulatedFleet) -> Callable[[dict[str, Any]], None]:
+    """Applies a webhook payload to the simulated fleet, as a real deployment system would."""
+
+    def forward(payload: dict[str, Any]) -> None:
+        for instance_id in payload["instance_ids"]:
+            if payload["action"] == "apply":
+                fleet.apply(instance_id, payload["changes"], payload["env"])
+            else:
+                declared = payload["previous"].get(instance_id) or {}
+                fleet.apply(instance_id, {flag: declared.get(flag) for flag in payload["changes"]}, {})
+
+    return forward
+
+
+class ReconcilerHarness:
+    """An agent's workflow parts on `:memory:`, driven by `clock` (shared with the simulated fleet)."""
+
+    def __init__(self, clock: ManualClock, **settings: Any) -> None:
+        self.clock = clock
+        base: dict[str, Any] = {"webhook_retries": 2, "webhook_backoff_s": 1.0, "scrape_background": False}
+        base.update(settings)
+        self.settings = make_settings(**base)
+        self.agent = AgentContext(self.settings, Database(":memory:"), ApiKeyRing([]))
+        self.workflows = SqliteWorkflowRepository(self.agent.database)
+        self.reconciler: Reconciler = build_reconciler(self.agent, clock=clock)
+        self.service = WorkflowService(
+            workflows=self.workflows,
+            instances=self.agent.instances,
+            defaults=workflow_defaults(self.agent),
+            plans=None,
+            clock=clock,
+        )
+
+    async def __aenter__(self) -> ReconcilerHarness:
+        await self.agent.database.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.agent.scrape_clients.aclose()
+        await self.agent.database.close()
+
+    async def register_fleet(self, fleet: SimulatedFleet, **engine_args: object) -> list[str]:
+        ids = []
+        for handle in fleet.instances:
+            spec = msgspec.convert(
+                {
+                    "engine": handle.engine,
+                    "endpoint": handle.endpoint,
+                    "metrics_path": handle.metrics_path,
+                    "engine_args": engine_args,
+                },
+                InstanceSpec,
+            )
+            await self.agent.instances.create(handle.instance_id, spec, utc(self.clock()))
+            ids.append(handle.instance_id)
+        return ids
+
+    async def start(self, body: dict[str, Any], actor: str = "ops") -> Workflow:
+        from performance_agent.workflows.schemas import WorkflowCreate
+
+        result = await self.service.create(msgspec.convert(body, WorkflowCreate), actor=actor, idempotency_key=None)
+        return result.workflow
+
+    async def status(self, workflow_id: str) -> str:
+        stored = await self.workflows.get(workflow_id)
+        assert stored is not None
+        return stored.doc.status
+
+    async def step(self, seconds: float) -> None:
+        """Move time by `seconds` and run one reconciler tick."""
+        self.clock.advance(seconds)
+        await self.reconciler.tick()
+
+    async def run_until(self, workflow_id: str, statuses: set[str], *, step_s: float, max_steps: int = 200) -> str:
+        """Tick every `step_s` until the workflow reaches one of `statuses`; fails after `max_steps`."""
+        seen: list[str] = []
+        for _ in range(max_steps):
+            status = await self.status(workflow_id)
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status in statuses:
+                return status
+            await self.step(step_s)
+        raise AssertionError(f"never reached {sorted(statuses)}; went through {seen}")
