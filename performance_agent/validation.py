@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import typing
+import weakref
 from typing import Any
 
 import msgspec
@@ -20,7 +21,9 @@ from performance_agent.errors import BadRequestError, ErrorDetail, RequestValida
 
 __all__ = ("StrictRequest", "validation_details")
 
-_decoders: dict[int, msgspec.json.Decoder[Any] | None] = {}
+#: One strict decoder per route handler, built on first use. Weak keys: handlers of an app that is
+#: gone must not pin memory, nor (as `id()` keys would) hand their decoder to a new handler.
+_decoders: weakref.WeakKeyDictionary[Any, msgspec.json.Decoder[Any] | None] = weakref.WeakKeyDictionary()
 _PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
 
 
@@ -37,7 +40,7 @@ def _body_type(request: Request[Any, Any, Any]) -> Any | None:
 
 
 def _decoder_for(request: Request[Any, Any, Any]) -> msgspec.json.Decoder[Any] | None:
-    key = id(request.route_handler)
+    key = request.route_handler
     if key not in _decoders:
         body_type = _body_type(request)
         _decoders[key] = None if body_type is None else msgspec.json.Decoder(body_type, strict=True)
