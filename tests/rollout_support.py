@@ -120,14 +120,14 @@ def fleet_forwarder(fleet: SimulatedFleet) -> Callable[[dict[str, Any]], None]:
 
 
 class ReconcilerHarness:
-    """An agent's workflow parts on `:memory:`, driven by `clock` (shared with the simulated fleet)."""
+    """An agent's workflow parts on `:memory:` (or `database=`), driven by `clock` (shared with the fleet)."""
 
     def __init__(self, clock: ManualClock, **settings: Any) -> None:
         self.clock = clock
         base: dict[str, Any] = {"webhook_retries": 2, "webhook_backoff_s": 1.0, "scrape_background": False}
         base.update(settings)
         self.settings = make_settings(**base)
-        self.agent = AgentContext(self.settings, Database(":memory:"), ApiKeyRing([]))
+        self.agent = AgentContext(self.settings, Database(self.settings.database), ApiKeyRing([]))
         self.workflows = SqliteWorkflowRepository(self.agent.database)
         self.reconciler: Reconciler = build_reconciler(self.agent, clock=clock)
         self.service = WorkflowService(

@@ -48,9 +48,12 @@ Step = Literal["rollback", "advance", "pause", "continue"]
 def cohort_summary(figures: WindowFigures) -> CohortFigures:
     """The figures a verdict compares, from a cohort's (or the baseline's) window figures."""
     latency = figures.latency
-    requests = latency.e2e_s.count if latency.e2e_s.count is not None else latency.ttft_s.count
-    if requests is None and figures.throughput.requests_per_s is not None and figures.window_s is not None:
-        requests = figures.throughput.requests_per_s * figures.window_s
+    # Finished requests, failed ones included (latency histograms often observe successes only).
+    requests = None
+    if figures.throughput.requests_per_s is not None and figures.window_s is not None:
+        requests = round(figures.throughput.requests_per_s * figures.window_s, 6)
+    if requests is None:
+        requests = latency.e2e_s.count if latency.e2e_s.count is not None else latency.ttft_s.count
     preemptions = figures.load.preemptions_per_s
     rate = figures.throughput.requests_per_s
     return CohortFigures(

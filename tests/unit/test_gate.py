@@ -183,7 +183,7 @@ def test_cohort_summary_reads_the_window_figures() -> None:
         window_s=10.0,
         instances=2,
         latency=Latency(
-            ttft_s=Quantiles(p99=0.3, count=150.0), itl_s=Quantiles(p99=0.04), e2e_s=Quantiles(p99=7.0, count=160.0)
+            ttft_s=Quantiles(p99=0.3, count=150.0), itl_s=Quantiles(p99=0.04), e2e_s=Quantiles(p99=7.0, count=140.0)
         ),
         throughput=Throughput(requests_per_s=16.0),
         load=Load(preemptions_per_s=1.0),
@@ -191,7 +191,7 @@ def test_cohort_summary_reads_the_window_figures() -> None:
     )
     assert cohort_summary(figures) == CohortFigures(
         instances=2,
-        requests=160.0,
+        requests=160.0,  # finished requests from the rate, not a histogram's count
         requests_per_s_per_instance=8.0,
         ttft_p99_s=0.3,
         itl_p99_s=0.04,
@@ -199,8 +199,10 @@ def test_cohort_summary_reads_the_window_figures() -> None:
         error_rate=0.01,
         preemptions_per_s_per_instance=0.5,
     )
-    no_histogram = WindowFigures(window_s=10.0, instances=1, throughput=Throughput(requests_per_s=3.0))
-    assert cohort_summary(no_histogram).requests == 30.0
+    no_rate = WindowFigures(window_s=10.0, instances=1, latency=Latency(e2e_s=Quantiles(count=25.0)))
+    assert cohort_summary(no_rate).requests == 25.0
+    ttft_only = WindowFigures(instances=1, latency=Latency(ttft_s=Quantiles(count=12.0)))
+    assert cohort_summary(ttft_only).requests == 12.0
     assert cohort_summary(WindowFigures()).requests_per_s_per_instance is None
 
 
