@@ -14,6 +14,8 @@ from litestar.middleware import DefineMiddleware
 from litestar.plugins.prometheus import PrometheusController
 
 from performance_agent import __version__
+from performance_agent.analysis.alerting import start_alerting
+from performance_agent.analysis.controllers import AlertsController, AnalyzeController, SloController
 from performance_agent.context import AgentContext
 from performance_agent.edge import EdgeMiddleware
 from performance_agent.errors import exception_handlers
@@ -21,6 +23,7 @@ from performance_agent.metrics.collector import start_background_collection
 from performance_agent.metrics.controllers import CollectController, HistoryController, InstancesController
 from performance_agent.observability import BUILD_INFO, add_request_id_header, configure_logging
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
+from performance_agent.optimization.controllers import OptimizeController
 from performance_agent.ratelimit import RateLimiter
 from performance_agent.security import ApiKeyRing
 from performance_agent.settings import Settings, load_settings
@@ -66,7 +69,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await context.database.open()
         try:
-            start_background_collection(context)
+            alerting = start_alerting(context)
+            await alerting.restore()
+            start_background_collection(context, after_scrape=alerting.after_scrape)
             start_workflow_reconciler(context)
             context.ready = True
             logger.info("agent started", extra={"database": settings.database, "port": settings.port})
@@ -86,6 +91,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             InstancesController,
             CollectController,
             HistoryController,
+            AnalyzeController,
+            SloController,
+            AlertsController,
+            OptimizeController,
             WorkflowsController,
         ],
         middleware=[edge],

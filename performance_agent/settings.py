@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from performance_agent.analysis.config import detector_thresholds, slo_defaults
 from performance_agent.metrics.target_guard import parse_allowlist
 
 if typing.TYPE_CHECKING:
@@ -118,6 +119,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     alert_webhook_url: Annotated[
         str | None, _doc("Alertmanager-compatible webhook receiving SLO alerts (optional).")
     ] = None
+    slo_defaults: Annotated[
+        list[str],
+        _doc(
+            "Comma-separated `name=value` SLO targets for instances that declare none (ttft_p99_s, ttft_p95_s, "
+            "itl_p99_s, e2e_p99_s, error_rate, min_generation_tokens_per_s, target_ratio); unnamed targets keep "
+            "the defaults in docs/analysis.md."
+        ),
+    ] = msgspec.field(default_factory=list)
+    detector_thresholds: Annotated[
+        list[str],
+        _doc(
+            "Comma-separated `name=value` overrides of bottleneck detector thresholds (e.g. `kv_usage_high=0.95`); "
+            "names, defaults and rationale in docs/analysis.md."
+        ),
+    ] = msgspec.field(default_factory=list)
     webhook_secret: Annotated[
         str | None, _doc("HMAC-SHA256 secret signing actuator webhooks; without it no signature is sent.")
     ] = None
@@ -170,6 +186,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 parse_allowlist(getattr(self, allowlist), env_name(allowlist))
             except ValueError as exc:
                 raise SettingsError(str(exc)) from None
+        try:
+            slo_defaults(self.slo_defaults, env_name("slo_defaults"))
+            detector_thresholds(self.detector_thresholds, env_name("detector_thresholds"))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         if self.slo_period_hours > self.history_retention_hours:
             raise SettingsError(
                 f"{env_name('slo_period_hours')}: must be at most "

@@ -9,7 +9,7 @@ whose mean stands for the window (a gauge at one instant says little about fifte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -162,8 +162,8 @@ def window_figures(
     """Figures of the window the inputs span, or None when they hold no usable data.
 
     Two or more cumulative readings: quantiles and rates from their summed deltas, gauges as the
-    mean of every reading in the window. A single reading: that scrape's own window (since the
-    scrape before it, or since the server started), provided its length is known.
+    mean of every reading in the window. A single reading: that scrape's own figures (since the
+    scrape before it, or over the server's lifetime), with the window's start where it is known.
     """
     pairs = [(s, select_model(s, model_name)) for s in sorted(scrapes, key=lambda s: s.collected_at)]
     chosen = [(scrape, model) for scrape, model in pairs if model is not None]
@@ -188,9 +188,12 @@ def window_figures(
     if not chosen:
         return None
     scrape, model = chosen[-1]
-    window_s = model.window_s
-    if window_s is None:
-        return None
     figures = _scrape_window(msgspec.structs.replace(model, collected_at=scrape.collected_at), engine)
-    start = scrape.collected_at - timedelta(seconds=window_s)
+    start: datetime | None = None
+    if model.window_s is not None:
+        start = scrape.collected_at - timedelta(seconds=model.window_s)
+    else:
+        counting = [r.total.process_start_time_s for r in raws if r.collected_at == scrape.collected_at]
+        if counting and counting[0] is not None:
+            start = datetime.fromtimestamp(counting[0], UTC)
     return figures, WindowSource(kind="single_scrape", start=start, end=scrape.collected_at, scrapes=1)

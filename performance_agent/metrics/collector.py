@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from performance_agent.background import Heartbeat
     from performance_agent.context import AgentContext
     from performance_agent.metrics.collection import CollectionService
+    from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
+
+    #: Called after each successful background scrape (SLO alert evaluation); its errors are logged.
+    AfterScrape = Callable[[StoredInstance, InstanceSnapshot], Awaitable[object]]
     from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = ("PRUNE_INTERVAL_S", "Collector", "CycleReport", "RetentionPruner", "start_background_collection")
@@ -65,8 +69,10 @@ class Collector:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        after_scrape: AfterScrape | None = None,
     ) -> None:
         self._instances = instances
+        self._after_scrape = after_scrape
         self._collection = collection
         self._interval_s = interval_s
         self._timeout_s = min(timeout_s, 60.0)
@@ -159,7 +165,7 @@ class Collector:
         """Never raises: a failure is already recorded on the instance by the collection service."""
         async with self._semaphore:
             try:
-                await self._collection.scrape(instance, timeout_s=self._timeout_s)
+                snapshot = await self._collection.scrape(instance, timeout_s=self._timeout_s)
             except ScrapeFailure:
                 return False
             except asyncio.CancelledError:
@@ -172,7 +178,14 @@ class Collector:
                 with contextlib.suppress(Exception):
                     await self._instances.record_failure(instance.instance_id, error)
                 return False
-            return True
+        if self._after_scrape is not None:
+            try:
+                await self._after_scrape(instance, snapshot)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("post-scrape hook failed", extra={"instance": instance.instance_id})
+        return True
 
 
 class RetentionPruner:
@@ -206,7 +219,9 @@ class RetentionPruner:
             await self._sleep(self._interval_s)
 
 
-def start_background_collection(agent: AgentContext) -> tuple[Collector, RetentionPruner]:
+def start_background_collection(
+    agent: AgentContext, after_scrape: AfterScrape | None = None
+) -> tuple[Collector, RetentionPruner]:
     """Start the collector and the retention pruner as supervised loops (from the app's lifespan)."""
     from performance_agent.metrics.instances import InstanceService
 
@@ -217,6 +232,7 @@ def start_background_collection(agent: AgentContext) -> tuple[Collector, Retenti
         interval_s=settings.scrape_interval_s,
         concurrency=settings.scrape_concurrency,
         timeout_s=settings.scrape_timeout_s,
+        after_scrape=after_scrape,
     )
     pruner = RetentionPruner(agent.snapshots, settings.history_retention_hours)
     if settings.scrape_background:

@@ -115,6 +115,27 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, key)
     );
     """,
+    # Optimization plans (immutable documents) and SLO burn-rate alert episodes.
+    """
+    CREATE TABLE plans (
+        plan_id TEXT PRIMARY KEY,
+        instance_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX plans_by_instance ON plans (instance_id, created_at);
+    CREATE TABLE alerts (
+        fingerprint TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        instance_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        ended_at REAL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (fingerprint, started_at)
+    );
+    CREATE INDEX alerts_by_state ON alerts (state, started_at);
+    CREATE INDEX alerts_by_instance ON alerts (instance_id, started_at);
+    """,
 ]
 
 

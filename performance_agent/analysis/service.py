@@ -1,0 +1,241 @@
+"""The analyze and SLO use cases, between the controllers and the repositories.
+
+`evaluate` is shared with the optimizer: both need the same window figures and findings, so a
+plan is always built from exactly what `POST /analyze` would have reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from performance_agent.analysis.api import (
+    AnalysisResponse,
+    AnalysisWindow,
+    AnalyzeRequest,
+    SloAnalysis,
+    SloTargetsUpdate,
+    TargetsSource,
+    WindowFiguresView,
+)
+from performance_agent.analysis.config import detector_thresholds, slo_defaults
+from performance_agent.analysis.detectors import detect_bottlenecks, summarize
+from performance_agent.analysis.slo import evaluate_slo
+from performance_agent.analysis.window import decode_scrape_figures, models_seen, timeline, window_figures
+from performance_agent.errors import ConflictError, NotFoundError
+from performance_agent.metrics.instances import InstanceService, to_instance
+from performance_agent.metrics.scraper import ScrapeFailure
+from performance_agent.metrics.snapshot import InstanceSnapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from performance_agent.analysis.schemas import DetectionReport, SloTargets, WindowFigures
+    from performance_agent.analysis.thresholds import Thresholds
+    from performance_agent.analysis.window import ScrapeFigures, WindowSource
+    from performance_agent.context import AgentContext
+    from performance_agent.metrics.collection import CollectionService
+    from performance_agent.metrics.schemas import Instance
+    from performance_agent.storage.instances import InstanceRepository, StoredInstance
+    from performance_agent.storage.snapshots import SnapshotRepository
+
+__all__ = ("AnalysisService", "Evaluation", "effective_targets")
+
+#: More snapshots than any retention holds at the fastest scrape interval (one week at 0.05 s is 12M;
+#: realistic: one week at 15 s is 40,320). The period's time line is read in one query.
+_HISTORY_LIMIT = 10_000_000
+_snapshot_decoder = msgspec.json.Decoder(InstanceSnapshot)
+
+
+def effective_targets(stored: StoredInstance, defaults: SloTargets) -> tuple[SloTargets, TargetsSource]:
+    """The instance's own targets, or the configured defaults when it declares none."""
+    if stored.spec.slo is not None:
+        return stored.spec.slo, "instance"
+    return defaults, "defaults"
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """Everything one analysis found out about one instance over one window."""
+
+    instance: StoredInstance
+    analyzed_at: datetime
+    window_minutes: int
+    model_name: str | None
+    figures: WindowFigures
+    source: WindowSource
+    detection: DetectionReport
+    timeline: list[WindowFigures]
+    latest: InstanceSnapshot
+    collected_now: bool
+
+
+class AnalysisService:
+    def __init__(
+        self,
+        *,
+        instances: InstanceRepository,
+        snapshots: SnapshotRepository,
+        collection: CollectionService,
+        thresholds: Thresholds,
+        slo_defaults: SloTargets,
+        period_s: float,
+        scrape_timeout_s: float,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._instances = instances
+        self._snapshots = snapshots
+        self._collection = collection
+        self._thresholds = thresholds
+        self._defaults = slo_defaults
+        self._period_s = period_s
+        self._timeout_s = scrape_timeout_s
+        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+
+    @classmethod
+    def of(cls, agent: AgentContext) -> AnalysisService:
+        settings = agent.settings
+        return cls(
+            instances=agent.instances,
+            snapshots=agent.snapshots,
+            collection=InstanceService.of(agent).collection,
+            thresholds=detector_thresholds(settings.detector_thresholds),
+            slo_defaults=slo_defaults(settings.slo_defaults),
+            period_s=settings.slo_period_hours * 3600.0,
+            scrape_timeout_s=settings.scrape_timeout_s,
+        )
+
+    @property
+    def defaults(self) -> SloTargets:
+        return self._defaults
+
+    async def _require(self, instance_id: str) -> StoredInstance:
+        stored = await self._instances.get(instance_id)
+        if stored is None:
+            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+        return stored
+
+    async def evaluate(self, instance_id: str, *, window_minutes: int, model_name: str | None = None) -> Evaluation:
+        """Figures and findings of the instance over the last `window_minutes` (404 unknown, 409 no data)."""
+        stored = await self._require(instance_id)
+        collected_now = False
+        scrape_error: str | None = None
+        if await self._snapshots.count(instance_id) == 0:
+            try:
+                await self._collection.scrape(stored, timeout_s=self._timeout_s)
+                collected_now = True
+            except ScrapeFailure as failure:
+                scrape_error = failure.reason
+        now = self._clock()
+        window_start = now - timedelta(minutes=window_minutes)
+        period_start = min(now - timedelta(seconds=self._period_s), window_start)
+        documents = await self._snapshots.history_json(instance_id, period_start, _HISTORY_LIMIT)
+        scrapes = [decode_scrape_figures(document) for document in documents]
+        in_window = [s for s in scrapes if window_start <= s.collected_at <= now]
+        raws = await self._snapshots.raw_between(instance_id, window_start, now)
+        engine = stored.spec.engine
+        computed = window_figures(raws, in_window, engine=engine, model_name=model_name)
+        if computed is None:
+            raise self._insufficient(instance_id, window_minutes, model_name, in_window, scrapes, scrape_error)
+        figures, source = computed
+        newest = next(i for i, s in enumerate(scrapes) if window_start <= s.collected_at <= now)  # newest first
+        return Evaluation(
+            instance=stored,
+            analyzed_at=now,
+            window_minutes=window_minutes,
+            model_name=model_name,
+            figures=figures,
+            source=source,
+            detection=detect_bottlenecks(figures, self._thresholds),
+            timeline=timeline(scrapes, engine, model_name),
+            latest=_snapshot_decoder.decode(documents[newest]),
+            collected_now=collected_now,
+        )
+
+    @staticmethod
+    def _insufficient(
+        instance_id: str,
+        window_minutes: int,
+        model_name: str | None,
+        in_window: list[ScrapeFigures],
+        scrapes: list[ScrapeFigures],
+        scrape_error: str | None,
+    ) -> ConflictError:
+        context: dict[str, object] = {
+            "instance_id": instance_id,
+            "window_minutes": window_minutes,
+            "scrapes_in_window": len(in_window),
+        }
+        if scrape_error is not None:
+            context["scrape_error"] = scrape_error
+            message = f"Instance {instance_id!r} has no history and collecting now failed ({scrape_error})."
+        elif model_name is not None and in_window:
+            context["model_name"] = model_name
+            context["available_models"] = models_seen(scrapes)
+            message = f"No scrape in the last {window_minutes} minutes shows model {model_name!r}."
+        else:
+            message = f"No scrape of {instance_id!r} in the last {window_minutes} minutes; widen the window."
+        return ConflictError(message, error="insufficient_data", context=context)
+
+    async def analyze(self, body: AnalyzeRequest) -> AnalysisResponse:
+        evaluation = await self.evaluate(
+            body.instance_id, window_minutes=body.window_minutes, model_name=body.model_name
+        )
+        targets, targets_source = effective_targets(evaluation.instance, self._defaults)
+        if body.slo is not None:
+            targets, targets_source = body.slo.over(targets), "request"
+        report = evaluate_slo(
+            evaluation.timeline,
+            targets,
+            compliance_window_s=body.window_minutes * 60.0,
+            period_s=self._period_s,
+            now=evaluation.analyzed_at,
+            current=evaluation.figures,
+        )
+        figures, source = evaluation.figures, evaluation.source
+        return AnalysisResponse(
+            instance_id=body.instance_id,
+            engine=evaluation.instance.spec.engine,
+            analyzed_at=evaluation.analyzed_at,
+            window=AnalysisWindow(
+                minutes=body.window_minutes,
+                start=source.start,
+                end=source.end,
+                duration_s=figures.window_s,
+                scrapes=source.scrapes,
+                source="history" if source.kind == "history" else "single_scrape",
+                model_name=body.model_name,
+                collected_now=evaluation.collected_now,
+                figures=WindowFiguresView(
+                    latency=figures.latency,
+                    throughput=figures.throughput,
+                    load=figures.load,
+                    errors=figures.errors,
+                    approximations=figures.approximations,
+                ),
+                not_evaluated=evaluation.detection.not_evaluated,
+            ),
+            bottlenecks=evaluation.detection.findings,
+            slo=SloAnalysis(
+                evaluated_at=report.evaluated_at,
+                target_ratio=report.target_ratio,
+                period_s=report.period_s,
+                window_start=report.window_start,
+                objectives=report.objectives,
+                targets=targets,
+                targets_source=targets_source,
+            ),
+            summary=summarize(evaluation.detection),
+        )
+
+    async def replace_slo(self, instance_id: str, update: SloTargetsUpdate) -> Instance:
+        """Replace the instance's targets: named ones as given, the others from the configured defaults."""
+        stored = await self._require(instance_id)
+        spec = msgspec.structs.replace(stored.spec, slo=update.over(self._defaults))
+        replaced = await self._instances.replace(instance_id, spec, self._clock())
+        if replaced is None:  # deleted between the read and the write
+            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+        return to_instance(replaced)

@@ -1,0 +1,63 @@
+"""Optimize endpoints: build and store a plan, read it back. Thin: parse, call the service, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import PathParameter
+
+from performance_agent.context import AgentDependency
+from performance_agent.openapi_spec import example_body, responses
+from performance_agent.optimization.api import PLAN_ID_PATTERN, OptimizeRequest
+from performance_agent.optimization.examples import optimize_request_example, plan_example
+from performance_agent.optimization.schemas import OptimizationPlan
+from performance_agent.optimization.service import OptimizationService
+from performance_agent.security import Role
+
+__all__ = ("OptimizeController",)
+
+_PLAN_EXAMPLE = plan_example()
+
+
+class OptimizeController(Controller):
+    path = "/api/v1/optimize"
+    tags = ["Optimization"]
+
+    @post(
+        "/",
+        opt={"role": Role.operator},
+        status_code=200,
+        operation_id="OptimizeInstance",
+        summary="Build and store an engine-specific tuning plan",
+        responses=responses(200, OptimizationPlan, _PLAN_EXAMPLE, "The stored plan.", 404, 409, 422),
+    )
+    async def optimize(
+        self,
+        agent: AgentDependency,
+        data: Annotated[OptimizeRequest, example_body("Balanced, low quality risk", optimize_request_example())],
+    ) -> OptimizationPlan:
+        """Analyse the instance's last `window_minutes` and plan changes for its findings.
+
+        `objective` defaults to `balanced`, `constraints` to `{"allow_quantization": true,
+        "max_quality_risk": "low"}`. Each recommendation lists `changes` (flags spelt as the
+        engine's CLI expects), `env` (settings that are environment variables), the findings it
+        `addresses`, an `estimated_impact` range with its `assumptions`, `risk`, and whether it is
+        `executable` by a rollout workflow. 404 unknown instance; 409 `insufficient_data` as for
+        `POST /analyze`.
+        """
+        return await OptimizationService.of(agent).optimize(data)
+
+    @get(
+        "/{plan_id:str}",
+        operation_id="GetPlan",
+        summary="A stored tuning plan",
+        responses=responses(200, OptimizationPlan, _PLAN_EXAMPLE, "The plan as it was stored.", 404, 422),
+    )
+    async def get_plan(
+        self,
+        agent: AgentDependency,
+        plan_id: Annotated[str, PathParameter(pattern=PLAN_ID_PATTERN, description="`plan-` and 32 hex digits.")],
+    ) -> OptimizationPlan:
+        """The plan exactly as `POST /optimize` stored it (plans never change; rollouts start from them)."""
+        return await OptimizationService.of(agent).get(plan_id)

@@ -1,0 +1,129 @@
+"""Alert history: one row per firing episode of one burn-rate alert, from `started_at` to `ended_at`.
+
+The evaluator appends an episode when an alert fires and closes it when it resolves; nothing
+else changes an episode, so the history doubles as an audit of when each objective burnt its
+budget. An episode is identified by the alert's fingerprint and its start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import msgspec
+
+from performance_agent.analysis.schemas import AlertEvent, AlertState
+from performance_agent.storage.database import Database
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+
+__all__ = ("AlertRepository", "MemoryAlertRepository", "SqliteAlertRepository")
+
+AlertStateName = Literal["firing", "resolved"]
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AlertState)
+
+
+class AlertRepository(Protocol):
+    async def record(self, events: Sequence[AlertEvent]) -> None:
+        """Open an episode for each `fire`, close the matching one for each `resolve`."""
+        ...
+
+    async def firing(self, instance_id: str | None = None) -> list[AlertState]:
+        """Episodes still open (of one instance, or all), oldest first."""
+        ...
+
+    async def list(
+        self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
+    ) -> list[AlertState]:
+        """Episodes newest first, optionally of one state and one instance, at most `limit`."""
+        ...
+
+
+class SqliteAlertRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def record(self, events: Sequence[AlertEvent]) -> None:
+        if not events:
+            return
+        rows = [
+            (
+                event.kind,
+                event.alert.fingerprint,
+                event.alert.started_at.timestamp(),
+                event.alert.instance_id,
+                event.alert.state,
+                None if event.alert.ended_at is None else event.alert.ended_at.timestamp(),
+                _encoder.encode(event.alert),
+            )
+            for event in events
+        ]
+
+        def work(connection: sqlite3.Connection) -> None:
+            with Database.transaction(connection):
+                for kind, fingerprint, started, instance_id, state, ended, document in rows:
+                    if kind == "fire":
+                        connection.execute(
+                            "INSERT OR REPLACE INTO alerts (fingerprint, started_at, instance_id, state, ended_at, "
+                            "doc) VALUES (?, ?, ?, ?, ?, ?)",
+                            (fingerprint, started, instance_id, state, ended, document),
+                        )
+                    else:
+                        connection.execute(
+                            "UPDATE alerts SET state = ?, ended_at = ?, doc = ? "
+                            "WHERE fingerprint = ? AND started_at = ?",
+                            (state, ended, document, fingerprint, started),
+                        )
+
+        await self._db.run(work)
+
+    async def firing(self, instance_id: str | None = None) -> list[AlertState]:
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT doc FROM alerts WHERE state = 'firing' AND (?1 IS NULL OR instance_id = ?1) "
+                "ORDER BY started_at",
+                (instance_id,),
+            ).fetchall()
+            return [bytes(row[0]) for row in rows]
+
+        return [_decoder.decode(document) for document in await self._db.run(work)]
+
+    async def list(
+        self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
+    ) -> list[AlertState]:
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT doc FROM alerts WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR instance_id = ?2) "
+                "ORDER BY started_at DESC, fingerprint LIMIT ?3",
+                (state, instance_id, limit),
+            ).fetchall()
+            return [bytes(row[0]) for row in rows]
+
+        return [_decoder.decode(document) for document in await self._db.run(work)]
+
+
+class MemoryAlertRepository:
+    def __init__(self) -> None:
+        self._episodes: dict[tuple[str, float], bytes] = {}
+
+    async def record(self, events: Sequence[AlertEvent]) -> None:
+        for event in events:
+            key = (event.alert.fingerprint, event.alert.started_at.timestamp())
+            if event.kind == "fire" or key in self._episodes:
+                self._episodes[key] = _encoder.encode(event.alert)
+
+    def _all(self) -> list[AlertState]:
+        return [_decoder.decode(document) for document in self._episodes.values()]
+
+    async def firing(self, instance_id: str | None = None) -> list[AlertState]:
+        found = [a for a in self._all() if a.state == "firing" and instance_id in (None, a.instance_id)]
+        return sorted(found, key=lambda a: a.started_at)
+
+    async def list(
+        self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
+    ) -> list[AlertState]:
+        found = [a for a in self._all() if state in (None, a.state) and instance_id in (None, a.instance_id)]
+        found.sort(key=lambda a: (-a.started_at.timestamp(), a.fingerprint))
+        return found[:limit]
