@@ -149,6 +149,13 @@ class AlertWebhook:
                 continue
             await self.deliver(body)
 
+    async def flush(self) -> int:
+        """Deliver everything queued now (shutdown, tests); returns how many were delivered."""
+        delivered = 0
+        while not self._queue.empty():
+            delivered += await self.deliver(self._queue.get_nowait())
+        return delivered
+
     async def deliver(self, body: bytes) -> bool:
         """Send one payload, retrying with doubling backoff; a refused URL is not retried."""
         for attempt in range(self._attempts):

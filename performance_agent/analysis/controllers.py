@@ -17,6 +17,7 @@ from performance_agent.analysis.examples import (
 from performance_agent.analysis.schemas import AlertState
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.context import AgentDependency
+from performance_agent.errors import ErrorDetail, RequestValidationError
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN, Instance
 from performance_agent.openapi_spec import example_body, responses
 from performance_agent.security import Role
@@ -25,6 +26,7 @@ from performance_agent.storage.alerts import SqliteAlertRepository
 __all__ = ("AlertsController", "AnalyzeController", "SloController")
 
 _OPERATOR = {"role": Role.operator}
+_STATES: dict[str, Literal["firing", "resolved"]] = {"firing": "firing", "resolved": "resolved"}
 
 InstanceIdPath = Annotated[
     str,
@@ -148,8 +150,8 @@ class AlertsController(Controller):
         self,
         agent: AgentDependency,
         alert_state: Annotated[
-            Literal["firing", "resolved"] | None,
-            QueryParameter(name="state", description="Only alerts in this state."),
+            str | None,
+            QueryParameter(name="state", enum=["firing", "resolved"], description="Only alerts in this state."),
         ] = None,
         instance_id: Annotated[
             str | None, QueryParameter(pattern=INSTANCE_ID_PATTERN, max_length=128, description="Only this instance.")
@@ -161,4 +163,11 @@ class AlertsController(Controller):
         Alerts are evaluated in the background after each scrape with the SRE workbook's
         multi-window pairs (1h with 5m at 14.4x, 6h with 30m at 6x); see docs/analysis.md.
         """
-        return await SqliteAlertRepository(agent.database).list(state=alert_state, instance_id=instance_id, limit=limit)
+        if alert_state is not None and alert_state not in _STATES:
+            # Validated here: `state` is a reserved parameter name in Litestar, so it cannot be a typed Literal.
+            raise RequestValidationError(
+                f"state must be firing or resolved, got {alert_state!r}",
+                [ErrorDetail(field="query.state", message="expected firing or resolved", type="invalid")],
+            )
+        wanted = _STATES[alert_state] if alert_state is not None else None
+        return await SqliteAlertRepository(agent.database).list(state=wanted, instance_id=instance_id, limit=limit)

@@ -7,6 +7,9 @@ without waiting for them.
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from performance_agent.context import AgentContext
     from performance_agent.metrics.builder import RawScrape
 
-__all__ = ("register", "seed_history", "simulated")
+__all__ = ("Receiver", "register", "seed_history", "simulated")
 
 _encoder = msgspec.json.Encoder()
 
@@ -100,3 +103,36 @@ def seed_history(
     assert portal is not None
     portal.call(write)
     return raws
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 recording every POST body; answers with the scripted statuses, then 200."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

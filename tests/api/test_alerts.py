@@ -1,0 +1,283 @@
+"""Burn-rate alerts: evaluation after each scrape, storage, `GET /alerts`, `/metrics` export, webhook delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pytest
+from prometheus_client import REGISTRY
+
+from performance_agent.analysis.alerting import AlertEvaluator, AlertWebhook
+from performance_agent.analysis.schemas import AlertEvent, AlertState, SloTargets
+from performance_agent.metrics.schemas import InstanceSpec
+from performance_agent.metrics.scraper import ScrapeClients
+from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
+from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
+from performance_agent.storage.instances import MemoryStore, StoredInstance
+from performance_agent.storage.snapshots import MemorySnapshotRepository
+from tests.api.analysis_support import Receiver
+from tests.conftest import ClientFactory, assert_envelope
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from litestar import Litestar
+    from litestar.testing import TestClient
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+STEP_S = 30.0
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+def firing_value(instance_id: str, objective: str = "itl_p99_s") -> float | None:
+    labels = {"instance_id": instance_id, "objective": objective, "long_window": "1h", "short_window": "5m"}
+    return REGISTRY.get_sample_value("performance_agent_slo_alert_firing", labels)
+
+
+def snapshot(instance_id: str, at: datetime, itl_p99: float) -> InstanceSnapshot:
+    latency = Latency(itl_s=Quantiles(p99=itl_p99, count=1000))
+    return InstanceSnapshot(
+        instance_id=instance_id, engine="vllm", endpoint="e", collected_at=at, window_s=STEP_S, latency=latency
+    )
+
+
+async def drive(
+    evaluator: AlertEvaluator, store: MemoryStore, instance: StoredInstance, pattern: list[float]
+) -> list[AlertEvent]:
+    """One scrape per ITL p99 value, STEP_S apart: store it as the collector does, then evaluate."""
+    repository = MemorySnapshotRepository(store)
+    events: list[AlertEvent] = []
+    for index, itl in enumerate(pattern):
+        taken = snapshot(instance.instance_id, START + timedelta(seconds=STEP_S * index), itl)
+        assert await repository.add(instance.instance_id, taken.collected_at, msgspec.json.encode(taken), b"")
+        events += await evaluator.after_scrape(instance, taken)
+    return events
+
+
+def stored_instance(instance_id: str, slo: SloTargets | None = None) -> tuple[MemoryStore, StoredInstance]:
+    store = MemoryStore()
+    instance = StoredInstance(
+        instance_id=instance_id,
+        spec=InstanceSpec(engine="vllm", endpoint="http://127.0.0.1:9", slo=slo),
+        created_at=START,
+        updated_at=START,
+    )
+    store.instances[instance_id] = instance
+    return store, instance
+
+
+def test_an_alert_fires_after_sustained_burn_and_resolves_when_it_stops() -> None:
+    store, instance = stored_instance("burn-0")
+    alerts = MemoryAlertRepository()
+    evaluator = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    good, bad = 0.05, 0.5
+    # 30 min good (scrapes 0-59), then bad. Burn rates divide by the observed time: at scrape n the 1h
+    # window holds n + 1 windows of which n - 59 are bad, and (n - 59) / (n + 1) >= 14.4% first at n = 70.
+    events = asyncio.run(drive(evaluator, store, instance, [good] * 60 + [bad] * 10))
+    assert events == []
+    assert firing_value("burn-0") is None
+    events = asyncio.run(drive_more(evaluator, store, instance, start_index=70, pattern=[bad]))
+    assert [(e.kind, e.alert.objective, e.alert.pair) for e in events] == [("fire", "itl_p99_s", "1h/5m")]
+    fired = events[0]
+    assert fired.at == START + timedelta(seconds=STEP_S * 70)
+    assert fired.alert.burn_rate_long == pytest.approx((11 / 71) / 0.01)
+    assert fired.alert.burn_rate_short == pytest.approx(100.0)
+    assert firing_value("burn-0") == 1.0
+    assert asyncio.run(alerts.firing("burn-0"))[0].started_at == fired.at
+
+    # Good again from scrape 71: the 1h window still holds 11 bad windows, and 11 / (n + 1) falls below
+    # 14.4% at n = 76, before the 5m window clears (79): one window of the pair is enough to resolve.
+    events = asyncio.run(drive_more(evaluator, store, instance, start_index=71, pattern=[good] * 10))
+    assert [(e.kind, e.at) for e in events] == [("resolve", START + timedelta(seconds=STEP_S * 76))]
+    assert firing_value("burn-0") is None
+    history = asyncio.run(alerts.list(state="resolved"))
+    assert len(history) == 1
+    assert (history[0].started_at, history[0].ended_at) == (fired.at, events[0].at)
+
+
+async def drive_more(
+    evaluator: AlertEvaluator, store: MemoryStore, instance: StoredInstance, *, start_index: int, pattern: list[float]
+) -> list[AlertEvent]:
+    repository = MemorySnapshotRepository(store)
+    events: list[AlertEvent] = []
+    for offset, itl in enumerate(pattern):
+        taken = snapshot(instance.instance_id, START + timedelta(seconds=STEP_S * (start_index + offset)), itl)
+        assert await repository.add(instance.instance_id, taken.collected_at, msgspec.json.encode(taken), b"")
+        events += await evaluator.after_scrape(instance, taken)
+    return events
+
+
+def test_the_instance_targets_are_used_and_too_little_data_never_fires() -> None:
+    store, instance = stored_instance("burn-1", slo=SloTargets(itl_p99_s=1.0))
+    evaluator = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=MemoryAlertRepository(), defaults=SloTargets()
+    )
+    # 0.5 s breaks the default target (0.1) but meets the instance's own (1.0).
+    assert asyncio.run(drive(evaluator, store, instance, [0.5] * 90)) == []
+    store, instance = stored_instance("burn-2")
+    evaluator = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=MemoryAlertRepository(), defaults=SloTargets()
+    )
+    # All bad but only 20 minutes of data: the 1h burn rate needs half an hour, so nothing fires.
+    assert asyncio.run(drive(evaluator, store, instance, [0.5] * 40)) == []
+
+
+def test_a_restart_reads_the_time_line_back_from_storage() -> None:
+    store, instance = stored_instance("burn-3")
+    alerts = MemoryAlertRepository()
+    first = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    assert asyncio.run(drive(first, store, instance, [0.05] * 60 + [0.5] * 10)) == []
+    restarted = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    events = asyncio.run(drive_more(restarted, store, instance, start_index=70, pattern=[0.5]))
+    assert [e.kind for e in events] == ["fire"]
+
+
+def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook, ScrapeClients, list[float]]:
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    clients = ScrapeClients()
+
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    hook = AlertWebhook(
+        url,
+        clients=clients,
+        allowlist=parse_allowlist(allow),
+        resolver=loopback,
+        receiver="performance-agent",
+        external_url="http://127.0.0.1:8000",
+        attempts=attempts,
+        sleep=no_wait,
+    )
+    return hook, clients, waits
+
+
+def alert_state(state: str = "firing") -> AlertState:
+    return AlertState(
+        instance_id="vllm-0",
+        objective="itl_p99_s",
+        pair="1h/5m",
+        state=state,  # type: ignore[arg-type]
+        started_at=START,
+        ended_at=None if state == "firing" else START + timedelta(minutes=7),
+        factor=14.4,
+        labels={
+            "alertname": "PerformanceAgentSLOBurnRate",
+            "instance_id": "vllm-0",
+            "long_window": "1h",
+            "short_window": "5m",
+        },
+        annotations={"summary": "itl_p99_s burns its error budget on vllm-0"},
+        fingerprint="0123456789abcdef",
+    )
+
+
+def test_the_webhook_posts_alertmanager_payloads_and_retries_failures(receiver: Receiver) -> None:
+    receiver.statuses = [503]
+    hook, clients, waits = webhook(receiver.url, ["127.0.0.1/32"])
+
+    async def send() -> int:
+        hook.notify([alert_state("firing")])
+        hook.notify([alert_state("resolved")])
+        try:
+            return await hook.flush()
+        finally:
+            await clients.aclose()
+
+    assert asyncio.run(send()) == 2
+    assert waits == [1.0]  # one retry after the 503
+    assert len(receiver.bodies) == 3
+    firing, resolved = receiver.bodies[1], receiver.bodies[2]
+    assert firing["version"] == "4"
+    assert firing["status"] == "firing"
+    assert firing["groupKey"] == '{}:{alertname="PerformanceAgentSLOBurnRate", instance_id="vllm-0"}'
+    assert firing["alerts"][0]["startsAt"] == "2026-03-01T08:00:00Z"
+    assert firing["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
+    assert resolved["status"] == "resolved"
+    assert resolved["alerts"][0]["endsAt"] == "2026-03-01T08:07:00Z"
+
+
+def test_the_webhook_gives_up_after_its_attempts(receiver: Receiver) -> None:
+    receiver.statuses = [500, 500]
+    hook, clients, waits = webhook(receiver.url, ["127.0.0.1/32"], attempts=2)
+
+    async def send() -> bool:
+        try:
+            return await hook.deliver(b"{}")
+        finally:
+            await clients.aclose()
+
+    assert asyncio.run(send()) is False
+    assert waits == [1.0]
+    assert len(receiver.bodies) == 2
+
+
+def test_a_webhook_outside_the_allowlist_is_never_called(receiver: Receiver) -> None:
+    hook, clients, waits = webhook(receiver.url, ["10.0.0.0/8"])
+
+    async def send() -> bool:
+        try:
+            return await hook.deliver(b"{}")
+        finally:
+            await clients.aclose()
+
+    assert asyncio.run(send()) is False
+    assert waits == []
+    assert receiver.bodies == []
+
+
+# ------------------------------------------------------------------------------------------- API
+
+
+@pytest.fixture
+def api(client_factory: ClientFactory) -> TestClient[Litestar]:
+    client = client_factory(scrape_background=False)
+    repository = SqliteAlertRepository(client.app.state.context.database)
+    resolved = msgspec.structs.replace(alert_state("resolved"), instance_id="vllm-1", fingerprint="1" * 16)
+    later = msgspec.structs.replace(alert_state("firing"), started_at=START + timedelta(hours=1))
+    events = [
+        AlertEvent(kind="fire", at=START, alert=msgspec.structs.replace(resolved, state="firing", ended_at=None)),
+        AlertEvent(kind="resolve", at=START + timedelta(minutes=7), alert=resolved),
+        AlertEvent(kind="fire", at=later.started_at, alert=later),
+    ]
+    portal = client.blocking_portal
+    assert portal is not None
+    portal.call(repository.record, events)
+    return client
+
+
+def test_alerts_are_listed_newest_first_and_filtered(api: TestClient[Litestar]) -> None:
+    everything = api.get("/api/v1/alerts").json()
+    assert [(a["instance_id"], a["state"]) for a in everything] == [("vllm-0", "firing"), ("vllm-1", "resolved")]
+    resolved = api.get("/api/v1/alerts", params={"state": "resolved"}).json()
+    assert [(a["started_at"], a["ended_at"]) for a in resolved] == [("2026-03-01T08:00:00Z", "2026-03-01T08:07:00Z")]
+    firing = api.get("/api/v1/alerts", params={"state": "firing", "instance_id": "vllm-0"}).json()
+    assert [a["ended_at"] for a in firing] == [None]
+    assert api.get("/api/v1/alerts", params={"instance_id": "vllm-9"}).json() == []
+    assert len(api.get("/api/v1/alerts", params={"limit": 1}).json()) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"state": "pending"}, "query.state"),
+        ({"limit": 0}, "query.limit"),
+        ({"instance_id": "a b"}, "query.instance_id"),
+    ],
+)
+def test_bad_query_values_are_422(api: TestClient[Litestar], params: dict[str, Any], field: str) -> None:
+    envelope = assert_envelope(api.get("/api/v1/alerts", params=params), 422, "validation_error")
+    assert envelope["invalid_fields"] == [field]
