@@ -10,11 +10,11 @@ from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.enums import MediaType
-from litestar.openapi import ResponseSpec
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from performance_agent.context import AgentDependency
 from performance_agent.errors import error_responses
+from performance_agent.metrics import examples
 from performance_agent.metrics.instances import InstanceService
 from performance_agent.metrics.schemas import (
     ENGINE_PATTERN,
@@ -26,6 +26,7 @@ from performance_agent.metrics.schemas import (
     InstanceStatus,
 )
 from performance_agent.metrics.snapshot import InstanceSnapshot
+from performance_agent.openapi_spec import example_body, responses
 from performance_agent.security import Role
 
 __all__ = ("CollectController", "HistoryController", "InstancesController")
@@ -53,9 +54,13 @@ class InstancesController(Controller):
         status_code=201,
         operation_id="RegisterInstance",
         summary="Register an inference server",
-        responses=error_responses(403, 409, 422),
+        responses=responses(201, Instance, examples.INSTANCE, "Registered", 403, 409, 422),
     )
-    async def register(self, agent: AgentDependency, data: JSONBody[InstanceCreate]) -> Instance:
+    async def register(
+        self,
+        agent: AgentDependency,
+        data: Annotated[InstanceCreate, example_body("Register a vLLM server", examples.INSTANCE_CREATE)],
+    ) -> Instance:
         """Add a server to the registry; the background collector scrapes it from then on.
 
         The endpoint must pass the scrape-target guard (403 `target_not_allowed`); a known id is
@@ -67,7 +72,7 @@ class InstancesController(Controller):
         "/",
         operation_id="ListInstances",
         summary="Registered instances with their scrape status",
-        responses=error_responses(422),
+        responses=responses(200, list[Instance], [examples.INSTANCE], "Registered instances", 422),
     )
     async def list_instances(
         self,
@@ -88,7 +93,7 @@ class InstancesController(Controller):
         "/{instance_id:str}",
         operation_id="GetInstance",
         summary="One registered instance",
-        responses=error_responses(404, 422),
+        responses=responses(200, Instance, examples.INSTANCE, "The instance", 404, 422),
     )
     async def get_instance(self, agent: AgentDependency, instance_id: InstanceIdPath) -> Instance:
         """The instance's registration and the outcome of its last scrape."""
@@ -99,10 +104,13 @@ class InstancesController(Controller):
         opt=_WRITE,
         operation_id="ReplaceInstance",
         summary="Replace an instance's registration",
-        responses=error_responses(404, 422),
+        responses=responses(200, Instance, examples.INSTANCE, "Replaced", 404, 422),
     )
     async def replace(
-        self, agent: AgentDependency, instance_id: InstanceIdPath, data: JSONBody[InstanceReplace]
+        self,
+        agent: AgentDependency,
+        instance_id: InstanceIdPath,
+        data: Annotated[InstanceReplace, example_body("Replace the registration", examples.INSTANCE_REPLACE)],
     ) -> Instance:
         """Replace every registered field (omitted optional fields return to their defaults).
 
@@ -136,10 +144,13 @@ class CollectController(Controller):
         status_code=200,
         operation_id="CollectMetrics",
         summary="Scrape one server now and store its snapshot",
-        responses=error_responses(403, 422, 502, 504),
+        responses=responses(200, InstanceSnapshot, examples.SNAPSHOT, "The stored snapshot", 403, 422, 502, 504),
     )
     async def collect(
-        self, agent: AgentDependency, engine: EnginePath, data: JSONBody[CollectRequest]
+        self,
+        agent: AgentDependency,
+        engine: EnginePath,
+        data: Annotated[CollectRequest, example_body("Scrape an SGLang server", examples.COLLECT_REQUEST)],
     ) -> InstanceSnapshot:
         """Fetch `endpoint + metrics_path`, normalize it, upsert the instance and store the snapshot.
 
@@ -159,14 +170,14 @@ class HistoryController(Controller):
         "/{instance_id:str}",
         operation_id="GetHistory",
         summary="Stored snapshots of one instance, newest first",
-        responses={
-            200: ResponseSpec(
-                data_container=list[InstanceSnapshot],
-                description="Snapshots collected within the last `hours`, newest first, at most `limit`.",
-                generate_examples=False,
-            ),
-            **error_responses(404, 422),
-        },
+        responses=responses(
+            200,
+            list[InstanceSnapshot],
+            [examples.SNAPSHOT],
+            "Snapshots collected within the last `hours`, newest first, at most `limit`.",
+            404,
+            422,
+        ),
     )
     async def history(
         self,

@@ -6,7 +6,6 @@ example that drifts from the code fails here rather than misleading a reader of 
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,10 +44,9 @@ def _body(handler: HTTPRouteHandler) -> tuple[Any, BodyKwarg] | None:
     parameter = handler.parsed_fn_signature.parameters.get("data")
     if parameter is None:
         return None
-    base, *extras = typing.get_args(parameter.annotation) or (parameter.annotation,)
-    marker = next((e for e in extras if isinstance(e, BodyKwarg)), None)
-    assert marker is not None, "body must be declared explicitly (JSONBody or example_body)"
-    return base, marker
+    marker = parameter.kwarg_definition
+    assert isinstance(marker, BodyKwarg), "body must be declared explicitly (JSONBody or example_body)"
+    return parameter.annotation, marker
 
 
 @pytest.mark.parametrize(("path", "handler"), HANDLERS, ids=IDS)
