@@ -14,8 +14,10 @@ from performance_agent.errors import ErrorDetail, RequestValidationError, error_
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.metrics.target_guard import parse_allowlist
 from performance_agent.security import Role, principal_of
+from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository
 from performance_agent.workflows.machine import UserAction, WorkflowStatus
+from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import (
     ActionBody,
@@ -80,10 +82,8 @@ def workflow_defaults(agent: AgentContext) -> CreateDefaults:
     )
 
 
-def plan_lookup_of(agent: AgentContext) -> PlanLookup | None:
-    """Set by the app once plans are stored (issue 4); until then the plan form answers 422."""
-    lookup: PlanLookup | None = getattr(agent, "workflow_plan_lookup", None)
-    return lookup
+def plan_lookup_of(agent: AgentContext) -> PlanLookup:
+    return stored_plan_lookup(SqlitePlanRepository(agent.database))
 
 
 def workflow_service(agent: AgentContext) -> WorkflowService:

@@ -1,9 +1,9 @@
 """Starting a workflow from stored optimization plans (`{"plan_id", "recommendation_ids"}`).
 
 Workflows read plans through a narrow lookup (a plan's engine and its recommendations' ids,
-`executable`, `changes` and `env`), so this module does not depend on how issue 4 stores them;
-the app wires the lookup to the plan repository. Only executable recommendations can be rolled
-out: advice such as "use an AWQ checkpoint" needs more than a flag flip.
+`executable`, `changes` and `env`), so the rollout rules are tested without the optimizer;
+`stored_plan_lookup` reads them from the plan repository. Only executable recommendations can be
+rolled out: advice such as "use an AWQ checkpoint" needs more than a flag flip.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from performance_agent.errors import ErrorDetail, RequestValidationError, UnprocessableError
 
 if TYPE_CHECKING:
+    from performance_agent.storage.plans import PlanRepository
     from performance_agent.workflows.schemas import FlagValue, WorkflowCreate
 
-__all__ = ("PlanLookup", "PlanRecommendation", "PlanView", "resolve_plan_changes")
+__all__ = ("PlanLookup", "PlanRecommendation", "PlanView", "resolve_plan_changes", "stored_plan_lookup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,31 @@ class PlanView:
 
 
 PlanLookup = Callable[[str], Awaitable[PlanView | None]]
+
+
+def stored_plan_lookup(plans: PlanRepository) -> PlanLookup:
+    """Plans as `POST /optimize` stored them (immutable, so a workflow sees what was approved)."""
+
+    async def lookup(plan_id: str) -> PlanView | None:
+        plan = await plans.get(plan_id)
+        if plan is None:
+            return None
+        return PlanView(
+            plan_id=plan.plan_id,
+            engine=plan.engine,
+            recommendations=[
+                PlanRecommendation(
+                    id=item.id,
+                    executable=item.executable,
+                    changes=dict(item.changes),
+                    env=dict(item.env),
+                    title=item.title,
+                )
+                for item in plan.recommendations
+            ],
+        )
+
+    return lookup
 
 
 async def resolve_plan_changes(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 
+from performance_agent.optimization.schemas import OptimizationPlan
+from performance_agent.storage.plans import SqlitePlanRepository
 from tests.conftest import APPROVER_KEY, KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 
 if TYPE_CHECKING:
@@ -350,3 +353,82 @@ def test_with_auth_the_actor_is_the_key_name_and_roles_are_enforced(client_facto
     assert approved.json()["approvals"][0]["actor"] == "lead"
     events = client.get(f"{path}/events", headers=ops).json()
     assert [e["actor"] for e in events] == ["ops", "lead"]
+
+
+def store_plan(client: TestClient[Litestar], plan_id: str, engine: str, instance_id: str) -> None:
+    """A plan as `POST /optimize` stores it, with one executable and one advisory recommendation."""
+
+    def recommendation(rec_id: str, changes: dict[str, Any], env: dict[str, str], executable: bool) -> dict[str, Any]:
+        return {
+            "id": rec_id,
+            "type": "batching",
+            "title": rec_id,
+            "changes": changes,
+            "env": env,
+            "rationale": "test",
+            "estimated_impact": {},
+            "addresses": [],
+            "assumptions": [],
+            "risk": {"quality": "low", "stability": "low"},
+            "requires_restart": True,
+            "executable": executable,
+        }
+
+    plan = msgspec.convert(
+        {
+            "plan_id": plan_id,
+            "instance_id": instance_id,
+            "engine": engine,
+            "created_at": "2026-01-01T00:00:00Z",
+            "objective": "balanced",
+            "constraints": {},
+            "current_config": {"engine": engine, "engine_version": None, "settings": {}},
+            "recommendations": [
+                recommendation("r-batch", {"--max-num-seqs": 512}, {}, True),
+                recommendation("r-prefix", {}, {"PREFIX_CACHING": "1"}, True),
+                recommendation("r-awq", {"--quantization": "awq"}, {}, False),
+            ],
+            "findings": [],
+            "summary": "test plan",
+            "notes": [],
+        },
+        OptimizationPlan,
+    )
+    client.blocking_portal.call(SqlitePlanRepository(client.app.state.context.database).add, plan)
+
+
+def test_a_stored_plan_s_executable_recommendations_can_be_rolled_out(client: TestClient[Litestar]) -> None:
+    ids = register(client, 2)
+    store_plan(client, "plan-1", "vllm", ids[0])
+    response = client.post(
+        WORKFLOWS,
+        json={
+            "instance_ids": ids,
+            "plan_id": "plan-1",
+            "recommendation_ids": ["r-batch", "r-prefix"],
+            "actuator": {"url": HOOK},
+        },
+    )
+    assert response.status_code == 201, response.text
+    workflow = response.json()
+    assert (workflow["plan_id"], workflow["recommendation_ids"]) == ("plan-1", ["r-batch", "r-prefix"])
+    assert workflow["changes"] == {"--max-num-seqs": 512}
+    assert workflow["env"] == {"PREFIX_CACHING": "1"}
+
+
+def test_non_executable_recommendations_and_foreign_engines_are_refused(client: TestClient[Litestar]) -> None:
+    ids = register(client, 1)
+    store_plan(client, "plan-1", "vllm", ids[0])
+    store_plan(client, "plan-tgi", "tgi", ids[0])
+    advisory = client.post(
+        WORKFLOWS,
+        json={"instance_ids": ids, "plan_id": "plan-1", "recommendation_ids": ["r-awq"], "actuator": {"url": HOOK}},
+    )
+    envelope = assert_envelope(advisory, 422, "recommendation_not_executable")
+    assert envelope["context"] == {"plan_id": "plan-1", "recommendation_ids": ["r-awq"]}
+    foreign = client.post(
+        WORKFLOWS,
+        json={"instance_ids": ids, "plan_id": "plan-tgi", "recommendation_ids": ["r-batch"], "actuator": {"url": HOOK}},
+    )
+    assert assert_envelope(foreign, 422, "validation_error")["invalid_fields"] == ["body.plan_id"]
+    assert client.get(WORKFLOWS).json() == []
