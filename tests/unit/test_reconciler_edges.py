@@ -85,7 +85,7 @@ def test_the_loop_ticks_publishes_statuses_and_survives_a_broken_workflow(
                     raise RuntimeError("one bad workflow")
                 await real_process(workflow_id)
 
-            harness.reconciler._sleep = sleep  # type: ignore[attr-defined]
+            harness.reconciler._sleep = sleep
             harness.reconciler.process = flaky  # type: ignore[method-assign]
             with pytest.raises(asyncio.CancelledError):
                 await harness.reconciler.run(lambda: beats.append(1))
