@@ -6,16 +6,17 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.openapi import ResponseSpec
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from performance_agent.context import AgentContext, AgentDependency
-from performance_agent.errors import ErrorDetail, RequestValidationError, error_responses
+from performance_agent.errors import ErrorDetail, RequestValidationError
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.openapi_spec import example_body, responses
 from performance_agent.security import Role, principal_of
 from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.workflows import examples
 from performance_agent.workflows.machine import UserAction, WorkflowStatus
 from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
@@ -120,7 +121,11 @@ def _with_etag(workflow: Workflow, status_code: int = 200) -> Response[Workflow]
     return Response(workflow, status_code=status_code, headers={"ETag": f'"{workflow.version}"'})
 
 
-_WORKFLOW_RESPONSE = ResponseSpec(data_container=Workflow, description="The workflow.", generate_examples=False)
+_ACTED = responses(200, Workflow, examples.WORKFLOW, "The workflow after the action", 404, 409, 422)
+ApprovalData = Annotated[
+    ApprovalBody | None, example_body("Approve with a comment (the body may be omitted)", examples.APPROVAL_BODY)
+]
+ActionData = Annotated[ActionBody | None, example_body("Give a reason (the body may be omitted)", examples.ACTION_BODY)]
 
 
 class WorkflowsController(Controller):
@@ -133,16 +138,17 @@ class WorkflowsController(Controller):
         status_code=201,
         operation_id="StartWorkflow",
         summary="Start a gradual rollout of a configuration change",
-        responses={
-            201: ResponseSpec(data_container=Workflow, description="The new workflow.", generate_examples=False),
-            **error_responses(403, 409, 422),
-        },
+        responses=responses(
+            201, Workflow, examples.WORKFLOW_SUMMARY | {"windows": []}, "The new workflow", 403, 409, 422
+        ),
     )
     async def start(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
-        data: JSONBody[WorkflowCreate],
+        data: Annotated[
+            WorkflowCreate, example_body("Roll a flag change out with approvals", examples.WORKFLOW_CREATE)
+        ],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Workflow]:
         """Roll `changes`/`env` (or a plan's executable recommendations) out to the instances in stages.
@@ -161,14 +167,13 @@ class WorkflowsController(Controller):
         "/",
         operation_id="ListWorkflows",
         summary="Workflows, newest first, one page at a time",
-        responses={
-            200: ResponseSpec(
-                data_container=list[Workflow],
-                description="One page; the next page's cursor is in `X-Next-Cursor` (absent on the last page).",
-                generate_examples=False,
-            ),
-            **error_responses(422),
-        },
+        responses=responses(
+            200,
+            list[Workflow],
+            [examples.WORKFLOW_SUMMARY],
+            "One page; the next page's cursor is in `X-Next-Cursor` (absent on the last page)",
+            422,
+        ),
     )
     async def list_workflows(
         self,
@@ -194,7 +199,7 @@ class WorkflowsController(Controller):
         "/{workflow_id:str}",
         operation_id="GetWorkflow",
         summary="One workflow: status, stage, cohorts, baseline, health windows, approvals",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 422)},
+        responses=responses(200, Workflow, examples.WORKFLOW, "The workflow", 404, 422),
     )
     async def get_workflow(self, agent: AgentDependency, workflow_id: WorkflowIdPath) -> Response[Workflow]:
         """`ETag` carries the version to send back as `If-Match` with an action."""
@@ -205,12 +210,7 @@ class WorkflowsController(Controller):
         "/{workflow_id:str}/events",
         operation_id="GetWorkflowEvents",
         summary="The workflow's append-only audit trail",
-        responses={
-            200: ResponseSpec(
-                data_container=list[WorkflowEvent], description="Every event, oldest first.", generate_examples=False
-            ),
-            **error_responses(404, 422),
-        },
+        responses=responses(200, list[WorkflowEvent], examples.EVENTS, "Every event, oldest first", 404, 422),
     )
     async def events(self, agent: AgentDependency, workflow_id: WorkflowIdPath) -> list[WorkflowEvent]:
         """Creation, every human action (actor, time, comment) and every automatic transition (with its reason)."""
@@ -244,14 +244,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="ApproveWorkflow",
         summary="Approve the start, or the next gated stage",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def approve(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ApprovalBody | None] = None,
+        data: ApprovalData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """Valid in `pending_approval` and `awaiting_approval`. The same actor approving the same gate again
@@ -264,14 +264,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="RejectWorkflow",
         summary="Reject the start (nothing changes) or the next stage (rolls back)",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def reject(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ApprovalBody | None] = None,
+        data: ApprovalData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval` → `rejected`; `awaiting_approval` → `rolling_back`."""
@@ -283,14 +283,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="AbortWorkflow",
         summary="Roll back what changed (cancels when nothing changed yet)",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def abort(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ActionBody | None] = None,
+        data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval`/`capturing_baseline` → `cancelled`; `applying`, `monitoring`,
@@ -303,14 +303,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="CancelWorkflow",
         summary="Withdraw a workflow before anything changed",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def cancel(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ActionBody | None] = None,
+        data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval`/`capturing_baseline` → `cancelled`."""
@@ -322,14 +322,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="PauseWorkflow",
         summary="Hold the rollout where it is (guardrails keep running)",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def pause(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ActionBody | None] = None,
+        data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`monitoring`/`awaiting_approval` → `paused`; a guardrail breach still rolls back."""
@@ -341,14 +341,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="ResumeWorkflow",
         summary="Resume monitoring the current stage",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def resume(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ActionBody | None] = None,
+        data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`paused` → `monitoring`: the stage is watched for `duration_s` again; gates still apply."""
@@ -360,14 +360,14 @@ class WorkflowsController(Controller):
         status_code=200,
         operation_id="RetryWorkflowRollback",
         summary="Try a failed rollback again",
-        responses={200: _WORKFLOW_RESPONSE, **error_responses(404, 409, 422)},
+        responses=_ACTED,
     )
     async def retry_rollback(
         self,
         request: Request[Any, Any, Any],
         agent: AgentDependency,
         workflow_id: WorkflowIdPath,
-        data: JSONBody[ActionBody | None] = None,
+        data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`failed` → `rolling_back`, resending the rollback calls with their original `event_id`s."""
