@@ -61,6 +61,9 @@ test: lint openapi-check  ## Every gate: lint, types, drift, pytest + schemathes
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
+eval: $(STAMP)  ## Labelled simulator scenarios: detector precision/recall per bottleneck (fails below 0.9)
+	$(BIN)/python -m tests.eval.suite
+
 bench: $(STAMP)  ## Benchmarks (ratios measured side by side); writes docs/benchmarks.md
 	$(BIN)/python -m tests.bench.run_all
 
@@ -70,4 +73,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test bench container clean
+.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test eval bench container clean

@@ -1,0 +1,1 @@
+"""Labelled scenario suite for the bottleneck detectors and the planner (`make eval`)."""
