@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Literal
 import httpcore
 import httpx
 
+from performance_agent.metrics.connection_pool import LinearConnectionPool
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -156,9 +158,9 @@ class ScrapeClients:
         if client is None:
             context = _ssl_context(tls)
             transport = httpx.AsyncHTTPTransport(verify=context, limits=self._limits, trust_env=False)
-            # httpx has no public hook for the network backend; swap the pool it built for an
-            # identical one that dials through the pinned backend.
-            transport._pool = httpcore.AsyncConnectionPool(
+            # httpx has no public hook for the network backend; swap the pool it built for one that
+            # dials through the pinned backend (and keeps its bookkeeping linear, see connection_pool).
+            transport._pool = LinearConnectionPool(
                 ssl_context=context,
                 max_connections=self._limits.max_connections,
                 max_keepalive_connections=self._limits.max_keepalive_connections,
