@@ -54,7 +54,7 @@ async def server() -> AsyncIterator[KeepAliveServer]:
         yield state
 
 
-async def _get(pool: LinearConnectionPool, port: int) -> bytes:
+async def _get(pool: httpcore.AsyncConnectionPool, port: int) -> bytes:
     response = await pool.request("GET", f"http://127.0.0.1:{port}/metrics")
     return response.content
 
