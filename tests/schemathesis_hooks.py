@@ -14,12 +14,12 @@ from typing import Any
 
 from hypothesis.internal import lambda_sources
 
-_describe = lambda_sources._lambda_description
+_describe: Any = lambda_sources._lambda_description
 
 
-def _describe_or_unknown(f: Any) -> str:
+def _describe_or_unknown(f: Any, *args: Any, **kwargs: Any) -> str:
     try:
-        return _describe(f)
+        return str(_describe(f, *args, **kwargs))
     except SystemError:
         return "lambda: <unknown>"
 

@@ -82,9 +82,7 @@ async def test_a_connection_the_server_closed_is_not_reused(server: KeepAliveSer
     assert server.connections == 2
 
 
-async def test_sweep_closes_surplus_idle_connections(
-    server: KeepAliveServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_sweep_closes_surplus_idle_connections(server: KeepAliveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection_pool, "SWEEP_INTERVAL_S", 0.0)
     async with LinearConnectionPool(max_connections=6, max_keepalive_connections=2) as pool:
         await asyncio.gather(*(_get(pool, server.port) for _ in range(6)))
