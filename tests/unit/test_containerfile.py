@@ -187,7 +187,7 @@ def _label_problems(cf: Containerfile) -> list[str]:
     expected = {
         "org.opencontainers.image.title": project["name"],
         "org.opencontainers.image.version": __version__,
-        "org.opencontainers.image.licenses": project["license"]["text"],
+        "org.opencontainers.image.licenses": project["license"],
     }
     return [
         f"label {key} is {labels.get(key)!r}, expected {value!r}"
