@@ -26,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # create_app already routed uvicorn's loggers to the JSON handler
         access_log=False,
         timeout_graceful_shutdown=10,
     )

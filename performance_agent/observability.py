@@ -83,7 +83,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the request id when the line was logged inside a request."""
 
     _encoder = msgspec.json.Encoder()
-    _skip = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+    _skip = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -104,9 +104,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    """JSON lines on stderr for the agent's own loggers and uvicorn's (one format for log shippers)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("performance_agent")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    for name in ("performance_agent", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
