@@ -25,8 +25,7 @@ from performance_agent.analysis.config import slo_defaults
 from performance_agent.analysis.service import effective_targets
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
-from performance_agent.metrics import scraper
-from performance_agent.metrics.scraper import TlsOptions
+from performance_agent.metrics.scraper import post_json_pinned
 from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url, parse_allowlist
 from performance_agent.storage.alerts import SqliteAlertRepository
 
@@ -180,21 +179,11 @@ class AlertWebhook:
         except ResolutionError as unresolved:
             logger.warning("alert webhook host does not resolve", extra={"error": str(unresolved)})
             return "failed"
-        client = self._clients.client(TlsOptions())
-        token = scraper._pinned.set(target)  # the pinned backend dials only the address the guard checked
         try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await client.post(
-                    target.url,
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=httpx.Timeout(self._timeout_s),
-                )
+            response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s)
         except (TimeoutError, httpx.HTTPError) as error:
             logger.warning("alert webhook unreachable", extra={"error": f"{type(error).__name__}: {error}"})
             return "failed"
-        finally:
-            scraper._pinned.reset(token)
         if 200 <= response.status_code < 300:
             return "ok"
         logger.warning("alert webhook answered an error", extra={"status": response.status_code})

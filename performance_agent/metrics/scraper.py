@@ -16,6 +16,7 @@ and proxies from the environment are ignored, so nothing bypasses the pinned bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ssl
 import time
@@ -28,7 +29,7 @@ import httpx
 from performance_agent.metrics.connection_pool import LinearConnectionPool
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from performance_agent.metrics.target_guard import ResolvedTarget
 
@@ -41,6 +42,7 @@ __all__ = (
     "ScrapeFailure",
     "TlsOptions",
     "fetch_page",
+    "post_json_pinned",
 )
 
 FailureReason = Literal[
@@ -58,6 +60,16 @@ ACCEPT_HEADER = "text/plain;version=0.0.4;q=1.0, application/openmetrics-text;ve
 _CHUNK = 64 * 1024
 
 _pinned: contextvars.ContextVar[ResolvedTarget | None] = contextvars.ContextVar("pinned_target", default=None)
+
+
+@contextlib.contextmanager
+def _pinned_to(target: ResolvedTarget) -> Iterator[None]:
+    """Lets the pinned backend dial `target` for connections this task opens inside the block."""
+    token = _pinned.set(target)
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
 
 
 class ScrapeFailure(Exception):
@@ -223,22 +235,22 @@ async def fetch_page(
     """GET the page at the checked target, within `timeout_s` overall and `max_bytes` of body."""
     client = clients.client(tls if tls is not None and target.scheme == "https" else TlsOptions())
     request_headers = {"Accept": ACCEPT_HEADER, **headers}
-    token = _pinned.set(target)
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout_s):
-            async with client.stream(
-                "GET", target.url, headers=request_headers, timeout=httpx.Timeout(timeout_s)
-            ) as response:
-                if not 200 <= response.status_code < 300:
-                    note = " (redirects are not followed)" if 300 <= response.status_code < 400 else ""
-                    raise ScrapeFailure(
-                        "upstream_error",
-                        f"the server answered HTTP {response.status_code}{note}",
-                        upstream_status=response.status_code,
-                    )
-                body = await _read_capped(response, max_bytes)
-                content_type = response.headers.get("content-type")
+        with _pinned_to(target):
+            async with asyncio.timeout(timeout_s):
+                async with client.stream(
+                    "GET", target.url, headers=request_headers, timeout=httpx.Timeout(timeout_s)
+                ) as response:
+                    if not 200 <= response.status_code < 300:
+                        note = " (redirects are not followed)" if 300 <= response.status_code < 400 else ""
+                        raise ScrapeFailure(
+                            "upstream_error",
+                            f"the server answered HTTP {response.status_code}{note}",
+                            upstream_status=response.status_code,
+                        )
+                    body = await _read_capped(response, max_bytes)
+                    content_type = response.headers.get("content-type")
     except (TimeoutError, httpx.TimeoutException):
         raise ScrapeFailure("upstream_timeout", f"no complete answer within {timeout_s:g} s") from None
     except httpx.RemoteProtocolError as exc:
@@ -249,11 +261,35 @@ async def fetch_page(
         raise ScrapeFailure("upstream_invalid_metrics", f"the page cannot be decoded: {exc}") from None
     except httpx.RequestError as exc:
         raise ScrapeFailure("upstream_error", f"the request failed: {exc}") from None
-    finally:
-        _pinned.reset(token)
     duration = time.perf_counter() - started
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScrapeFailure("upstream_invalid_metrics", f"the page is not UTF-8 text: {exc}") from None
     return FetchedPage(text=text, openmetrics=_is_openmetrics(content_type), size_bytes=len(body), duration_s=duration)
+
+
+async def post_json_pinned(
+    clients: ScrapeClients,
+    target: ResolvedTarget,
+    body: bytes,
+    *,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """POST a JSON `body` to the checked target, connecting only to the address the guard checked.
+
+    Why it raises instead of answering a failure: its callers (actuators, the alert webhook) each
+    report timeouts and transport errors in their own terms. Raises `TimeoutError` or
+    `httpx.TimeoutException` when no answer comes within `timeout_s`, and another `httpx.HTTPError`
+    when the target cannot be reached; any HTTP status is returned, redirects are not followed.
+    """
+    client = clients.client(TlsOptions())
+    with _pinned_to(target):
+        async with asyncio.timeout(timeout_s):
+            return await client.post(
+                target.url,
+                content=body,
+                headers={"Content-Type": "application/json", **(headers or {})},
+                timeout=httpx.Timeout(timeout_s),
+            )

@@ -8,7 +8,6 @@ and the outbox that keeps `event_id` stable live in the reconciler.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -16,8 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 import msgspec
 
-from performance_agent.metrics import scraper as _scraper
-from performance_agent.metrics.scraper import TlsOptions
+from performance_agent.metrics.scraper import post_json_pinned
 from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
 from performance_agent.workflows.payloads import decode_payload, signature_headers
 
@@ -65,22 +63,12 @@ class HttpPoster:
             return Delivery(False, f"target_not_allowed: {refused.reason}")
         except ResolutionError as unresolved:
             return Delivery(False, f"unreachable: {unresolved}")
-        client = self._clients.client(TlsOptions())
-        token = _scraper._pinned.set(target)  # the pinned backend dials only the checked address
         try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await client.post(
-                    target.url,
-                    content=body,
-                    headers={"Content-Type": "application/json", **headers},
-                    timeout=httpx.Timeout(self._timeout_s),
-                )
+            response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             return Delivery(False, f"timeout: no answer within {self._timeout_s:g} s")
         except httpx.HTTPError as exc:
             return Delivery(False, f"unreachable: {type(exc).__name__}: {exc}")
-        finally:
-            _scraper._pinned.reset(token)
         if 200 <= response.status_code < 300:
             return Delivery(True)
         return Delivery(False, f"HTTP {response.status_code}: {response.text[:200]}")
