@@ -138,9 +138,7 @@ class WorkflowsController(Controller):
         status_code=201,
         operation_id="StartWorkflow",
         summary="Start a gradual rollout of a configuration change",
-        responses=responses(
-            201, Workflow, examples.WORKFLOW_SUMMARY | {"windows": []}, "The new workflow", 403, 409, 422
-        ),
+        responses=responses(201, Workflow, examples.WORKFLOW_STARTED, "The new workflow", 403, 409, 422),
     )
     async def start(
         self,

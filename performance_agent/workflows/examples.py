@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ("ACTION_BODY", "APPROVAL_BODY", "EVENTS", "WORKFLOW", "WORKFLOW_CREATE", "WORKFLOW_SUMMARY")
+__all__ = (
+    "ACTION_BODY",
+    "APPROVAL_BODY",
+    "EVENTS",
+    "WORKFLOW",
+    "WORKFLOW_CREATE",
+    "WORKFLOW_STARTED",
+    "WORKFLOW_SUMMARY",
+)
 
 WORKFLOW_CREATE: dict[str, Any] = {
     "instance_ids": ["vllm-llama-0", "vllm-llama-1", "vllm-llama-2", "vllm-llama-3"],
@@ -132,6 +140,27 @@ WORKFLOW_SUMMARY: dict[str, Any] = {
 }
 
 WORKFLOW: dict[str, Any] = {**WORKFLOW_SUMMARY, "windows": [_WINDOW]}
+
+#: The same workflow as `StartWorkflow` answers it: waiting for the first approval, nothing changed yet.
+WORKFLOW_STARTED: dict[str, Any] = {
+    **WORKFLOW_SUMMARY,
+    "status": "pending_approval",
+    "version": 1,
+    "allowed_actions": ["abort", "approve", "cancel", "reject"],
+    "stage_index": 0,
+    "percent": 10,
+    "changed_count": 0,
+    "cohorts": {"canary": [], "control": WORKFLOW_CREATE["instance_ids"]},
+    "updated_at": "2026-01-01T10:00:00Z",
+    "status_since": "2026-01-01T10:00:00Z",
+    "stage_started_at": None,
+    "warmup_until": None,
+    "stage_deadline": None,
+    "approval_deadline": "2026-01-01T11:00:00Z",
+    "baseline": None,
+    "approvals": [],
+    "windows": [],
+}
 
 EVENTS: list[dict[str, Any]] = [
     {
