@@ -92,6 +92,11 @@ class EngineAdapter(Protocol):
     @property
     def engine(self) -> str: ...
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Prefixes of the family names `adapt` looks at (others may be skipped by the parser)."""
+        ...
+
     def adapt(self, page: MetricsPage) -> AdaptedPage: ...
 
 

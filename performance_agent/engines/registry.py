@@ -12,10 +12,12 @@ from performance_agent.engines.tgi import TgiAdapter
 from performance_agent.engines.vllm import VllmAdapter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from performance_agent.engines.base import AdaptedPage, EngineAdapter
     from performance_agent.metrics.page import MetricsPage
 
-__all__ = ("ADAPTERS", "SUPPORTED_ENGINES", "UnknownEngineError", "adapt_page", "get_adapter")
+__all__ = ("ADAPTERS", "FAMILY_FILTERS", "SUPPORTED_ENGINES", "UnknownEngineError", "adapt_page", "get_adapter")
 
 ADAPTERS: dict[str, EngineAdapter] = {
     adapter.engine: adapter for adapter in (VllmAdapter(), TgiAdapter(), SglangAdapter())
@@ -41,3 +43,16 @@ def get_adapter(engine: str) -> EngineAdapter:
 def adapt_page(engine: str, page: MetricsPage) -> AdaptedPage:
     """The page in engine-neutral terms, read with the named engine's adapter."""
     return get_adapter(engine).adapt(page)
+
+
+def _family_filter(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
+    def keep(family: str) -> bool:
+        return family.startswith(prefixes)
+
+    return keep
+
+
+#: Per engine, which families its adapter reads: `parse_page(text, keep=FAMILY_FILTERS[engine])`.
+FAMILY_FILTERS: dict[str, Callable[[str], bool]] = {
+    engine: _family_filter(adapter.reads) for engine, adapter in ADAPTERS.items()
+}

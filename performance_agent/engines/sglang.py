@@ -38,6 +38,33 @@ class SglangAdapter:
     """Maps SGLang's tokenizer and scheduler metrics onto the concept keys of `RawSeries`."""
 
     engine = "sglang"
+    #: Family-name prefixes `adapt` reads; the scraper's parser skips every other family's samples.
+    #: `tests/unit/test_engine_reads.py` checks that adapting with the filter changes nothing.
+    reads: tuple[str, ...] = (
+        "process_start_time_seconds",
+        "sglang:cache_config_info",
+        "sglang:cache_hit_rate",
+        "sglang:cached_tokens",
+        "sglang:context_len",
+        "sglang:e2e_request_latency_seconds",
+        "sglang:generation_tokens",
+        "sglang:inter_token_latency_seconds",
+        "sglang:max_prefill_tokens",
+        "sglang:max_running_requests",
+        "sglang:max_total_num_tokens",
+        "sglang:num_aborted_requests",
+        "sglang:num_queue_reqs",
+        "sglang:num_requests_total",
+        "sglang:num_retracted_requests",
+        "sglang:num_running_reqs",
+        "sglang:num_used_tokens",
+        "sglang:prompt_tokens",
+        "sglang:queue_time_seconds",
+        "sglang:time_per_output_token_seconds",
+        "sglang:time_to_first_token_seconds",
+        "sglang:token_usage",
+        "sglang:total_retracted_reqs",
+    )
 
     def adapt(self, page: MetricsPage) -> AdaptedPage:
         reader = PageReader(page, ("model_name", "name"))

@@ -56,6 +56,23 @@ class TgiAdapter:
     """Maps TGI's router metrics onto the concept keys of `RawSeries`."""
 
     engine = "tgi"
+    #: Family-name prefixes `adapt` reads; the scraper's parser skips every other family's samples.
+    #: `tests/unit/test_engine_reads.py` checks that adapting with the filter changes nothing.
+    reads: tuple[str, ...] = (
+        "process_start_time_seconds",
+        "tgi_batch_current_max_tokens",
+        "tgi_batch_current_size",
+        "tgi_batch_forward_duration",
+        "tgi_batch_inference_duration",
+        "tgi_batch_max_total_tokens",
+        "tgi_queue_size",
+        "tgi_request_duration",
+        "tgi_request_failure",
+        "tgi_request_generated_tokens",
+        "tgi_request_input_length",
+        "tgi_request_queue_duration",
+        "tgi_request_success",
+    )
 
     def adapt(self, page: MetricsPage) -> AdaptedPage:
         reader = PageReader(page)

@@ -30,6 +30,28 @@ class VllmAdapter:
     """Maps every vLLM generation's names onto the concept keys of `RawSeries`."""
 
     engine = "vllm"
+    #: Family-name prefixes `adapt` reads; the scraper's parser skips every other family's samples.
+    #: `tests/unit/test_engine_reads.py` checks that adapting with the filter changes nothing.
+    reads: tuple[str, ...] = (
+        "process_start_time_seconds",
+        "vllm:cache_config_info",
+        "vllm:lora_requests_info",
+        "vllm:generation_tokens",
+        "vllm:gpu_cache_usage_perc",
+        "vllm:gpu_prefix_cache_",
+        "vllm:kv_cache_usage_perc",
+        "vllm:num_preemptions",
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:prefix_cache_",
+        "vllm:prompt_tokens",
+        "vllm:request_queue_time_seconds",
+        "vllm:request_success",
+        "vllm:time_per_output_token_seconds",
+        "vllm:time_to_first_token_seconds",
+        "vllm:inter_token_latency_seconds",
+        "vllm:e2e_request_latency_seconds",
+    )
 
     def adapt(self, page: MetricsPage) -> AdaptedPage:
         reader = PageReader(page, ("model_name",))

@@ -19,7 +19,7 @@ import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
 from performance_agent.engines.base import detect_engine
-from performance_agent.engines.registry import adapt_page
+from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import ExpositionError, parse_page
 from performance_agent.metrics.schemas import HeaderFromEnv, HeaderValue, InstanceError
@@ -158,12 +158,13 @@ class CollectionService:
         )
         collected_at = self._clock()
         try:
-            page = parse_page(fetched.text, openmetrics=fetched.openmetrics)
+            # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
+            page = parse_page(fetched.text, openmetrics=fetched.openmetrics, keep=FAMILY_FILTERS[spec.engine])
         except ExpositionError as invalid:
             raise ScrapeFailure(
                 "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
             ) from None
-        if not page.series:
+        if not page.series and not page.families:
             raise ScrapeFailure("upstream_invalid_metrics", "the page holds no samples")
         detected = detect_engine(page)
         if detected != spec.engine:

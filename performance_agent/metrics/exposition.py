@@ -57,8 +57,9 @@ _label_cache: Final[dict[str, dict[str, str]]] = {}
 _label_tokens: Final[dict[str, str]] = {}
 _known_names: Final[set[str]] = set()
 
-# name, `name{`, its length, and the appends of the name's series and of its family's samples.
-_Route = tuple[str, str, int, "Callable[[Sample], None]", "Callable[[Sample], None]"]
+# name, `name{`, its length, the appends of the name's series and of its family's samples,
+# ... and whether the caller's `keep` declined the family (its samples are skipped unparsed).
+_Route = tuple[str, str, int, "Callable[[Sample], None]", "Callable[[Sample], None]", bool]
 
 
 def clear_parser_caches() -> None:
@@ -68,11 +69,16 @@ def clear_parser_caches() -> None:
     _known_names.clear()
 
 
-def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
+def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[str], bool] | None = None) -> MetricsPage:
     """Parse a whole page; `openmetrics=None` guesses the format from a trailing `# EOF`.
 
     A page cut between two lines parses (a histogram simply has fewer buckets), because partial
     scrapes and excerpts are real; anything that is not a well-formed line raises `ExpositionError`.
+
+    `keep(family_name)` lets a caller that reads only some families (an engine adapter reads about
+    a third of a vLLM page) skip the rest: their families are still declared in `page.families`
+    (engine detection looks at names), but their samples are neither parsed nor stored, so a
+    malformed value inside a skipped family goes unnoticed. Without `keep` everything is checked.
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n")
@@ -104,9 +110,12 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
     unused: list[Sample] = []  # replaced before the first sample: every name differs from ""
     append_to_series: Callable[[Sample], None] = unused.append
     append_to_family: Callable[[Sample], None] = append_to_series
+    skipping = False  # whether the previous sample's family is one `keep` declined
 
     for line_number, line in enumerate(lines, 1):
         if line.startswith(last_prefix):
+            if skipping:
+                continue
             name = last_name
             head, _, rest = line.partition("}")
             label_text = head[prefix_length:]
@@ -126,6 +135,15 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
             continue
         else:
             brace = line.find("{")
+            if keep is not None:
+                name = line[:brace] if brace > 0 else line.partition(" ")[0]
+                if name != last_name and name in known_names:
+                    route = routes.get(name)
+                    if route is None:
+                        route = routes[name] = _route_for(name, series, families, keep)
+                    last_name, last_prefix, prefix_length, append_to_series, append_to_family, skipping = route
+                if skipping and name == last_name:
+                    continue
             if brace > 0:
                 name = line[:brace]
                 head, _, rest = line.partition("}")
@@ -154,8 +172,10 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
         if name != last_name:
             route = routes.get(name)
             if route is None:
-                route = routes[name] = _route_for(name, series, families)
-            last_name, last_prefix, prefix_length, append_to_series, append_to_family = route
+                route = routes[name] = _route_for(name, series, families, keep)
+            last_name, last_prefix, prefix_length, append_to_series, append_to_family, skipping = route
+            if skipping:
+                continue
         sample = _new_sample(sample_type, (name, labels.copy(), value, timestamp))
         append_to_series(sample)
         append_to_family(sample)
@@ -163,13 +183,25 @@ def parse_page(text: str, *, openmetrics: bool | None = None) -> MetricsPage:
     return page
 
 
-def _route_for(name: str, series: dict[str, list[Sample]], families: dict[str, MetricFamily]) -> _Route:
+def _route_for(
+    name: str,
+    series: dict[str, list[Sample]],
+    families: dict[str, MetricFamily],
+    keep: Callable[[str], bool] | None,
+) -> _Route:
     """Everything the loop needs when the sample name changes, computed once per name."""
+    family = _family_for(name, families)
+    prefix = name + "{"
+    if keep is not None and not keep(family.name):
+        return name, prefix, len(prefix), _discard, _discard, True
     found = series.get(name)
     if found is None:
         found = series[name] = []
-    prefix = name + "{"
-    return name, prefix, len(prefix), found.append, _family_for(name, families).samples.append
+    return name, prefix, len(prefix), found.append, family.samples.append, False
+
+
+def _discard(sample: Sample) -> None:
+    """Where samples of a family the caller declined would go (the loop skips them before this)."""
 
 
 def _family_for(name: str, families: dict[str, MetricFamily]) -> MetricFamily:
