@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
-from performance_agent.analysis.alerting import AlertEvaluator, AlertWebhook
+from performance_agent.analysis.alerting import ALERTS_FIRING, SLO_BURN_RATE, AlertEvaluator, AlertWebhook
 from performance_agent.analysis.schemas import AlertEvent, AlertState, SloTargets
 from performance_agent.metrics.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeClients
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 STEP_S = 30.0
+
+
+@pytest.fixture(autouse=True)
+def exported_alerts_end_with_the_test() -> Iterator[None]:
+    """The alert gauges live in the process-wide registry: series left firing here (burn-3 ends
+    firing) would show on every later test's `/metrics` page, so each test removes its own."""
+    yield
+    ALERTS_FIRING.clear()
+    SLO_BURN_RATE.clear()
 
 
 @pytest.fixture
