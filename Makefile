@@ -61,6 +61,9 @@ test: lint openapi-check  ## Every gate: lint, types, drift, pytest + schemathes
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
+demo: $(STAMP)  ## Guided demo on simulated vLLM/TGI/SGLang servers: analyze, optimize, roll out, roll back (< 2 min)
+	$(BIN)/python -m performance_agent demo
+
 eval: $(STAMP)  ## Labelled simulator scenarios: detector precision/recall per bottleneck (fails below 0.9)
 	$(BIN)/python -m tests.eval.suite
 
@@ -73,4 +76,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test eval bench container clean
+.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test demo eval bench container clean

@@ -1,4 +1,4 @@
-"""Command line: `python -m performance_agent serve | simulate | openapi`."""
+"""Command line: `python -m performance_agent serve | simulate | demo | openapi`."""
 
 from __future__ import annotations
 
@@ -54,10 +54,18 @@ def _simulate(argv: list[str]) -> int:
     return int(simulator_main(argv))
 
 
+def _demo(argv: list[str]) -> int:
+    from performance_agent.demo import main as demo_main
+
+    return demo_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:
         return _simulate(argv[1:])
+    if argv[:1] == ["demo"]:
+        return _demo(argv[1:])
     parser = argparse.ArgumentParser(prog="performance-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the agent under uvicorn (settings from PERF_AGENT_*)")
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default="-", help="file to write, or - for stdout")
     commands.add_parser("simulate", help="run simulated vLLM/TGI/SGLang servers (see simulate --help)")
+    commands.add_parser("demo", help="guided demo on a simulated fleet through the public API (see demo --help)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)

@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "benchmarks.md"
 
 #: Benchmark modules, each exposing `run() -> list[Figure]`, in the order they are reported.
-BENCHMARKS = ("tests.bench.http_bench", "tests.bench.scrape_bench", "tests.bench.collection_bench")
+BENCHMARKS = (
+    "tests.bench.http_bench",
+    "tests.bench.scrape_bench",
+    "tests.bench.collection_bench",
+    "tests.bench.demo_bench",
+)
 
 
 def _machine() -> str:
