@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.schemas import AlertState, Finding, NotEvaluated, SloReport, SloTargets
+from performance_agent.analysis.schemas import (
+    AlertState,
+    Finding,
+    NotEvaluated,
+    SloReport,
+    SloTargets,
+    SloTargetsUpdate,
+)
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
@@ -31,30 +38,7 @@ __all__ = (
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 
 InstanceId = Annotated[str, Meta(pattern=INSTANCE_ID_PATTERN, max_length=128, examples=["vllm-llama-0"])]
-Positive = Annotated[float, Meta(gt=0, le=1e9)]
-Ratio = Annotated[float, Meta(gt=0, le=1)]
 TargetsSource = Literal["request", "instance", "defaults"]
-
-
-class SloTargetsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """SLO targets to set; an omitted target falls back to the configured default.
-
-    Latencies in seconds (> 0), `error_rate` and `target_ratio` as fractions in (0, 1].
-    `min_generation_tokens_per_s: null` removes the throughput floor.
-    """
-
-    ttft_p99_s: Positive | msgspec.UnsetType = msgspec.UNSET
-    ttft_p95_s: Positive | msgspec.UnsetType = msgspec.UNSET
-    itl_p99_s: Positive | msgspec.UnsetType = msgspec.UNSET
-    e2e_p99_s: Positive | msgspec.UnsetType = msgspec.UNSET
-    error_rate: Ratio | msgspec.UnsetType = msgspec.UNSET
-    min_generation_tokens_per_s: Positive | msgspec.UnsetType | None = msgspec.UNSET
-    target_ratio: Ratio | msgspec.UnsetType = msgspec.UNSET
-
-    def over(self, base: SloTargets) -> SloTargets:
-        """`base` with every target this update names replaced."""
-        given = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET}
-        return msgspec.structs.replace(base, **given)
 
 
 class AnalyzeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

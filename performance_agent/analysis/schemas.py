@@ -31,6 +31,7 @@ __all__ = (
     "Severity",
     "SloReport",
     "SloTargets",
+    "SloTargetsUpdate",
     "WindowFigures",
 )
 
@@ -115,6 +116,34 @@ class SloTargets(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     error_rate: Ratio = 0.01
     min_generation_tokens_per_s: Positive | None = None
     target_ratio: Ratio = 0.99
+
+
+BoundedPositive = Annotated[float, msgspec.Meta(gt=0, le=1e9)]
+
+
+class SloTargetsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """SLO targets to set; an omitted target falls back to the configured default.
+
+    Latencies in seconds (> 0), `error_rate` and `target_ratio` as fractions in (0, 1].
+    `min_generation_tokens_per_s: null` removes the throughput floor.
+    """
+
+    ttft_p99_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
+    ttft_p95_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
+    itl_p99_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
+    e2e_p99_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
+    error_rate: Ratio | msgspec.UnsetType = msgspec.UNSET
+    min_generation_tokens_per_s: BoundedPositive | msgspec.UnsetType | None = msgspec.UNSET
+    target_ratio: Ratio | msgspec.UnsetType = msgspec.UNSET
+
+    def over(self, base: SloTargets) -> SloTargets:
+        """`base` with every target this update names replaced.
+
+        Why every writer goes through here with the configured defaults as `base`: registration,
+        replacement and `PUT /slo` must agree on what an omitted target means.
+        """
+        given = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET}
+        return msgspec.structs.replace(base, **given)
 
 
 class BurnRate(msgspec.Struct, kw_only=True):

@@ -28,7 +28,16 @@ INSTANCE_REPLACE: dict[str, Any] = {key: value for key, value in INSTANCE_CREATE
 
 INSTANCE: dict[str, Any] = {
     **INSTANCE_CREATE,
-    "slo": None,
+    # the targets the body named, the rest from the configured defaults (here the built-in ones)
+    "slo": {
+        "ttft_p99_s": 2.0,
+        "ttft_p95_s": 1.0,
+        "itl_p99_s": 0.1,
+        "e2e_p99_s": 30.0,
+        "error_rate": 0.01,
+        "min_generation_tokens_per_s": None,
+        "target_ratio": 0.99,
+    },
     "tls_verify": True,
     "ca_bundle": None,
     "status": "up",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.analysis.config import slo_defaults
 from performance_agent.errors import (
     ApiError,
     ConflictError,
@@ -40,6 +41,7 @@ from performance_agent.metrics.target_guard import TargetRefusedError, check_sta
 from performance_agent.storage.instances import InstanceExistsError
 
 if TYPE_CHECKING:
+    from performance_agent.analysis.schemas import SloTargets
     from performance_agent.context import AgentContext
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.metrics.target_guard import TargetAllowlist
@@ -168,10 +170,10 @@ def _validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: 
         ) from None
 
 
-def _spec_of(body: InstanceSpec) -> InstanceSpec:
-    """The spec part of a create/replace body, as stored."""
-    fields = {name: getattr(body, name) for name in InstanceSpec.__struct_fields__}
-    return InstanceSpec(**fields)
+def _spec_of(body: InstanceCreate | InstanceReplace, slo_defaults: SloTargets) -> InstanceSpec:
+    """The spec part of a create/replace body, as stored: targets it omits are the configured defaults."""
+    fields = {name: getattr(body, name) for name in InstanceSpec.__struct_fields__ if name != "slo"}
+    return InstanceSpec(**fields, slo=None if body.slo is None else body.slo.over(slo_defaults))
 
 
 class InstanceService:
@@ -184,10 +186,12 @@ class InstanceService:
         allowlist: TargetAllowlist,
         allowed_header_env: frozenset[str],
         default_timeout_s: float,
+        slo_defaults: SloTargets,
         active_workflow_finder: ActiveWorkflowFinder | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._instances = instances
+        self._slo_defaults = slo_defaults
         self._snapshots = snapshots
         self._collection = collection
         self._allowlist = allowlist
@@ -217,6 +221,7 @@ class InstanceService:
             allowlist=agent.scrape_allowlist,
             allowed_header_env=allowed_env,
             default_timeout_s=settings.scrape_timeout_s,
+            slo_defaults=slo_defaults(settings.slo_defaults),
             active_workflow_finder=agent.active_workflow_finder,
         )
 
@@ -231,7 +236,7 @@ class InstanceService:
         return stored
 
     async def register(self, body: InstanceCreate) -> Instance:
-        spec = _spec_of(body)
+        spec = _spec_of(body, self._slo_defaults)
         _validate_spec(spec, self._allowlist, self._allowed_env)
         try:
             stored = await self._instances.create(body.instance_id, spec, self._clock())
@@ -249,7 +254,7 @@ class InstanceService:
                 "The body's instance_id differs from the path's.",
                 [ErrorDetail(field="body.instance_id", message=f"must equal {instance_id!r}", type="invalid")],
             )
-        spec = _spec_of(body)
+        spec = _spec_of(body, self._slo_defaults)
         _validate_spec(spec, self._allowlist, self._allowed_env)
         stored = await self._instances.replace(instance_id, spec, self._clock())
         if stored is None:

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.schemas import SloTargets
+from performance_agent.analysis.schemas import SloTargets, SloTargetsUpdate
 from performance_agent.engines.registry import SUPPORTED_ENGINES
 
 __all__ = (
@@ -118,14 +118,11 @@ class ModelInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_model_len: Annotated[int, Meta(ge=1)] | None = None
 
 
-class InstanceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What a caller says about an instance (everything but its id and its observed state)."""
-
+class _InstanceFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     engine: EngineName
     endpoint: Endpoint
     metrics_path: MetricsPath = "/metrics"
     labels: Labels = msgspec.field(default_factory=dict)
-    slo: SloTargets | None = None
     engine_args: Annotated[
         dict[EngineArgKey, ConfigValue],
         Meta(max_length=256, description="Flags the server was launched with.", examples=[{"max_num_seqs": 256}]),
@@ -137,11 +134,26 @@ class InstanceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ca_bundle: CaBundle | None = None
 
 
-class InstanceCreate(InstanceSpec, kw_only=True, forbid_unknown_fields=True):
+class InstanceSpec(_InstanceFields, kw_only=True, forbid_unknown_fields=True):
+    """What a caller says about an instance (everything but its id and its observed state), as stored.
+
+    `slo` holds every target once set (omitted ones were filled from the configured defaults when
+    the body arrived); None means the configured defaults apply at each evaluation.
+    """
+
+    slo: SloTargets | None = None
+
+
+class _InstanceBody(_InstanceFields, kw_only=True, forbid_unknown_fields=True):
+    # Why a partial type here: an omitted target must mean the configured default, as in PUT /slo.
+    slo: SloTargetsUpdate | None = None
+
+
+class InstanceCreate(_InstanceBody, kw_only=True, forbid_unknown_fields=True):
     instance_id: InstanceId
 
 
-class InstanceReplace(InstanceSpec, kw_only=True, forbid_unknown_fields=True):
+class InstanceReplace(_InstanceBody, kw_only=True, forbid_unknown_fields=True):
     """PUT body: the whole spec; `instance_id` may be repeated but must equal the path's."""
 
     instance_id: InstanceId | None = None

@@ -107,3 +107,63 @@ def test_changing_targets_needs_the_operator_role(client_factory: ClientFactory)
     assert_envelope(response, 403, "forbidden")
     response = client.put("/api/v1/instances/vllm-0/slo", json={}, headers={"X-API-Key": OPERATOR_KEY})
     assert_envelope(response, 404, "not_found")
+
+
+CONFIGURED = {  # DEFAULTS over the built-in targets
+    "ttft_p99_s": 1.5,
+    "ttft_p95_s": 1.0,
+    "itl_p99_s": 0.1,
+    "e2e_p99_s": 30.0,
+    "error_rate": 0.02,
+    "min_generation_tokens_per_s": 50.0,
+    "target_ratio": 0.99,
+}
+
+
+def test_registration_fills_omitted_targets_from_the_configured_defaults(api: TestClient[Litestar]) -> None:
+    # the fixture registered vllm-0 with ttft_p99_s 9.0 and itl_p99_s 0.3 only
+    stored = api.get("/api/v1/instances/vllm-0").json()["slo"]
+    assert stored == {**CONFIGURED, "ttft_p99_s": 9.0, "itl_p99_s": 0.3}
+
+
+def test_registration_and_put_slo_store_the_same_targets_for_the_same_body(api: TestClient[Litestar]) -> None:
+    given = {"itl_p99_s": 0.05, "min_generation_tokens_per_s": None}
+    registered = register(api, "vllm-1", slo=given)["slo"]
+    assert registered == {**CONFIGURED, "itl_p99_s": 0.05, "min_generation_tokens_per_s": None}
+    assert put_slo(api, given, instance_id="vllm-1").json()["slo"] == registered
+
+
+def test_replacing_the_registration_fills_omitted_targets_from_the_configured_defaults(
+    api: TestClient[Litestar],
+) -> None:
+    body = {"engine": "vllm", "endpoint": "http://127.0.0.1:9", "slo": {"error_rate": 0.05}}
+    response = api.put("/api/v1/instances/vllm-0", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["slo"] == {**CONFIGURED, "error_rate": 0.05}
+    assert api.get("/api/v1/instances/vllm-0").json()["slo"] == {**CONFIGURED, "error_rate": 0.05}
+
+
+def test_a_registration_without_targets_stores_none_and_follows_the_defaults(api: TestClient[Litestar]) -> None:
+    assert register(api, "vllm-2")["slo"] is None
+    assert register(api, "vllm-3", slo={})["slo"] == CONFIGURED
+
+
+@pytest.mark.parametrize(
+    ("slo", "field"),
+    [
+        ({"itl_p99_s": 2e9}, "body.slo.itl_p99_s"),
+        ({"error_rate": 0}, "body.slo.error_rate"),
+        ({"latency": 1}, "body.slo.latency"),
+    ],
+)
+def test_registration_and_replacement_refuse_bad_targets(
+    api: TestClient[Litestar], slo: dict[str, Any], field: str
+) -> None:
+    body = {"instance_id": "x-1", "engine": "vllm", "endpoint": "http://127.0.0.1:9", "slo": slo}
+    envelope = assert_envelope(api.post("/api/v1/instances", json=body), 422, "validation_error")
+    assert envelope["invalid_fields"] == [field]
+    del body["instance_id"]
+    envelope = assert_envelope(api.put("/api/v1/instances/vllm-0", json=body), 422, "validation_error")
+    assert envelope["invalid_fields"] == [field]
+    assert api.get("/api/v1/instances/vllm-0").json()["slo"]["ttft_p99_s"] == 9.0  # nothing replaced
+    assert api.get("/api/v1/instances/x-1").status_code == 404
