@@ -153,7 +153,7 @@ class Story:
             f" stages {created['stages']}; nothing has changed yet",
         )
         path = f"/api/v1/workflows/{workflow_id}"
-        approval = {"approver": "demo-lead", "comment": "FP8 KV cache is safe for this model; go"}
+        approval = {"approver": "demo-lead", "comment": f"reviewed the plan: {recommendation['id']}; go"}
         approved = self.client.call("POST", f"{path}/approve", approval, role=APPROVER)
         require_status(approved, "capturing_baseline")
         self.console.answer(200, f"approved by {approved['approvals'][-1]['actor']}: {approved['status']}")
