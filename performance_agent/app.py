@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             alerting = start_alerting(context)
             await alerting.restore()
+            context.instance_deleted_hook = alerting.instance_deleted
             start_background_collection(context, after_scrape=alerting.after_scrape)
             start_workflow_reconciler(context)
             context.ready = True

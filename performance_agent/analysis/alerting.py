@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 from prometheus_client import Counter, Gauge
 
-from performance_agent.analysis.alerts import alertmanager_payload, evaluate_alerts
+from performance_agent.analysis.alerts import alertmanager_payload, evaluate_alerts, resolve_unmonitored
 from performance_agent.analysis.config import slo_defaults
 from performance_agent.analysis.service import effective_targets
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.alerts import AlertRepository
-    from performance_agent.storage.instances import StoredInstance
+    from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = (
@@ -77,6 +77,7 @@ WEBHOOK_DELIVERIES = Counter(
 LOOKBACK_S = max(pair.long_s for pair in BURN_RATE_PAIRS)
 _HISTORY_LIMIT = 10_000_000
 _encoder = msgspec.json.Encoder()
+_DELETED_REASON = "Resolved because the instance was deleted from the agent; it is no longer evaluated."
 
 
 def _export(state: AlertState) -> None:
@@ -89,11 +90,15 @@ def _export(state: AlertState) -> None:
             ALERTS_FIRING.remove(*labels)
 
 
-def _export_burn_rates(instance_id: str, report: SloReport) -> None:
+def _export_burn_rates(instance_id: str, report: SloReport) -> set[tuple[str, str]]:
+    """Set the instance's burn-rate series; returns the (objective, window) pairs it set."""
+    exported: set[tuple[str, str]] = set()
     for objective in report.objectives:
         for window, rate in objective.burn_rates.items():
             if rate.value is not None:
                 SLO_BURN_RATE.labels(instance_id, objective.objective, window).set(rate.value)
+                exported.add((objective.objective, window))
+    return exported
 
 
 class AlertWebhook:
@@ -200,17 +205,42 @@ class AlertEvaluator:
         alerts: AlertRepository,
         defaults: SloTargets,
         webhook: AlertWebhook | None = None,
+        instances: InstanceRepository | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._alerts = alerts
         self._defaults = defaults
         self._webhook = webhook
+        self._instances = instances
         self._timelines: dict[str, deque[WindowFigures]] = {}
+        self._burn_rate_series: dict[str, set[tuple[str, str]]] = {}
+        # Why per-instance locks: a delete must not interleave with that instance's evaluation,
+        # or the evaluation could re-fire (and re-export) an alert the delete just resolved.
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: Deleted registrations (instance id -> its created_at): a scrape that was already in
+        #: flight when its instance was deleted is not evaluated. A new registration of the same
+        #: id has another created_at and is evaluated as usual.
+        self._deleted: dict[str, datetime] = {}
 
     async def restore(self) -> None:
-        """Export the alerts still firing from before a restart, so `/metrics` shows them at once."""
-        for state in await self._alerts.firing():
-            _export(state)
+        """Export the alerts still firing from before a restart, so `/metrics` shows them at once.
+
+        Alerts of instances no longer registered (deleted while their resolution failed, or by a
+        version that did not resolve them) are resolved instead, as a delete would have.
+        """
+        firing = await self._alerts.firing()
+        registered = None if self._instances is None else {i.instance_id for i in await self._instances.list()}
+        orphans: list[AlertState] = []
+        for state in firing:
+            if registered is None or state.instance_id in registered:
+                _export(state)
+            else:
+                orphans.append(state)
+        if orphans:
+            await self._publish(resolve_unmonitored(orphans, datetime.now(UTC), _DELETED_REASON))
+
+    def _lock(self, instance_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(instance_id, asyncio.Lock())
 
     async def _timeline(self, instance: StoredInstance, snapshot: InstanceSnapshot) -> deque[WindowFigures]:
         engine = instance.spec.engine
@@ -229,27 +259,52 @@ class AlertEvaluator:
 
     async def after_scrape(self, instance: StoredInstance, snapshot: InstanceSnapshot) -> list[AlertEvent]:
         """Evaluate, store the fire/resolve events, export them and queue the notification."""
-        windows = await self._timeline(instance, snapshot)
-        targets, _ = effective_targets(instance, self._defaults)
-        now = snapshot.collected_at
-        report = evaluate_slo(list(windows), targets, compliance_window_s=LOOKBACK_S, period_s=LOOKBACK_S, now=now)
-        _export_burn_rates(instance.instance_id, report)
-        previous = await self._alerts.firing(instance.instance_id)
-        evaluation = evaluate_alerts(instance.instance_id, report, previous, now)
-        if not evaluation.events:
-            return []
-        await self._alerts.record(evaluation.events)
-        for event in evaluation.events:
+        instance_id = instance.instance_id
+        async with self._lock(instance_id):
+            if self._deleted.get(instance_id) == instance.created_at:
+                return []
+            windows = await self._timeline(instance, snapshot)
+            targets, _ = effective_targets(instance, self._defaults)
+            now = snapshot.collected_at
+            report = evaluate_slo(list(windows), targets, compliance_window_s=LOOKBACK_S, period_s=LOOKBACK_S, now=now)
+            self._burn_rate_series.setdefault(instance_id, set()).update(_export_burn_rates(instance_id, report))
+            previous = await self._alerts.firing(instance_id)
+            evaluation = evaluate_alerts(instance_id, report, previous, now)
+            await self._publish(evaluation.events)
+            return evaluation.events
+
+    async def instance_deleted(self, instance: StoredInstance, at: datetime) -> list[AlertEvent]:
+        """Resolve the deleted instance's firing alerts (stored, exported, notified) and drop its series."""
+        instance_id = instance.instance_id
+        async with self._lock(instance_id):
+            self._deleted[instance_id] = instance.created_at
+            self.forget(instance_id)
+            for objective, window in self._burn_rate_series.pop(instance_id, set()):
+                with contextlib.suppress(KeyError):
+                    SLO_BURN_RATE.remove(instance_id, objective, window)
+            events = resolve_unmonitored(await self._alerts.firing(instance_id), at, _DELETED_REASON)
+            await self._publish(events)
+            return events
+
+    async def _publish(self, events: list[AlertEvent]) -> None:
+        """Store the events, export them to `/metrics`, log them and queue one notification."""
+        if not events:
+            return
+        await self._alerts.record(events)
+        for event in events:
             ALERT_TRANSITIONS.labels(event.kind).inc()
             _export(event.alert)
             logger.info(
                 "SLO alert %s",
                 "fired" if event.kind == "fire" else "resolved",
-                extra={"instance": instance.instance_id, "objective": event.alert.objective, "pair": event.alert.pair},
+                extra={
+                    "instance": event.alert.instance_id,
+                    "objective": event.alert.objective,
+                    "pair": event.alert.pair,
+                },
             )
         if self._webhook is not None:
-            self._webhook.notify([event.alert for event in evaluation.events])
-        return evaluation.events
+            self._webhook.notify([event.alert for event in events])
 
     def forget(self, instance_id: str) -> None:
         self._timelines.pop(instance_id, None)
@@ -274,4 +329,5 @@ def start_alerting(agent: AgentContext) -> AlertEvaluator:
         alerts=SqliteAlertRepository(agent.database),
         defaults=slo_defaults(settings.slo_defaults),
         webhook=webhook,
+        instances=agent.instances,
     )

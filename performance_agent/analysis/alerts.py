@@ -26,6 +26,7 @@ __all__ = (
     "alert_fingerprint",
     "alertmanager_payload",
     "evaluate_alerts",
+    "resolve_unmonitored",
 )
 
 ALERT_NAME = "PerformanceAgentSLOBurnRate"
@@ -112,6 +113,26 @@ def evaluate_alerts(
                 continue
             states[key] = state
     return AlertEvaluation(states=list(states.values()), events=events)
+
+
+def resolve_unmonitored(firing: Sequence[AlertState], now: datetime, reason: str) -> list[AlertEvent]:
+    """Resolve events for firing alerts of an instance the agent stopped monitoring (deleted).
+
+    Why resolve rather than leave them: nothing would ever evaluate them again, so they would
+    fire forever on `/metrics` and at the receiver. `reason` replaces the burn-rate description
+    (the last burn rates are kept). An episode never ends before it started, even when `now`
+    comes from a clock behind the one that fired it.
+    """
+    events: list[AlertEvent] = []
+    for alert in firing:
+        if alert.state != "firing":
+            continue
+        ended_at = max(now, alert.started_at)
+        resolved = msgspec.structs.replace(
+            alert, state="resolved", ended_at=ended_at, annotations={**alert.annotations, "description": reason}
+        )
+        events.append(AlertEvent(kind="resolve", at=ended_at, alert=resolved))
+    return events
 
 
 class AlertmanagerAlert(msgspec.Struct, kw_only=True):

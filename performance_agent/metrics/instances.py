@@ -38,19 +38,20 @@ from performance_agent.metrics.schemas import (
 )
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.target_guard import TargetRefusedError, check_static
-from performance_agent.storage.instances import InstanceExistsError
+from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
 if TYPE_CHECKING:
     from performance_agent.analysis.schemas import SloTargets
     from performance_agent.context import AgentContext
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.metrics.target_guard import TargetAllowlist
-    from performance_agent.storage.instances import InstanceRepository, StoredInstance
+    from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = (
     "FORBIDDEN_HEADERS",
     "ActiveWorkflowFinder",
+    "InstanceDeletedHook",
     "InstanceService",
     "parse_label_filters",
     "scrape_failure_to_api_error",
@@ -61,6 +62,10 @@ __all__ = (
 #: workflow store; until one is wired into `AgentContext.active_workflow_finder`, no workflow
 #: can be active and DELETE is never refused for that reason.
 ActiveWorkflowFinder = Callable[[str], Awaitable[str | None]]
+
+#: Called with the deleted registration and the time of the delete, after it is gone, so the
+#: parts that keep per-instance state (alerting) let go of it.
+InstanceDeletedHook = Callable[[StoredInstance, datetime], Awaitable[object]]
 
 #: Headers the HTTP client owns: overriding them would break framing or the pinned connection.
 FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"})
@@ -188,6 +193,7 @@ class InstanceService:
         default_timeout_s: float,
         slo_defaults: SloTargets,
         active_workflow_finder: ActiveWorkflowFinder | None = None,
+        instance_deleted_hook: InstanceDeletedHook | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._instances = instances
@@ -198,6 +204,7 @@ class InstanceService:
         self._allowed_env = allowed_header_env
         self._default_timeout_s = default_timeout_s
         self._active_workflow_finder = active_workflow_finder
+        self._instance_deleted_hook = instance_deleted_hook
         self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
 
     @classmethod
@@ -223,6 +230,7 @@ class InstanceService:
             default_timeout_s=settings.scrape_timeout_s,
             slo_defaults=slo_defaults(settings.slo_defaults),
             active_workflow_finder=agent.active_workflow_finder,
+            instance_deleted_hook=agent.instance_deleted_hook,
         )
 
     @property
@@ -276,7 +284,12 @@ class InstanceService:
         ]
 
     async def delete(self, instance_id: str) -> None:
-        await self._require(instance_id)
+        """Delete the registration, then let the hook resolve what was left firing for it.
+
+        Why after: a refused or failed delete must leave the instance monitored. Should the hook
+        fail, the error reaches the caller, and the next start resolves what it left firing.
+        """
+        stored = await self._require(instance_id)
         if self._active_workflow_finder is not None:
             workflow_id = await self._active_workflow_finder(instance_id)
             if workflow_id is not None:
@@ -287,6 +300,8 @@ class InstanceService:
                 )
         if not await self._instances.delete(instance_id):
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+        if self._instance_deleted_hook is not None:
+            await self._instance_deleted_hook(stored, self._clock())
 
     async def collect(self, engine: str, body: CollectRequest) -> InstanceSnapshot:
         existing = await self._instances.get(body.instance_id)

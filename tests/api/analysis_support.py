@@ -111,12 +111,15 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.statuses: list[int] = []
+        self._arrived = threading.Condition()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                with receiver._arrived:
+                    receiver.bodies.append(json.loads(self.rfile.read(length)))
+                    receiver._arrived.notify_all()
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -128,6 +131,13 @@ class Receiver:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """The first `count` bodies, once they arrived (sent by a background loop); fails after `timeout_s`."""
+        with self._arrived:
+            arrived = self._arrived.wait_for(lambda: len(self.bodies) >= count, timeout=timeout_s)
+        assert arrived, f"{len(self.bodies)} of {count} notifications arrived within {timeout_s} s"
+        return self.bodies[:count]
 
     def __enter__(self) -> Receiver:
         self.thread.start()

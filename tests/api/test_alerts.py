@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
 from performance_agent.analysis.alerting import ALERTS_FIRING, SLO_BURN_RATE, AlertEvaluator, AlertWebhook
+from performance_agent.analysis.alerts import alert_fingerprint, resolve_unmonitored
 from performance_agent.analysis.schemas import AlertEvent, AlertState, SloTargets
+from performance_agent.app import create_app
 from performance_agent.metrics.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeClients
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
@@ -19,14 +22,14 @@ from performance_agent.metrics.target_guard import parse_allowlist
 from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
 from performance_agent.storage.instances import MemoryStore, StoredInstance
 from performance_agent.storage.snapshots import MemorySnapshotRepository
-from tests.api.analysis_support import Receiver
-from tests.conftest import ClientFactory, assert_envelope
+from tests.api.analysis_support import Receiver, register
+from tests.conftest import ClientFactory, assert_envelope, make_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from litestar import Litestar
-    from litestar.testing import TestClient
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 STEP_S = 30.0
@@ -290,3 +293,126 @@ def test_alerts_are_listed_newest_first_and_filtered(api: TestClient[Litestar]) 
 def test_bad_query_values_are_422(api: TestClient[Litestar], params: dict[str, Any], field: str) -> None:
     envelope = assert_envelope(api.get("/api/v1/alerts", params=params), 422, "validation_error")
     assert envelope["invalid_fields"] == [field]
+
+
+# ------------------------------------------------------------------------------ deleted instances
+
+
+def firing_alert(instance_id: str) -> AlertState:
+    labels = {**alert_state().labels, "instance_id": instance_id, "objective": "itl_p99_s", "severity": "page"}
+    return msgspec.structs.replace(
+        alert_state("firing"), instance_id=instance_id, labels=labels, fingerprint=alert_fingerprint(labels)
+    )
+
+
+def firing_line(instance_id: str) -> str:
+    return (
+        f'performance_agent_slo_alert_firing{{instance_id="{instance_id}",long_window="1h",objective="itl_p99_s",'
+        'short_window="5m"} 1.0'
+    )
+
+
+def seed_database(path: str, registered: list[str], firing: list[AlertState]) -> None:
+    """Registrations and firing alerts in a database file, written by an agent that is stopped again."""
+    with TestClient(create_app(make_settings(database=path, scrape_background=False))) as seeder:
+        for instance_id in registered:
+            register(seeder, instance_id)
+        repository = SqliteAlertRepository(seeder.app.state.context.database)
+        portal = seeder.blocking_portal
+        assert portal is not None
+        portal.call(repository.record, [AlertEvent(kind="fire", at=a.started_at, alert=a) for a in firing])
+
+
+def test_deleting_an_instance_resolves_its_firing_alerts_everywhere(
+    client_factory: ClientFactory, receiver: Receiver, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "agent.db")
+    seed_database(path, ["vllm-0", "vllm-1"], [firing_alert("vllm-0"), firing_alert("vllm-1")])
+    api = client_factory(database=path, scrape_background=False, alert_webhook_url=receiver.url)
+    before = api.get("/metrics").text
+    assert firing_line("vllm-0") in before  # exported again at start
+    assert firing_line("vllm-1") in before
+
+    assert api.delete("/api/v1/instances/vllm-0").status_code == 204
+
+    [episode] = api.get("/api/v1/alerts", params={"instance_id": "vllm-0"}).json()
+    assert (episode["state"], episode["started_at"]) == ("resolved", "2026-03-01T08:00:00Z")
+    assert datetime.fromisoformat(episode["ended_at"]) >= START
+    assert "deleted" in episode["annotations"]["description"]
+    assert episode["annotations"]["summary"] == "itl_p99_s burns its error budget on vllm-0"
+    firing = api.get("/api/v1/alerts", params={"state": "firing"}).json()
+    assert [a["instance_id"] for a in firing] == ["vllm-1"]
+    after = api.get("/metrics").text
+    assert firing_line("vllm-0") not in after
+    assert firing_line("vllm-1") in after
+    [notification] = receiver.wait_for(1)
+    assert notification["status"] == "resolved"
+    assert notification["groupKey"] == '{}:{alertname="PerformanceAgentSLOBurnRate", instance_id="vllm-0"}'
+    assert [(a["status"], a["labels"]["instance_id"], a["startsAt"], a["endsAt"]) for a in notification["alerts"]] == [
+        ("resolved", "vllm-0", "2026-03-01T08:00:00Z", episode["ended_at"])
+    ]
+
+
+def test_a_refused_delete_leaves_the_alerts_firing(client_factory: ClientFactory, tmp_path: Path) -> None:
+    path = str(tmp_path / "agent.db")
+    seed_database(path, ["vllm-0"], [firing_alert("vllm-0")])
+    api = client_factory(database=path, scrape_background=False)
+
+    async def in_a_workflow(instance_id: str) -> str | None:
+        return "wf-1"
+
+    api.app.state.context.active_workflow_finder = in_a_workflow
+    assert_envelope(api.delete("/api/v1/instances/vllm-0"), 409, "workflow_conflict")
+    assert_envelope(api.delete("/api/v1/instances/vllm-9"), 404, "not_found")
+    firing = api.get("/api/v1/alerts", params={"state": "firing"}).json()
+    assert [(a["instance_id"], a["ended_at"]) for a in firing] == [("vllm-0", None)]
+    assert firing_line("vllm-0") in api.get("/metrics").text
+
+
+def test_alerts_of_instances_deleted_before_are_resolved_at_start(
+    client_factory: ClientFactory, receiver: Receiver, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "agent.db")
+    seed_database(path, ["vllm-1"], [firing_alert("gone-0"), firing_alert("vllm-1")])
+    api = client_factory(database=path, scrape_background=False, alert_webhook_url=receiver.url)
+    states = {a["instance_id"]: a["state"] for a in api.get("/api/v1/alerts").json()}
+    assert states == {"gone-0": "resolved", "vllm-1": "firing"}
+    page = api.get("/metrics").text
+    assert firing_line("gone-0") not in page
+    assert firing_line("vllm-1") in page
+    [notification] = receiver.wait_for(1)
+    assert [(a["status"], a["labels"]["instance_id"]) for a in notification["alerts"]] == [("resolved", "gone-0")]
+
+
+def test_a_scrape_in_flight_at_delete_does_not_fire_again_but_a_new_registration_does() -> None:
+    store, instance = stored_instance("burn-4")
+    alerts = MemoryAlertRepository()
+    evaluator = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    fired = asyncio.run(drive(evaluator, store, instance, [0.05] * 60 + [0.5] * 11))
+    assert [e.kind for e in fired] == ["fire"]
+    burn_rate = {"instance_id": "burn-4", "objective": "itl_p99_s", "window": "5m"}
+    assert REGISTRY.get_sample_value("performance_agent_slo_burn_rate", burn_rate) == pytest.approx(100.0)
+
+    deleted_at = START + timedelta(seconds=STEP_S * 71)
+    events = asyncio.run(evaluator.instance_deleted(instance, deleted_at))
+    assert [(e.kind, e.at, e.alert.started_at) for e in events] == [("resolve", deleted_at, fired[0].at)]
+    assert firing_value("burn-4") is None
+    assert REGISTRY.get_sample_value("performance_agent_slo_burn_rate", burn_rate) is None
+    assert asyncio.run(alerts.firing("burn-4")) == []
+    assert asyncio.run(evaluator.instance_deleted(instance, deleted_at)) == []  # nothing left to resolve
+
+    # the old registration's scrape, still burning, arrives after the delete: not evaluated
+    assert asyncio.run(drive_more(evaluator, store, instance, start_index=71, pattern=[0.5])) == []
+    assert firing_value("burn-4") is None
+    # registered again under the same id: evaluated as a new instance
+    again = msgspec.structs.replace(instance, created_at=deleted_at)
+    events = asyncio.run(drive_more(evaluator, store, again, start_index=72, pattern=[0.5]))
+    assert [e.kind for e in events] == ["fire"]
+    assert firing_value("burn-4") == 1.0
+
+
+def test_an_episode_never_ends_before_it_started() -> None:
+    alert = firing_alert("vllm-0")
+    [event] = resolve_unmonitored([alert, alert_state("resolved")], START - timedelta(hours=1), "gone")
+    assert (event.at, event.alert.ended_at, event.alert.state) == (START, START, "resolved")
+    assert event.alert.annotations == {"summary": "itl_p99_s burns its error budget on vllm-0", "description": "gone"}
