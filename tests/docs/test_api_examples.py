@@ -113,3 +113,18 @@ def test_every_error_code_of_the_code_base_is_in_the_table() -> None:
     section = text[text.index("### Error codes") : text.index("### Rate limits")]
     missing = sorted(code for code in codes if f"`{code}`" not in section)
     assert not missing, f"error codes missing from the table in docs/api.md: {missing}"
+
+
+def test_the_readme_quick_start_works(tmp_path: Path) -> None:
+    """The thirty-second example of README.md, run the same way as the guide."""
+    readme = parse_tour((REPO_ROOT / "README.md").read_text())
+    assert readme.setup[0].kind == "serve"
+    runner = TourRunner(readme, tmp_path)
+    try:
+        runner.start()
+        outcomes = [runner.run(example) for example in readme.examples]
+    finally:
+        runner.stop()
+    assert len(outcomes) == 3
+    failures = [f"README.md line {o.example.line}: {o.problems}: {o.body[:300]}" for o in outcomes if o.problems]
+    assert not failures, "\n".join(failures) + "\n" + runner.log_tail()

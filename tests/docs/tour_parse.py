@@ -56,7 +56,7 @@ _WAIT = re.compile(
 )
 _PYTHON = r"\S*python3?"
 _SIMULATE = re.compile(rf"^{_PYTHON} -m performance_agent simulate (?P<args>.*?)\s*&$")
-_SERVE = re.compile(rf"^{_PYTHON} -m performance_agent serve\s*&$")
+_SERVE = re.compile(rf"^(?:{_PYTHON} -m performance_agent serve|make run)\s*&$")
 _READY = re.compile(r"^until curl -sf (?P<url>\S+) >/dev/null; do sleep [0-9.]+; done$")
 _EXPORT = re.compile(r"^export\s+(?P<assignments>.+)$")
 _JQ_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\.?\[(\d+)\]")
