@@ -111,6 +111,9 @@ def histogram_quantile(q: float, buckets: Sequence[Bucket]) -> float | None:
         bucket_start = fixed[index - 1][0]
         count -= fixed[index - 1][1]
         rank -= fixed[index - 1][1]
+    if count == 0:
+        # Only reachable with rank 0 (q = 0) on an empty first bucket: PromQL divides 0 by 0 (NaN).
+        return None
     return bucket_start + (bucket_end - bucket_start) * (rank / count)
 
 

@@ -104,9 +104,19 @@ class TestHistogramQuantile:
             assert lower is None
             assert upper is None
             return
+        if low == 0.0 and counts[0] == 0:
+            assert lower is None  # PromQL: 0/0 in an empty first bucket is NaN
+            lower = 0.0
+        if high == 0.0 and counts[0] == 0:
+            assert upper is None
+            return
         assert lower is not None
         assert upper is not None
         assert 0.0 <= lower <= upper <= edges[-2]
+
+    def test_zero_quantile_of_an_empty_first_bucket_is_unknown_like_promql_nan(self) -> None:
+        assert histogram_quantile(0.0, [(0.1, 0.0), (0.2, 3.0), (INF, 3.0)]) is None
+        assert histogram_quantile(0.0, [(0.1, 2.0), (0.2, 3.0), (INF, 3.0)]) == 0.0
 
 
 class TestMeanAndCounters:
