@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
 from performance_agent.settings import Settings
+
+# CI must be reproducible: the same examples every run, and no timing-based failures on a shared
+# 2-core machine. Locally, Hypothesis keeps exploring new examples (still without deadlines).
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.register_profile("dev", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 OPERATOR_KEY = "operator-key-0123456789abcdef"
