@@ -14,11 +14,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from performance_agent.app import create_app
     from performance_agent.settings import SettingsError, load_settings
+    from performance_agent.storage.database import Database, StorageError
 
     try:
         settings = load_settings()
         app = create_app(settings)
-    except (SettingsError, ValueError) as exc:
+        Database(settings.database).ensure_unlocked()
+    except (SettingsError, ValueError, StorageError) as exc:
         print(f"performance-agent: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(

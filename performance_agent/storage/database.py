@@ -168,6 +168,18 @@ class Database:
             await self.close()
             raise
 
+    def ensure_unlocked(self) -> None:
+        """Fail fast, before a server starts, when another agent owns the file (the CLI's one-line refusal).
+
+        The lifespan takes the lock for real; this only spares the user a server start-up traceback.
+        """
+        if self.is_memory:
+            return
+        self._acquire_lock()
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
+
     def _acquire_lock(self) -> None:
         path = Path(self.path)
         try:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +114,24 @@ def test_production_without_keys_refuses_to_start() -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "performance-agent: PERF_AGENT_API_KEYS must be set when PERF_AGENT_ENVIRONMENT=production"
     )
+
+
+def test_serve_refuses_a_database_another_agent_owns(tmp_path: Path) -> None:
+    import asyncio
+
+    from performance_agent.storage.database import Database
+
+    database = Database(str(tmp_path / "agent.db"))
+
+    async def hold_and_serve() -> subprocess.CompletedProcess[str]:
+        await database.open()
+        try:
+            return await asyncio.to_thread(_serve, {"PERF_AGENT_DATABASE": database.path, "PERF_AGENT_PORT": "1"})
+        finally:
+            await database.close()
+
+    result = asyncio.run(hold_and_serve())
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"performance-agent: PERF_AGENT_DATABASE: {database.path} is already used")
+    assert f"(pid {os.getpid()})" in last
