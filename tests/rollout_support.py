@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from performance_agent.context import AgentContext
@@ -33,6 +27,7 @@ from performance_agent.workflows.controllers import workflow_defaults
 from performance_agent.workflows.runtime import build_reconciler
 from performance_agent.workflows.service import WorkflowService
 from performance_agent.workflows.views import utc
+from tests.agent_process import ServedAgent, free_port, wait_for
 from tests.conftest import make_settings
 
 if TYPE_CHECKING:
@@ -212,29 +207,11 @@ class ReconcilerHarness:
 
 # --------------------------------------------------------------------------- e2e (uvicorn)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_KEY = "rollout-operator-key-0123456789"
 APPROVER_KEY = "rollout-approver-key-0123456789"
 AGENT_KEYS = f"ops:operator:{OPERATOR_KEY},lead:approver:{APPROVER_KEY}"
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
 APPROVER = {"X-API-Key": APPROVER_KEY}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 60.0) -> Any:
-    """Poll until `condition` returns something truthy (returned), failing after the deadline."""
-    give_up = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class OffsetClock:
@@ -250,61 +227,25 @@ class OffsetClock:
         self.offset += seconds
 
 
-class AgentProcess:
-    """`python -m performance_agent serve` (uvicorn) on a SQLite file, as users run it."""
+class AgentProcess(ServedAgent):
+    """An agent set up for rollouts: signed webhooks, fast reconciler ticks, scrapes on demand only."""
 
     def __init__(self, database: Path, log: Path, secret: str, port: int | None = None, **settings: str) -> None:
-        self.port = port if port is not None else free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {name: value for name, value in os.environ.items() if not name.startswith("PERF_AGENT_")}
-        env.update(
-            {
-                "PYTHONPATH": str(REPO_ROOT),
-                "PERF_AGENT_HOST": "127.0.0.1",
-                "PERF_AGENT_PORT": str(self.port),
-                "PERF_AGENT_DATABASE": str(database),
+        super().__init__(
+            database,
+            log,
+            headers=OPERATOR,
+            port=port,
+            settings={
                 "PERF_AGENT_API_KEYS": AGENT_KEYS,
-                "PERF_AGENT_SCRAPE_ALLOWLIST": "127.0.0.1/32",
-                "PERF_AGENT_WEBHOOK_ALLOWLIST": "127.0.0.1/32",
                 "PERF_AGENT_SCRAPE_BACKGROUND": "false",
-                "PERF_AGENT_SCRAPE_TIMEOUT_S": "2",
                 "PERF_AGENT_WEBHOOK_SECRET": secret,
                 "PERF_AGENT_WEBHOOK_TIMEOUT_S": "2",
                 "PERF_AGENT_WEBHOOK_BACKOFF_S": "0.2",
                 "PERF_AGENT_WORKFLOW_TICK_S": "0.05",
-                "PERF_AGENT_RATE_LIMIT_PER_MINUTE": "0",
-                "PERF_AGENT_RATE_LIMIT_PER_HOUR": "0",
-                "PERF_AGENT_LOG_LEVEL": "WARNING",
                 **settings,
-            }
+            },
         )
-        self.log = log
-        self._log_file = log.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "performance_agent", "serve"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self.ready, "the agent to be ready")
-
-    def ready(self) -> bool:
-        assert self.process.poll() is None, self.log.read_text()
-        try:
-            return httpx.get(f"{self.base}/api/v1/health/ready", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(self.base + path, params=params, headers=OPERATOR, timeout=10)
-
-    def post(
-        self, path: str, payload: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        """As the operator unless `headers` name another key; extra headers are added to the operator's."""
-        sent = {**OPERATOR, **(headers or {})}
-        return httpx.post(self.base + path, json=payload, headers=sent, timeout=10)
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:
         response = self.get(f"/api/v1/workflows/{workflow_id}")
@@ -334,20 +275,3 @@ class AgentProcess:
                 },
             )
             assert response.status_code == 201, response.text
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, whatever was in flight is lost."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self._log_file.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not self._log_file.closed:
-            self._log_file.close()

@@ -26,7 +26,7 @@ from performance_agent.app import create_app
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator.fleet import start_simulator
 from tests.conftest import make_settings
-from tests.rollout_support import free_port
+from tests.agent_process import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -31,7 +31,7 @@ from tests.docs.tour_parse import (
     parse_curl,
     shell_words,
 )
-from tests.rollout_support import free_port
+from tests.agent_process import free_port
 
 if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet

@@ -7,12 +7,7 @@ collection building history, a server going dark without slowing the others, the
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,85 +16,29 @@ import httpx
 import pytest
 
 from performance_agent.simulator import SimulatedFleet, start_simulator
+from tests.agent_process import ServedAgent, wait_for
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_KEY = "e2e-operator-key-0123456789"
 HEADERS = {"X-API-Key": OPERATOR_KEY}
 INTERVAL_S = 0.3
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class Agent(ServedAgent):
+    """An agent that collects in the background every INTERVAL_S; the test waits for readiness itself."""
 
-
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 30.0) -> Any:
-    """Poll a condition until it holds (returning its value), failing after the deadline."""
-    give_up = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-class Agent:
     def __init__(self, database: Path, log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {name: value for name, value in os.environ.items() if not name.startswith("PERF_AGENT_")}
-        env.update(
-            {
-                "PYTHONPATH": str(REPO_ROOT),
-                "PERF_AGENT_HOST": "127.0.0.1",
-                "PERF_AGENT_PORT": str(self.port),
-                "PERF_AGENT_DATABASE": str(database),
+        super().__init__(
+            database,
+            log,
+            headers=HEADERS,
+            wait=False,
+            settings={
                 "PERF_AGENT_API_KEYS": f"ops:operator:{OPERATOR_KEY}",
-                "PERF_AGENT_SCRAPE_ALLOWLIST": "127.0.0.1/32",
                 "PERF_AGENT_SCRAPE_INTERVAL_S": str(INTERVAL_S),
-                "PERF_AGENT_SCRAPE_TIMEOUT_S": "2",
-                "PERF_AGENT_RATE_LIMIT_PER_MINUTE": "0",
-                "PERF_AGENT_RATE_LIMIT_PER_HOUR": "0",
-                "PERF_AGENT_LOG_LEVEL": "WARNING",
-            }
+            },
         )
-        self.log = log
-        self._log_file = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "performance_agent", "serve"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def ready(self) -> bool:
-        assert self.process.poll() is None, self.log.read_text()
-        try:
-            return httpx.get(f"{self.base}/api/v1/health/ready", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(self.base + path, params=params, headers=HEADERS, timeout=10)
-
-    def post(self, path: str, payload: dict[str, Any]) -> httpx.Response:
-        return httpx.post(self.base + path, json=payload, headers=HEADERS, timeout=10)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log_file.close()
-        return int(self.process.returncode)
 
 
 @pytest.fixture
