@@ -25,8 +25,8 @@ from litestar.testing import TestClient
 from performance_agent.app import create_app
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator.fleet import start_simulator
-from tests.conftest import make_settings
 from tests.agent_process import free_port
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.e2e
 

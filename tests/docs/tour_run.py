@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from performance_agent.simulator.fleet import start_simulator
+from tests.agent_process import free_port
 from tests.docs.tour_parse import (
     CurlCall,
     Example,
@@ -31,7 +32,6 @@ from tests.docs.tour_parse import (
     parse_curl,
     shell_words,
 )
-from tests.agent_process import free_port
 
 if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet
