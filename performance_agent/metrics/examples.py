@@ -83,6 +83,10 @@ SNAPSHOT: dict[str, Any] = {
     "engine_version": None,
     "approximations": [
         {
+            "field": "throughput.requests_per_s",
+            "formula": "rate(sglang:e2e_request_latency_seconds_count) (no sglang:num_requests_total on the page)",
+        },
+        {
             "field": "load.prefix_cache_hit_rate",
             "formula": "sglang:cache_hit_rate (gauge over recent prefill batches, not the window)",
         }
