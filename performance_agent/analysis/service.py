@@ -6,6 +6,7 @@ plan is always built from exactly what `POST /analyze` would have reported.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -23,8 +24,10 @@ from performance_agent.analysis.api import (
 )
 from performance_agent.analysis.config import detector_thresholds, slo_defaults
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
-from performance_agent.analysis.slo import evaluate_slo
+from performance_agent.analysis.slo import evaluate_slo_timeline
+from performance_agent.analysis.slo_history import SloHistory
 from performance_agent.analysis.window import decode_scrape_figures, models_seen, timeline, window_figures
+from performance_agent.analysis.window_history import WindowHistory
 from performance_agent.errors import ConflictError, NotFoundError
 from performance_agent.metrics.instances import InstanceService, to_instance
 from performance_agent.metrics.scraper import ScrapeFailure
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from performance_agent.analysis.schemas import DetectionReport, SloTargets, WindowFigures
+    from performance_agent.analysis.slo_timeline import SloTimeline
     from performance_agent.analysis.thresholds import Thresholds
     from performance_agent.analysis.window import ScrapeFigures, WindowSource
     from performance_agent.context import AgentContext
@@ -44,10 +48,22 @@ if TYPE_CHECKING:
 
 __all__ = ("AnalysisService", "Evaluation", "effective_targets")
 
+
+@dataclass(slots=True)
+class _Caches:
+    slo: SloHistory
+    windows: WindowHistory
+
+
+#: Decoded history outlives the per-request services: one set of caches per snapshot repository
+#: (weakly keyed, so an agent's caches go with it). See `slo_history` and `window_history`.
+_caches: weakref.WeakKeyDictionary[SnapshotRepository, _Caches] = weakref.WeakKeyDictionary()
+
 #: More snapshots than any retention holds at the fastest scrape interval (one week at 0.05 s is 12M;
 #: realistic: one week at 15 s is 40,320). The period's time line is read in one query.
 _HISTORY_LIMIT = 10_000_000
 _snapshot_decoder = msgspec.json.Decoder(InstanceSnapshot)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def effective_targets(stored: StoredInstance, defaults: SloTargets) -> tuple[SloTargets, TargetsSource]:
@@ -68,7 +84,10 @@ class Evaluation:
     figures: WindowFigures
     source: WindowSource
     detection: DetectionReport
+    #: Each scrape's own window since the analysis window's start, oldest first.
     timeline: list[WindowFigures]
+    #: Every scrape window of the SLO period, in the columns the SLO math reads.
+    slo_timeline: SloTimeline
     latest: InstanceSnapshot
     collected_now: bool
 
@@ -94,6 +113,11 @@ class AnalysisService:
         self._period_s = period_s
         self._timeout_s = scrape_timeout_s
         self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        caches = _caches.get(snapshots)
+        if caches is None:
+            caches = _caches[snapshots] = _Caches(SloHistory(), WindowHistory())
+        self._slo_history = caches.slo
+        self._window_history = caches.windows
 
     @classmethod
     def of(cls, agent: AgentContext) -> AnalysisService:
@@ -123,7 +147,7 @@ class AnalysisService:
         stored = await self._require(instance_id)
         collected_now = False
         scrape_error: str | None = None
-        if await self._snapshots.count(instance_id) == 0:
+        if not await self._snapshots.history_json(instance_id, _EPOCH, 1):  # cheaper than counting them all
             try:
                 await self._collection.scrape(stored, timeout_s=self._timeout_s)
                 collected_now = True
@@ -132,16 +156,22 @@ class AnalysisService:
         now = self._clock()
         window_start = now - timedelta(minutes=window_minutes)
         period_start = min(now - timedelta(seconds=self._period_s), window_start)
-        documents = await self._snapshots.history_json(instance_id, period_start, _HISTORY_LIMIT)
-        scrapes = [decode_scrape_figures(document) for document in documents]
-        in_window = [s for s in scrapes if window_start <= s.collected_at <= now]
-        raws = await self._snapshots.raw_between(instance_id, window_start, now)
+        documents = await self._snapshots.history_json(instance_id, window_start, _HISTORY_LIMIT)
+        recent = [decode_scrape_figures(document) for document in documents]
+        in_window = [s for s in recent if window_start <= s.collected_at <= now]
+        scrape_window = await self._window_history.window(
+            self._snapshots, instance_id, stored.created_at, window_start, now, model_name
+        )
         engine = stored.spec.engine
-        computed = window_figures(raws, in_window, engine=engine, model_name=model_name)
+        computed = window_figures(
+            scrape_window.raws, in_window, engine=engine, model_name=model_name, aggregated=scrape_window.aggregated
+        )
         if computed is None:
+            period = await self._snapshots.history_json(instance_id, period_start, _HISTORY_LIMIT)
+            scrapes = [decode_scrape_figures(document) for document in period]
             raise self._insufficient(instance_id, window_minutes, model_name, in_window, scrapes, scrape_error)
         figures, source = computed
-        newest = next(i for i, s in enumerate(scrapes) if window_start <= s.collected_at <= now)  # newest first
+        newest = next(i for i, s in enumerate(recent) if window_start <= s.collected_at <= now)  # newest first
         return Evaluation(
             instance=stored,
             analyzed_at=now,
@@ -150,7 +180,10 @@ class AnalysisService:
             figures=figures,
             source=source,
             detection=detect_bottlenecks(figures, self._thresholds),
-            timeline=timeline(scrapes, engine, model_name),
+            timeline=timeline(recent, engine, model_name),
+            slo_timeline=await self._slo_history.timeline(
+                self._snapshots, instance_id, stored.created_at, period_start, model_name
+            ),
             latest=_snapshot_decoder.decode(documents[newest]),
             collected_now=collected_now,
         )
@@ -187,8 +220,8 @@ class AnalysisService:
         targets, targets_source = effective_targets(evaluation.instance, self._defaults)
         if body.slo is not None:
             targets, targets_source = body.slo.over(targets), "request"
-        report = evaluate_slo(
-            evaluation.timeline,
+        report = evaluate_slo_timeline(
+            evaluation.slo_timeline,
             targets,
             compliance_window_s=body.window_minutes * 60.0,
             period_s=self._period_s,

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, SloTargets, WindowFigures
+from performance_agent.analysis.slo_timeline import OBJECTIVES, Objective, SloTimeline, Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
 __all__ = (
     "BURN_RATE_PAIRS",
@@ -27,25 +28,9 @@ __all__ = (
     "BurnRatePair",
     "Objective",
     "evaluate_slo",
+    "evaluate_slo_timeline",
     "format_lookback",
     "parse_slo_targets",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Objective:
-    name: str
-    comparison: Literal["<=", ">="]
-    read: Callable[[WindowFigures], float | None]
-
-
-OBJECTIVES: tuple[Objective, ...] = (
-    Objective("ttft_p99_s", "<=", lambda f: f.latency.ttft_s.p99),
-    Objective("ttft_p95_s", "<=", lambda f: f.latency.ttft_s.p95),
-    Objective("itl_p99_s", "<=", lambda f: f.latency.itl_s.p99),
-    Objective("e2e_p99_s", "<=", lambda f: f.latency.e2e_s.p99),
-    Objective("error_rate", "<=", lambda f: f.errors.error_rate),
-    Objective("min_generation_tokens_per_s", ">=", lambda f: f.throughput.generation_tokens_per_s),
 )
 
 
@@ -84,49 +69,7 @@ def parse_slo_targets(data: dict[str, Any] | None) -> SloTargets:
     return msgspec.convert(data or {}, SloTargets)
 
 
-@dataclass(slots=True)
-class _Timed:
-    start: datetime
-    end: datetime
-    figures: WindowFigures
-
-
-@dataclass(slots=True)
-class _Tally:
-    good_s: float = 0.0
-    bad_s: float = 0.0
-    good_windows: int = 0
-    bad_windows: int = 0
-    no_data_windows: int = 0
-
-    @property
-    def observed_s(self) -> float:
-        return self.good_s + self.bad_s
-
-
-def _meets(value: float, target: float, comparison: str) -> bool:
-    return value <= target if comparison == "<=" else value >= target
-
-
-def _tally(timeline: Sequence[_Timed], objective: Objective, target: float, since: datetime, until: datetime) -> _Tally:
-    tally = _Tally()
-    for window in timeline:
-        overlap = (min(window.end, until) - max(window.start, since)).total_seconds()
-        if overlap <= 0:
-            continue
-        value = objective.read(window.figures)
-        if value is None:
-            tally.no_data_windows += 1
-        elif _meets(value, target, objective.comparison):
-            tally.good_s += overlap
-            tally.good_windows += 1
-        else:
-            tally.bad_s += overlap
-            tally.bad_windows += 1
-    return tally
-
-
-def _budget_remaining(tally: _Tally, allowed_bad: float) -> float | None:
+def _budget_remaining(tally: Tally, allowed_bad: float) -> float | None:
     """1 = untouched, 0 = spent, negative = overspent; a zero budget is either intact or spent."""
     if tally.observed_s <= 0:
         return None
@@ -136,8 +79,8 @@ def _budget_remaining(tally: _Tally, allowed_bad: float) -> float | None:
 
 
 def _burn_rate(
-    timeline: Sequence[_Timed],
-    objective: Objective,
+    timeline: SloTimeline,
+    position: int,
     target: float,
     allowed_bad: float,
     lookback_s: float,
@@ -147,7 +90,8 @@ def _burn_rate(
     label = format_lookback(lookback_s)
     if allowed_bad <= 0:
         return BurnRate(lookback_s=lookback_s, value=None, reason="target_ratio 1 leaves no error budget to burn")
-    tally = _tally(timeline, objective, target, now - timedelta(seconds=lookback_s), now)
+    objective = OBJECTIVES[position]
+    tally = timeline.tally(position, target, objective.comparison, now - timedelta(seconds=lookback_s))
     if tally.observed_s <= 0:
         return BurnRate(lookback_s=lookback_s, value=None, reason=f"no data for {objective.name} in the last {label}")
     if tally.observed_s < min_coverage * lookback_s:
@@ -160,18 +104,6 @@ def _burn_rate(
             ),
         )
     return BurnRate(lookback_s=lookback_s, value=(tally.bad_s / tally.observed_s) / allowed_bad)
-
-
-def _timeline(windows: Sequence[WindowFigures], now: datetime) -> list[_Timed]:
-    timeline = []
-    for figures in windows:
-        if figures.ended_at is None or figures.window_s is None or figures.window_s <= 0:
-            continue
-        if figures.ended_at > now:
-            continue
-        timeline.append(_Timed(figures.ended_at - timedelta(seconds=figures.window_s), figures.ended_at, figures))
-    timeline.sort(key=lambda w: w.end)
-    return timeline
 
 
 def evaluate_slo(
@@ -191,29 +123,53 @@ def evaluate_slo(
     `current` is the figure set of the whole analysis window (summed deltas); without it the
     latest scrape window stands for "current". `now` defaults to the end of the latest window.
     """
+    if now is None:
+        usable = [w.ended_at for w in windows if w.ended_at is not None]
+        if not usable:
+            raise ValueError("now is required when no window carries ended_at")
+        now = max(usable)
+    return evaluate_slo_timeline(
+        SloTimeline.of(windows),
+        targets,
+        compliance_window_s=compliance_window_s,
+        period_s=period_s,
+        now=now,
+        current=current,
+        min_burn_coverage=min_burn_coverage,
+        pairs=pairs,
+    )
+
+
+def evaluate_slo_timeline(
+    timeline: SloTimeline,
+    targets: SloTargets,
+    *,
+    compliance_window_s: float,
+    period_s: float,
+    now: datetime,
+    current: WindowFigures | None = None,
+    min_burn_coverage: float = 0.5,
+    pairs: Sequence[BurnRatePair] = BURN_RATE_PAIRS,
+) -> SloReport:
+    """`evaluate_slo` over a time line already in columns (windows ending after `now` are ignored)."""
     if compliance_window_s <= 0 or period_s <= 0:
         raise ValueError("compliance_window_s and period_s must be positive")
     if not 0 < min_burn_coverage <= 1:
         raise ValueError("min_burn_coverage must be in (0, 1]")
-    usable = [w.ended_at for w in windows if w.ended_at is not None]
-    if now is None:
-        if not usable:
-            raise ValueError("now is required when no window carries ended_at")
-        now = max(usable)
-    timeline = _timeline(windows, now)
-    latest = current if current is not None else (timeline[-1].figures if timeline else None)
+    timeline = timeline.until(now)
     allowed_bad = 1.0 - targets.target_ratio
     lookbacks = sorted({s for pair in pairs for s in (pair.long_s, pair.short_s)})
     compliance_since = now - timedelta(seconds=compliance_window_s)
     period_since = now - timedelta(seconds=period_s)
     reports = []
-    for objective in OBJECTIVES:
+    for position, objective in enumerate(OBJECTIVES):
         target: float | None = getattr(targets, objective.name)
         if target is None:
             continue
-        in_window = _tally(timeline, objective, target, compliance_since, now)
-        in_period = _tally(timeline, objective, target, period_since, now)
-        current_value = objective.read(latest) if latest is not None else None
+        in_window = timeline.tally(position, target, objective.comparison, compliance_since)
+        in_period = timeline.tally(position, target, objective.comparison, period_since)
+        latest = timeline.value(position, -1) if len(timeline) else None  # stands in without `current`
+        current_value = objective.read(current) if current is not None else latest
         reason = None
         if in_period.observed_s <= 0:
             reason = f"no window in the period carries {objective.name}"
@@ -232,7 +188,7 @@ def evaluate_slo(
                 period_coverage=min(in_period.observed_s / period_s, 1.0),
                 burn_rates={
                     format_lookback(lookback): _burn_rate(
-                        timeline, objective, target, allowed_bad, lookback, now, min_burn_coverage
+                        timeline, position, target, allowed_bad, lookback, now, min_burn_coverage
                     )
                     for lookback in lookbacks
                 },

@@ -158,19 +158,22 @@ def window_figures(
     *,
     engine: str,
     model_name: str | None = None,
+    aggregated: builder.WindowFigures | None = None,
 ) -> tuple[WindowFigures, WindowSource] | None:
     """Figures of the window the inputs span, or None when they hold no usable data.
 
     Two or more cumulative readings: quantiles and rates from their summed deltas, gauges as the
     mean of every reading in the window. A single reading: that scrape's own figures (since the
     scrape before it, or over the server's lifetime), with the window's start where it is known.
+    `aggregated` is `aggregate_window(raws, model_name=model_name)` when the caller has it already.
     """
     pairs = [(s, select_model(s, model_name)) for s in sorted(scrapes, key=lambda s: s.collected_at)]
     chosen = [(scrape, model) for scrape, model in pairs if model is not None]
     if len(raws) >= 2:
         if model_name is not None and not chosen:
             return None
-        aggregated = aggregate_window(raws, model_name=model_name)
+        if aggregated is None:
+            aggregated = aggregate_window(raws, model_name=model_name)
         if aggregated.instances == 0:
             return None
         ended_at = max(raw.collected_at for raw in raws)

@@ -18,6 +18,7 @@ Gauges (running, waiting, KV usage) are the values at the end of the window.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import datetime  # msgspec resolves field types at runtime
@@ -55,12 +56,14 @@ __all__ = (
     "COMPOSITE_TTFT",
     "RawScrape",
     "WindowFigures",
+    "aggregate_steps",
     "aggregate_window",
     "build_snapshot",
     "cohort_figures",
     "decode_raw_scrape",
     "encode_raw_scrape",
     "raw_scrape",
+    "scrape_step",
 )
 
 # A later counting start than this (seconds) between two scrapes means the server restarted.
@@ -210,6 +213,32 @@ def cohort_figures(instances: Sequence[Sequence[RawScrape]], *, model_name: str 
         increase = _increase_over(scrapes, model_name)
         if increase is not None:
             increases.append(increase)
+    return _window_of(increases)
+
+
+def scrape_step(before: RawScrape, after: RawScrape, *, model_name: str | None = None) -> RawSeries:
+    """What one instance counted between two consecutive scrapes (the server total, or one model).
+
+    Steps never change once both scrapes are stored, so a caller that keeps recent scrapes can
+    keep their steps too and pass them to `aggregate_steps`.
+    """
+    return _step(_select(before, model_name), _select(after, model_name))
+
+
+def aggregate_steps(
+    first: RawScrape, last: RawScrape, steps: Sequence[RawSeries], *, model_name: str | None = None
+) -> WindowFigures:
+    """`aggregate_window` of scrapes `first` .. `last` (oldest first) from their `scrape_step`s.
+
+    The result is identical to `aggregate_window` over the same scrapes: the steps are summed in
+    the same order.
+    """
+    if not steps:
+        return WindowFigures()
+    return _window_of([_increase_of_steps(first, last, steps, model_name)])
+
+
+def _window_of(increases: list[_Increase]) -> WindowFigures:
     if not increases:
         return WindowFigures()
     latency, throughput, load, errors, composite = _figures(increases)
@@ -271,25 +300,28 @@ def _increase_over(scrapes: Sequence[RawScrape], model_name: str | None) -> _Inc
     if len(scrapes) < 2:
         return None
     ordered = sorted(scrapes, key=lambda scrape: scrape.collected_at)
+    steps = [scrape_step(before, after, model_name=model_name) for before, after in itertools.pairwise(ordered)]
+    return _increase_of_steps(ordered[0], ordered[-1], steps, model_name)
+
+
+def _increase_of_steps(
+    first: RawScrape, last: RawScrape, steps: Sequence[RawSeries], model_name: str | None
+) -> _Increase:
     counters: dict[str, float] = {}
     histogram_parts: dict[str, list[CumulativeHistogram]] = {}
-    previous = _select(ordered[0], model_name)
-    for scrape in ordered[1:]:
-        current = _select(scrape, model_name)
-        step = _step(previous, current)
+    for step in steps:
         for key, value in step.counters.items():
             counters[key] = counters.get(key, 0.0) + value
         for key, histogram in step.histograms.items():
             histogram_parts.setdefault(key, []).append(histogram)
-        previous = current
     histograms: dict[str, CumulativeHistogram] = {}
     for key, parts in histogram_parts.items():
         merged = merge_histograms(parts)
         if merged is not None:
             histograms[key] = merged
-    seconds = (ordered[-1].collected_at - ordered[0].collected_at).total_seconds()
+    seconds = (last.collected_at - first.collected_at).total_seconds()
     return _Increase(
-        series=RawSeries(histograms=histograms, counters=counters, gauges=previous.gauges),
+        series=RawSeries(histograms=histograms, counters=counters, gauges=_select(last, model_name).gauges),
         seconds=seconds if seconds > 0 else None,
     )
 

@@ -12,7 +12,7 @@ instance was deleted meanwhile (so no orphaned history survives a DELETE racing 
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import msgspec
 
@@ -28,6 +28,7 @@ __all__ = (
     "MemorySnapshotRepository",
     "SnapshotRepository",
     "SqliteSnapshotRepository",
+    "StampedHistory",
     "decode_raw",
     "encode_raw",
 )
@@ -35,6 +36,13 @@ __all__ = (
 _raw_encoder = msgspec.msgpack.Encoder()
 _raw_decoder = msgspec.msgpack.Decoder(RawScrape)
 _PRUNE_BATCH = 5000
+# Snapshots at or after a stamp and, unless the bound is NULL, after the newest one a reader holds.
+_NEWER = (
+    "FROM snapshots WHERE instance_id = ? AND collected_at >= ? AND (? IS NULL OR collected_at > ?) "
+    "ORDER BY collected_at"
+)
+_NEWER_SNAPSHOTS = f"SELECT collected_at, snapshot {_NEWER}"
+_NEWER_RAWS = f"SELECT collected_at, raw {_NEWER}"
 
 
 def encode_raw(raw: RawScrape) -> bytes:
@@ -43,6 +51,13 @@ def encode_raw(raw: RawScrape) -> bytes:
 
 def decode_raw(data: bytes) -> RawScrape:
     return _raw_decoder.decode(data)
+
+
+class StampedHistory(NamedTuple):
+    """What changed in an instance's history since a reader last looked (see `history_after`)."""
+
+    known: int
+    newer: list[tuple[float, bytes]]
 
 
 class SnapshotRepository(Protocol):
@@ -60,6 +75,18 @@ class SnapshotRepository(Protocol):
 
     async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
         """Cumulative series collected in [since, until], oldest first (analysis windows and cohorts)."""
+        ...
+
+    async def history_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
+        """For readers that keep decoded history between calls: how many snapshots lie in
+        [since, known_until] (stamps as stored, `collected_at.timestamp()`), so the reader can tell
+        whether what it holds is still exactly that, and the snapshots newer than `known_until`
+        (all since `since` when None), oldest first, each with its stamp.
+        """
+        ...
+
+    async def raw_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
+        """`history_after` for the stored cumulative series (encoded; `decode_raw` reads them)."""
         ...
 
     async def count(self, instance_id: str) -> int: ...
@@ -126,6 +153,30 @@ class SqliteSnapshotRepository:
 
         return [decode_raw(data) for data in await self._db.run(work)]
 
+    async def history_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
+        return await self._stamped(_NEWER_SNAPSHOTS, instance_id, since, known_until)
+
+    async def raw_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
+        return await self._stamped(_NEWER_RAWS, instance_id, since, known_until)
+
+    async def _stamped(
+        self, query: str, instance_id: str, since: datetime, known_until: float | None
+    ) -> StampedHistory:
+        stamp = since.timestamp()
+
+        def work(connection: sqlite3.Connection) -> StampedHistory:
+            known = 0
+            if known_until is not None:
+                row = connection.execute(
+                    "SELECT COUNT(*) FROM snapshots WHERE instance_id = ? AND collected_at BETWEEN ? AND ?",
+                    (instance_id, stamp, known_until),
+                ).fetchone()
+                known = int(row[0])
+            rows = connection.execute(query, (instance_id, stamp, known_until, known_until)).fetchall()
+            return StampedHistory(known, [(float(row[0]), bytes(row[1])) for row in rows])
+
+        return await self._db.run(work)
+
     async def count(self, instance_id: str) -> int:
         def work(connection: sqlite3.Connection) -> int:
             row = connection.execute("SELECT COUNT(*) FROM snapshots WHERE instance_id = ?", (instance_id,)).fetchone()
@@ -183,6 +234,22 @@ class MemorySnapshotRepository:
         low, high = since.timestamp(), until.timestamp()
         rows = self._store.snapshots.get(instance_id, [])
         return [decode_raw(row.raw) for row in rows if low <= row.collected_at <= high]
+
+    async def history_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
+        return self._stamped(instance_id, since, known_until, raw=False)
+
+    async def raw_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
+        return self._stamped(instance_id, since, known_until, raw=True)
+
+    def _stamped(self, instance_id: str, since: datetime, known_until: float | None, *, raw: bool) -> StampedHistory:
+        stamp = since.timestamp()
+        rows = [row for row in self._store.snapshots.get(instance_id, []) if row.collected_at >= stamp]
+        newer = [
+            (row.collected_at, row.raw if raw else row.snapshot)
+            for row in rows
+            if known_until is None or row.collected_at > known_until
+        ]
+        return StampedHistory(0 if known_until is None else len(rows) - len(newer), newer)
 
     async def count(self, instance_id: str) -> int:
         return len(self._store.snapshots.get(instance_id, []))

@@ -26,6 +26,7 @@ BENCHMARKS = (
     "tests.bench.scrape_bench",
     "tests.bench.collection_bench",
     "tests.bench.demo_bench",
+    "tests.bench.analysis_bench",
 )
 
 
