@@ -41,7 +41,7 @@ def _openapi(args: argparse.Namespace) -> int:
     from performance_agent.app import create_app
     from performance_agent.settings import Settings
 
-    schema = create_app(Settings(database=":memory:")).openapi_schema.to_schema()
+    schema = create_app(Settings(database=":memory:", log_level="ERROR")).openapi_schema.to_schema()
     text = msgspec.json.format(msgspec.json.encode(schema), indent=2).decode() + "\n"
     if args.output == "-":
         sys.stdout.write(text)
