@@ -89,7 +89,7 @@ SNAPSHOT: dict[str, Any] = {
         {
             "field": "load.prefix_cache_hit_rate",
             "formula": "sglang:cache_hit_rate (gauge over recent prefill batches, not the window)",
-        }
+        },
     ],
     "models": [],
 }
