@@ -32,7 +32,7 @@ from performance_agent.metrics.histogram import (
     finite_or_none,
     histogram_delta,
     histogram_mean,
-    histogram_quantile,
+    histogram_quantiles,
     merge_histograms,
 )
 from performance_agent.metrics.snapshot import (
@@ -332,7 +332,7 @@ def _increase_of_steps(
 def _quantiles(histogram: CumulativeHistogram | None) -> Quantiles:
     if histogram is None:
         return Quantiles()
-    p50, p90, p95, p99 = (finite_or_none(histogram_quantile(q, histogram.buckets)) for q in _QUANTILES)
+    p50, p90, p95, p99 = (finite_or_none(value) for value in histogram_quantiles(_QUANTILES, histogram.buckets))
     return Quantiles(p50=p50, p90=p90, p95=p95, p99=p99, mean=histogram_mean(histogram), count=histogram.count)
 
 
@@ -344,7 +344,8 @@ def _composite_quantiles(parts: list[CumulativeHistogram]) -> Quantiles:
             return None
         return finite_or_none(math.fsum(value for value in values if value is not None))
 
-    quantiles = [summed([finite_or_none(histogram_quantile(q, part.buckets)) for part in parts]) for q in _QUANTILES]
+    per_part = [histogram_quantiles(_QUANTILES, part.buckets) for part in parts]
+    quantiles = [summed([finite_or_none(values[i]) for values in per_part]) for i in range(len(_QUANTILES))]
     return Quantiles(
         p50=quantiles[0],
         p90=quantiles[1],

@@ -27,6 +27,7 @@ BENCHMARKS = (
     "tests.bench.collection_bench",
     "tests.bench.demo_bench",
     "tests.bench.analysis_bench",
+    "tests.bench.rollout_bench",
 )
 
 
