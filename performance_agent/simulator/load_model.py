@@ -365,6 +365,9 @@ class LoadModel:
 
     def _run_segment(self, now: float, horizon: float) -> float:
         p, d = self.params, self._decoding
+        if not self._prefilling:
+            # Float residue of finished prefills must not look like pending work with no request behind it.
+            self._prefill_pending = 0.0
         prefill = min(max(p.token_budget - d.count, 0), self._prefill_pending)
         if d.count == 0 and prefill <= 0:
             return horizon
