@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from typing import TYPE_CHECKING
 
@@ -74,6 +75,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             context.instance_deleted_hook = alerting.instance_deleted
             start_background_collection(context, after_scrape=alerting.after_scrape)
             start_workflow_reconciler(context)
+            # Everything built at start-up lives as long as the process: move it out of the
+            # collector's way, so full collections stop pausing requests for tens of milliseconds.
+            gc.collect()
+            gc.freeze()
             context.ready = True
             logger.info("agent started", extra={"database": settings.database, "port": settings.port})
             yield
