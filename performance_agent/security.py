@@ -1,4 +1,4 @@
-"""API keys with ordered roles, and the guard that enforces them.
+"""API keys with ordered roles, and the check (`authorize`) the edge middleware applies to every request.
 
 Keys are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every
 configured digest, so neither the stored form nor the comparison time reveals a key.
@@ -129,7 +129,7 @@ def _supplied_key(scope: Scope) -> str | None:
 
 
 def principal_of(scope: Scope, ring: ApiKeyRing) -> Principal | None:
-    """The caller behind this request, computed once and cached in the scope (rate limiter and guard share it)."""
+    """The caller behind this request, cached in the scope: the rate limit and `authorize` share it."""
     state: dict[str, Any] = scope.setdefault("state", {})
     if _PRINCIPAL_KEY not in state:
         supplied = _supplied_key(scope)
