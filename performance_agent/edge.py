@@ -14,19 +14,30 @@ from typing import TYPE_CHECKING, Any
 from litestar.enums import ScopeType
 
 from performance_agent.errors import ApiError
-from performance_agent.observability import REQUEST_LATENCY, REQUESTS, request_id_of
+from performance_agent.observability import request_id_of
 from performance_agent.ratelimit import RateLimiter, client_identity
 from performance_agent.security import ApiKeyRing, authorize
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+    from performance_agent.observability import RequestMetrics
+
 __all__ = ("EdgeMiddleware",)
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, ring: ApiKeyRing, trusted_proxies: list[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        ring: ApiKeyRing,
+        trusted_proxies: list[str],
+        metrics: RequestMetrics,
+    ) -> None:
         self.app = app
+        self.metrics = metrics
         self.limiter = limiter
         self.ring = ring
         self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
@@ -87,9 +98,9 @@ class EdgeMiddleware:
     def _record(self, route: str, method: str, status: int, started: float) -> None:
         counter = self._counters.get((route, method, status))
         if counter is None:
-            counter = self._counters[(route, method, status)] = REQUESTS.labels(route, method, str(status))
+            counter = self._counters[(route, method, status)] = self.metrics.requests.labels(route, method, str(status))
         timer = self._timers.get((route, method))
         if timer is None:
-            timer = self._timers[(route, method)] = REQUEST_LATENCY.labels(route, method)
+            timer = self._timers[(route, method)] = self.metrics.latency.labels(route, method)
         counter.inc()
         timer.observe(time.perf_counter() - started)

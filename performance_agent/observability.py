@@ -1,4 +1,4 @@
-"""Request ids, JSON logs and the agent's own Prometheus metrics.
+"""Request ids, JSON logs, and the agent's own HTTP metrics and `/metrics` registry.
 
 The request id is computed once per request, lazily, from whichever code needs it first (the
 error handler, a log line, or the response hook), and cached in the ASGI scope: so 404s that
@@ -16,16 +16,28 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from performance_agent import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from litestar.types import Message, Scope
 
 __all__ = (
-    "REQUESTS",
     "REQUEST_ID_HEADER",
-    "REQUEST_LATENCY",
+    "RequestMetrics",
     "add_request_id_header",
+    "agent_registry",
     "configure_logging",
     "current_request_id",
     "request_id_of",
@@ -36,18 +48,53 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _STATE_KEY = "performance_agent.request_id"
 _current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-REQUESTS = Counter(
-    "performance_agent_http_requests_total",
-    "HTTP requests answered by the agent, by route template, method and status.",
-    ("route", "method", "status"),
-)
-REQUEST_LATENCY = Histogram(
-    "performance_agent_http_request_duration_seconds",
-    "Time to answer an HTTP request, by route template and method.",
-    ("route", "method"),
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-BUILD_INFO = Gauge("performance_agent_build_info", "Version of the running agent (value is always 1).", ("version",))
+
+class RequestMetrics:
+    """Requests answered and their latency, registered on one app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "performance_agent_http_requests_total",
+            "HTTP requests answered by the agent, by route template, method and status.",
+            ("route", "method", "status"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "performance_agent_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            ("route", "method"),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+
+    def __deepcopy__(self, memo: dict[int, object]) -> RequestMetrics:
+        """Itself: Litestar deep-copies a router's middleware settings, but the series must stay the registry's."""
+        return self
+
+
+class _BuildInfo:
+    """`performance_agent_build_info{version}` 1, produced at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "performance_agent_build_info", "Version of the running agent (value is always 1).", labels=("version",)
+        )
+        family.add_metric((__version__,), 1)
+        yield family
+
+
+def agent_registry() -> CollectorRegistry:
+    """A new registry for one app: the build info and the process figures the default registry would show.
+
+    Why not the process-wide default registry: two apps in one process (tests, benchmarks, an
+    embedding host) would then count into and overwrite the same series.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(_BuildInfo())
+    return registry
 
 
 def request_id_of(scope: Scope) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from performance_agent.errors import ForbiddenError, UnauthorizedError
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = (
     "MIN_KEY_LENGTH",
     "ApiKeyRing",
+    "KeyRingDependency",
     "Principal",
     "Role",
     "authorize",
@@ -162,3 +165,7 @@ def authorize(scope: Scope, opt: Mapping[str, Any], ring: ApiKeyRing) -> Princip
             context={"required_role": needed.name, "role": principal.role.name},
         )
     return principal
+
+
+#: How handlers that name the acting principal receive the app's key ring.
+KeyRingDependency = NamedDependency[SkipValidation[ApiKeyRing]]

@@ -12,15 +12,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.schemas import (
-    AlertState,
-    Finding,
-    NotEvaluated,
-    SloReport,
-    SloTargets,
-    SloTargetsUpdate,
-)
+from performance_agent.analysis.schemas import AlertState, Finding, NotEvaluated, SloReport
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
+from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
 __all__ = (

@@ -20,8 +20,9 @@ from performance_agent.analysis.api import (
     WindowFiguresView,
 )
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
-from performance_agent.analysis.schemas import SloTargets, WindowFigures
+from performance_agent.analysis.schemas import WindowFigures
 from performance_agent.analysis.slo import evaluate_slo
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import Errors, Latency, Load, Quantiles, Throughput
 
 __all__ = (
@@ -30,7 +31,6 @@ __all__ = (
     "analysis_example",
     "analyze_request_example",
     "example_figures",
-    "slo_update_example",
 )
 
 EXAMPLE_END = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -80,10 +80,6 @@ def _timeline(slow: bool) -> list[WindowFigures]:
 
 def analyze_request_example() -> dict[str, Any]:
     return {"instance_id": "vllm-llama-0", "window_minutes": 15, "slo": {"ttft_p99_s": 2.5}}
-
-
-def slo_update_example() -> dict[str, Any]:
-    return {"ttft_p99_s": 1.5, "ttft_p95_s": 0.8, "itl_p99_s": 0.08, "error_rate": 0.005, "target_ratio": 0.995}
 
 
 def analysis_example() -> dict[str, Any]:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from performance_agent.analysis.schemas import SloTargets
 from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import RawScrape
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 from performance_agent.storage.database import Database
