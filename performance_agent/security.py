@@ -10,7 +10,7 @@ import enum
 import hashlib
 import hmac
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from litestar.di import NamedDependency
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
     from litestar.types import Scope
 
-    from performance_agent.settings import Settings
 
 __all__ = (
     "MIN_KEY_LENGTH",
     "ApiKeyRing",
     "KeyRingDependency",
+    "KeySettings",
     "Principal",
     "Role",
     "authorize",
@@ -37,6 +37,17 @@ __all__ = (
 )
 
 MIN_KEY_LENGTH = 16
+
+
+class KeySettings(Protocol):
+    """Where keys are configured (`Settings` has both); a protocol, so security imports no settings."""
+
+    @property
+    def api_keys(self) -> list[str]: ...
+    @property
+    def api_keys_file(self) -> str | None: ...
+
+
 _PRINCIPAL_KEY = "performance_agent.principal"
 
 
@@ -92,7 +103,7 @@ class ApiKeyRing:
         self._keys = [_StoredKey(_digest(key), Principal(name, role)) for name, role, key in entries]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ApiKeyRing:
+    def from_settings(cls, settings: KeySettings) -> ApiKeyRing:
         entries = parse_api_keys(settings.api_keys, "PERF_AGENT_API_KEYS")
         if settings.api_keys_file:
             path = Path(settings.api_keys_file)

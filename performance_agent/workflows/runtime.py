@@ -7,7 +7,7 @@ Called by the composition root, so the workflow package owns how its parts fit t
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from performance_agent.metrics.collection import CollectionService, ScrapeMetrics
 from performance_agent.outbound.webhooks import HttpPoster
@@ -25,16 +25,56 @@ if TYPE_CHECKING:
 
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
-    from performance_agent.settings import Settings
     from performance_agent.storage.factory import Storage
     from performance_agent.workflows.actuators import Actuator
     from performance_agent.workflows.observability import WorkflowMetrics
 
-__all__ = ("build_reconciler", "workflow_defaults")
+__all__ = ("RolloutSettings", "build_reconciler", "workflow_defaults")
+
+
+class RolloutSettings(Protocol):
+    """The settings the rollout parts read (`Settings` has them); a protocol, so workflows/ imports no settings."""
+
+    @property
+    def scrape_max_bytes(self) -> int: ...
+    @property
+    def scrape_header_env(self) -> list[str]: ...
+    @property
+    def scrape_timeout_s(self) -> float: ...
+    @property
+    def webhook_secret(self) -> str | None: ...
+    @property
+    def webhook_timeout_s(self) -> float: ...
+    @property
+    def webhook_retries(self) -> int: ...
+    @property
+    def webhook_backoff_s(self) -> float: ...
+    @property
+    def workflow_tick_s(self) -> float: ...
+    @property
+    def workflow_actuator_type(self) -> Literal["webhook", "simulator"]: ...
+    @property
+    def workflow_actuator_url(self) -> str | None: ...
+    @property
+    def workflow_min_samples(self) -> int: ...
+    @property
+    def workflow_max_ttft_p99_increase(self) -> float: ...
+    @property
+    def workflow_max_itl_p99_increase(self) -> float: ...
+    @property
+    def workflow_max_e2e_p99_increase(self) -> float: ...
+    @property
+    def workflow_max_error_rate(self) -> float: ...
+    @property
+    def workflow_max_preemptions_per_s(self) -> float | None: ...
+    @property
+    def workflow_consecutive_failures(self) -> int: ...
+    @property
+    def workflow_on_canary_scrape_error(self) -> Literal["fail", "inconclusive"]: ...
 
 
 def build_reconciler(
-    settings: Settings,
+    settings: RolloutSettings,
     *,
     storage: Storage,
     clients: PinnedClients,
@@ -81,7 +121,7 @@ def build_reconciler(
     )
 
 
-def workflow_defaults(settings: Settings, webhook_allowlist: TargetAllowlist) -> CreateDefaults:
+def workflow_defaults(settings: RolloutSettings, webhook_allowlist: TargetAllowlist) -> CreateDefaults:
     """What a create body may omit, from the settings (parsed once by the composition root)."""
     url = settings.workflow_actuator_url
     actuator = None
