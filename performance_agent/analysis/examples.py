@@ -16,8 +16,8 @@ from performance_agent.analysis.alerts import evaluate_alerts
 from performance_agent.analysis.api import (
     AnalysisResponse,
     AnalysisWindow,
-    SloAnalysis,
-    WindowFiguresView,
+    figures_view,
+    slo_analysis,
 )
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
 from performance_agent.analysis.schemas import WindowFigures
@@ -102,25 +102,11 @@ def analysis_example() -> dict[str, Any]:
             source="history",
             model_name=None,
             collected_now=False,
-            figures=WindowFiguresView(
-                latency=figures.latency,
-                throughput=figures.throughput,
-                load=figures.load,
-                errors=figures.errors,
-                approximations=figures.approximations,
-            ),
+            figures=figures_view(figures),
             not_evaluated=detection.not_evaluated,
         ),
         bottlenecks=detection.findings,
-        slo=SloAnalysis(
-            evaluated_at=report.evaluated_at,
-            target_ratio=report.target_ratio,
-            period_s=report.period_s,
-            window_start=report.window_start,
-            objectives=report.objectives,
-            targets=targets,
-            targets_source="request",
-        ),
+        slo=slo_analysis(report, targets, "request"),
         summary=summarize(detection),
     )
     return msgspec.to_builtins(response)  # type: ignore[no-any-return]

@@ -51,7 +51,7 @@ OPTIMIZATION_TYPES: tuple[OptimizationType, ...] = ("kv_cache", "quantization", 
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
-class WindowFigures(builder.WindowFigures, kw_only=True):
+class WindowFigures(builder.AggregateFigures, kw_only=True):
     """The window builder's figures of one instance, plus what analysis needs to place and judge them.
 
     One idea, not two: the figures themselves (summed histogram and counter deltas) are the

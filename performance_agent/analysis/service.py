@@ -16,8 +16,8 @@ from performance_agent.analysis.api import (
     AnalysisResponse,
     AnalysisWindow,
     AnalyzeRequest,
-    SloAnalysis,
-    WindowFiguresView,
+    figures_view,
+    slo_analysis,
 )
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
 from performance_agent.analysis.slo import evaluate_slo_timeline
@@ -208,24 +208,10 @@ class AnalysisService:
                 source="history" if source.kind == "history" else "single_scrape",
                 model_name=body.model_name,
                 collected_now=evaluation.collected_now,
-                figures=WindowFiguresView(
-                    latency=figures.latency,
-                    throughput=figures.throughput,
-                    load=figures.load,
-                    errors=figures.errors,
-                    approximations=figures.approximations,
-                ),
+                figures=figures_view(figures),
                 not_evaluated=evaluation.detection.not_evaluated,
             ),
             bottlenecks=evaluation.detection.findings,
-            slo=SloAnalysis(
-                evaluated_at=report.evaluated_at,
-                target_ratio=report.target_ratio,
-                period_s=report.period_s,
-                window_start=report.window_start,
-                objectives=report.objectives,
-                targets=targets,
-                targets_source=source_named,
-            ),
+            slo=slo_analysis(report, targets, source_named),
             summary=summarize(evaluation.detection),
         )

@@ -38,6 +38,10 @@ __all__ = (
 _GAUGES = ("requests_running", "requests_waiting", "kv_cache_usage")
 
 
+# The field list repeats `InstanceSnapshot`'s on purpose: a partial type is how msgspec decodes
+# only these fields of a stored document (the rest is skipped), so the duplicate-code check is
+# told to expect it here.
+# pylint: disable=duplicate-code
 class ScrapeFigures(msgspec.Struct, kw_only=True):
     """The parts of a stored snapshot analysis reads (the rest of the document is skipped when decoding)."""
 
@@ -51,6 +55,9 @@ class ScrapeFigures(msgspec.Struct, kw_only=True):
     approximations: list[Approximation] = msgspec.field(default_factory=list)
     engine_version: str | None = None
     models: list[ScrapeFigures] = msgspec.field(default_factory=list)
+
+
+# pylint: enable=duplicate-code
 
 
 _decoder = msgspec.json.Decoder(ScrapeFigures)
@@ -83,7 +90,7 @@ def models_seen(scrapes: Iterable[ScrapeFigures]) -> list[str]:
 
 
 def for_analysis(
-    figures: builder.WindowFigures,
+    figures: builder.AggregateFigures,
     *,
     engine: str,
     ended_at: datetime | None,
@@ -158,7 +165,7 @@ def window_figures(
     *,
     engine: str,
     model_name: str | None = None,
-    aggregated: builder.WindowFigures | None = None,
+    aggregated: builder.AggregateFigures | None = None,
 ) -> tuple[WindowFigures, WindowSource] | None:
     """Figures of the window the inputs span, or None when they hold no usable data.
 

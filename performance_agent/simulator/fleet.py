@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
-from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
+from performance_agent.simulator.instance import SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.server import SimulatorServer
 
 if TYPE_CHECKING:
@@ -72,11 +72,11 @@ def build_specs(
     seed: int = 0,
     flags: dict[str, object] | None = None,
     workload: Workload | None = None,
-) -> list[InstanceSpec]:
+) -> list[SimulatedServerSpec]:
     """`count` instances of one engine named `{engine}-{i}`, seeds `seed + i`."""
     if count < 1:
         raise ValueError("count must be at least 1")
-    base = InstanceSpec(engine=engine, version=version, flags=dict(flags or {}))
+    base = SimulatedServerSpec(engine=engine, version=version, flags=dict(flags or {}))
     if workload is not None:
         base = replace(base, workload=workload)
     return [replace(base, instance_id=f"{engine}-{i}", seed=seed + i) for i in range(count)]
@@ -85,7 +85,7 @@ def build_specs(
 class SimulatedFleet:
     def __init__(
         self,
-        specs: Sequence[InstanceSpec],
+        specs: Sequence[SimulatedServerSpec],
         *,
         base_port: int = 0,
         single_port: bool = False,

@@ -17,7 +17,7 @@ from performance_agent.simulator.knobs import (
     EngineParams,
     Flags,
     Hardware,
-    ModelSpec,
+    SimulatedModel,
     StartError,
     canonical_knob,
     coerce_value,
@@ -29,7 +29,7 @@ from performance_agent.simulator.pages import ENGINES, PageContext
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("GARBAGE_PAGE", "InstanceSpec", "Reply", "SimulatedInstance")
+__all__ = ("GARBAGE_PAGE", "Reply", "SimulatedInstance", "SimulatedServerSpec")
 
 GARBAGE_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
@@ -39,7 +39,7 @@ JSON = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceSpec:
+class SimulatedServerSpec:
     """How to launch one simulated server. `flags` accepts `--max-num-seqs` or `max_num_seqs`."""
 
     engine: str
@@ -50,7 +50,7 @@ class InstanceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workload: Workload = field(default_factory=Workload)
     hardware: Hardware = field(default_factory=Hardware)
-    model: ModelSpec = field(default_factory=ModelSpec)
+    model: SimulatedModel = field(default_factory=SimulatedModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class _Rank:
 
 class SimulatedInstance:
     def __init__(
-        self, spec: InstanceSpec, instance_id: str, clock: Callable[[], float], time_scale: float = 1.0
+        self, spec: SimulatedServerSpec, instance_id: str, clock: Callable[[], float], time_scale: float = 1.0
     ) -> None:
         if spec.engine not in ENGINES:
             raise ValueError(f"unknown engine {spec.engine!r}; choose from {', '.join(ENGINES)}")

@@ -20,7 +20,7 @@ from performance_agent.metrics.scraper import ScrapeFailure
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from performance_agent.metrics.builder import RawScrape, WindowFigures
+    from performance_agent.metrics.builder import AggregateFigures, RawScrape
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
@@ -73,7 +73,7 @@ class CohortObserver:
 
     async def window(
         self, instance_ids: Sequence[str], marks: Mapping[str, float], ends: Mapping[str, Observation]
-    ) -> tuple[WindowFigures, dict[str, str]]:
+    ) -> tuple[AggregateFigures, dict[str, str]]:
         """Figures of the instances over [their mark, their latest scrape], and the instances that have none.
 
         An instance without a window start (its previous scrape failed) or whose scrape now failed

@@ -18,7 +18,7 @@ import msgspec
 from performance_agent.engines.registry import adapt_page
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import parse_page
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance, Workload
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec, Workload
 from performance_agent.storage.snapshots import encode_raw
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def simulated(
 ) -> tuple[SimulatedInstance, ManualClock]:
     clock = ManualClock()
     instance = SimulatedInstance(
-        InstanceSpec(engine=engine, seed=seed, workload=workload or Workload(), flags=flags or {}),
+        SimulatedServerSpec(engine=engine, seed=seed, workload=workload or Workload(), flags=flags or {}),
         engine,
         clock,
     )

@@ -32,7 +32,7 @@ from performance_agent.engines.registry import adapt_page
 from performance_agent.metrics.builder import RawScrape, build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.metrics.snapshot import InstanceSnapshot
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance, Workload
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec, Workload
 from performance_agent.storage.snapshots import decode_raw, encode_raw
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
@@ -58,7 +58,9 @@ class Server:
 
     def __init__(self) -> None:
         self.clock = ManualClock()
-        self.instance = SimulatedInstance(InstanceSpec(engine="vllm", seed=7, workload=Workload()), "vllm", self.clock)
+        self.instance = SimulatedInstance(
+            SimulatedServerSpec(engine="vllm", seed=7, workload=Workload()), "vllm", self.clock
+        )
         self.clock.advance(120.0)
 
     def scrape(self, collected_at: datetime, previous: RawScrape | None) -> tuple[Row, RawScrape]:
