@@ -26,6 +26,7 @@ from performance_agent.observability import add_request_id_header, configure_log
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
 from performance_agent.optimization.controllers import OptimizeController
 from performance_agent.outbound.target_guard import system_resolver
+from performance_agent.prometheus.controllers import PrometheusController
 from performance_agent.ratelimit import RateLimiter
 from performance_agent.security import ApiKeyRing
 from performance_agent.settings import Settings, load_settings
@@ -111,6 +112,7 @@ def create_app(
             AlertsController,
             OptimizeController,
             WorkflowsController,
+            PrometheusController,
         ],
         middleware=[edge],
     )
@@ -143,6 +145,7 @@ def _dependencies(context: AgentContext) -> dict[str, Provide]:
         "alerts": context.storage.alerts,
         "optimization": context.optimization,
         "workflows": context.workflows,
+        "prometheus": context.prometheus,
     }
     return {name: Provide(_constant(part), sync_to_thread=False, use_cache=True) for name, part in parts.items()}
 

@@ -19,6 +19,7 @@ from performance_agent.analysis.config import detector_thresholds
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.background import BackgroundLoops
 from performance_agent.context import AgentContext, AgentMetrics
+from performance_agent.engines.registry import ADAPTERS
 from performance_agent.fleet.instances import InstanceService
 from performance_agent.fleet.slo import slo_defaults
 from performance_agent.metrics.collection import CollectionService
@@ -27,6 +28,7 @@ from performance_agent.metrics.service import CollectService
 from performance_agent.optimization.service import OptimizationService
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
+from performance_agent.prometheus.service import PrometheusService
 from performance_agent.storage.factory import open_storage
 from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.runtime import build_reconciler, workflow_defaults
@@ -164,6 +166,11 @@ def build_agent(
         ),
         alerting=alerting,
         alert_webhook=webhook,
+        prometheus=PrometheusService(
+            instances=storage.instances,
+            slo_defaults=parsed.slo_defaults,
+            series={engine: adapter.objective_series for engine, adapter in ADAPTERS.items()},
+        ),
         collector=collector,
         pruner=RetentionPruner(storage.snapshots, settings.history_retention_hours),
         reconciler=build_reconciler(

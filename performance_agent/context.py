@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from performance_agent.metrics.service import CollectService
     from performance_agent.optimization.service import OptimizationService
     from performance_agent.outbound.pinned import PinnedClients
+    from performance_agent.prometheus.service import PrometheusService
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
     from performance_agent.storage.database import Database
@@ -82,6 +83,7 @@ class AgentContext:
         workflows: WorkflowService,
         alerting: AlertEvaluator,
         alert_webhook: AlertWebhook | None,
+        prometheus: PrometheusService,
         collector: Collector,
         pruner: RetentionPruner,
         reconciler: Reconciler,
@@ -101,6 +103,7 @@ class AgentContext:
         self.workflows = workflows
         self.alerting = alerting
         self.alert_webhook = alert_webhook
+        self.prometheus = prometheus
         self.collector = collector
         self.pruner = pruner
         self.reconciler = reconciler

@@ -103,7 +103,9 @@ def test_an_alert_fires_after_sustained_burn_and_resolves_when_it_stops() -> Non
     # at scrape n the 1h and 6h windows hold n + 1 windows of which n - 59 are bad. The slow pair needs
     # 6% and its 30m window (60 scrapes) covered: (n - 59) / (n + 1) >= 6% first at n = 63.
     events = asyncio.run(drive(evaluator, store, instance, [good] * 60 + [bad] * 10))
-    assert [(e.kind, e.alert.pair, e.at) for e in events] == [("fire", "6h/30m", START + timedelta(seconds=STEP_S * 63))]
+    assert [(e.kind, e.alert.pair, e.at) for e in events] == [
+        ("fire", "6h/30m", START + timedelta(seconds=STEP_S * 63))
+    ]
     assert firing_value("burn-0") is None  # the 1h/5m series
     # The fast pair needs 14.4%: (n - 59) / (n + 1) >= 14.4% first at n = 70.
     events = asyncio.run(drive_more(evaluator, store, instance, start_index=70, pattern=[bad]))
