@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from performance_agent.analysis.alerting import AlertEvaluator, alert_webhook
+from performance_agent.analysis.alerting import AlertEvaluator, AlertmanagerFeed, alert_webhook
 from performance_agent.analysis.config import detector_thresholds
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.background import BackgroundLoops
@@ -26,6 +26,7 @@ from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
 from performance_agent.metrics.service import CollectService
 from performance_agent.optimization.service import OptimizationService
+from performance_agent.outbound.alertmanager import AlertmanagerClient
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.prometheus.service import PrometheusService
@@ -95,15 +96,30 @@ def build_agent(
         metrics=metrics.scrapes,
         environ=environ if environ is not None else os.environ,
     )
+    external_url = f"http://{settings.host}:{settings.port}"
     webhook = alert_webhook(
         settings.alert_webhook_url,
         clients=clients,
         allowlist=parsed.webhook_allowlist,
         resolver=resolver,
         receiver=settings.agent_name,
-        external_url=f"http://{settings.host}:{settings.port}",
+        external_url=external_url,
         metrics=metrics.alerts,
     )
+    alertmanager = None
+    # Prometheus keeps a firing alert valid for 4 x max(evaluation interval, resend delay of 1 min).
+    valid_for_s = 4 * max(settings.scrape_interval_s, 60.0)
+    if settings.alertmanager_url:
+        alertmanager = AlertmanagerClient(
+            settings.alertmanager_url,
+            clients=clients,
+            allowlist=parsed.webhook_allowlist,
+            resolver=resolver,
+            on_outcome=lambda outcome: metrics.alerts.alertmanager_posts.labels(outcome).inc(),
+            resend_interval_s=valid_for_s / 4,
+            # `alerting` is built next: the stored firing alerts, re-sent while evaluations stall.
+            resend=lambda: alerting.firing_for_alertmanager(),
+        )
     alerting = AlertEvaluator(
         snapshots=storage.snapshots,
         alerts=storage.alerts,
@@ -111,6 +127,9 @@ def build_agent(
         webhook=webhook,
         instances=storage.instances,
         metrics=metrics.alerts,
+        alertmanager=None
+        if alertmanager is None
+        else AlertmanagerFeed(sink=alertmanager, valid_for_s=valid_for_s, external_url=external_url),
     )
     fleet = InstanceService(
         instances=storage.instances,
@@ -166,6 +185,7 @@ def build_agent(
         ),
         alerting=alerting,
         alert_webhook=webhook,
+        alertmanager=alertmanager,
         prometheus=PrometheusService(
             instances=storage.instances,
             slo_defaults=parsed.slo_defaults,

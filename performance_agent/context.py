@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from performance_agent.metrics.collector import Collector, RetentionPruner
     from performance_agent.metrics.service import CollectService
     from performance_agent.optimization.service import OptimizationService
+    from performance_agent.outbound.alertmanager import AlertmanagerClient
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.prometheus.service import PrometheusService
     from performance_agent.security import ApiKeyRing
@@ -83,6 +84,7 @@ class AgentContext:
         workflows: WorkflowService,
         alerting: AlertEvaluator,
         alert_webhook: AlertWebhook | None,
+        alertmanager: AlertmanagerClient | None,
         prometheus: PrometheusService,
         collector: Collector,
         pruner: RetentionPruner,
@@ -103,6 +105,7 @@ class AgentContext:
         self.workflows = workflows
         self.alerting = alerting
         self.alert_webhook = alert_webhook
+        self.alertmanager = alertmanager
         self.prometheus = prometheus
         self.collector = collector
         self.pruner = pruner
@@ -133,6 +136,8 @@ class AgentContext:
         settings = self.settings
         if self.alert_webhook is not None:
             self.loops.start("alert-webhook", self.alert_webhook.run, stale_after_s=60.0)
+        if self.alertmanager is not None:
+            self.loops.start("alertmanager", self.alertmanager.run, stale_after_s=60.0)
         if settings.scrape_background:
             self.loops.start("collector", self.collector.run, stale_after_s=max(30.0, self.collector.tick_s * 10))
         self.loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)

@@ -120,6 +120,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     alert_webhook_url: Annotated[
         str | None, _doc("Alertmanager-compatible webhook receiving SLO alerts (optional).")
     ] = None
+    alertmanager_url: Annotated[
+        str | None,
+        _doc(
+            "Alertmanager's base URL (optional): SLO alerts are posted to <url>/api/v2/alerts, re-sent while "
+            "firing and resolved with endsAt; it must pass PERF_AGENT_WEBHOOK_ALLOWLIST."
+        ),
+    ] = None
     slo_defaults: Annotated[
         list[str],
         _doc(
@@ -205,7 +212,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 
 #: Settings never shown by `GET /config` nor logged.
-SECRET_FIELDS = frozenset({"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "workflow_actuator_url"})
+SECRET_FIELDS = frozenset(
+    {"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "alertmanager_url", "workflow_actuator_url"}
+)
 
 _LIST_FIELDS = frozenset(
     name for name, hint in typing.get_type_hints(Settings).items() if typing.get_origin(hint) is list

@@ -13,14 +13,20 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from performance_agent.analysis.alerts import alertmanager_payload, evaluate_alerts, resolve_unmonitored
+from performance_agent.analysis.alerts import (
+    alertmanager_payload,
+    evaluate_alerts,
+    postable_alert,
+    resolve_unmonitored,
+)
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
 from performance_agent.fleet.slo import effective_targets
@@ -28,7 +34,7 @@ from performance_agent.outbound.pinned import post_json_pinned
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from performance_agent.analysis.schemas import AlertEvent, AlertState, SloReport, WindowFigures
     from performance_agent.background import Heartbeat
@@ -44,6 +50,8 @@ __all__ = (
     "AlertEvaluator",
     "AlertMetrics",
     "AlertWebhook",
+    "AlertmanagerFeed",
+    "AlertmanagerSink",
     "alert_webhook",
 )
 
@@ -72,6 +80,12 @@ class AlertMetrics:
             ("kind",),
             registry=registry,
         )
+        self.alertmanager_posts = Counter(
+            "performance_agent_alertmanager_posts_total",
+            "POSTs of alerts to Alertmanager's /api/v2/alerts by outcome (ok, refused, rejected, failed).",
+            ("outcome",),
+            registry=registry,
+        )
         self.webhook_deliveries = Counter(
             "performance_agent_alert_webhook_deliveries_total",
             "Alertmanager webhook notifications by outcome (ok, refused, failed).",
@@ -97,6 +111,31 @@ class AlertMetrics:
                     self.burn_rate.labels(instance_id, objective.objective, window).set(rate.value)
                     exported.add((objective.objective, window))
         return exported
+
+
+class AlertmanagerSink(Protocol):
+    """Where alert states go for Alertmanager (`outbound.alertmanager.AlertmanagerClient`): key -> encoded alert."""
+
+    def submit(self, alerts: Mapping[str, bytes]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertmanagerFeed:
+    """How the evaluator talks to Alertmanager: the sink, how long a firing alert stays valid, where it links."""
+
+    sink: AlertmanagerSink
+    valid_for_s: float
+    external_url: str
+
+    def encode(self, alerts: Iterable[AlertState], now: datetime) -> dict[str, bytes]:
+        return {
+            alert.fingerprint: _encoder.encode(
+                postable_alert(
+                    alert, now, self.valid_for_s, f"{self.external_url}/api/v1/alerts?instance_id={alert.instance_id}"
+                )
+            )
+            for alert in alerts
+        }
 
 
 #: The longest lookback any alert reads: the only history the evaluator keeps per instance.
@@ -214,8 +253,10 @@ class AlertEvaluator:
         metrics: AlertMetrics,
         webhook: AlertWebhook | None = None,
         instances: InstanceRepository | None = None,
+        alertmanager: AlertmanagerFeed | None = None,
     ) -> None:
         self._metrics = metrics
+        self._alertmanager = alertmanager
         self._snapshots = snapshots
         self._alerts = alerts
         self._defaults = defaults
@@ -246,7 +287,8 @@ class AlertEvaluator:
             else:
                 orphans.append(state)
         if orphans:
-            await self._publish(resolve_unmonitored(orphans, datetime.now(UTC), _DELETED_REASON))
+            now = datetime.now(UTC)
+            await self._publish(resolve_unmonitored(orphans, now, _DELETED_REASON), now)
 
     def _lock(self, instance_id: str) -> asyncio.Lock:
         return self._locks.setdefault(instance_id, asyncio.Lock())
@@ -281,8 +323,18 @@ class AlertEvaluator:
             )
             previous = await self._alerts.firing(instance_id)
             evaluation = evaluate_alerts(instance_id, report, previous, now)
-            await self._publish(evaluation.events)
+            await self._publish(evaluation.events, now)
+            if self._alertmanager is not None:
+                # Re-sent on every evaluation while firing, so Alertmanager never times them out.
+                firing = (s for s in evaluation.states if s.instance_id == instance_id and s.state == "firing")
+                self._alertmanager.sink.submit(self._alertmanager.encode(firing, now))
             return evaluation.events
+
+    async def firing_for_alertmanager(self) -> dict[str, bytes]:
+        """Every stored firing alert, encoded for Alertmanager as of now (the sender's timed resend)."""
+        if self._alertmanager is None:
+            return {}
+        return self._alertmanager.encode(await self._alerts.firing(), datetime.now(UTC))
 
     async def instance_deleted(self, instance: StoredInstance, at: datetime) -> list[AlertEvent]:
         """Resolve the deleted instance's firing alerts (stored, exported, notified) and drop its series."""
@@ -294,11 +346,11 @@ class AlertEvaluator:
                 with contextlib.suppress(KeyError):
                     self._metrics.burn_rate.remove(instance_id, objective, window)
             events = resolve_unmonitored(await self._alerts.firing(instance_id), at, _DELETED_REASON)
-            await self._publish(events)
+            await self._publish(events, at)
             return events
 
-    async def _publish(self, events: list[AlertEvent]) -> None:
-        """Store the events, export them to `/metrics`, log them and queue one notification."""
+    async def _publish(self, events: list[AlertEvent], now: datetime) -> None:
+        """Store the events, export them to `/metrics`, log them, notify the webhook and Alertmanager."""
         if not events:
             return
         await self._alerts.record(events)
@@ -316,6 +368,8 @@ class AlertEvaluator:
             )
         if self._webhook is not None:
             self._webhook.notify([event.alert for event in events])
+        if self._alertmanager is not None:
+            self._alertmanager.sink.submit(self._alertmanager.encode((event.alert for event in events), now))
 
     def forget(self, instance_id: str) -> None:
         self._timelines.pop(instance_id, None)
