@@ -31,6 +31,7 @@ from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
 from performance_agent.fleet.slo import effective_targets
 from performance_agent.outbound.pinned import post_json_pinned
+from performance_agent.outbound.retry import with_backoff
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
 
 if TYPE_CHECKING:
@@ -208,18 +209,11 @@ class AlertWebhook:
 
     async def deliver(self, body: bytes) -> bool:
         """Send one payload, retrying with doubling backoff; a refused URL is not retried."""
-        for attempt in range(self._attempts):
-            outcome = await self._post(body)
-            if outcome == "ok":
-                self._metrics.webhook_deliveries.labels("ok").inc()
-                return True
-            if outcome == "refused":
-                self._metrics.webhook_deliveries.labels("refused").inc()
-                return False
-            if attempt + 1 < self._attempts:
-                await self._sleep(self._backoff_s * 2**attempt)
-        self._metrics.webhook_deliveries.labels("failed").inc()
-        return False
+        outcome = await with_backoff(
+            lambda: self._post(body), attempts=self._attempts, backoff_s=self._backoff_s, sleep=self._sleep
+        )
+        self._metrics.webhook_deliveries.labels(outcome).inc()
+        return outcome == "ok"
 
     async def _post(self, body: bytes) -> str:
         try:

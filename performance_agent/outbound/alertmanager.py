@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from performance_agent.outbound.pinned import TlsOptions, pinned_to
+from performance_agent.outbound.retry import with_backoff
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
 
 if TYPE_CHECKING:
@@ -124,15 +125,11 @@ class AlertmanagerClient:
         Not retried: a URL the guard refuses, and a 4xx other than 429 (the same body would be
         rejected again). Each POST's outcome is reported: ok, refused, rejected or failed.
         """
-        for attempt in range(self._attempts):
-            outcome = await self._post(body)
-            if outcome in ("ok", "refused", "rejected"):
-                self._on_outcome(outcome)
-                return outcome == "ok"
-            if attempt + 1 < self._attempts:
-                await self._sleep(self._backoff_s * 2**attempt)
-        self._on_outcome("failed")
-        return False
+        outcome = await with_backoff(
+            lambda: self._post(body), attempts=self._attempts, backoff_s=self._backoff_s, sleep=self._sleep
+        )
+        self._on_outcome(outcome)
+        return outcome == "ok"
 
     async def _post(self, body: bytes) -> str:
         try:
