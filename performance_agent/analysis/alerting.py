@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from performance_agent.analysis.alerts import alertmanager_payload, evaluate_alerts, resolve_unmonitored
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
+from performance_agent.clock import utc_now
 from performance_agent.fleet.slo import effective_targets
 from performance_agent.outbound.pinned import post_json_pinned
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
@@ -246,7 +247,7 @@ class AlertEvaluator:
             else:
                 orphans.append(state)
         if orphans:
-            await self._publish(resolve_unmonitored(orphans, datetime.now(UTC), _DELETED_REASON))
+            await self._publish(resolve_unmonitored(orphans, utc_now(), _DELETED_REASON))
 
     def _lock(self, instance_id: str) -> asyncio.Lock:
         return self._locks.setdefault(instance_id, asyncio.Lock())

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.composition import build_agent
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.schemas import WorkflowCreate
-from performance_agent.workflows.views import utc
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder, free_port
