@@ -7,7 +7,7 @@ import json
 import pytest
 
 from performance_agent.simulator import SHAPE_PRESETS, InstanceSpec, LatencyShape, ManualClock, SimulatedInstance
-from performance_agent.simulator.instance import REGRESSION_ENV
+from performance_agent.simulator.instance import REGRESSION_ENV, TTFT_REGRESSION_ENV
 from performance_agent.simulator.load_model import Workload
 from tests.unit.test_simulator_load_model import Values, mean, scrape, total
 
@@ -21,12 +21,16 @@ ITL, TPOT = "vllm:inter_token_latency_seconds", "vllm:request_time_per_output_to
 
 
 def server(
-    engine: str = "vllm", *, rate: float = 3.0, shape: LatencyShape | None = None, seed: int = 4
+    engine: str = "vllm",
+    *,
+    rate: float = 3.0,
+    shape: LatencyShape | None = None,
+    seed: int = 4,
+    workload: Workload | None = None,
 ) -> tuple[SimulatedInstance, ManualClock]:
     clock = ManualClock()
-    spec = InstanceSpec(
-        engine, seed=seed, workload=Workload(arrival_rate_per_s=rate), latency_shape=shape or LatencyShape()
-    )
+    load = workload or Workload(arrival_rate_per_s=rate)
+    spec = InstanceSpec(engine, seed=seed, workload=load, latency_shape=shape or LatencyShape())
     return SimulatedInstance(spec, f"{engine}-0", clock), clock
 
 
@@ -112,7 +116,39 @@ def test_regressions_apply_on_top_of_the_shape(factor: float, low: float, high: 
     assert slow.state()["latency_shape"] == base.state()["latency_shape"]
 
 
-def test_the_regression_variable_is_what_an_actuator_sets_and_rolls_back() -> None:
+BUSY = Workload(arrival_rate_per_s=30.0, prompt_tokens_mean=256.0, output_tokens_mean=64.0)  # below capacity
+
+
+def test_a_ttft_regression_is_exactly_that_factor_at_any_load() -> None:
+    """At 30 req/s `latency_regression` 1.5 more than doubles TTFT (queueing); `ttft_regression` is exact."""
+    base, base_clock = server(shape=HEAVY, workload=BUSY)
+    slow, slow_clock = server(shape=HEAVY, workload=BUSY)
+    stepped, stepped_clock = server(shape=HEAVY, workload=BUSY)
+    post(slow, "/control/faults", {"ttft_regression": 1.5})
+    post(stepped, "/control/faults", {"latency_regression": 1.5})
+    a, b, c = run(base, base_clock, 120), run(slow, slow_clock, 120), run(stepped, stepped_clock, 120)
+    for family in (TTFT, QUEUE, "vllm:request_prefill_time_seconds"):
+        assert total(b, family + "_sum") == pytest.approx(1.5 * total(a, family + "_sum"), rel=1e-9), family
+    for name in (ITL + "_sum", "vllm:request_decode_time_seconds_sum", "vllm:request_success_total"):
+        assert total(b, name) == pytest.approx(total(a, name), rel=1e-9), name
+    extra = total(b, E2E + "_sum") - total(a, E2E + "_sum")  # TTFT counts requests still decoding, e2e does not
+    assert extra == pytest.approx(0.5 * total(a, TTFT + "_sum"), rel=0.02)
+    assert total(c, TTFT + "_sum") / total(a, TTFT + "_sum") > 2.0
+
+
+def test_the_regression_variables_are_what_an_actuator_sets_and_rolls_back() -> None:
+    base, base_clock = server(shape=HEAVY, workload=BUSY)
+    slow, slow_clock = server(shape=HEAVY, workload=BUSY)
+    post(base, "/control/apply", {"changes": {}, "env": {}})  # both restart at the same moment
+    _, state = post(slow, "/control/apply", {"changes": {}, "env": {TTFT_REGRESSION_ENV: "1.5"}})
+    assert (state["state"], state["env"]) == ("running", {TTFT_REGRESSION_ENV: "1.5"})
+    a, b = run(base, base_clock, 120), run(slow, slow_clock, 120)
+    assert total(b, TTFT + "_sum") == pytest.approx(1.5 * total(a, TTFT + "_sum"), rel=1e-9)
+    _, state = post(slow, "/control/apply", {"changes": {}, "env": {TTFT_REGRESSION_ENV: None}})
+    assert (state["env"], slow._ranks[0].model.ttft_factor) == ({}, 1.0)
+
+
+def test_the_step_regression_variable_multiplies_with_its_fault() -> None:
     instance, clock = server(rate=3.0, shape=HEAVY)
     reference, reference_clock = server(rate=3.0, shape=HEAVY)
     status, state = post(instance, "/control/apply", {"changes": {}, "env": {REGRESSION_ENV: "4"}})
@@ -127,13 +163,14 @@ def test_the_regression_variable_is_what_an_actuator_sets_and_rolls_back() -> No
     assert (state["env"], instance._ranks[0].model.latency_factor) == ({}, 1.0)
 
 
+@pytest.mark.parametrize("name", [REGRESSION_ENV, TTFT_REGRESSION_ENV])
 @pytest.mark.parametrize("value", ["fast", "0", "-2", "nan", "1e9"])
-def test_a_bad_regression_variable_keeps_the_server_down_like_a_bad_flag(value: str) -> None:
+def test_a_bad_regression_variable_keeps_the_server_down_like_a_bad_flag(name: str, value: str) -> None:
     instance, _ = server()
-    _, state = post(instance, "/control/apply", {"changes": {}, "env": {REGRESSION_ENV: value}})
+    _, state = post(instance, "/control/apply", {"changes": {}, "env": {name: value}})
     assert state["state"] == "crashed"
-    assert state["start_error"] == f"{REGRESSION_ENV} must be a number within (0, 1000], got {value!r}"
-    _, state = post(instance, "/control/apply", {"changes": {}, "env": {REGRESSION_ENV: None}})
+    assert state["start_error"] == f"{name} must be a number within (0, 1000], got {value!r}"
+    _, state = post(instance, "/control/apply", {"changes": {}, "env": {name: None}})
     assert state["state"] == "running"
 
 
@@ -187,7 +224,7 @@ def test_control_shape_rejects_non_objects_and_other_methods() -> None:
 
 def test_a_seed_replays_the_same_draws_and_ids_keep_servers_independent() -> None:
     def ttft_buckets(instance: SimulatedInstance, clock: ManualClock) -> list[float]:
-        values = run(instance, clock, 300)
+        values = run(instance, clock, 120)
         return sorted(v for (n, _), v in values.items() if n == TTFT + "_bucket")
 
     first, first_clock = server(rate=8.0, seed=1)
