@@ -180,19 +180,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cli_serves_until_a_signal_and_exits_cleanly(signum: int) -> None:
+def simulate_process(*args: str) -> subprocess.Popen[str]:
+    """`simulate` in a child process, as an operator runs it; its stdout lists the instances."""
     code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = ["--engine", "sglang", "--count", "2", "--time-scale", "5", "--seed", "7"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env=env,
-    ) as process:
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_until_a_signal_and_exits_cleanly(signum: int) -> None:
+    with simulate_process("--engine", "sglang", "--count", "2", "--time-scale", "5", "--seed", "7") as process:
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(3)]
         assert lines[2].startswith("fleet listing:")
@@ -320,17 +324,8 @@ def test_latency_shape_over_http_and_from_python(clock: ManualClock) -> None:
 
 
 def test_cli_starts_servers_with_a_latency_shape() -> None:
-    code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["--engine", "vllm", "--latency-shape", "heavy-tailed", "--slow-factor", "4", "--seed", "3"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    ) as process:
+    with simulate_process(*args) as process:
         assert process.stdout is not None
         control_url = process.stdout.readline().split("control: ")[1].strip()
         shape = httpx.get(control_url + "/shape", timeout=5).json()
