@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedFleet, start_simulator
 from performance_agent.simulator.cli import main
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def values(text: str) -> dict[str, float]:
@@ -184,13 +183,13 @@ def _free_port() -> int:
 def test_cli_serves_until_a_signal_and_exits_cleanly(signum: int) -> None:
     code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["--engine", "sglang", "--count", "2", "--time-scale", "5", "--seed", "7"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env,
     ) as process:
         assert process.stdout is not None
