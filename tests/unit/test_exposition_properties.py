@@ -118,6 +118,7 @@ def assert_page_holds(text: str, expected: list[GeneratedSample]) -> None:
     assert sum(len(family.samples) for family in page.families.values()) == len(expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(generated=generated_pages())
 def test_every_line_boundary_prefix_parses_to_the_samples_it_holds(

@@ -89,6 +89,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_kill_9_while_writing_leaves_a_consistent_file_with_every_committed_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "agent.db"
     writer = subprocess.Popen(
