@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.composition import build_agent
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
-from performance_agent.workflows.views import utc
 from tests.agent_process import ServedAgent, free_port, wait_for
 from tests.conftest import make_settings
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
@@ -29,6 +29,7 @@ from performance_agent.analysis.alerts import (
 )
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
+from performance_agent.clock import utc_now
 from performance_agent.fleet.slo import effective_targets
 from performance_agent.outbound.pinned import post_json_pinned
 from performance_agent.outbound.retry import with_backoff
@@ -281,7 +282,7 @@ class AlertEvaluator:
             else:
                 orphans.append(state)
         if orphans:
-            now = datetime.now(UTC)
+            now = utc_now()
             await self._publish(resolve_unmonitored(orphans, now, _DELETED_REASON), now)
 
     def _lock(self, instance_id: str) -> asyncio.Lock:
@@ -328,7 +329,7 @@ class AlertEvaluator:
         """Every stored firing alert, encoded for Alertmanager as of now (the sender's timed resend)."""
         if self._alertmanager is None:
             return {}
-        return self._alertmanager.encode(await self._alerts.firing(), datetime.now(UTC))
+        return self._alertmanager.encode(await self._alerts.firing(), utc_now())
 
     async def instance_deleted(self, instance: StoredInstance, at: datetime) -> list[AlertEvent]:
         """Resolve the deleted instance's firing alerts (stored, exported, notified) and drop its series."""

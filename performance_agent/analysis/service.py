@@ -24,6 +24,7 @@ from performance_agent.analysis.slo import evaluate_slo_timeline
 from performance_agent.analysis.slo_history import SloHistory
 from performance_agent.analysis.window import decode_scrape_figures, models_seen, timeline, window_figures
 from performance_agent.analysis.window_history import WindowHistory
+from performance_agent.clock import utc_now
 from performance_agent.errors import ConflictError, NotFoundError
 from performance_agent.fleet.slo import effective_targets
 from performance_agent.metrics.scraper import ScrapeFailure
@@ -91,7 +92,7 @@ class AnalysisService:
         self._defaults = slo_defaults
         self._period_s = period_s
         self._timeout_s = scrape_timeout_s
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else utc_now
         # Decoded history, kept between requests: the service is built once per app, so the
         # caches live exactly as long as the agent (see `slo_history` and `window_history`).
         self._slo_history = SloHistory()

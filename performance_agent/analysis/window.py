@@ -9,12 +9,13 @@ whose mean stands for the window (a gauge at one instant says little about fifte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from performance_agent.analysis.schemas import WindowFigures
+from performance_agent.clock import utc
 from performance_agent.metrics.builder import aggregate_window
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
@@ -205,5 +206,5 @@ def window_figures(
     else:
         counting = [r.total.process_start_time_s for r in raws if r.collected_at == scrape.collected_at]
         if counting and counting[0] is not None:
-            start = datetime.fromtimestamp(counting[0], UTC)
+            start = utc(counting[0])
     return figures, WindowSource(kind="single_scrape", start=start, end=scrape.collected_at, scrapes=1)

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.analysis.history_cache import HistoryCache
-from performance_agent.metrics.builder import aggregate_steps, aggregate_window, scrape_step
-from performance_agent.storage.snapshots import decode_raw
+from performance_agent.metrics.builder import aggregate_steps, aggregate_window, decode_raw_scrape, scrape_step
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -69,7 +68,7 @@ class _HeldScrapes:
         """
         if not newer:
             return self
-        raws = self.raws + [decode_raw(data) for _, data in newer]
+        raws = self.raws + [decode_raw_scrape(data) for _, data in newer]
         joined = raws[max(len(self.raws) - 1, 0) :]
         if any(later.collected_at < earlier.collected_at for earlier, later in itertools.pairwise(joined)):
             return None

@@ -56,21 +56,12 @@ SLO_UPDATE: dict[str, Any] = {
     "target_ratio": 0.995,
 }
 
+#: The answer of `PUT /instances/{id}/slo`: the registration with the targets of `SLO_UPDATE`,
+#: the one it did not name (`e2e_p99_s`) from the defaults.
 INSTANCE_WITH_SLO: dict[str, Any] = {
-    "instance_id": "vllm-llama-0",
-    "engine": "vllm",
-    "endpoint": "http://10.0.0.5:8000",
-    "metrics_path": "/metrics",
+    **INSTANCE,
     "labels": {"team": "search"},
-    "slo": {
-        "ttft_p99_s": 1.5,
-        "ttft_p95_s": 0.8,
-        "itl_p99_s": 0.08,
-        "e2e_p99_s": 30.0,
-        "error_rate": 0.005,
-        "min_generation_tokens_per_s": None,
-        "target_ratio": 0.995,
-    },
+    "slo": {**INSTANCE["slo"], **SLO_UPDATE},
     "engine_args": {"max_num_seqs": 256},
     "gpu": {"model": "H100-80GB", "memory_gib": 80.0, "count": 1},
     "model": {
@@ -80,13 +71,6 @@ INSTANCE_WITH_SLO: dict[str, Any] = {
         "max_model_len": None,
     },
     "headers": {},
-    "tls_verify": True,
-    "ca_bundle": None,
-    "status": "up",
-    "last_seen": "2026-01-01T12:00:00Z",
-    "last_scrape_at": "2026-01-01T12:00:00Z",
-    "last_error": None,
-    "consecutive_failures": 0,
     "created_at": "2026-01-01T09:00:00Z",
     "updated_at": "2026-01-01T12:00:05Z",
 }

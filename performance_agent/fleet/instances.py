@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
+from performance_agent.clock import utc_now
 from performance_agent.errors import ConflictError, ErrorDetail, ForbiddenError, NotFoundError, RequestValidationError
 from performance_agent.fleet.schemas import (
     HEADER_ENV_SETTING,
@@ -176,7 +177,7 @@ class InstanceService:
         self._allowed_env = allowed_header_env
         self._active_workflows = active_workflows
         self._instance_deleted_hook = instance_deleted_hook
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else utc_now
 
     @property
     def slo_defaults(self) -> SloTargets:

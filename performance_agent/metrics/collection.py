@@ -12,24 +12,24 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 from prometheus_client import Counter, Histogram
 
+from performance_agent.clock import utc_now
 from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.fleet.schemas import HEADER_ENV_SETTING, HeaderFromEnv, HeaderValue, InstanceError, metrics_url
-from performance_agent.metrics.builder import build_snapshot, raw_scrape
-from performance_agent.metrics.exposition import ExpositionError, parse_page
+from performance_agent.metrics.builder import build_snapshot, encode_raw_scrape, raw_scrape
+from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
 from performance_agent.metrics.scraper import ScrapeFailure, fetch_page
 from performance_agent.outbound.pinned import TlsOptions
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
-from performance_agent.storage.snapshots import encode_raw
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import datetime
 
     from prometheus_client import CollectorRegistry
 
@@ -111,6 +111,8 @@ class CollectionService:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._metrics = metrics
+        #: What parsing learnt from earlier pages, kept for this service's life (one per app).
+        self._parser_cache = ParserCache()
         self._instances = instances
         self._snapshots = snapshots
         self._clients = clients
@@ -119,7 +121,7 @@ class CollectionService:
         self._max_bytes = max_bytes
         self._allowed_header_env = allowed_header_env
         self._environ = environ if environ is not None else os.environ
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else utc_now
 
     async def scrape(self, instance: StoredInstance, *, timeout_s: float) -> InstanceSnapshot:
         """Scrape, store and return a snapshot; on failure record it and raise `ScrapeFailure`."""
@@ -159,7 +161,12 @@ class CollectionService:
         collected_at = self._clock()
         try:
             # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
-            page = parse_page(fetched.text, openmetrics=fetched.openmetrics, keep=FAMILY_FILTERS[spec.engine])
+            page = parse_page(
+                fetched.text,
+                openmetrics=fetched.openmetrics,
+                keep=FAMILY_FILTERS[spec.engine],
+                cache=self._parser_cache,
+            )
         except ExpositionError as invalid:
             raise ScrapeFailure(
                 "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
@@ -185,7 +192,10 @@ class CollectionService:
             previous=previous,
         )
         stored = await self._snapshots.add(
-            instance.instance_id, collected_at, _encoder.encode(snapshot), encode_raw(raw_scrape(adapted, collected_at))
+            instance.instance_id,
+            collected_at,
+            _encoder.encode(snapshot),
+            encode_raw_scrape(raw_scrape(adapted, collected_at)),
         )
         if not stored:
             logger.info(

@@ -18,12 +18,13 @@ import contextlib
 import logging
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 from prometheus_client.core import GaugeMetricFamily
 
+from performance_agent.clock import utc_now
 from performance_agent.fleet.schemas import InstanceError
 from performance_agent.metrics.scraper import ScrapeFailure
 
@@ -173,7 +174,7 @@ class Collector:
             except Exception as exc:
                 logger.exception("scrape crashed", extra={"instance": instance.instance_id})
                 error = InstanceError(
-                    code="internal_error", message=f"the scrape crashed: {type(exc).__name__}", at=datetime.now(UTC)
+                    code="internal_error", message=f"the scrape crashed: {type(exc).__name__}", at=utc_now()
                 )
                 with contextlib.suppress(Exception):
                     await self._instances.record_failure(instance.instance_id, error)
@@ -203,7 +204,7 @@ class RetentionPruner:
         self._snapshots = snapshots
         self._retention = timedelta(hours=retention_hours)
         self._interval_s = interval_s
-        self._now = now if now is not None else (lambda: datetime.now(UTC))
+        self._now = now if now is not None else utc_now
         self._sleep = sleep
 
     @property

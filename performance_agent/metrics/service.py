@@ -7,11 +7,12 @@ registry's rules (`InstanceService.check_spec`), so `POST /collect` refuses exac
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.clock import utc_now
 from performance_agent.errors import ApiError, ForbiddenError, UnprocessableError, UpstreamError
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeFailure
@@ -61,7 +62,7 @@ class CollectService:
         self._snapshots = snapshots
         self._collection = collection
         self._default_timeout_s = default_timeout_s
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else utc_now
 
     async def collect(self, engine: str, body: CollectRequest) -> InstanceSnapshot:
         existing = await self._instances.get(body.instance_id)

@@ -7,10 +7,11 @@ planner's inputs; the planner itself never sees API shapes or storage.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from performance_agent.analysis.detectors import summarize
+from performance_agent.clock import utc_now
 from performance_agent.errors import NotFoundError
 from performance_agent.optimization.config import normalize_arg_name
 from performance_agent.optimization.planner import build_plan
@@ -55,7 +56,7 @@ class OptimizationService:
     ) -> None:
         self._analysis = analysis
         self._plans = plans
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else utc_now
 
     async def optimize(self, body: OptimizeRequest) -> OptimizationPlan:
         """404 unknown instance, 409 `insufficient_data` as for `POST /analyze`; otherwise a stored plan."""

@@ -17,13 +17,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from performance_agent.clock import utc
 from performance_agent.storage.workflows import VersionConflict
 from performance_agent.workflows.cohorts import rollback_plan, stage_instance_ids
 from performance_agent.workflows.gate import StageProgress, cohort_summary, decide_after_window, evaluate_window
 from performance_agent.workflows.machine import InternalTrigger, WorkflowStatus, is_active
 from performance_agent.workflows.schemas import BaselineSummary, WindowRecord
 from performance_agent.workflows.state import EventDraft, apply_event_id, cohorts_of, transition
-from performance_agent.workflows.views import utc
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from performance_agent.clock import utc
 from performance_agent.metrics.collection import CollectionService, ScrapeMetrics
 from performance_agent.outbound.webhooks import HttpPoster
 from performance_agent.workflows.actuators import SimulatorActuator, WebhookActuator
@@ -18,7 +19,6 @@ from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.reconciler import Reconciler
 from performance_agent.workflows.schemas import ActuatorSpec
 from performance_agent.workflows.validation import CreateDefaults
-from performance_agent.workflows.views import utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,11 +15,11 @@ import binascii
 import dataclasses
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.errors import ConflictError, ErrorDetail, NotFoundError, RequestValidationError
 from performance_agent.storage.workflows import (
     IdempotencyClaim,
@@ -257,9 +257,7 @@ class WorkflowService:
         details: dict[str, object] = {}
         if action is UserAction.APPROVE:
             gate = 0 if outcome.from_status is WorkflowStatus.PENDING_APPROVAL else doc.stage_index
-            doc.approvals.append(
-                ApprovalRecord(gate=gate, actor=actor, at=datetime.fromtimestamp(now, UTC), comment=comment)
-            )
+            doc.approvals.append(ApprovalRecord(gate=gate, actor=actor, at=utc(now), comment=comment))
             details["gate"] = gate
         event = EventDraft(
             type="action",

@@ -35,14 +35,15 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.composition import build_agent
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.schemas import WorkflowCreate
-from performance_agent.workflows.views import utc
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder, free_port
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet
     from performance_agent.workflows.reconciler import Reconciler
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/rollout_bench.py)"
 INTERVAL_S = 15.0
 TICK_S = 1.0
@@ -149,7 +149,7 @@ def simulator_process(count: int) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "performance_agent", "simulate", "--engine", "vllm", "--count", str(count),
                "--single-port", "--base-port", str(port)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
+from performance_agent.clock import utc
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
@@ -25,7 +26,6 @@ from performance_agent.storage.instances import SqliteInstanceRepository
 from performance_agent.workflows.actuators import SimulatorActuator, WebhookActuator
 from performance_agent.workflows.payloads import build_payload
 from performance_agent.workflows.schemas import ActuatorSpec
-from performance_agent.workflows.views import utc
 from tests.rollout_support import WebhookReceiver
 from tests.unit.test_workflow_payloads import doc
 
