@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -24,6 +25,16 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.register_profile("dev", deadline=None, print_blob=True)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+_E2E_FOLDER = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e starts real processes: mark it `e2e` even if a new module forgets to."""
+    for item in items:
+        if item.path.is_relative_to(_E2E_FOLDER):
+            item.add_marker(pytest.mark.e2e)
+
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 OPERATOR_KEY = "operator-key-0123456789abcdef"

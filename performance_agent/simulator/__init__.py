@@ -2,7 +2,7 @@
 
 The simulator stands in for remote inference servers. It imports nothing of the agent (not
 `engines/`, `metrics/`, `storage/`, settings): its metric names, types, labels and bucket edges
-are written here from `shared/reference/engine-metrics.md`, so a wrong name in the agent's
+are written here from the engines' own sources (docs/sources.md, "Engine metrics"), so a wrong name in the agent's
 adapters cannot hide behind a shared table.
 
 Modules

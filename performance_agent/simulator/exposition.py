@@ -44,7 +44,7 @@ Labels = tuple[tuple[str, str], ...]
 
 
 def edges(text: str) -> tuple[float, ...]:
-    """Bucket edges written as the reference lists them: space-separated numbers."""
+    """Bucket edges written as the engines' sources list them: space-separated numbers."""
     return tuple(float(part) for part in text.split())
 
 

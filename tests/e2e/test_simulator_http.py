@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedFleet, start_simulator
 from performance_agent.simulator.cli import main
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def values(text: str) -> dict[str, float]:
@@ -183,13 +182,13 @@ def _free_port() -> int:
 def simulate_process(*args: str) -> subprocess.Popen[str]:
     """`simulate` in a child process, as an operator runs it; its stdout lists the instances."""
     code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env,
     )
 

@@ -17,7 +17,6 @@ from uvicorn.main import main as uvicorn_cli
 
 from performance_agent import __version__
 from tests.containerfile import (
-    REPO_ROOT,
     Containerfile,
     ContainerIgnore,
     Instruction,
@@ -25,6 +24,7 @@ from tests.containerfile import (
     parse_containerfile,
     parse_containerignore,
 )
+from tests.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
