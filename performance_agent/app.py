@@ -11,24 +11,23 @@ from litestar import Litestar, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from performance_agent import __version__
 from performance_agent.analysis.controllers import AlertsController, AnalyzeController
 from performance_agent.composition import build_agent
 from performance_agent.context import AgentContext, AgentDependency
-from performance_agent.edge import EdgeMiddleware
+from performance_agent.edge import install_edge
 from performance_agent.errors import exception_handlers
 from performance_agent.fleet.controllers import InstancesController, SloController
 from performance_agent.metrics.controllers import CollectController, HistoryController
-from performance_agent.observability import add_request_id_header, configure_logging
+from performance_agent.observability import configure_logging
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
 from performance_agent.optimization.controllers import OptimizeController
 from performance_agent.outbound.target_guard import system_resolver
 from performance_agent.prometheus.controllers import PrometheusController
 from performance_agent.ratelimit import RateLimiter
-from performance_agent.security import ApiKeyRing
+from performance_agent.security import ApiKeyRing, access_check
 from performance_agent.settings import Settings, load_settings
 from performance_agent.system.controllers import SystemController
 from performance_agent.validation import StrictRequest
@@ -92,14 +91,6 @@ def create_app(
         finally:
             await context.stop()
 
-    limiter = RateLimiter([(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)])
-    edge = DefineMiddleware(
-        EdgeMiddleware,
-        limiter=limiter,
-        ring=key_ring,
-        trusted_proxies=settings.trusted_proxies,
-        metrics=context.metrics.requests,
-    )
     api = Router(
         path="/",
         route_handlers=[
@@ -114,13 +105,12 @@ def create_app(
             WorkflowsController,
             PrometheusController,
         ],
-        middleware=[edge],
+        before_request=access_check(key_ring),
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, agent_metrics, docs_assets_router()],
         dependencies=_dependencies(context),
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header],
         lifespan=[lifespan],
         request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
@@ -131,6 +121,17 @@ def create_app(
         state=State({"key_ring": key_ring, "context": context}),
         logging_config=None,
         debug=False,
+    )
+    limiter = RateLimiter(
+        [(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)],
+        max_clients=settings.rate_limit_max_clients,
+    )
+    return install_edge(
+        app,
+        limiter=limiter,
+        ring=key_ring,
+        trusted_proxies=settings.trusted_proxies,
+        metrics=context.metrics.requests,
     )
 
 

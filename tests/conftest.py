@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import msgspec
 import pytest
 from hypothesis import HealthCheck
@@ -106,3 +107,9 @@ def assert_envelope(response: Any, status: int, error: str) -> dict[str, Any]:
     assert isinstance(body["context"], dict)
     assert body["message"]
     return body
+
+
+def peer_client(app: Litestar, peer: str) -> httpx.AsyncClient:
+    """An ASGI client whose requests come from `peer` (Litestar's TestClient is always `testclient`)."""
+    transport = httpx.ASGITransport(app=cast("Any", app), client=(peer, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://agent")

@@ -52,8 +52,9 @@ def serve(factory: str, env: dict[str, str]) -> Iterator[str]:
     port = _free_port()
     command = [
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--no-server-header",
+        "--log-level", "warning",
+    ]  # fmt: skip  # the settings of `performance_agent serve` and the Containerfile
     process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}/api/v1/health"
     try:
