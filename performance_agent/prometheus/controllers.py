@@ -11,6 +11,7 @@ from litestar.params import SkipValidation
 from performance_agent.errors import error_responses
 from performance_agent.openapi_spec import responses
 from performance_agent.prometheus import examples
+from performance_agent.prometheus.rules import RuleFile
 from performance_agent.prometheus.service import PrometheusService
 from performance_agent.prometheus.targets import TargetGroup
 
@@ -48,8 +49,10 @@ class PrometheusController(Controller):
         media_type=RULES_MEDIA_TYPE,
         responses={
             **error_responses(),
+            # Documented as the structure the YAML parses to, so a client (or schemathesis) that
+            # reads YAML can check the answer against it.
             200: ResponseSpec(
-                data_container=str,
+                data_container=RuleFile,
                 media_type=RULES_MEDIA_TYPE,
                 description="A Prometheus rule file (YAML)",
                 generate_examples=False,

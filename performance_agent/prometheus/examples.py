@@ -9,7 +9,7 @@ import msgspec
 from performance_agent.engines.registry import ADAPTERS
 from performance_agent.fleet.schemas import InstanceSpec, ModelInfo
 from performance_agent.fleet.slo import SloTargets
-from performance_agent.prometheus.rules import RuleSubject, rules_yaml
+from performance_agent.prometheus.rules import RuleSubject, generate_rules
 from performance_agent.prometheus.targets import target_group
 
 __all__ = ("RULES", "TARGETS")
@@ -20,7 +20,10 @@ _SPEC = InstanceSpec(
     model=ModelInfo(name="meta-llama/Llama-3.1-8B-Instruct"),
 )
 TARGETS: list[dict[str, Any]] = [msgspec.to_builtins(target_group("vllm-llama-0", _SPEC))]
-RULES = rules_yaml(
-    [RuleSubject("vllm-llama-0", "vllm", SloTargets(ttft_p95_s=1.0, min_generation_tokens_per_s=None))],
-    {"vllm": ADAPTERS["vllm"].objective_series},
+#: The rule file as a structure (what its YAML parses to): one instance with the default targets.
+RULES: dict[str, Any] = msgspec.to_builtins(
+    generate_rules(
+        [RuleSubject("vllm-llama-0", "vllm", SloTargets())],
+        {"vllm": ADAPTERS["vllm"].objective_series},
+    ).file
 )

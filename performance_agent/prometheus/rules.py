@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from performance_agent.analysis.alerts import ALERT_NAME
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, OBJECTIVES, BurnRatePair, format_lookback
 
@@ -34,7 +36,18 @@ if TYPE_CHECKING:
     from performance_agent.engines.base import ObjectiveSeries, WireSeries
     from performance_agent.fleet.slo import SloTargets
 
-__all__ = ("RATE_WINDOW", "RuleSubject", "objective_expression", "rules_yaml")
+__all__ = (
+    "RATE_WINDOW",
+    "GeneratedRules",
+    "Rule",
+    "RuleFile",
+    "RuleGroup",
+    "RuleSubject",
+    "generate_rules",
+    "objective_expression",
+    "render_yaml",
+    "rules_yaml",
+)
 
 #: The window each figure is computed over: two samples at scrape intervals up to 30 s.
 RATE_WINDOW = "1m"
@@ -102,27 +115,40 @@ def objective_expression(objective: str, instance_id: str, series: ObjectiveSeri
     raise ValueError(f"unknown objective {objective!r}")
 
 
-def _scalar(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+class Rule(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One recording (`record`) or alerting (`alert`) rule, as Prometheus's rule file spells it."""
+
+    record: str | None = None
+    alert: str | None = None
+    expr: str
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def _mapping(lines: list[str], indent: str, name: str, values: Mapping[str, str]) -> None:
-    lines.append(f"{indent}{name}:")
-    lines.extend(f"{indent}  {key}: {_scalar(value)}" for key, value in values.items())
+class RuleGroup(msgspec.Struct, kw_only=True):
+    name: str
+    rules: list[Rule]
 
 
-def _rule(
-    lines: list[str], kind: str, name: str, expr: str, labels: Mapping[str, str], **maps: Mapping[str, str]
-) -> None:
-    lines.append(f"      - {kind}: {_scalar(name)}")
-    lines.append(f"        expr: {_scalar(expr)}")
-    _mapping(lines, "        ", "labels", labels)
-    for key, values in maps.items():
-        _mapping(lines, "        ", key, values)
+class RuleFile(msgspec.Struct, kw_only=True):
+    """A Prometheus rule file (`promtool check rules` format)."""
+
+    groups: list[RuleGroup]
 
 
-def _instance_rules(subject: RuleSubject, series: ObjectiveSeries, pairs: Sequence[BurnRatePair]) -> list[str]:
-    lines: list[str] = []
+@dataclass(frozen=True, slots=True)
+class GeneratedRules:
+    """The rule file, and per group the objectives left out and why (written as YAML comments)."""
+
+    file: RuleFile
+    notes: dict[str, list[str]]
+
+
+def _instance_rules(
+    subject: RuleSubject, series: ObjectiveSeries, pairs: Sequence[BurnRatePair]
+) -> tuple[list[Rule], list[str]]:
+    rules: list[Rule] = []
+    notes: list[str] = []
     targets = subject.targets
     allowed_bad = round(1.0 - targets.target_ratio, 12)  # 1 - 0.99 is 0.010000000000000009 in binary
     lookbacks = sorted({s for pair in pairs for s in (pair.long_s, pair.short_s)})
@@ -134,25 +160,25 @@ def _instance_rules(subject: RuleSubject, series: ObjectiveSeries, pairs: Sequen
         matcher = f'{{instance_id="{subject.instance_id}",objective="{objective.name}"}}'
         expression = objective_expression(objective.name, subject.instance_id, series)
         if expression is None:
-            lines.append(
-                f"      # {objective.name}: no {subject.engine} series to compute it from (the agent approximates it)."
+            notes.append(
+                f"{objective.name}: no {subject.engine} series to compute it from (the agent approximates it)."
             )
             continue
         if allowed_bad <= 0:
-            lines.append(f"      # {objective.name}: target_ratio 1 leaves no error budget to burn.")
+            notes.append(f"{objective.name}: target_ratio 1 leaves no error budget to burn.")
             continue
         missed = ">" if _COMPARISONS[objective.name] == "<=" else "<"
-        _rule(lines, "record", "perf_agent:slo_sli", expression, own)
+        rules.append(Rule(record="perf_agent:slo_sli", expr=expression, labels=own))
         bad = f"perf_agent:slo_sli{matcher} {missed} bool {target!r}"
-        _rule(lines, "record", "perf_agent:slo_window_bad", bad, own)
+        rules.append(Rule(record="perf_agent:slo_window_bad", expr=bad, labels=own))
         for lookback in lookbacks:
             window = format_lookback(lookback)
-            _rule(
-                lines,
-                "record",
-                "perf_agent:slo_burn_rate",
-                f"avg_over_time(perf_agent:slo_window_bad{matcher}[{window}]) / {allowed_bad!r}",
-                {**own, "window": window},
+            rules.append(
+                Rule(
+                    record="perf_agent:slo_burn_rate",
+                    expr=f"avg_over_time(perf_agent:slo_window_bad{matcher}[{window}]) / {allowed_bad!r}",
+                    labels={**own, "window": window},
+                )
             )
         for pair in pairs:
             long_window, short_window = format_lookback(pair.long_s), format_lookback(pair.short_s)
@@ -161,23 +187,73 @@ def _instance_rules(subject: RuleSubject, series: ObjectiveSeries, pairs: Sequen
                 f'objective="{objective.name}",window="{window}"}}) >= {pair.factor:g}'
                 for window in (long_window, short_window)
             )
-            _rule(
-                lines,
-                "alert",
-                ALERT_NAME,
-                burning,
-                # The series' own labels repeated: alerts differing only in their expression are
-                # duplicates to `promtool check rules`.
-                {**own, "long_window": long_window, "short_window": short_window, "severity": "page"},
-                annotations={
-                    "summary": f"{objective.name} burns its error budget on {subject.instance_id}",
-                    "description": (
-                        f'Burn rate {{{{ $value | printf "%.2f" }}}}x over {long_window}, and over {short_window} '
-                        f"at least {pair.factor:g}x (target {objective.comparison} {target:g})."
-                    ),
-                },
+            rules.append(
+                Rule(
+                    alert=ALERT_NAME,
+                    expr=burning,
+                    # The series' own labels repeated: alerts differing only in their expression are
+                    # duplicates to `promtool check rules`.
+                    labels={**own, "long_window": long_window, "short_window": short_window, "severity": "page"},
+                    annotations={
+                        "summary": f"{objective.name} burns its error budget on {subject.instance_id}",
+                        "description": (
+                            f'Burn rate {{{{ $value | printf "%.2f" }}}}x over {long_window}, and over {short_window} '
+                            f"at least {pair.factor:g}x (target {objective.comparison} {target:g})."
+                        ),
+                    },
+                )
             )
-    return lines
+    return rules, notes
+
+
+def generate_rules(
+    subjects: Iterable[RuleSubject],
+    series: Mapping[str, ObjectiveSeries],
+    pairs: Sequence[BurnRatePair] = BURN_RATE_PAIRS,
+) -> GeneratedRules:
+    """One group per instance (named after it), in the order given."""
+    groups: list[RuleGroup] = []
+    notes: dict[str, list[str]] = {}
+    for subject in subjects:
+        name = "performance-agent-slo-" + subject.instance_id
+        rules, notes[name] = _instance_rules(subject, series[subject.engine], pairs)
+        groups.append(RuleGroup(name=name, rules=rules))
+    return GeneratedRules(RuleFile(groups=groups), notes)
+
+
+def _scalar(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _mapping(lines: list[str], name: str, values: Mapping[str, str]) -> None:
+    if values:
+        lines.append(f"        {name}:")
+        lines.extend(f"          {key}: {_scalar(value)}" for key, value in values.items())
+
+
+def render_yaml(generated: GeneratedRules) -> str:
+    """The rule file as YAML: block structure, every scalar a JSON (= YAML double-quoted) string."""
+    lines = [
+        "# Prometheus rules generated by performance-agent from its registered SLO objectives.",
+        "# Series are selected by the instance_id label of the agent's http_sd targets.",
+    ]
+    if not generated.file.groups:
+        return "\n".join([*lines, "groups: []"]) + "\n"
+    lines.append("groups:")
+    for group in generated.file.groups:
+        lines.append(f"  - name: {_scalar(group.name)}")
+        lines.extend(f"    # {note}" for note in generated.notes.get(group.name, []))
+        if not group.rules:
+            lines.append("    rules: []")
+            continue
+        lines.append("    rules:")
+        for rule in group.rules:
+            kind, name = ("record", rule.record) if rule.record is not None else ("alert", rule.alert)
+            lines.append(f"      - {kind}: {_scalar(name or '')}")
+            lines.append(f"        expr: {_scalar(rule.expr)}")
+            _mapping(lines, "labels", rule.labels)
+            _mapping(lines, "annotations", rule.annotations)
+    return "\n".join(lines) + "\n"
 
 
 def rules_yaml(
@@ -185,23 +261,5 @@ def rules_yaml(
     series: Mapping[str, ObjectiveSeries],
     pairs: Sequence[BurnRatePair] = BURN_RATE_PAIRS,
 ) -> str:
-    """A Prometheus rule file: one group per instance (named after it), in the order given."""
-    lines = [
-        "# Prometheus rules generated by performance-agent from its registered SLO objectives.",
-        "# Series are selected by the instance_id label of the agent's http_sd targets.",
-        "groups:",
-    ]
-    empty = True
-    for subject in subjects:
-        empty = False
-        lines.append(f"  - name: {_scalar('performance-agent-slo-' + subject.instance_id)}")
-        body = _instance_rules(subject, series[subject.engine], pairs)
-        if any(not line.lstrip().startswith("#") for line in body):
-            lines.append("    rules:")
-            lines.extend(body)
-        else:
-            lines.extend(body)
-            lines.append("    rules: []")
-    if empty:
-        lines[-1] = "groups: []"
-    return "\n".join(lines) + "\n"
+    """The rule file for `subjects` as YAML."""
+    return render_yaml(generate_rules(subjects, series, pairs))
