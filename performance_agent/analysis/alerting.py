@@ -32,8 +32,7 @@ from performance_agent.analysis.window import decode_scrape_figures, timeline
 from performance_agent.clock import utc_now
 from performance_agent.fleet.slo import effective_targets
 from performance_agent.outbound.pinned import post_json_pinned
-from performance_agent.outbound.retry import with_backoff
-from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
+from performance_agent.outbound.retry import guarded_target, with_backoff
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -217,14 +216,9 @@ class AlertWebhook:
         return outcome == "ok"
 
     async def _post(self, body: bytes) -> str:
-        try:
-            target = await check_url(self._url, self._allowlist, self._resolver)
-        except TargetRefusedError as refused:
-            logger.error("alert webhook refused by the target guard", extra={"reason": refused.reason})
-            return "refused"
-        except ResolutionError as unresolved:
-            logger.warning("alert webhook host does not resolve", extra={"error": str(unresolved)})
-            return "failed"
+        target = await guarded_target(self._url, self._allowlist, self._resolver, "alert webhook")
+        if isinstance(target, str):
+            return target
         try:
             response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s)
         except (TimeoutError, httpx.HTTPError) as error:

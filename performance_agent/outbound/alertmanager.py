@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from performance_agent.outbound.pinned import TlsOptions, pinned_to
-from performance_agent.outbound.retry import with_backoff
-from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
+from performance_agent.outbound.retry import guarded_target, with_backoff
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -132,14 +131,9 @@ class AlertmanagerClient:
         return outcome == "ok"
 
     async def _post(self, body: bytes) -> str:
-        try:
-            target = await check_url(self._url, self._allowlist, self._resolver)
-        except TargetRefusedError as refused:
-            logger.error("Alertmanager URL refused by the target guard", extra={"reason": refused.reason})
-            return "refused"
-        except ResolutionError:
-            logger.warning("Alertmanager host did not resolve")
-            return "failed"
+        target = await guarded_target(self._url, self._allowlist, self._resolver, "Alertmanager")
+        if isinstance(target, str):
+            return target
         client = self._clients.client(TlsOptions())
         try:
             with pinned_to(target):
