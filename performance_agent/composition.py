@@ -24,6 +24,8 @@ from performance_agent.fleet.instances import InstanceService
 from performance_agent.fleet.slo import slo_defaults
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
+from performance_agent.metrics.prometheus_reader import PrometheusApi, PrometheusConfig
+from performance_agent.metrics.prometheus_source import prometheus_headers
 from performance_agent.metrics.service import CollectService
 from performance_agent.optimization.service import OptimizationService
 from performance_agent.outbound.alertmanager import AlertmanagerClient
@@ -85,6 +87,23 @@ def build_agent(
     storage = open_storage(settings.database)
     metrics = AgentMetrics()
     clients = PinnedClients(max_connections=max(64, settings.scrape_concurrency * 2))
+    environ = environ if environ is not None else os.environ
+    prometheus_api = (
+        None
+        if settings.prometheus_url is None
+        else PrometheusApi(
+            PrometheusConfig(
+                base_url=settings.prometheus_url,
+                header_env=prometheus_headers(settings.prometheus_headers_env),
+                ca_bundle=settings.prometheus_ca_bundle,
+            ),
+            clients=clients,
+            allowlist=parsed.scrape_allowlist,
+            resolver=resolver,
+            max_bytes=settings.scrape_max_bytes,
+            environ=environ,
+        )
+    )
     collection = CollectionService(
         instances=storage.instances,
         snapshots=storage.snapshots,
@@ -94,7 +113,8 @@ def build_agent(
         max_bytes=settings.scrape_max_bytes,
         allowed_header_env=parsed.scrape_header_env,
         metrics=metrics.scrapes,
-        environ=environ if environ is not None else os.environ,
+        environ=environ,
+        prometheus=prometheus_api,
     )
     external_url = f"http://{settings.host}:{settings.port}"
     webhook = alert_webhook(

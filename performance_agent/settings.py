@@ -15,7 +15,9 @@ import msgspec
 from msgspec import Meta
 
 from performance_agent.analysis.config import detector_thresholds
+from performance_agent.fleet.discovery import parse_discovery_rules
 from performance_agent.fleet.slo import slo_defaults
+from performance_agent.metrics.prometheus_source import prometheus_headers
 from performance_agent.outbound.target_guard import parse_allowlist
 
 if typing.TYPE_CHECKING:
@@ -122,6 +124,35 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "agent send its own secrets elsewhere."
         ),
     ] = msgspec.field(default_factory=list)
+    prometheus_url: Annotated[
+        str | None,
+        _doc(
+            "Base URL of a Prometheus-compatible HTTP API that instances with source `prometheus` are read from "
+            "(Prometheus, Thanos Query, Mimir with its `/prometheus` prefix); it must pass "
+            "PERF_AGENT_SCRAPE_ALLOWLIST."
+        ),
+    ] = None
+    prometheus_headers_env: Annotated[
+        list[str],
+        _doc(
+            "Comma-separated `Header-Name=ENV_VAR` pairs: headers sent to PERF_AGENT_PROMETHEUS_URL with the value "
+            "of the named environment variable, read at each request and never shown (e.g. "
+            "`X-Scope-OrgID=MIMIR_TENANT,Authorization=PROMETHEUS_AUTHORIZATION`)."
+        ),
+    ] = msgspec.field(default_factory=list)
+    prometheus_ca_bundle: Annotated[
+        str | None, _doc("PEM CA bundle verifying PERF_AGENT_PROMETHEUS_URL over https (system CAs otherwise).")
+    ] = None
+    prometheus_discovery: Annotated[
+        str | None,
+        _doc(
+            'JSON array of discovery rules `{"engine", "match", "instance_id", "labels", "slo"}`: servers whose '
+            "engine series match are registered with source prometheus (see docs/integrations.md)."
+        ),
+    ] = None
+    prometheus_discovery_interval_s: Annotated[
+        float, _doc("Seconds between two Prometheus discovery rounds.", ge=1, le=3600)
+    ] = 30.0
     webhook_allowlist: Annotated[
         list[str], _doc("Comma-separated CIDRs and host names that actuator and alert webhooks may reach.")
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
@@ -211,6 +242,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             detector_thresholds(self.detector_thresholds, env_name("detector_thresholds"))
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
+        try:
+            prometheus_headers(self.prometheus_headers_env)
+        except ValueError as exc:
+            raise SettingsError(f"{env_name('prometheus_headers_env')}: {exc}") from None
+        if self.prometheus_discovery is not None:
+            if self.prometheus_url is None:
+                raise SettingsError(f"{env_name('prometheus_discovery')} needs {env_name('prometheus_url')}")
+            try:
+                parse_discovery_rules(self.prometheus_discovery)
+            except ValueError as exc:
+                raise SettingsError(f"{env_name('prometheus_discovery')}: {exc}") from None
         if self.slo_period_hours > self.history_retention_hours:
             raise SettingsError(
                 f"{env_name('slo_period_hours')}: must be at most "
@@ -225,7 +267,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 #: Settings never shown by `GET /config` nor logged.
 SECRET_FIELDS = frozenset(
-    {"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "alertmanager_url", "workflow_actuator_url"}
+    {
+        "api_keys",
+        "api_keys_file",
+        "webhook_secret",
+        "alert_webhook_url",
+        "alertmanager_url",
+        "workflow_actuator_url",
+        "prometheus_url",
+    }
 )
 
 _LIST_FIELDS = frozenset(

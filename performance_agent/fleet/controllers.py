@@ -21,6 +21,7 @@ from performance_agent.fleet.schemas import (
     Instance,
     InstanceCreate,
     InstanceReplace,
+    InstanceSource,
     InstanceStatus,
 )
 from performance_agent.fleet.slo import SloTargetsUpdate
@@ -86,9 +87,12 @@ class InstancesController(Controller):
             list[str] | None,
             QueryParameter(description="`key=value`; repeat for several labels (all must match)."),
         ] = None,
+        source: Annotated[
+            InstanceSource | None, QueryParameter(description="Only instances read this way (scrape or prometheus).")
+        ] = None,
     ) -> list[Instance]:
-        """Every registered instance (ordered by id) with status, last_seen and last_error."""
-        return await fleet.list(engine=engine, status=status, labels=label)
+        """Every registered instance (ordered by id) with status, last_seen, last_error, source, discovered and gone."""
+        return await fleet.list(engine=engine, status=status, labels=label, source=source)
 
     @get(
         "/{instance_id:str}",

@@ -24,9 +24,11 @@ from performance_agent.fleet.schemas import (
     Instance,
     InstanceCreate,
     InstanceReplace,
+    InstanceSource,
     InstanceSpec,
     metrics_url,
 )
+from performance_agent.fleet.selectors import SelectorError, parse_selector
 from performance_agent.outbound.target_guard import TargetRefusedError, check_static
 from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
@@ -76,6 +78,10 @@ def to_instance(stored: StoredInstance) -> Instance:
         instance_id=stored.instance_id,
         engine=spec.engine,
         endpoint=spec.endpoint,
+        source=spec.source,
+        match=spec.match,
+        discovered=spec.discovered,
+        gone=spec.gone_since is not None,
         metrics_path=spec.metrics_path,
         labels=spec.labels,
         slo=spec.slo,
@@ -132,6 +138,7 @@ def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: f
                     type="invalid",
                 )
             )
+    details.extend(_source_details(spec))
     if spec.ca_bundle is not None:
         try:
             ssl.create_default_context(cafile=spec.ca_bundle)
@@ -143,6 +150,8 @@ def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: f
         raise RequestValidationError(
             "The request body is not valid: " + "; ".join(f"{d.field}: {d.message}" for d in details), details
         )
+    if spec.endpoint is None:
+        return
     try:
         check_static(metrics_url(spec.endpoint, spec.metrics_path), allowlist)
     except TargetRefusedError as refused:
@@ -153,9 +162,42 @@ def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: f
         ) from None
 
 
+def _source_details(spec: InstanceSpec) -> list[ErrorDetail]:
+    """A scrape needs an endpoint; a Prometheus-sourced instance needs valid matchers and nothing of a scrape."""
+    if spec.source == "scrape":
+        if spec.endpoint is None:
+            return [ErrorDetail(field="body.endpoint", message="required with source scrape", type="missing")]
+        if spec.match is not None:
+            return [ErrorDetail(field="body.match", message="only used with source prometheus", type="invalid")]
+        return []
+    if spec.match is None:
+        return [ErrorDetail(field="body.match", message="required with source prometheus", type="missing")]
+    try:
+        parse_selector(spec.match)
+    except SelectorError as invalid:
+        return [ErrorDetail(field="body.match", message=str(invalid), type="invalid")]
+    if spec.headers:
+        return [
+            ErrorDetail(
+                field="body.headers",
+                message="not used with source prometheus (PERF_AGENT_PROMETHEUS_HEADERS_ENV sets Prometheus's)",
+                type="invalid",
+            )
+        ]
+    return []
+
+
+#: Spec fields no request body carries: discovery owns them.
+_DISCOVERY_FIELDS = frozenset({"discovered", "gone_since"})
+
+
 def _spec_of(body: InstanceCreate | InstanceReplace, slo_defaults: SloTargets) -> InstanceSpec:
     """The spec part of a create/replace body, as stored: targets it omits are the configured defaults."""
-    fields = {name: getattr(body, name) for name in InstanceSpec.__struct_fields__ if name != "slo"}
+    fields = {
+        name: getattr(body, name)
+        for name in InstanceSpec.__struct_fields__
+        if name != "slo" and name not in _DISCOVERY_FIELDS
+    }
     return InstanceSpec(**fields, slo=None if body.slo is None else body.slo.over(slo_defaults))
 
 
@@ -216,6 +258,9 @@ class InstanceService:
             )
         spec = _spec_of(body, self._slo_defaults)
         validate_spec(spec, self._allowlist, self._allowed_env)
+        existing = await self.require(instance_id)
+        # A replaced discovered instance stays discovered (and gone, if it is).
+        spec = msgspec.structs.replace(spec, discovered=existing.spec.discovered, gone_since=existing.spec.gone_since)
         stored = await self._instances.replace(instance_id, spec, self._clock())
         if stored is None:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
@@ -225,7 +270,12 @@ class InstanceService:
         return to_instance(await self.require(instance_id))
 
     async def list(
-        self, *, engine: str | None = None, status: str | None = None, labels: list[str] | None = None
+        self,
+        *,
+        engine: str | None = None,
+        status: str | None = None,
+        labels: list[str] | None = None,
+        source: InstanceSource | None = None,
     ) -> list[Instance]:
         wanted = parse_label_filters(labels or [])
         found = await self._instances.list(engine=engine, status=status)
@@ -233,6 +283,7 @@ class InstanceService:
             to_instance(stored)
             for stored in found
             if all(stored.spec.labels.get(key) == value for key, value in wanted.items())
+            and (source is None or stored.spec.source == source)
         ]
 
     async def delete(self, instance_id: str) -> None:

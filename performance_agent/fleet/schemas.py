@@ -38,6 +38,7 @@ __all__ = (
     "InstanceCreate",
     "InstanceError",
     "InstanceReplace",
+    "InstanceSource",
     "InstanceSpec",
     "InstanceStatus",
     "ModelInfo",
@@ -93,6 +94,19 @@ ConfigValue = str | int | FiniteFloat | bool | None
 EngineArgKey = Annotated[str, Meta(pattern=r"^-{0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 CaBundle = Annotated[str, Meta(min_length=1, max_length=4096, description="Path of a PEM CA bundle on the agent.")]
 InstanceStatus = Literal["pending", "up", "down"]
+InstanceSource = Literal["scrape", "prometheus"]
+Match = Annotated[
+    str,
+    Meta(
+        min_length=2,
+        max_length=4096,
+        description=(
+            "With source `prometheus`: PromQL label matchers selecting exactly this server's series in the "
+            "configured Prometheus (no metric name)."
+        ),
+        examples=['{namespace="llm",pod="vllm-0"}'],
+    ),
+]
 
 
 class HeaderFromEnv(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -124,7 +138,18 @@ class ModelInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class _InstanceFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     engine: EngineName
-    endpoint: Endpoint
+    #: Required with source `scrape`; with source `prometheus` only the actuator uses it.
+    endpoint: Endpoint | None = None
+    source: Annotated[
+        InstanceSource,
+        Meta(
+            description=(
+                "Where readings come from: `scrape` (the agent fetches endpoint + metrics_path) or `prometheus` "
+                "(instant queries of `match` in PERF_AGENT_PROMETHEUS_URL)."
+            )
+        ),
+    ] = "scrape"
+    match: Match | None = None
     metrics_path: MetricsPath = "/metrics"
     labels: Labels = msgspec.field(default_factory=dict)
     engine_args: Annotated[
@@ -146,6 +171,10 @@ class InstanceSpec(_InstanceFields, kw_only=True, forbid_unknown_fields=True):
     """
 
     slo: SloTargets | None = None
+    #: Registered by Prometheus discovery rather than by a caller (never set from a request body).
+    discovered: bool = False
+    #: When discovery last found none of its series; None while present (discovered instances only).
+    gone_since: datetime | None = None
 
 
 class _InstanceBody(_InstanceFields, kw_only=True, forbid_unknown_fields=True):
@@ -175,7 +204,17 @@ class InstanceError(msgspec.Struct, kw_only=True):
 class Instance(msgspec.Struct, kw_only=True):
     instance_id: str
     engine: str
-    endpoint: str
+    endpoint: str | None
+    source: InstanceSource
+    match: str | None
+    discovered: bool
+    gone: Annotated[
+        bool,
+        Meta(
+            description="Discovered, and its series have vanished from Prometheus: kept with its history, "
+            "never picked for a new rollout."
+        ),
+    ]
     metrics_path: str
     labels: dict[str, str]
     slo: SloTargets | None
@@ -198,7 +237,8 @@ class CollectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Scrape once. Omitted optional fields keep the registered instance's values (else the defaults)."""
 
     instance_id: InstanceId
-    endpoint: Endpoint
+    #: Required unless the instance is registered with source `prometheus` (then it is read through Prometheus).
+    endpoint: Endpoint | msgspec.UnsetType = msgspec.UNSET
     metrics_path: MetricsPath | msgspec.UnsetType = msgspec.UNSET
     timeout_s: TimeoutSeconds | msgspec.UnsetType = msgspec.UNSET
     headers: Headers | msgspec.UnsetType = msgspec.UNSET

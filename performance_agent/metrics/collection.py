@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
+    from performance_agent.fleet.schemas import InstanceSpec
+    from performance_agent.metrics.page import MetricsPage
+    from performance_agent.metrics.prometheus_reader import PrometheusApi
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
@@ -109,8 +112,11 @@ class CollectionService:
         metrics: ScrapeMetrics,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        prometheus: PrometheusApi | None = None,
     ) -> None:
         self._metrics = metrics
+        #: Where instances with source `prometheus` are read (None: PERF_AGENT_PROMETHEUS_URL unset).
+        self._prometheus = prometheus
         #: What parsing learnt from earlier pages, kept for this service's life (one per app).
         self._parser_cache = ParserCache()
         self._instances = instances
@@ -142,6 +148,44 @@ class CollectionService:
 
     async def _scrape(self, instance: StoredInstance, timeout_s: float) -> InstanceSnapshot:
         spec = instance.spec
+        if spec.source == "prometheus":
+            page, collected_at = await self._read_through_prometheus(spec, timeout_s)
+        else:
+            page, collected_at = await self._fetch_and_parse(spec, timeout_s)
+        detected = detect_engine(page)
+        if detected != spec.engine:
+            found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
+            raise ScrapeFailure(
+                "engine_mismatch",
+                f"expected a {spec.engine} page, found {found}",
+                context={"detected_engine": detected, "expected_engine": spec.engine},
+            )
+        adapted = adapt_page(spec.engine, page)
+        previous = await self._snapshots.latest_raw(instance.instance_id)
+        snapshot = build_snapshot(
+            instance_id=instance.instance_id,
+            engine=spec.engine,
+            endpoint=spec.endpoint if spec.endpoint is not None else f"prometheus {spec.match}",
+            collected_at=collected_at,
+            current=adapted,
+            previous=previous,
+        )
+        stored = await self._snapshots.add(
+            instance.instance_id,
+            collected_at,
+            _encoder.encode(snapshot),
+            encode_raw_scrape(raw_scrape(adapted, collected_at)),
+        )
+        if not stored:
+            logger.info(
+                "instance deleted during its scrape; snapshot dropped", extra={"instance": instance.instance_id}
+            )
+        return snapshot
+
+    async def _fetch_and_parse(self, spec: InstanceSpec, timeout_s: float) -> tuple[MetricsPage, datetime]:
+        """The scrape source: GET endpoint + metrics_path and parse the page."""
+        if spec.endpoint is None:
+            raise ScrapeFailure("scrape_config_invalid", "an instance with source scrape needs an endpoint")
         url = metrics_url(spec.endpoint, spec.metrics_path)
         try:
             target = await check_url(url, self._allowlist, self._resolver)
@@ -173,32 +217,17 @@ class CollectionService:
             ) from None
         if not page.series and not page.families:
             raise ScrapeFailure("upstream_invalid_metrics", "the page holds no samples")
-        detected = detect_engine(page)
-        if detected != spec.engine:
-            found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
+        return page, collected_at
+
+    async def _read_through_prometheus(self, spec: InstanceSpec, timeout_s: float) -> tuple[MetricsPage, datetime]:
+        """The prometheus source: the same cumulative series, read by one instant query at the collection time."""
+        if self._prometheus is None:
             raise ScrapeFailure(
-                "engine_mismatch",
-                f"expected a {spec.engine} page, found {found}",
-                context={"detected_engine": detected, "expected_engine": spec.engine},
+                "scrape_config_invalid",
+                "the instance is read through Prometheus but PERF_AGENT_PROMETHEUS_URL is unset",
             )
-        adapted = adapt_page(spec.engine, page)
-        previous = await self._snapshots.latest_raw(instance.instance_id)
-        snapshot = build_snapshot(
-            instance_id=instance.instance_id,
-            engine=spec.engine,
-            endpoint=spec.endpoint,
-            collected_at=collected_at,
-            current=adapted,
-            previous=previous,
-        )
-        stored = await self._snapshots.add(
-            instance.instance_id,
-            collected_at,
-            _encoder.encode(snapshot),
-            encode_raw_scrape(raw_scrape(adapted, collected_at)),
-        )
-        if not stored:
-            logger.info(
-                "instance deleted during its scrape; snapshot dropped", extra={"instance": instance.instance_id}
-            )
-        return snapshot
+        if spec.match is None:
+            raise ScrapeFailure("scrape_config_invalid", "an instance with source prometheus needs a match")
+        collected_at = self._clock()
+        page = await self._prometheus.read_page(spec.engine, spec.match, at=collected_at, timeout_s=timeout_s)
+        return page, collected_at

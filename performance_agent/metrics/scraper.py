@@ -28,6 +28,7 @@ __all__ = (
     "FetchedPage",
     "ScrapeFailure",
     "fetch_page",
+    "read_capped",
 )
 
 FailureReason = Literal[
@@ -82,7 +83,7 @@ def _is_openmetrics(content_type: str | None) -> bool | None:
     return None
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ScrapeFailure(
@@ -133,7 +134,7 @@ async def fetch_page(
                             f"the server answered HTTP {response.status_code}{note}",
                             upstream_status=response.status_code,
                         )
-                    body = await _read_capped(response, max_bytes)
+                    body = await read_capped(response, max_bytes)
                     content_type = response.headers.get("content-type")
     except (TimeoutError, httpx.TimeoutException):
         raise ScrapeFailure("upstream_timeout", f"no complete answer within {timeout_s:g} s") from None

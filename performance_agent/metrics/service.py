@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.clock import utc_now
-from performance_agent.errors import ApiError, ForbiddenError, UnprocessableError, UpstreamError
+from performance_agent.errors import (
+    ApiError,
+    ErrorDetail,
+    ForbiddenError,
+    RequestValidationError,
+    UnprocessableError,
+    UpstreamError,
+)
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeFailure
 
@@ -72,9 +79,14 @@ class CollectService:
                 error="engine_mismatch",
                 context={"registered_engine": existing.spec.engine, "requested_engine": engine},
             )
-        base = existing.spec if existing is not None else InstanceSpec(engine=engine, endpoint=body.endpoint)
-        changes: dict[str, object] = {"engine": engine, "endpoint": body.endpoint}
-        for name in ("metrics_path", "headers", "tls_verify", "ca_bundle"):
+        if body.endpoint is msgspec.UNSET and (existing is None or existing.spec.source != "prometheus"):
+            raise RequestValidationError(
+                "endpoint is required unless the instance is registered with source prometheus.",
+                [ErrorDetail(field="body.endpoint", message="required", type="missing")],
+            )
+        base = existing.spec if existing is not None else InstanceSpec(engine=engine)
+        changes: dict[str, object] = {"engine": engine}
+        for name in ("endpoint", "metrics_path", "headers", "tls_verify", "ca_bundle"):
             value = getattr(body, name)
             if value is not msgspec.UNSET:
                 changes[name] = value

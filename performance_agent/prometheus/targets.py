@@ -38,7 +38,7 @@ class TargetGroup(msgspec.Struct, kw_only=True):
 
 def target_group(instance_id: str, spec: InstanceSpec) -> TargetGroup:
     """The group that makes Prometheus scrape this registration where the agent does."""
-    url = urlsplit(spec.endpoint.rstrip("/") + spec.metrics_path)
+    url = urlsplit((spec.endpoint or "").rstrip("/") + spec.metrics_path)
     host = url.hostname or ""
     port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme, 80)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -57,5 +57,12 @@ def target_group(instance_id: str, spec: InstanceSpec) -> TargetGroup:
 
 
 def target_groups(registrations: Iterable[tuple[str, InstanceSpec]]) -> list[TargetGroup]:
-    """One group per registration, in the order given (the repository's, by id)."""
-    return [target_group(instance_id, spec) for instance_id, spec in registrations]
+    """One group per scrape-source registration, in the order given (the repository's, by id).
+
+    Instances read through Prometheus are left out: Prometheus already scrapes them.
+    """
+    return [
+        target_group(instance_id, spec)
+        for instance_id, spec in registrations
+        if spec.source == "scrape" and spec.endpoint is not None
+    ]

@@ -84,7 +84,7 @@ class SimulatorActuator:
         if spec.url is not None:
             return f"{spec.url.rstrip('/')}/i/{instance_id}/control/apply"
         stored = await self._instances.get(instance_id)
-        if stored is None:
+        if stored is None or stored.spec.endpoint is None:
             return None
         base = stored.spec.endpoint.rstrip("/") + stored.spec.metrics_path.removesuffix("/metrics")
         return f"{base}/control/apply"
@@ -95,7 +95,7 @@ class SimulatorActuator:
         for instance_id, body in simulator_bodies(decoded).items():
             url = await self._control_url(spec, instance_id)
             if url is None:
-                failures.append(f"{instance_id}: not registered")
+                failures.append(f"{instance_id}: not registered, or registered without an endpoint to actuate")
                 continue
             outcome = await self._poster.post(url, body, {})
             if not outcome.ok:
