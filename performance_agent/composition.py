@@ -20,10 +20,12 @@ from performance_agent.analysis.service import AnalysisService
 from performance_agent.background import BackgroundLoops
 from performance_agent.context import AgentContext, AgentMetrics
 from performance_agent.engines.registry import ADAPTERS
+from performance_agent.fleet.discovery import parse_discovery_rules
 from performance_agent.fleet.instances import InstanceService
 from performance_agent.fleet.slo import slo_defaults
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
+from performance_agent.metrics.prometheus_discovery import PrometheusDiscovery
 from performance_agent.metrics.prometheus_reader import PrometheusApi, PrometheusConfig
 from performance_agent.metrics.prometheus_source import prometheus_headers
 from performance_agent.metrics.service import CollectService
@@ -177,6 +179,16 @@ def build_agent(
         after_scrape=alerting.after_scrape,
     )
     metrics.watch_instances(collector)
+    discovery = None
+    if prometheus_api is not None and settings.prometheus_discovery is not None:
+        discovery = PrometheusDiscovery(
+            api=prometheus_api,
+            rules=parse_discovery_rules(settings.prometheus_discovery),
+            instances=storage.instances,
+            slo_defaults=parsed.slo_defaults,
+            interval_s=settings.prometheus_discovery_interval_s,
+            timeout_s=settings.scrape_timeout_s,
+        )
     return AgentContext(
         settings=settings,
         key_ring=key_ring,
@@ -224,4 +236,5 @@ def build_agent(
             scrape_metrics=metrics.scrapes,
             clock=clock,
         ),
+        discovery=discovery,
     )

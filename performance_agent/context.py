@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from performance_agent.fleet.instances import InstanceService
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.metrics.collector import Collector, RetentionPruner
+    from performance_agent.metrics.prometheus_discovery import PrometheusDiscovery
     from performance_agent.metrics.service import CollectService
     from performance_agent.optimization.service import OptimizationService
     from performance_agent.outbound.alertmanager import AlertmanagerClient
@@ -89,6 +90,7 @@ class AgentContext:
         collector: Collector,
         pruner: RetentionPruner,
         reconciler: Reconciler,
+        discovery: PrometheusDiscovery | None = None,
     ) -> None:
         self.settings = settings
         self.key_ring = key_ring
@@ -110,6 +112,8 @@ class AgentContext:
         self.collector = collector
         self.pruner = pruner
         self.reconciler = reconciler
+        #: Registers the servers Prometheus scrapes (None: PERF_AGENT_PROMETHEUS_DISCOVERY unset).
+        self.discovery = discovery
         self.started_monotonic = time.monotonic()
         self.ready = False
 
@@ -140,6 +144,10 @@ class AgentContext:
             self.loops.start("alertmanager", self.alertmanager.run, stale_after_s=60.0)
         if settings.scrape_background:
             self.loops.start("collector", self.collector.run, stale_after_s=max(30.0, self.collector.tick_s * 10))
+        if self.discovery is not None:
+            self.loops.start(
+                "prometheus-discovery", self.discovery.run, stale_after_s=max(60.0, self.discovery.interval_s * 3)
+            )
         self.loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)
         self.loops.start(
             "workflow-reconciler", self.reconciler.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)

@@ -77,6 +77,11 @@ def _instance_problems(
         if stored is None:
             problems.append(_detail(field, f"{instance_id} is not a registered instance", "not_registered"))
             continue
+        if stored.spec.gone_since is not None:
+            # 422 like an unregistered id: the request names a server that is not there (docs/integrations.md).
+            since = stored.spec.gone_since.isoformat()
+            problems.append(_detail(field, f"{instance_id} is gone from Prometheus since {since}", "gone"))
+            continue
         if engine is None:
             engine = stored.spec.engine
         elif stored.spec.engine != engine:
