@@ -59,6 +59,8 @@ class Failure:
 class FakePrometheus:
     series: list[tuple[dict[str, str], float]] = field(default_factory=list)
     failure: Failure | None = None
+    #: How long before each query the fake's target was scraped (None: answer without the scrape time).
+    scraped_ago_s: float | None = 0.25
     requests: list[dict[str, Any]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     port: int = 0
@@ -83,10 +85,22 @@ class FakePrometheus:
             return self.failure.status, self.failure.body
         if path.endswith("/api/v1/query"):
             when = float(form["time"][0])
-            result = [
-                {"metric": labels, "value": [when, go_float(value)]}
-                for labels, value in self.selected(form["query"][0])
-            ]
+            # The agent's query: a selector, then `or` the scrape time of the selected `up` series.
+            selector, _, scrape_time = form["query"][0].partition(" or ")
+            chosen = self.selected(selector)
+            result = [{"metric": labels, "value": [when, go_float(value)]} for labels, value in chosen]
+            if scrape_time.startswith("label_replace(timestamp(") and self.scraped_ago_s is not None:
+                result += [
+                    {
+                        "metric": {
+                            **{k: v for k, v in labels.items() if k != "__name__"},
+                            "perf_agent_reading": "scraped_at",
+                        },
+                        "value": [when, go_float(when - self.scraped_ago_s)],
+                    }
+                    for labels, _ in chosen
+                    if labels["__name__"] == "up"
+                ]
             data: Any = {"resultType": "vector", "result": result}
         elif path.endswith("/api/v1/series"):
             seen: list[dict[str, str]] = []

@@ -1,11 +1,14 @@
 """Prometheus discovery rules and what one discovery round changes in the registry (pure).
 
-A rule names an engine and label matchers (`{job="vllm"}`); every distinct label set of the
-engine's signature metric that matches is one server, once the labels that tell apart the series
-of one server are ignored (model name, data-parallel and tensor-parallel ranks, `le`). Its
+A rule names an engine and label matchers (`{job="vllm"}`). A round lists the series of the
+engine's signature metric and of `up` that match. Each `up` series is one scrape target, labelled
+with exactly the labels Prometheus gave the target (`job`, `instance`, relabelled ones such as
+`namespace`, `pod`); a target with signature series is one server. Without `up` (federated or
+remote-written data), every distinct label set of the signature metric is one server, once the
+labels that tell apart the series of one server are ignored (model name, ranks, `le`). The
 instance id comes from the rule's template (`{namespace}-{pod}`), with characters outside the id
-alphabet turned into `-`. The server's whole label set, as equality matchers, becomes the
-instance's `match`, so it reads exactly that server.
+alphabet turned into `-`; the server's labels, as equality matchers, become the instance's
+`match`, so it reads exactly that server.
 
 A registered discovered instance that no round finds is marked gone (kept with its history); one
 found again is no longer gone. Instances registered by hand are never touched.
@@ -32,6 +35,7 @@ __all__ = (
     "DiscoveryPlan",
     "DiscoveryRule",
     "KnownInstance",
+    "discovery_selectors",
     "parse_discovery_rules",
     "plan_discovery",
     "render_instance_id",
@@ -42,7 +46,10 @@ __all__ = (
 #: Labels that differ between the series of one server, never between servers: the metric name,
 #: histogram bucket bounds, model names (vLLM/SGLang `model_name`, TGI has none), vLLM's
 #: data-parallel `engine` rank and SGLang's `tp_rank`/`dp_rank`/`pp_rank`.
-SERVER_INTERNAL_LABELS = frozenset({"__name__", "le", "model_name", "model", "engine", "tp_rank", "dp_rank", "pp_rank"})
+SERVER_INTERNAL_LABELS = frozenset(
+    {"__name__", "le", "model_name", "model", "engine", "tp_rank", "dp_rank", "pp_rank", "moe_ep_rank"}
+)
+_TARGET_METRIC = "up"
 #: Per engine, a gauge every version of it exports once per server (and rank/model): what discovery lists.
 SIGNATURE_METRICS = {"vllm": "vllm:num_requests_running", "sglang": "sglang:num_running_reqs", "tgi": "tgi_queue_size"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -110,16 +117,35 @@ class DiscoveredServer:
     match: str
 
 
-def servers_of(series: list[dict[str, str]], rule: DiscoveryRule) -> list[DiscoveredServer]:
-    """One server per distinct label set (internal labels ignored), in id order; unnamed ones skipped.
+def discovery_selectors(rule: DiscoveryRule) -> list[str]:
+    """The `match[]` selectors of a rule's series listing: its engine's signature metric and `up`."""
+    matchers = render_selector(parse_selector(rule.match))
+    return [SIGNATURE_METRICS[rule.engine] + matchers, _TARGET_METRIC + matchers]
 
-    Two label sets that render the same id keep the first (in label order), so a template that
-    does not tell servers apart never registers one instance reading two servers.
+
+def _server_identities(series: list[dict[str, str]]) -> set[tuple[tuple[str, str], ...]]:
+    targets = [labels for labels in series if labels.get("__name__") == _TARGET_METRIC]
+    signatures = [labels for labels in series if labels.get("__name__") != _TARGET_METRIC]
+    if not targets:
+        return {
+            tuple(sorted((name, value) for name, value in labels.items() if name not in SERVER_INTERNAL_LABELS))
+            for labels in signatures
+        }
+    identities = set()
+    for target in targets:
+        own = {name: value for name, value in target.items() if name != "__name__"}
+        if any(all(labels.get(name) == value for name, value in own.items()) for labels in signatures):
+            identities.add(tuple(sorted(own.items())))
+    return identities
+
+
+def servers_of(series: list[dict[str, str]], rule: DiscoveryRule) -> list[DiscoveredServer]:
+    """One server per target with signature series (see the module docstring), in id order; unnamed ones skipped.
+
+    Two servers that render the same id keep the first (in label order), so a template that does
+    not tell servers apart never registers one instance reading two servers.
     """
-    distinct = {
-        tuple(sorted((name, value) for name, value in labels.items() if name not in SERVER_INTERNAL_LABELS))
-        for labels in series
-    }
+    distinct = _server_identities(series)
     servers: dict[str, DiscoveredServer] = {}
     for identity in sorted(distinct):
         labels = dict(identity)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from prometheus_client import Counter, Histogram
 
-from performance_agent.clock import utc_now
+from performance_agent.clock import utc, utc_now
 from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.fleet.schemas import HEADER_ENV_SETTING, HeaderFromEnv, HeaderValue, InstanceError, metrics_url
@@ -220,7 +220,7 @@ class CollectionService:
         return page, collected_at
 
     async def _read_through_prometheus(self, spec: InstanceSpec, timeout_s: float) -> tuple[MetricsPage, datetime]:
-        """The prometheus source: the same cumulative series, read by one instant query at the collection time."""
+        """The prometheus source: the same cumulative series, read by one instant query, dated by their scrape."""
         if self._prometheus is None:
             raise ScrapeFailure(
                 "scrape_config_invalid",
@@ -228,6 +228,6 @@ class CollectionService:
             )
         if spec.match is None:
             raise ScrapeFailure("scrape_config_invalid", "an instance with source prometheus needs a match")
-        collected_at = self._clock()
-        page = await self._prometheus.read_page(spec.engine, spec.match, at=collected_at, timeout_s=timeout_s)
-        return page, collected_at
+        now = self._clock()
+        reading = await self._prometheus.read_page(spec.engine, spec.match, at=now, timeout_s=timeout_s)
+        return reading.page, now if reading.scraped_at is None else utc(reading.scraped_at)

@@ -18,16 +18,15 @@ import msgspec
 
 from performance_agent.clock import utc_now
 from performance_agent.fleet.discovery import (
-    SIGNATURE_METRICS,
     DiscoveredServer,
     DiscoveryPlan,
     KnownInstance,
+    discovery_selectors,
     plan_discovery,
     series_window,
     servers_of,
 )
 from performance_agent.fleet.schemas import InstanceSpec
-from performance_agent.fleet.selectors import parse_selector, render_selector
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.storage.instances import InstanceExistsError
 
@@ -83,8 +82,8 @@ class PrometheusDiscovery:
         start, end = series_window(now, self.interval_s)
         found: dict[str, tuple[DiscoveredServer, DiscoveryRule]] = {}
         for rule in self._rules:
-            selector = SIGNATURE_METRICS[rule.engine] + render_selector(parse_selector(rule.match))
-            series = await self._api.series(selector, start=start, end=end, timeout_s=self._timeout_s)
+            selectors = discovery_selectors(rule)
+            series = await self._api.series(selectors, start=start, end=end, timeout_s=self._timeout_s)
             for server in servers_of(series, rule):
                 found.setdefault(server.instance_id, (server, rule))  # an earlier rule wins an id
         return list(found.values())

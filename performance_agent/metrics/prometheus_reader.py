@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from performance_agent.fleet.selectors import LabelMatcher
-    from performance_agent.metrics.page import MetricsPage
+    from performance_agent.metrics.prometheus_source import PrometheusReading
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
 
@@ -126,7 +126,7 @@ class PrometheusApi:
         note = " (redirects are not followed)" if 300 <= status < 400 else ""
         raise ScrapeFailure("upstream_error", f"Prometheus answered HTTP {status}{note}", upstream_status=status)
 
-    async def read_page(self, engine: str, match: str, *, at: datetime, timeout_s: float) -> MetricsPage:
+    async def read_page(self, engine: str, match: str, *, at: datetime, timeout_s: float) -> PrometheusReading:
         """The families `engine`'s adapter reads, for the server `match` selects, as of `at`."""
         matchers = _matchers(match)
         query = readings_query(get_adapter(engine).reads, matchers)
@@ -145,20 +145,23 @@ class PrometheusApi:
                 context={"match": match},
             )
         try:
-            page = page_from_vector(readings, frozenset(matcher.name for matcher in matchers))
+            reading = page_from_vector(readings, frozenset(matcher.name for matcher in matchers))
         except MoreThanOneServerError as ambiguous:
             raise ScrapeFailure("upstream_invalid_metrics", str(ambiguous), context={"match": match}) from None
-        if not page.series:
+        if not reading.page.series:
             raise ScrapeFailure(
                 "upstream_invalid_metrics",
                 f"Prometheus has the target {match} but no {engine} series of it (is it down?)",
                 context={"match": match},
             )
-        return page
+        return reading
 
-    async def series(self, selector: str, *, start: datetime, end: datetime, timeout_s: float) -> list[dict[str, str]]:
-        """The label sets of the series `selector` matches with samples between `start` and `end`."""
-        form = [("match[]", selector), ("start", f"{start.timestamp():.3f}"), ("end", f"{end.timestamp():.3f}")]
+    async def series(
+        self, selectors: list[str], *, start: datetime, end: datetime, timeout_s: float
+    ) -> list[dict[str, str]]:
+        """The label sets of the series any of `selectors` matches with samples between `start` and `end`."""
+        form = [("match[]", selector) for selector in selectors]
+        form += [("start", f"{start.timestamp():.3f}"), ("end", f"{end.timestamp():.3f}")]
         body = await self._post("/api/v1/series", form, timeout_s)
         try:
             return parse_series_answer(body)

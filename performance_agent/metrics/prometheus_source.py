@@ -13,13 +13,16 @@ The query also selects the target's `up` series, which carries exactly the label
 attached to the target (`job`, `instance`, and whatever relabelling added: `namespace`, `pod`...;
 https://prometheus.io/docs/concepts/jobs_instances/#automatically-generated-labels-and-time-series).
 Those labels are dropped from every other series, so the adapter sees the label sets the engine
-wrote; two `up` series mean the matchers select two targets, which is refused. Without an `up`
-series (federated or remote-written data), `job`, `instance` and the matchers' labels are dropped.
+wrote (even when the matchers name an engine label); two `up` series mean the matchers select
+two targets, which is refused. Without an `up` series (federated or remote-written data), `job`,
+`instance` and the matchers' labels are dropped.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -35,6 +38,7 @@ __all__ = (
     "MoreThanOneServerError",
     "PrometheusAnswerError",
     "PrometheusQueryError",
+    "PrometheusReading",
     "name_regex",
     "page_from_vector",
     "parse_query_answer",
@@ -47,6 +51,10 @@ __all__ = (
 PROMETHEUS_TARGET_LABELS = frozenset({"job", "instance"})
 #: The series Prometheus writes per target with the target's labels only.
 TARGET_HEALTH_METRIC = "up"
+#: The label (and value) the readings query gives the timestamp of the target's last scrape. A
+#: label, not a metric name: `or` matches label sets without the name, and would drop the series
+#: as a duplicate of `up`.
+SCRAPED_AT_LABEL = ("perf_agent_reading", "scraped_at")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
@@ -107,8 +115,18 @@ def name_regex(prefixes: tuple[str, ...]) -> str:
 
 
 def readings_query(prefixes: tuple[str, ...], matchers: tuple[LabelMatcher, ...]) -> str:
-    """The one instant query that reads the target's `up` and every family the adapter reads, for one server."""
-    return render_selector(matchers, name_regex=f"{TARGET_HEALTH_METRIC}|{name_regex(prefixes)}")
+    """The one instant query that reads, for one server, the target's `up`, every family the adapter reads,
+    and when the target was last scraped.
+
+    Why the scrape time: the readings are that scrape's values, so a window between two readings
+    is the time between the two scrapes, exactly as between two direct scrapes. Timing windows
+    by the agent's query times instead would be off by up to a scrape interval at each end.
+    """
+    selector = render_selector(matchers, name_regex=f"{TARGET_HEALTH_METRIC}|{name_regex(prefixes)}")
+    health = render_selector(matchers, name_regex=TARGET_HEALTH_METRIC)
+    label, value = SCRAPED_AT_LABEL
+    scraped_at = f'label_replace(timestamp({health}), "{label}", "{value}", "", ".*")'
+    return f"{selector} or {scraped_at}"
 
 
 def parse_query_answer(body: bytes) -> list[tuple[dict[str, str], float]]:
@@ -146,7 +164,14 @@ def parse_series_answer(body: bytes) -> list[dict[str, str]]:
     return answer.data
 
 
-def page_from_vector(readings: list[tuple[dict[str, str], float]], matcher_labels: frozenset[str]) -> MetricsPage:
+@dataclass(frozen=True, slots=True)
+class PrometheusReading:
+    page: MetricsPage
+    #: Unix time of the scrape the readings come from (None when the answer did not say).
+    scraped_at: float | None
+
+
+def page_from_vector(readings: list[tuple[dict[str, str], float]], matcher_labels: frozenset[str]) -> PrometheusReading:
     """The readings as the page a scrape of the server would have produced, without Prometheus's labels.
 
     Raises `MoreThanOneServerError` when the readings come from more than one target: two `up`
@@ -156,13 +181,16 @@ def page_from_vector(readings: list[tuple[dict[str, str], float]], matcher_label
     if len(targets) > 1:
         described = ", ".join(sorted(f"{t.get('job', '')}/{t.get('instance', '')}" for t in targets))
         raise MoreThanOneServerError(f"the match selects {len(targets)} scrape targets ({described}), not one server")
-    dropped = {"__name__"} | PROMETHEUS_TARGET_LABELS | matcher_labels
-    if targets:
-        dropped.update(targets[0])
+    # The target's own labels when Prometheus says which they are; else the usual ones and the matchers'.
+    dropped = {"__name__"} | (set(targets[0]) if targets else PROMETHEUS_TARGET_LABELS | matcher_labels)
     page = MetricsPage()
+    scraped_at: float | None = None
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     for metric, value in readings:
         name = metric.get("__name__")
+        if metric.get(SCRAPED_AT_LABEL[0]) == SCRAPED_AT_LABEL[1]:
+            scraped_at = value if math.isfinite(value) else None
+            continue
         if name is None or name == TARGET_HEALTH_METRIC:
             continue
         labels = {key: text for key, text in metric.items() if key not in dropped}
@@ -174,7 +202,7 @@ def page_from_vector(readings: list[tuple[dict[str, str], float]], matcher_label
             )
         seen.add(identity)
         page.series.setdefault(name, []).append(Sample(name, labels, value))
-    return page
+    return PrometheusReading(page, scraped_at)
 
 
 def prometheus_headers(pairs: list[str]) -> dict[str, str]:

@@ -84,7 +84,7 @@ def test_the_first_round_registers_every_server_once_with_the_rule(
     assert first["slo"]["ttft_p99_s"] == 1.5
     request = fake_prometheus.requests[0]
     assert request["path"] == "/api/v1/series"
-    assert request["form"]["match[]"] == ['vllm:num_requests_running{job="vllm"}']
+    assert request["form"]["match[]"] == ['vllm:num_requests_running{job="vllm"}', 'up{job="vllm"}']
     start, end = float(request["form"]["start"][0]), float(request["form"]["end"][0])
     assert end - start == pytest.approx(INTERVAL_S, abs=0.01)
 

@@ -8,6 +8,7 @@ over real sockets through the same guard and clients as a scrape.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -102,12 +103,15 @@ def test_collect_reads_through_prometheus_the_same_snapshot_a_scrape_reads(
     assert read["load"]["kv_cache_usage"] is not None
     assert read["engine_config"], "the cache_config_info labels reach the adapter without Prometheus's labels"
     assert read["endpoint"] == f"prometheus {MATCH}"
+    requested_at = float(fake_prometheus.requests[0]["form"]["time"][0])
+    # Dated by the scrape the readings come from, as a direct scrape is by its fetch.
+    assert datetime.fromisoformat(read["collected_at"]).timestamp() == pytest.approx(requested_at - 0.25, abs=1e-3)
     (request,) = fake_prometheus.requests
     assert request["path"] == "/prometheus/api/v1/query"
     assert request["headers"]["X-Scope-OrgID"] == "team-llm"
     query = request["form"]["query"][0]
     assert query.startswith('{__name__=~"up|(?:process_start_time_seconds|vllm:')
-    assert query.endswith(',namespace="llm",pod="vllm-0"}')
+    assert query.endswith(',namespace="llm",pod="vllm-0"}), "perf_agent_reading", "scraped_at", "", ".*")')
     assert "vllm:time_to_first_token_seconds" in query
     instance = api.get("/api/v1/instances/vllm-0").json()
     assert instance["status"] == "up"

@@ -10,6 +10,7 @@ from performance_agent.fleet.discovery import (
     DiscoveredServer,
     DiscoveryRule,
     KnownInstance,
+    discovery_selectors,
     parse_discovery_rules,
     plan_discovery,
     render_instance_id,
@@ -62,6 +63,23 @@ def test_one_server_per_label_set_ignoring_model_rank_and_bucket_labels() -> Non
     assert [server.instance_id for server in servers] == ["llm-vllm-0", "llm-vllm-1"]
     assert servers[0].labels == target
     assert {m.name: m.value for m in parse_selector(servers[0].match)} == target
+
+
+def test_with_up_a_server_is_a_target_with_signature_series_whatever_engine_labels_it_carries() -> None:
+    target = {"job": "sglang", "instance": "10.0.0.7:30000", "namespace": "llm", "pod": "sglang-0"}
+    idle = {"job": "sglang", "instance": "10.0.0.8:30000", "namespace": "llm", "pod": "sglang-1"}
+    series = [
+        {"__name__": "up", **target},
+        {"__name__": "up", **idle},  # a target without the engine's series: not a server of this rule
+        {"__name__": "sglang:num_running_reqs", **target, "engine_type": "unified", "moe_ep_rank": "0", "tp_rank": "1"},
+    ]
+    (server,) = servers_of(series, RULE)
+    assert (server.instance_id, server.labels) == ("llm-sglang-0", target)
+    assert {m.name for m in parse_selector(server.match)} == set(target)
+
+
+def test_a_rule_lists_its_signature_metric_and_up() -> None:
+    assert discovery_selectors(RULE) == ['vllm:num_requests_running{job="vllm"}', 'up{job="vllm"}']
 
 
 def test_servers_whose_ids_collide_or_lack_a_label_are_skipped() -> None:

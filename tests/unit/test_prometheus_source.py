@@ -64,11 +64,26 @@ def test_a_selector_with_one_non_empty_matcher_among_empty_ones_is_accepted() ->
     assert len(parse_selector('{pod=~".*",job="vllm"}')) == 2
 
 
-def test_the_readings_query_selects_up_and_every_adapter_prefix_of_one_server() -> None:
+def test_the_readings_query_selects_up_every_adapter_prefix_and_the_scrape_time_of_one_server() -> None:
     query = readings_query(
         ("vllm:time_to_first_token_seconds", "process_start_time_seconds"), parse_selector('{pod="p"}')
     )
-    assert query == '{__name__=~"up|(?:process_start_time_seconds|vllm:time_to_first_token_seconds).*",pod="p"}'
+    assert query == (
+        '{__name__=~"up|(?:process_start_time_seconds|vllm:time_to_first_token_seconds).*",pod="p"}'
+        ' or label_replace(timestamp({__name__=~"up",pod="p"}), "perf_agent_reading", "scraped_at", "", ".*")'
+    )
+
+
+def test_the_scrape_time_dates_the_reading_and_is_not_a_sample() -> None:
+    target = {"job": "tgi", "instance": "10.0.0.5:80"}
+    readings = [
+        ({"__name__": "up", **target}, 1.0),
+        ({"perf_agent_reading": "scraped_at", **target}, 1700000000.25),
+        ({"__name__": "tgi_queue_size", **target}, 2.0),
+    ]
+    reading = page_from_vector(readings, frozenset())
+    assert reading.scraped_at == 1700000000.25
+    assert list(reading.page.series) == ["tgi_queue_size"]
 
 
 def test_name_regex_escapes_re2_specials_and_matches_as_promql_anchors_it() -> None:
@@ -132,7 +147,9 @@ def test_the_page_drops_every_label_of_the_target_and_keeps_the_engines() -> Non
         ({"__name__": "vllm:num_requests_running", "model_name": "m", "engine": "0", **TARGET}, 3.0),
         ({"__name__": "vllm:e2e_request_latency_seconds_bucket", "model_name": "m", "le": "+Inf", **TARGET}, 7.0),
     ]
-    page = page_from_vector(readings, frozenset({"namespace"}))
+    reading = page_from_vector(readings, frozenset({"namespace"}))
+    page = reading.page
+    assert reading.scraped_at is None
     assert set(page.series) == {"vllm:num_requests_running", "vllm:e2e_request_latency_seconds_bucket"}
     (running,) = page.series["vllm:num_requests_running"]
     assert (running.labels, running.value) == ({"model_name": "m", "engine": "0"}, 3.0)
@@ -141,7 +158,7 @@ def test_the_page_drops_every_label_of_the_target_and_keeps_the_engines() -> Non
 
 def test_without_up_the_job_instance_and_matcher_labels_are_dropped() -> None:
     readings = [({"__name__": "tgi_queue_size", **TARGET}, 2.0)]
-    (sample,) = page_from_vector(readings, frozenset({"namespace"})).series["tgi_queue_size"]
+    (sample,) = page_from_vector(readings, frozenset({"namespace"})).page.series["tgi_queue_size"]
     assert sample.labels == {"pod": "vllm-0"}
 
 
