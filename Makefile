@@ -67,6 +67,9 @@ demo: $(STAMP)  ## Guided demo on simulated vLLM/TGI/SGLang servers: analyze, op
 eval: $(STAMP)  ## Labelled simulator scenarios: detector precision/recall per bottleneck (fails below 0.9)
 	$(BIN)/python -m tests.eval.suite
 
+eval-judge: $(STAMP)  ## Canary judge on simulated rollouts: false rollbacks and detection vs issue 10's targets (~3 min)
+	$(BIN)/python -m tests.eval.judge_eval $(ARGS)
+
 bench: $(STAMP)  ## Benchmarks (ratios measured side by side); writes docs/benchmarks.md
 	$(BIN)/python -m tests.bench.run_all
 
@@ -76,4 +79,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test demo eval bench container clean
+.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test demo eval eval-judge bench container clean

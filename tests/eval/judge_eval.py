@@ -169,16 +169,20 @@ def cells(workflows: int = WORKFLOWS) -> list[Cell]:
 CELLS = cells()
 
 
-def run_cells(selected: list[Cell], processes: int = 2) -> list[CellResult]:
+def run_cells(selected: list[Cell], processes: int = 2, *, progress: bool = False) -> list[CellResult]:
     """Cells in parallel (each one seeded on its own, so the result does not depend on the order)."""
     ordered = sorted(selected, key=lambda cell: cell.slowdown)  # slow cells first: better packing
     if processes <= 1:
         results = [run_cell(cell) for cell in ordered]
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
-            results = list(pool.map(run_cell, ordered, chunksize=1))
-    index = {id(cell): position for position, cell in enumerate(selected)}
-    return sorted(results, key=lambda result: index[id(result.cell)])
+            results = []
+            for result in pool.map(run_cell, ordered, chunksize=1):
+                results.append(result)
+                if progress:
+                    print(render([result]).splitlines()[-1], file=sys.stderr, flush=True)
+    index = {cell.seed: position for position, cell in enumerate(selected)}
+    return sorted(results, key=lambda result: index[result.cell.seed])
 
 
 def target(result: CellResult) -> tuple[str, bool | None]:
@@ -264,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args(argv)
-    results = run_cells(cells(args.workflows), args.processes)
+    results = run_cells(cells(args.workflows), args.processes, progress=True)
     table = render(results)
     print(table)
     if args.write:
