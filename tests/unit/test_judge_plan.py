@@ -11,16 +11,9 @@ from performance_agent.judge import BucketCounts, CohortCounts, JudgeSettings, T
 from performance_agent.judge.likelihood import upper_confidence_bound
 from performance_agent.judge.plan import JudgePlan, MetricPlan
 from performance_agent.workflows.policy import Guardrails
+from tests.unit.judge_support import EDGES, cohort
 
-EDGES = [0.1, 0.2, 0.4, 0.8]
-# Shares above: 0.8, 0.4, 0.1, 0.01.
-BASELINE = CohortCounts(
-    instances=10,
-    requests=1000,
-    errors=4,
-    preemptions=0,
-    histograms={"ttft_s": BucketCounts(edges=EDGES, counts_le=[200, 600, 900, 990], total=1000)},
-)
+BASELINE = cohort(1000, instances=10, errors=4)  # shares above 0.1/0.2/0.4/0.8 s: 80%, 40%, 10%, 1%
 
 
 def metric(plan: JudgePlan, name: str) -> MetricPlan:

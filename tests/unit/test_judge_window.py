@@ -17,31 +17,10 @@ from performance_agent.judge import (
     plan_margins,
 )
 from performance_agent.judge.plan import JudgePlan
+from tests.unit.judge_support import EDGES, cohort
 
-EDGES = [0.1, 0.2, 0.4, 0.8]
-BASELINE = CohortCounts(
-    instances=10,
-    requests=10_000,
-    errors=10,
-    preemptions=100,
-    histograms={"ttft_s": BucketCounts(edges=EDGES, counts_le=[2000, 6000, 9000, 9900], total=10_000)},
-)
+BASELINE = cohort(10_000, instances=10, errors=10, preemptions=100)
 PLAN = plan_margins(BASELINE, Tolerances(slo_targets_s={"ttft_s": 0.4}))
-
-
-def cohort(
-    requests: float,
-    shares_above: tuple[float, float, float, float] = (0.8, 0.4, 0.1, 0.01),
-    *,
-    instances: int = 1,
-    errors: float | None = 0.0,
-    preemptions: float | None = 0.0,
-) -> CohortCounts:
-    counts_le = [round(requests * (1 - share)) for share in shares_above]
-    histogram = BucketCounts(edges=EDGES, counts_le=[float(count) for count in counts_le], total=requests)
-    return CohortCounts(
-        instances=instances, requests=requests, errors=errors, preemptions=preemptions, histograms={"ttft_s": histogram}
-    )
 
 
 def metric_of(judgement: WindowJudgement, name: str) -> dict[str, object]:
