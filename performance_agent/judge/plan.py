@@ -196,8 +196,8 @@ def plan_margins(baseline: CohortCounts, tolerances: Tolerances, settings: Judge
                     )
                 ]
             metrics.append(plan)
-    if tolerances.slo_targets_s:
-        metrics.append(_goodput_plan(baseline, tolerances, delta))
+    if tolerances.slo_targets_s and tolerances.max_goodput_decrease is not None:
+        metrics.append(_goodput_plan(baseline, tolerances.slo_targets_s, tolerances.max_goodput_decrease, delta))
     for kind, guardrail, critical in _COUNT_METRICS:
         tolerance = getattr(tolerances, guardrail)
         if tolerance is None:
@@ -226,9 +226,8 @@ def plan_margins(baseline: CohortCounts, tolerances: Tolerances, settings: Judge
     )
 
 
-def _goodput_plan(baseline: CohortCounts, tolerances: Tolerances, delta: float) -> MetricPlan:
-    decrease = tolerances.max_goodput_decrease
-    targets = sorted(tolerances.slo_targets_s.items())
+def _goodput_plan(baseline: CohortCounts, slo_targets_s: dict[str, float], decrease: float, delta: float) -> MetricPlan:
+    targets = sorted(slo_targets_s.items())
     edges = []
     for metric, target in targets:
         counts = baseline.histogram(metric)
@@ -258,6 +257,6 @@ def _enabled_count(tolerances: Tolerances) -> int:
     count += sum(
         absolute is not None and getattr(tolerances, absolute) is not None for _, _, absolute in LATENCY_GUARDRAILS
     )
-    count += bool(tolerances.slo_targets_s)
+    count += bool(tolerances.slo_targets_s) and tolerances.max_goodput_decrease is not None
     count += sum(getattr(tolerances, guardrail) is not None for _, guardrail, _ in _COUNT_METRICS)
     return count
