@@ -27,6 +27,7 @@ from performance_agent.judge import (
     plan_margins,
 )
 from tests.eval.judge_sim import SHAPES, TTFT_EDGES, Shape, cohort_window
+from tests.paths import REPO_ROOT
 
 __all__ = ("CELLS", "Cell", "CellResult", "main", "render", "run_cell", "run_cells")
 
@@ -42,7 +43,7 @@ SCENARIOS = (
 )
 RATES = (120.0, 15.0)
 WORKFLOWS = 1000
-REPORT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+REPORT = REPO_ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- judge-eval:start -->", "<!-- judge-eval:end -->"
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.eval.judge_eval import CELLS, END, START, render, run_cells, target, write_report
 
 
+@pytest.mark.slow
 def test_every_target_of_the_judge_table_holds() -> None:
     results = run_cells(CELLS)
     assert len(results) == 30
