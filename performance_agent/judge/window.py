@@ -1,14 +1,18 @@
 """Judge one window: add its likelihood ratios to the running evidence and decide.
 
-Per metric the running evidence is an e-process: the mean over edges of the mean over
-alternatives of the product of the windows' likelihood ratios. Under the null (the canary no
-worse than tolerated) each product is a nonnegative supermartingale starting at 1, and so is any
-average of them; Ville's inequality then bounds the chance that it *ever* reaches 1/a by a. That
-is why looking at every window, extending a stage or carrying the evidence into the next stage
-does not inflate false rollbacks: the threshold K / (alpha * 0.7) is crossed by a harmless
-canary with probability at most alpha * 0.7 / K per metric, whenever and however often one looks.
+Per metric the running evidence is an e-process: the mean over edges and alternatives of a
+mixture over start times of products of the windows' likelihood ratios (the product from window
+s on, weighted w_s = 1/2 for s = 1 and 1 / (2 s (s - 1)) after, the weights summing to 1), so that
+a regression that only starts late is not buried under the evidence of the harmless windows
+before it. Under the null (the canary no worse than tolerated) every product is a nonnegative
+supermartingale starting at 1, and so is any such average; Ville's inequality then bounds the
+chance that it *ever* reaches 1/a by a. That is why looking at every window, extending a stage or
+carrying the evidence into the next stage does not inflate false rollbacks: the threshold
+K / (alpha * 0.7) is crossed by a harmless canary with probability at most alpha * 0.7 / K per
+metric, whenever and however often one looks.
 
-`JudgeState` only holds the running sums of log ratios (per metric, edge and alternative), so a
+`JudgeState` holds, per metric, edge and alternative, the log of the started part of that mixture
+(S_t = LR_t (S_{t-1} + w_t)); the e-value is S_t plus the weight not started yet, 1 / (2t). A
 window costs the new window's ratios and nothing more.
 """
 
@@ -35,7 +39,7 @@ _DISPLAY_CAP = 1e300
 
 
 class MetricState(msgspec.Struct, kw_only=True):
-    """Running log likelihood ratios of one metric: edge key -> one sum per alternative."""
+    """Running evidence of one metric: edge key -> log S_t per alternative (see the module docstring)."""
 
     edges: dict[str, list[float]] = msgspec.field(default_factory=dict)
     windows: int = 0
