@@ -71,7 +71,7 @@ demo: $(STAMP)  ## Guided demo on simulated vLLM/TGI/SGLang servers: analyze, op
 eval: $(STAMP)  ## Labelled simulator scenarios: detector precision/recall per bottleneck (fails below 0.9)
 	$(BIN)/python -m tests.eval.suite
 
-eval-judge: $(STAMP)  ## Canary judge on simulated rollouts: false rollbacks and detection vs issue 10's targets (~3 min)
+eval-judge: $(STAMP)  ## Canary judge on 30,000 simulated rollouts vs issue 10's targets (~6 CPU-min, 2 processes; ARGS=--write)
 	$(BIN)/python -m tests.eval.judge_eval $(ARGS)
 
 bench: $(STAMP)  ## Benchmarks (ratios measured side by side); writes docs/benchmarks.md
