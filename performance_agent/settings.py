@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.config import detector_thresholds, slo_defaults
+from performance_agent.analysis.config import detector_thresholds
+from performance_agent.fleet.slo import slo_defaults
 from performance_agent.outbound.target_guard import parse_allowlist
 
 if typing.TYPE_CHECKING:
@@ -131,6 +132,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     alert_webhook_url: Annotated[
         str | None, _doc("Alertmanager-compatible webhook receiving SLO alerts (optional).")
     ] = None
+    alertmanager_url: Annotated[
+        str | None,
+        _doc(
+            "Alertmanager's base URL (optional): SLO alerts are posted to <url>/api/v2/alerts, re-sent while "
+            "firing and resolved with endsAt; it must pass PERF_AGENT_WEBHOOK_ALLOWLIST."
+        ),
+    ] = None
     slo_defaults: Annotated[
         list[str],
         _doc(
@@ -216,7 +224,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 
 #: Settings never shown by `GET /config` nor logged.
-SECRET_FIELDS = frozenset({"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "workflow_actuator_url"})
+SECRET_FIELDS = frozenset(
+    {"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "alertmanager_url", "workflow_actuator_url"}
+)
 
 _LIST_FIELDS = frozenset(
     name for name, hint in typing.get_type_hints(Settings).items() if typing.get_origin(hint) is list

@@ -31,13 +31,15 @@ from tests.paths import REPO_ROOT
 pytestmark = pytest.mark.e2e
 
 DASHBOARD = REPO_ROOT / "docs" / "grafana" / "performance-agent.json"
-#: Families that only carry samples after SLO alerts were evaluated over long scrape history.
+#: Families that only carry samples after SLO alerts were evaluated over long scrape history (or
+#: were sent to an Alertmanager, which this agent has none of).
 ALERT_FAMILIES = frozenset(
     {
         "performance_agent_slo_alert_firing",
         "performance_agent_slo_burn_rate",
         "performance_agent_slo_alert_transitions_total",
         "performance_agent_alert_webhook_deliveries_total",
+        "performance_agent_alertmanager_posts_total",
     }
 )
 #: Labels Prometheus adds to every series it scrapes (the target's), not written by the agent.
