@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -35,14 +36,20 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ACCEPT_HEADER",
+    "ANSWER_MAX_BYTES",
+    "BodyEncodingError",
+    "BodyTooLargeError",
+    "BoundedDecoder",
     "FailureReason",
     "FetchedPage",
     "PinnedNetworkBackend",
+    "PostAnswer",
     "ScrapeClients",
     "ScrapeFailure",
     "TlsOptions",
     "fetch_page",
     "post_json_pinned",
+    "read_answer_head",
 )
 
 FailureReason = Literal[
@@ -58,6 +65,13 @@ FailureReason = Literal[
 
 ACCEPT_HEADER = "text/plain;version=0.0.4;q=1.0, application/openmetrics-text;version=1.0.0;q=0.5, */*;q=0.1"
 _CHUNK = 64 * 1024
+#: Bytes of an outbound call's answer (webhook, Alertmanager) that are ever read: only the status
+#: and the start of an error text are used, so a receiver cannot make the agent buffer more.
+ANSWER_MAX_BYTES = 16 * 1024
+#: Asking for no compression; a server that compresses anyway may use one of `_ZLIB_WINDOW`.
+_ACCEPT_ENCODING = "identity"
+#: zlib window bits by HTTP content coding: gzip framing, zlib framing (HTTP's "deflate").
+_ZLIB_WINDOW = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 _pinned: contextvars.ContextVar[ResolvedTarget | None] = contextvars.ContextVar("pinned_target", default=None)
 
@@ -203,6 +217,74 @@ def _is_openmetrics(content_type: str | None) -> bool | None:
     return None
 
 
+class BodyTooLargeError(Exception):
+    """The body, once decompressed, is larger than the budget; reading stopped there."""
+
+
+class BodyEncodingError(Exception):
+    """The body's `Content-Encoding` is stacked, unknown, or its compressed stream is broken."""
+
+
+class BoundedDecoder:
+    """Undoes at most one known content coding, never producing more than `max_bytes` in total.
+
+    Why not httpx's own decoding: it inflates every chunk whole, so a 1 MB gzip page becomes
+    1 GiB in memory before any cap is looked at, and it undoes `gzip, gzip, gzip` layer by layer
+    (a 278-byte answer costing gigabytes). Here the output of each `feed` is capped by zlib
+    itself (`max_length`), so memory stays within the budget whatever the ratio.
+    """
+
+    def __init__(self, content_encoding: str | None, max_bytes: int, *, truncate: bool = False) -> None:
+        codings = [part.strip().lower() for part in (content_encoding or "").split(",") if part.strip()]
+        codings = [coding for coding in codings if coding != "identity"]
+        if len(codings) > 1:
+            raise BodyEncodingError(f"stacked content encodings ({content_encoding}) are refused")
+        if codings and codings[0] not in _ZLIB_WINDOW:
+            raise BodyEncodingError(f"the content encoding {codings[0]!r} is not supported (gzip or deflate)")
+        self._inflater = zlib.decompressobj(_ZLIB_WINDOW[codings[0]]) if codings else None
+        self._left = max_bytes
+        self._raw_left = max_bytes
+        #: Whether the budget is spent; with `truncate`, output stops there instead of raising.
+        self.full = False
+        self._truncate = truncate
+
+    def _over_budget(self) -> None:
+        if not self._truncate:
+            raise BodyTooLargeError
+        self.full = True
+
+    def feed(self, data: bytes) -> bytes:
+        """The decoded bytes of the next raw `data`; raises `BodyTooLargeError` past the budget."""
+        if self.full:
+            return b""
+        self._raw_left -= len(data)
+        if self._raw_left < 0:
+            self._over_budget()
+            data = data[: len(data) + self._raw_left]
+        if self._inflater is None:
+            out = data
+        else:
+            if self._inflater.eof:
+                if data:
+                    raise BodyEncodingError("data follows the end of the compressed stream")
+                return b""
+            try:
+                out = self._inflater.decompress(data, self._left + 1)
+            except zlib.error as exc:
+                raise BodyEncodingError(f"the compressed stream is broken: {exc}") from None
+            if self._inflater.eof and self._inflater.unused_data:
+                raise BodyEncodingError("data follows the end of the compressed stream")
+        if len(out) > self._left:
+            self._over_budget()
+            out = out[: self._left]
+        self._left -= len(out)
+        return out
+
+    def finish(self) -> None:
+        if self._inflater is not None and not self.full and not self._inflater.eof:
+            raise BodyEncodingError("the compressed stream ends early")
+
+
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -210,17 +292,35 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             "upstream_invalid_metrics",
             f"the page is {declared} bytes, more than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes})",
         )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes(_CHUNK):  # decoded bytes: a compressed bomb is capped too
-        size += len(chunk)
-        if size > max_bytes:
-            raise ScrapeFailure(
-                "upstream_invalid_metrics",
-                f"the page is larger than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes} bytes); reading stopped there",
-            )
-        chunks.append(chunk)
+    try:
+        decoder = BoundedDecoder(response.headers.get("content-encoding"), max_bytes)
+        chunks: list[bytes] = []
+        async for chunk in response.aiter_raw(_CHUNK):
+            chunks.append(decoder.feed(chunk))
+        decoder.finish()
+    except BodyTooLargeError:
+        raise ScrapeFailure(
+            "upstream_invalid_metrics",
+            f"the page is larger than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes} bytes) once decompressed; "
+            "reading stopped there",
+        ) from None
+    except BodyEncodingError as exc:
+        raise ScrapeFailure("upstream_invalid_metrics", f"the page cannot be decoded: {exc}") from None
     return b"".join(chunks)
+
+
+async def read_answer_head(response: httpx.Response, max_bytes: int = ANSWER_MAX_BYTES) -> str:
+    """At most `max_bytes` of an answer's text, decompressed within that cap; the rest is never read."""
+    head = bytearray()
+    try:
+        decoder = BoundedDecoder(response.headers.get("content-encoding"), max_bytes, truncate=True)
+        async for chunk in response.aiter_raw(_CHUNK):
+            head += decoder.feed(chunk)
+            if decoder.full:
+                break
+    except BodyEncodingError as exc:
+        return f"(answer not read: {exc})"
+    return head.decode("utf-8", errors="replace")
 
 
 async def fetch_page(
@@ -234,7 +334,7 @@ async def fetch_page(
 ) -> FetchedPage:
     """GET the page at the checked target, within `timeout_s` overall and `max_bytes` of body."""
     client = clients.client(tls if tls is not None and target.scheme == "https" else TlsOptions())
-    request_headers = {"Accept": ACCEPT_HEADER, **headers}
+    request_headers = {"Accept": ACCEPT_HEADER, **headers, "Accept-Encoding": _ACCEPT_ENCODING}
     started = time.perf_counter()
     try:
         with _pinned_to(target):
@@ -269,6 +369,14 @@ async def fetch_page(
     return FetchedPage(text=text, openmetrics=_is_openmetrics(content_type), size_bytes=len(body), duration_s=duration)
 
 
+@dataclass(frozen=True, slots=True)
+class PostAnswer:
+    """What an outbound POST answered: the status and at most `ANSWER_MAX_BYTES` of its text."""
+
+    status_code: int
+    text: str
+
+
 async def post_json_pinned(
     clients: ScrapeClients,
     target: ResolvedTarget,
@@ -276,20 +384,23 @@ async def post_json_pinned(
     *,
     timeout_s: float,
     headers: Mapping[str, str] | None = None,
-) -> httpx.Response:
+) -> PostAnswer:
     """POST a JSON `body` to the checked target, connecting only to the address the guard checked.
 
     Why it raises instead of answering a failure: its callers (actuators, the alert webhook) each
     report timeouts and transport errors in their own terms. Raises `TimeoutError` or
     `httpx.TimeoutException` when no answer comes within `timeout_s`, and another `httpx.HTTPError`
     when the target cannot be reached; any HTTP status is returned, redirects are not followed.
+    The answer is read only up to `ANSWER_MAX_BYTES` (decompressed), never whole.
     """
     client = clients.client(TlsOptions())
     with _pinned_to(target):
         async with asyncio.timeout(timeout_s):
-            return await client.post(
+            async with client.stream(
+                "POST",
                 target.url,
                 content=body,
-                headers={"Content-Type": "application/json", **(headers or {})},
+                headers={"Content-Type": "application/json", **(headers or {}), "Accept-Encoding": _ACCEPT_ENCODING},
                 timeout=httpx.Timeout(timeout_s),
-            )
+            ) as response:
+                return PostAnswer(response.status_code, await read_answer_head(response))
