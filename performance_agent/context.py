@@ -21,7 +21,7 @@ from performance_agent.storage.instances import SqliteInstanceRepository
 from performance_agent.storage.snapshots import SqliteSnapshotRepository
 
 if TYPE_CHECKING:
-    from performance_agent.metrics.instances import ActiveWorkflowFinder, InstanceDeletedHook
+    from performance_agent.metrics.instances import ActiveWorkflowFinder, InstanceDeletedHook, WorkflowReleaser
     from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
@@ -49,6 +49,8 @@ class AgentContext:
         self.scrape_resolver: Resolver = system_resolver
         #: Set by the workflow store: DELETE /instances/{id} asks it whether a workflow is active.
         self.active_workflow_finder: ActiveWorkflowFinder | None = None
+        #: Set by the workflow store: an admin's DELETE ?force=true releases the instance through it.
+        self.workflow_releaser: WorkflowReleaser | None = None
         #: Set by the lifespan: DELETE /instances/{id} calls it once the registration is gone
         #: (alerting resolves the instance's firing alerts).
         self.instance_deleted_hook: InstanceDeletedHook | None = None

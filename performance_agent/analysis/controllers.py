@@ -33,7 +33,7 @@ InstanceIdPath = Annotated[
     PathParameter(
         pattern=INSTANCE_ID_PATTERN,
         max_length=128,
-        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters.",
+        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters; not `.` nor `..`.",
     ),
 ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import ExpositionError, parse_page
-from performance_agent.metrics.schemas import HeaderFromEnv, HeaderValue, InstanceError
+from performance_agent.metrics.schemas import HEADER_VALUE_PATTERN, HeaderFromEnv, HeaderValue, InstanceError
 from performance_agent.metrics.scraper import ScrapeFailure, TlsOptions, fetch_page
 from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
 from performance_agent.storage.snapshots import encode_raw
@@ -80,6 +81,10 @@ def resolve_headers(
     resolved: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(value, HeaderFromEnv):
+            if not re.fullmatch(HEADER_VALUE_PATTERN, value):  # registered before the pattern held
+                raise ScrapeFailure(
+                    "scrape_config_invalid", f"header {name} holds characters other than visible ASCII; replace it"
+                )
             resolved[name] = value
             continue
         if value.env not in allowed_env:
@@ -93,6 +98,10 @@ def resolve_headers(
             )
         if any(character in secret for character in "\r\n\x00"):
             raise ScrapeFailure("scrape_config_invalid", f"{value.env} holds a line break; it cannot be a header")
+        if not re.fullmatch(HEADER_VALUE_PATTERN, secret):
+            raise ScrapeFailure(
+                "scrape_config_invalid", f"{value.env} holds characters other than visible ASCII; it cannot be a header"
+            )
         resolved[name] = value.prefix + secret
     return resolved
 

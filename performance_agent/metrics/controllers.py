@@ -6,14 +6,14 @@ Invalid instance ids are a 422 `validation_error` everywhere, in bodies and in p
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.enums import MediaType
 from litestar.params import PathParameter, QueryParameter
 
 from performance_agent.context import AgentDependency
-from performance_agent.errors import error_responses
+from performance_agent.errors import ForbiddenError, error_responses
 from performance_agent.metrics import examples
 from performance_agent.metrics.instances import InstanceService
 from performance_agent.metrics.schemas import (
@@ -27,7 +27,10 @@ from performance_agent.metrics.schemas import (
 )
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from performance_agent.openapi_spec import example_body, responses
-from performance_agent.security import Role
+from performance_agent.security import Role, principal_of
+
+if TYPE_CHECKING:
+    from performance_agent.context import AgentContext
 
 __all__ = ("CollectController", "HistoryController", "InstancesController")
 
@@ -38,10 +41,24 @@ InstanceIdPath = Annotated[
     PathParameter(
         pattern=INSTANCE_ID_PATTERN,
         max_length=128,
-        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters.",
+        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters; not `.` nor `..`.",
     ),
 ]
 EnginePath = Annotated[str, PathParameter(pattern=ENGINE_PATTERN, description="The engine the server runs.")]
+
+
+def _admin_name(request: Request[Any, Any, Any], agent: AgentContext) -> str:
+    """The caller's key name when it is an admin's; without keys the API is open and the caller anonymous."""
+    if not agent.key_ring.enabled:
+        return "anonymous"
+    principal = principal_of(request.scope, agent.key_ring)
+    if principal is None or principal.role < Role.admin:
+        role = principal.role.name if principal is not None else "none"
+        raise ForbiddenError(
+            f"force=true needs the admin role; this key has {role}.",
+            context={"required_role": Role.admin.name, "role": role},
+        )
+    return principal.name
 
 
 class InstancesController(Controller):
@@ -124,14 +141,28 @@ class InstancesController(Controller):
         opt=_WRITE,
         operation_id="DeleteInstance",
         summary="Remove an instance and its history",
-        responses=error_responses(404, 409, 422),
+        responses=error_responses(403, 404, 409, 422),
     )
-    async def delete_instance(self, agent: AgentDependency, instance_id: InstanceIdPath) -> None:
+    async def delete_instance(
+        self,
+        request: Request[Any, Any, Any],
+        agent: AgentDependency,
+        instance_id: InstanceIdPath,
+        force: Annotated[
+            bool,
+            QueryParameter(
+                description="Admin only, last resort: release the instance from its active workflow first "
+                "(recorded in that workflow's audit trail)."
+            ),
+        ] = False,
+    ) -> None:
         """Remove the instance and every stored snapshot of it (204).
 
-        409 `workflow_conflict` while the instance takes part in an active rollout workflow.
+        409 `workflow_conflict` while the instance takes part in an active rollout workflow, unless
+        an admin passes `force=true` (403 for any other role).
         """
-        await InstanceService.of(agent).delete(instance_id)
+        force_by = _admin_name(request, agent) if force else None
+        await InstanceService.of(agent).delete(instance_id, force_by=force_by)
 
 
 class CollectController(Controller):

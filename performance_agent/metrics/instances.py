@@ -53,6 +53,7 @@ __all__ = (
     "ActiveWorkflowFinder",
     "InstanceDeletedHook",
     "InstanceService",
+    "WorkflowReleaser",
     "parse_label_filters",
     "scrape_failure_to_api_error",
     "to_instance",
@@ -62,6 +63,10 @@ __all__ = (
 #: workflow store; until one is wired into `AgentContext.active_workflow_finder`, no workflow
 #: can be active and DELETE is never refused for that reason.
 ActiveWorkflowFinder = Callable[[str], Awaitable[str | None]]
+
+#: Releases an instance from its active workflow (force delete), recording actor and reason in
+#: that workflow's audit trail; returns the workflow's id, or None when none held it.
+WorkflowReleaser = Callable[[str, str, float, str], Awaitable[str | None]]
 
 #: Called with the deleted registration and the time of the delete, after it is gone, so the
 #: parts that keep per-instance state (alerting) let go of it.
@@ -193,6 +198,7 @@ class InstanceService:
         default_timeout_s: float,
         slo_defaults: SloTargets,
         active_workflow_finder: ActiveWorkflowFinder | None = None,
+        workflow_releaser: WorkflowReleaser | None = None,
         instance_deleted_hook: InstanceDeletedHook | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -204,6 +210,7 @@ class InstanceService:
         self._allowed_env = allowed_header_env
         self._default_timeout_s = default_timeout_s
         self._active_workflow_finder = active_workflow_finder
+        self._workflow_releaser = workflow_releaser
         self._instance_deleted_hook = instance_deleted_hook
         self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
 
@@ -230,6 +237,7 @@ class InstanceService:
             default_timeout_s=settings.scrape_timeout_s,
             slo_defaults=slo_defaults(settings.slo_defaults),
             active_workflow_finder=agent.active_workflow_finder,
+            workflow_releaser=agent.workflow_releaser,
             instance_deleted_hook=agent.instance_deleted_hook,
         )
 
@@ -283,18 +291,27 @@ class InstanceService:
             if all(stored.spec.labels.get(key) == value for key, value in wanted.items())
         ]
 
-    async def delete(self, instance_id: str) -> None:
+    async def delete(self, instance_id: str, *, force_by: str | None = None) -> None:
         """Delete the registration, then let the hook resolve what was left firing for it.
 
         Why after: a refused or failed delete must leave the instance monitored. Should the hook
         fail, the error reaches the caller, and the next start resolves what it left firing.
+        `force_by` (an admin's name) first releases the instance from its active workflow, the
+        release recorded in that workflow's audit trail: the last resort when a rollout can
+        neither finish nor be aborted.
         """
         stored = await self._require(instance_id)
+        if force_by is not None and self._workflow_releaser is not None:
+            now = self._clock()
+            await self._workflow_releaser(
+                instance_id, force_by, now.timestamp(), f"instance {instance_id} deleted with force=true by {force_by}"
+            )
         if self._active_workflow_finder is not None:
             workflow_id = await self._active_workflow_finder(instance_id)
             if workflow_id is not None:
                 raise ConflictError(
-                    f"Instance {instance_id!r} is part of active workflow {workflow_id}; finish or abort it first.",
+                    f"Instance {instance_id!r} is part of active workflow {workflow_id}; finish or abort it first "
+                    "(an admin may delete it with ?force=true as a last resort).",
                     error="workflow_conflict",
                     context={"instance_id": instance_id, "workflow_id": workflow_id},
                 )

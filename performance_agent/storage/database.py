@@ -139,6 +139,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alerts_by_state ON alerts (state, started_at);
     CREATE INDEX alerts_by_instance ON alerts (instance_id, started_at);
     """,
+    # Actuator attempts that may have reached the actuator (a refused connection or a host that
+    # does not resolve certainly did not): an apply never sent has nothing to roll back.
+    """
+    ALTER TABLE workflow_outbox ADD COLUMN sent_attempts INTEGER NOT NULL DEFAULT 0;
+    UPDATE workflow_outbox SET sent_attempts = attempts;
+    """,
 ]
 
 

@@ -27,8 +27,17 @@ __all__ = ("build_reconciler", "start_workflow_reconciler", "wire_workflows")
 
 
 def wire_workflows(agent: AgentContext) -> None:
-    """DELETE /instances/{id} answers 409 `workflow_conflict` while the instance is in an active workflow."""
-    agent.active_workflow_finder = SqliteWorkflowRepository(agent.database).active_workflow_of
+    """DELETE /instances/{id} answers 409 `workflow_conflict` while the instance is in an active workflow.
+
+    An admin's `?force=true` releases it first, recorded in that workflow's audit trail.
+    """
+    workflows = SqliteWorkflowRepository(agent.database)
+    agent.active_workflow_finder = workflows.active_workflow_of
+
+    async def release(instance_id: str, actor: str, at: float, reason: str) -> str | None:
+        return await workflows.force_release(instance_id, actor=actor, at=at, reason=reason)
+
+    agent.workflow_releaser = release
 
 
 def build_reconciler(agent: AgentContext, clock: Callable[[], float] = time.time) -> Reconciler:

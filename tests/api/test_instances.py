@@ -91,6 +91,11 @@ def test_a_known_id_is_a_409_instance_exists(api: TestClient[Litestar]) -> None:
         (body(headers={"Bad Header": "x"}), "body.headers"),
         (body(headers={"X-A": "a\r\nInjected: 1"}), "body.headers"),
         (body(color="red"), "body.color"),
+        (body(instance_id="."), "body.instance_id"),
+        (body(instance_id=".."), "body.instance_id"),
+        (body(headers={"X-A": "caf\u00e9"}), "body.headers"),
+        (body(headers={"X-A": "\U0001f600"}), "body.headers"),
+        (body(headers={"X-A": {"env": "TOKEN", "prefix": "Bearer\u00a0"}}), "body.headers"),
     ],
 )
 def test_invalid_bodies_are_422_naming_the_field(
