@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await context.database.open()
         try:
+            context.page_reader.start()
             alerting = start_alerting(context)
             await alerting.restore()
             context.instance_deleted_hook = alerting.instance_deleted
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             context.ready = False
             await context.loops.stop()
             await context.scrape_clients.aclose()
+            context.page_reader.close()
             await context.database.close()
 
     limiter = RateLimiter([(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)])

@@ -15,6 +15,8 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
 from performance_agent.background import BackgroundLoops
+from performance_agent.metrics.page_limits import PageLimits
+from performance_agent.metrics.page_reader import PageReader
 from performance_agent.metrics.scraper import ScrapeClients
 from performance_agent.metrics.target_guard import parse_allowlist, system_resolver
 from performance_agent.storage.instances import SqliteInstanceRepository
@@ -47,6 +49,17 @@ class AgentContext:
         self.scrape_clients = ScrapeClients(max_connections=max(64, settings.scrape_concurrency * 2))
         self.scrape_allowlist: TargetAllowlist = parse_allowlist(settings.scrape_allowlist)
         self.scrape_resolver: Resolver = system_resolver
+        #: Parses large pages off the event loop; started and closed by the lifespan.
+        self.page_reader = PageReader(
+            limits=PageLimits(
+                max_families=settings.scrape_max_families,
+                max_series=settings.scrape_max_series,
+                max_label_values=settings.scrape_max_label_values,
+                max_label_value_length=settings.scrape_max_label_value_length,
+            ),
+            inline_max_bytes=settings.scrape_inline_max_bytes,
+            budget_s=settings.scrape_parse_budget_s,
+        )
         #: Set by the workflow store: DELETE /instances/{id} asks it whether a workflow is active.
         self.active_workflow_finder: ActiveWorkflowFinder | None = None
         #: Set by the workflow store: an admin's DELETE ?force=true releases the instance through it.

@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
-from performance_agent.engines.base import detect_engine
-from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
-from performance_agent.metrics.exposition import ExpositionError, parse_page
+from performance_agent.metrics.page_reader import PageReader
 from performance_agent.metrics.schemas import HEADER_VALUE_PATTERN, HeaderFromEnv, HeaderValue, InstanceError
 from performance_agent.metrics.scraper import ScrapeFailure, TlsOptions, fetch_page
 from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
@@ -119,8 +117,10 @@ class CollectionService:
         allowed_header_env: frozenset[str],
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        reader: PageReader | None = None,
     ) -> None:
         self._instances = instances
+        self._reader = reader if reader is not None else PageReader()
         self._snapshots = snapshots
         self._clients = clients
         self._allowlist = allowlist
@@ -166,24 +166,20 @@ class CollectionService:
             tls=TlsOptions(verify=spec.tls_verify, ca_bundle=spec.ca_bundle),
         )
         collected_at = self._clock()
-        try:
-            # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
-            page = parse_page(fetched.text, openmetrics=fetched.openmetrics, keep=FAMILY_FILTERS[spec.engine])
-        except ExpositionError as invalid:
-            raise ScrapeFailure(
-                "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
-            ) from None
-        if not page.series and not page.families:
-            raise ScrapeFailure("upstream_invalid_metrics", "the page holds no samples")
-        detected = detect_engine(page)
-        if detected != spec.engine:
+        reading = await self._reader.read(
+            fetched.text, fetched.size_bytes, openmetrics=fetched.openmetrics, engine=spec.engine
+        )
+        if reading.outcome != "ok":
+            raise ScrapeFailure("upstream_invalid_metrics", reading.message)
+        detected = reading.detected
+        if detected != spec.engine or reading.adapted is None:
             found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
             raise ScrapeFailure(
                 "engine_mismatch",
                 f"expected a {spec.engine} page, found {found}",
                 context={"detected_engine": detected, "expected_engine": spec.engine},
             )
-        adapted = adapt_page(spec.engine, page)
+        adapted = reading.adapted
         previous = await self._snapshots.latest_raw(instance.instance_id)
         snapshot = build_snapshot(
             instance_id=instance.instance_id,

@@ -39,6 +39,7 @@ from performance_agent.metrics.exposition_grammar import (
     read_value_and_timestamp,
 )
 from performance_agent.metrics.page import MetricFamily, MetricsPage, Sample
+from performance_agent.metrics.page_limits import UNLIMITED, PageLimitError, PageLimits
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,7 +70,13 @@ def clear_parser_caches() -> None:
     _known_names.clear()
 
 
-def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[str], bool] | None = None) -> MetricsPage:
+def parse_page(
+    text: str,
+    *,
+    openmetrics: bool | None = None,
+    keep: Callable[[str], bool] | None = None,
+    limits: PageLimits = UNLIMITED,
+) -> MetricsPage:
     """Parse a whole page; `openmetrics=None` guesses the format from a trailing `# EOF`.
 
     A page cut between two lines parses (a histogram simply has fewer buckets), because partial
@@ -79,6 +86,9 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
     a third of a vLLM page) skip the rest: their families are still declared in `page.families`
     (engine detection looks at names), but their samples are neither parsed nor stored, so a
     malformed value inside a skipped family goes unnoticed. Without `keep` everything is checked.
+
+    `limits` caps the families on the page and the samples kept; parsing stops at the first one
+    too many with `PageLimitError` (see `page_limits`; label caps are `check_label_limits`).
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n")
@@ -111,6 +121,8 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
     append_to_series: Callable[[Sample], None] = unused.append
     append_to_family: Callable[[Sample], None] = append_to_series
     skipping = False  # whether the previous sample's family is one `keep` declined
+    max_families = limits.max_families
+    series_left = limits.max_series
 
     for line_number, line in enumerate(lines, 1):
         if line.startswith(last_prefix):
@@ -129,6 +141,8 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
             if declared is None:
                 check_nothing_after_eof(lines, line_number)
                 break
+            if len(families) > max_families:
+                raise _too_many_families(max_families)
             routes.pop(declared, None)
             last_name = ""
             last_prefix = "\n"
@@ -141,6 +155,8 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
                     route = routes.get(name)
                     if route is None:
                         route = routes[name] = _route_for(name, series, families, keep)
+                        if len(families) > max_families:
+                            raise _too_many_families(max_families)
                     last_name, last_prefix, prefix_length, append_to_series, append_to_family, skipping = route
                 if skipping and name == last_name:
                     continue
@@ -173,14 +189,23 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
             route = routes.get(name)
             if route is None:
                 route = routes[name] = _route_for(name, series, families, keep)
+                if len(families) > max_families:
+                    raise _too_many_families(max_families)
             last_name, last_prefix, prefix_length, append_to_series, append_to_family, skipping = route
             if skipping:
                 continue
+        series_left -= 1
+        if series_left < 0:
+            raise PageLimitError("PERF_AGENT_SCRAPE_MAX_SERIES", limits.max_series, "more series")
         sample = _new_sample(sample_type, (name, labels.copy(), value, timestamp))
         append_to_series(sample)
         append_to_family(sample)
 
     return page
+
+
+def _too_many_families(limit: int) -> PageLimitError:
+    return PageLimitError("PERF_AGENT_SCRAPE_MAX_FAMILIES", limit, "more metric families")
 
 
 def _route_for(

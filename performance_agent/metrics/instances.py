@@ -227,6 +227,7 @@ class InstanceService:
             max_bytes=settings.scrape_max_bytes,
             allowed_header_env=allowed_env,
             environ=environ,
+            reader=agent.page_reader,
         )
         return cls(
             instances=agent.instances,

@@ -55,6 +55,7 @@ def build_reconciler(agent: AgentContext, clock: Callable[[], float] = time.time
         max_bytes=settings.scrape_max_bytes,
         allowed_header_env=frozenset(settings.scrape_header_env),
         clock=lambda: utc(clock()),
+        reader=agent.page_reader,
     )
     observer = CohortObserver(
         instances=agent.instances,
