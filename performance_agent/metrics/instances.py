@@ -7,6 +7,7 @@ with resolution, at every scrape (a name can start resolving elsewhere at any ti
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from performance_agent.metrics.schemas import (
 )
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.target_guard import TargetRefusedError, check_static
+from performance_agent.operator_files import OperatorFileError, read_operator_file
 from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
 if TYPE_CHECKING:
@@ -136,8 +138,24 @@ def parse_label_filters(filters: list[str]) -> dict[str, str]:
     return wanted
 
 
-def _validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
-    """Cross-field and environment-dependent rules the body types cannot express (422 or 403)."""
+def _ca_bundle_problem(ca_bundle: str | None) -> str | None:
+    """Why `ca_bundle` cannot serve as a CA bundle (None: it can); reads the file, so run it in a thread."""
+    if ca_bundle is None:
+        return None
+    try:
+        ssl.create_default_context(cadata=read_operator_file(ca_bundle).decode("ascii"))
+    except OperatorFileError as exc:
+        return str(exc)
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        return "not a readable PEM CA bundle on the agent"
+    return None
+
+
+async def _validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
+    """Cross-field and environment-dependent rules the body types cannot express (422 or 403).
+
+    The CA bundle is read in a worker thread: the event loop never waits on a file.
+    """
     details: list[ErrorDetail] = []
     for name, value in spec.headers.items():
         if name.lower() in FORBIDDEN_HEADERS:
@@ -159,13 +177,9 @@ def _validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: 
                     type="invalid",
                 )
             )
-    if spec.ca_bundle is not None:
-        try:
-            ssl.create_default_context(cafile=spec.ca_bundle)
-        except (OSError, ssl.SSLError):
-            details.append(
-                ErrorDetail(field="body.ca_bundle", message="not a readable PEM CA bundle on the agent", type="invalid")
-            )
+    ca_problem = await asyncio.to_thread(_ca_bundle_problem, spec.ca_bundle)
+    if ca_problem is not None:
+        details.append(ErrorDetail(field="body.ca_bundle", message=ca_problem, type="invalid"))
     if details:
         raise RequestValidationError(
             "The request body is not valid: " + "; ".join(f"{d.field}: {d.message}" for d in details), details
@@ -254,7 +268,7 @@ class InstanceService:
 
     async def register(self, body: InstanceCreate) -> Instance:
         spec = _spec_of(body, self._slo_defaults)
-        _validate_spec(spec, self._allowlist, self._allowed_env)
+        await _validate_spec(spec, self._allowlist, self._allowed_env)
         try:
             stored = await self._instances.create(body.instance_id, spec, self._clock())
         except InstanceExistsError:
@@ -272,7 +286,7 @@ class InstanceService:
                 [ErrorDetail(field="body.instance_id", message=f"must equal {instance_id!r}", type="invalid")],
             )
         spec = _spec_of(body, self._slo_defaults)
-        _validate_spec(spec, self._allowlist, self._allowed_env)
+        await _validate_spec(spec, self._allowlist, self._allowed_env)
         stored = await self._instances.replace(instance_id, spec, self._clock())
         if stored is None:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
@@ -336,7 +350,7 @@ class InstanceService:
             if value is not msgspec.UNSET:
                 changes[name] = value
         spec = msgspec.structs.replace(base, **changes)
-        _validate_spec(spec, self._allowlist, self._allowed_env)
+        await _validate_spec(spec, self._allowlist, self._allowed_env)
         stored, _ = await self._instances.upsert(body.instance_id, spec, self._clock())
         timeout_s = body.timeout_s if body.timeout_s is not msgspec.UNSET else self._default_timeout_s
         try:

@@ -28,6 +28,7 @@ import httpcore
 import httpx
 
 from performance_agent.metrics.connection_pool import LinearConnectionPool
+from performance_agent.operator_files import OperatorFileError, read_operator_file
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -153,9 +154,13 @@ class PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 
 def _ssl_context(tls: TlsOptions) -> ssl.SSLContext:
+    """The TLS context of `tls`; the CA bundle is read as a capped regular file (never a pipe or device)."""
     try:
-        context = ssl.create_default_context(cafile=tls.ca_bundle)
-    except (OSError, ssl.SSLError) as exc:
+        if tls.ca_bundle is None:
+            context = ssl.create_default_context()
+        else:
+            context = ssl.create_default_context(cadata=read_operator_file(tls.ca_bundle).decode("ascii"))
+    except (OperatorFileError, OSError, ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
         raise ScrapeFailure(
             "scrape_config_invalid", f"the CA bundle {tls.ca_bundle!r} cannot be loaded: {exc}"
         ) from None
@@ -177,12 +182,19 @@ class ScrapeClients:
         self._clients: dict[TlsOptions, httpx.AsyncClient] = {}
         self._closed = False
 
-    def client(self, tls: TlsOptions) -> httpx.AsyncClient:
+    async def client_for(self, tls: TlsOptions) -> httpx.AsyncClient:
+        """`client`, with a new TLS context (and its CA bundle) built in a worker thread, off the loop."""
+        if tls in self._clients or self._closed:
+            return self.client(tls)
+        context = await asyncio.to_thread(_ssl_context, tls)
+        return self.client(tls, context)
+
+    def client(self, tls: TlsOptions, context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
         if self._closed:
             raise ScrapeFailure("internal_error", "the scrape client is shut down")
         client = self._clients.get(tls)
         if client is None:
-            context = _ssl_context(tls)
+            context = context if context is not None else _ssl_context(tls)
             transport = httpx.AsyncHTTPTransport(verify=context, limits=self._limits, trust_env=False)
             # httpx has no public hook for the network backend; swap the pool it built for one that
             # dials through the pinned backend (and keeps its bookkeeping linear, see connection_pool).
@@ -333,7 +345,7 @@ async def fetch_page(
     tls: TlsOptions | None = None,
 ) -> FetchedPage:
     """GET the page at the checked target, within `timeout_s` overall and `max_bytes` of body."""
-    client = clients.client(tls if tls is not None and target.scheme == "https" else TlsOptions())
+    client = await clients.client_for(tls if tls is not None and target.scheme == "https" else TlsOptions())
     request_headers = {"Accept": ACCEPT_HEADER, **headers, "Accept-Encoding": _ACCEPT_ENCODING}
     started = time.perf_counter()
     try:
