@@ -52,5 +52,5 @@ def test_operator_files_are_read_whole_when_regular(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(keys)
     assert read_operator_file(str(link)) == b"a:viewer:0123456789abcdef\n"
-    with pytest.raises(OperatorFileError, match="more than the 4 bytes allowed"):
+    with pytest.raises(OperatorFileError, match="26 bytes, more than the 4 allowed"):
         read_operator_file(str(keys), max_bytes=4)
