@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,10 @@ __all__ = ("config_report", "detailed_health", "probe_storage")
 
 #: A storage round trip slower than this still works but is worth a look.
 SLOW_STORAGE_S = 0.5
+#: A passing storage probe is reused this long: the health endpoints are open to anyone, and
+#: writing to the database on every call let any client turn probes into a write load.
+PROBE_CACHE_S = 1.0
+_last_probe: weakref.WeakKeyDictionary[AgentContext, tuple[float, CheckResult]] = weakref.WeakKeyDictionary()
 
 
 def _write_and_read(connection: sqlite3.Connection) -> str:
@@ -35,6 +40,19 @@ def _write_and_read(connection: sqlite3.Connection) -> str:
 
 
 async def probe_storage(context: AgentContext) -> CheckResult:
+    """A write and read back, at most once per `PROBE_CACHE_S` while it passes; a failure is never reused."""
+    cached = _last_probe.get(context)
+    if cached is not None and time.monotonic() - cached[0] < PROBE_CACHE_S:
+        return cached[1]
+    result = await _probe_storage(context)
+    if result.status == "unhealthy":
+        _last_probe.pop(context, None)
+    else:
+        _last_probe[context] = (time.monotonic(), result)
+    return result
+
+
+async def _probe_storage(context: AgentContext) -> CheckResult:
     started = time.perf_counter()
     try:
         echoed = await context.database.run(_write_and_read)
@@ -44,9 +62,7 @@ async def probe_storage(context: AgentContext) -> CheckResult:
     if not echoed:
         return CheckResult(name="storage", status="unhealthy", latency_s=latency, detail="read back a different value")
     status: CheckStatus = "degraded" if latency > SLOW_STORAGE_S else "healthy"
-    return CheckResult(
-        name="storage", status=status, latency_s=latency, detail=f"write/read ok ({context.database.path})"
-    )
+    return CheckResult(name="storage", status=status, latency_s=latency, detail="write/read ok")
 
 
 def _loop_checks(context: AgentContext) -> list[CheckResult]:
@@ -64,8 +80,12 @@ def _loop_checks(context: AgentContext) -> list[CheckResult]:
     return results
 
 
-async def detailed_health(context: AgentContext) -> DetailedHealth:
-    checks = [await probe_storage(context), *_loop_checks(context)]
+async def detailed_health(context: AgentContext, *, show_paths: bool = False) -> DetailedHealth:
+    """`show_paths` (a caller with a valid key) adds the database path: the endpoint itself is open."""
+    storage = await probe_storage(context)
+    if show_paths and storage.status != "unhealthy":
+        storage = msgspec.structs.replace(storage, detail=f"{storage.detail} ({context.database.path})")
+    checks = [storage, *_loop_checks(context)]
     worst: CheckStatus = "healthy"
     if any(c.status == "degraded" for c in checks):
         worst = "degraded"
