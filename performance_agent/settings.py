@@ -139,6 +139,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         list[str], _doc("Comma-separated CIDRs and host names that actuator and alert webhooks may reach.")
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
     history_retention_hours: Annotated[int, _doc("Snapshots older than this are pruned.", ge=1, le=24 * 365)] = 168
+    history_max_bytes: Annotated[
+        int,
+        _doc(
+            "Most bytes of stored history (snapshots with their raw series); past it the oldest snapshots are "
+            "pruned, every five minutes, each instance's latest kept.",
+            ge=1024 * 1024,
+        ),
+    ] = 2 * 1024 * 1024 * 1024
     slo_period_hours: Annotated[
         int, _doc("Period over which SLO error budgets are counted (at most the history retention).", ge=1)
     ] = 168
