@@ -166,9 +166,7 @@ class CollectionService:
             tls=TlsOptions(verify=spec.tls_verify, ca_bundle=spec.ca_bundle),
         )
         collected_at = self._clock()
-        reading = await self._reader.read(
-            fetched.text, fetched.size_bytes, openmetrics=fetched.openmetrics, engine=spec.engine
-        )
+        reading = await self._reader.read(fetched.body, openmetrics=fetched.openmetrics, engine=spec.engine)
         if reading.outcome != "ok":
             raise ScrapeFailure("upstream_invalid_metrics", reading.message)
         detected = reading.detected

@@ -3,21 +3,17 @@
 Why per page, and checked while parsing: a page of 150,000 distinct `model_name` values was
 stored as a 183 MB snapshot per scrape, and a page of a million metric names held the event loop
 for seconds. The byte budget alone does not stop either (a million short lines fit in 10 MB).
-Families and series are counted as the parser goes, so it stops at the first one too many;
-distinct values per label and the length of each value are checked on the kept samples only
-(what the adapters read and the store keeps). A page over any cap is refused whole: nothing of
+Everything is counted as the parser goes, so it stops at the first one too many: families on the
+whole page; series, distinct values per label and the length of each value on the kept samples
+only (what the adapters read and the store keeps). A page over any cap is refused whole: nothing of
 it is stored, and the refusal names the setting to raise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from performance_agent.metrics.page import MetricsPage
-
-__all__ = ("UNLIMITED", "PageLimitError", "PageLimits", "check_label_limits")
+__all__ = ("UNLIMITED", "PageLimitError", "PageLimits", "count_label_values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,25 +41,20 @@ class PageLimitError(ValueError):
         self.limit = limit
 
 
-def check_label_limits(page: MetricsPage, limits: PageLimits) -> None:
-    """Distinct values per label name and the length of each value, over the samples the page kept."""
-    max_values = limits.max_label_values
-    max_length = limits.max_label_value_length
-    seen: dict[str, set[str]] = {}
-    for samples in page.series.values():
-        for sample in samples:
-            for name, value in sample.labels.items():
-                if len(value) > max_length:
-                    raise PageLimitError(
-                        "PERF_AGENT_SCRAPE_MAX_LABEL_VALUE_LENGTH",
-                        max_length,
-                        f"a value of label {name!r} {len(value)} characters long",
-                    )
-                values = seen.get(name)
-                if values is None:
-                    values = seen[name] = set()
-                values.add(value)
-                if len(values) > max_values:
-                    raise PageLimitError(
-                        "PERF_AGENT_SCRAPE_MAX_LABEL_VALUES", max_values, f"more distinct values of label {name!r}"
-                    )
+def count_label_values(labels: dict[str, str], values_by_label: dict[str, set[str]], limits: PageLimits) -> None:
+    """Add one label set new to the page to the distinct values seen per label; raise past a cap."""
+    for name, value in labels.items():
+        if len(value) > limits.max_label_value_length:
+            raise PageLimitError(
+                "PERF_AGENT_SCRAPE_MAX_LABEL_VALUE_LENGTH",
+                limits.max_label_value_length,
+                f"a value of label {name!r} {len(value)} characters long",
+            )
+        values = values_by_label.get(name)
+        if values is None:
+            values = values_by_label[name] = set()
+        values.add(value)
+        if len(values) > limits.max_label_values:
+            raise PageLimitError(
+                "PERF_AGENT_SCRAPE_MAX_LABEL_VALUES", limits.max_label_values, f"more distinct values of label {name!r}"
+            )

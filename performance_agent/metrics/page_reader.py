@@ -24,7 +24,7 @@ import msgspec
 from performance_agent.engines.base import AdaptedPage, detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.exposition import ExpositionError, parse_page
-from performance_agent.metrics.page_limits import PageLimitError, PageLimits, check_label_limits
+from performance_agent.metrics.page_limits import PageLimitError, PageLimits
 
 __all__ = ("DEFAULT_INLINE_MAX_BYTES", "PageReader", "PageReading", "read_page")
 
@@ -58,7 +58,6 @@ def read_page(text: str, *, openmetrics: bool | None, engine: str, limits: PageL
     try:
         # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
         page = parse_page(text, openmetrics=openmetrics, keep=FAMILY_FILTERS[engine], limits=limits)
-        check_label_limits(page, limits)
     except ExpositionError as invalid:
         return PageReading("invalid", f"the page is not valid exposition text: {invalid}")
     except PageLimitError as over:
@@ -71,9 +70,10 @@ def read_page(text: str, *, openmetrics: bool | None, engine: str, limits: PageL
     return PageReading("ok", detected=detected, adapted=adapt_page(engine, page))
 
 
-def _read_page_encoded(text: str, openmetrics: bool | None, engine: str, limits: PageLimits) -> bytes:
-    """`read_page` in the worker process; MessagePack back, cheaper to move than pickled objects."""
-    return _encoder.encode(read_page(text, openmetrics=openmetrics, engine=engine, limits=limits))
+def _read_page_encoded(body: bytes, openmetrics: bool | None, engine: str, limits: PageLimits) -> bytes:
+    """`read_page` in the worker process, from the page's bytes (decoded there, not in the agent);
+    MessagePack back, cheaper to move than pickled objects."""
+    return _encoder.encode(read_page(body.decode("utf-8"), openmetrics=openmetrics, engine=engine, limits=limits))
 
 
 def _warm_up() -> None:
@@ -104,14 +104,15 @@ class PageReader:
         pool.submit(_warm_up)
         return pool
 
-    async def read(self, text: str, size_bytes: int, *, openmetrics: bool | None, engine: str) -> PageReading:
-        if not self._started or size_bytes <= self.inline_max_bytes:
-            return read_page(text, openmetrics=openmetrics, engine=engine, limits=self.limits)
+    async def read(self, body: bytes, *, openmetrics: bool | None, engine: str) -> PageReading:
+        """`body`: the page's UTF-8 bytes (the scraper checked them)."""
+        if not self._started or len(body) <= self.inline_max_bytes:
+            return read_page(body.decode("utf-8"), openmetrics=openmetrics, engine=engine, limits=self.limits)
         if self._pool is None:
             self._pool = self._new_pool()
         pool = self._pool
         try:
-            future = pool.submit(_read_page_encoded, text, openmetrics, engine, self.limits)
+            future = pool.submit(_read_page_encoded, body, openmetrics, engine, self.limits)
             encoded = await asyncio.wait_for(asyncio.wrap_future(future), self.budget_s)
         except TimeoutError:
             self._replace(pool)

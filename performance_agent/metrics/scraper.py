@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = (
     "ACCEPT_HEADER",
     "ANSWER_MAX_BYTES",
+    "MAX_COMPRESSION_RATIO",
     "BodyEncodingError",
     "BodyTooLargeError",
     "BoundedDecoder",
@@ -72,6 +73,12 @@ ANSWER_MAX_BYTES = 16 * 1024
 #: Asking for no compression; a server that compresses anyway may use one of `_ZLIB_WINDOW`.
 _ACCEPT_ENCODING = "identity"
 #: zlib window bits by HTTP content coding: gzip framing, zlib framing (HTTP's "deflate").
+#: Output of one inflate call: a bomb is caught after this much work, and memory stays small.
+_INFLATE_SLICE = 256 * 1024
+#: Text metric pages compress about 10:1 with gzip (a very repetitive one maybe 50:1); only a
+#: bomb inflates beyond this, checked once 1 MiB has come out.
+MAX_COMPRESSION_RATIO = 200
+_RATIO_FLOOR = 1024 * 1024
 _ZLIB_WINDOW = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 _pinned: contextvars.ContextVar[ResolvedTarget | None] = contextvars.ContextVar("pinned_target", default=None)
@@ -113,10 +120,16 @@ class TlsOptions:
 
 @dataclass(frozen=True, slots=True)
 class FetchedPage:
-    text: str
+    """The page as read: UTF-8 `body` bytes (checked), decoded by whoever parses it (maybe another process)."""
+
+    body: bytes
     openmetrics: bool | None
     size_bytes: int
     duration_s: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
 
 
 class PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
@@ -254,11 +267,16 @@ class BoundedDecoder:
         if codings and codings[0] not in _ZLIB_WINDOW:
             raise BodyEncodingError(f"the content encoding {codings[0]!r} is not supported (gzip or deflate)")
         self._inflater = zlib.decompressobj(_ZLIB_WINDOW[codings[0]]) if codings else None
+        #: Whether `feed` inflates: 10 MB of output costs about 100 ms of CPU, so callers on the
+        #: event loop run it in a thread (zlib releases the GIL while it inflates).
+        self.compressed = self._inflater is not None
         self._left = max_bytes
         self._raw_left = max_bytes
         #: Whether the budget is spent; with `truncate`, output stops there instead of raising.
         self.full = False
         self._truncate = truncate
+        self._consumed = 0
+        self._inflated = 0
 
     def _over_budget(self) -> None:
         if not self._truncate:
@@ -273,24 +291,44 @@ class BoundedDecoder:
         if self._raw_left < 0:
             self._over_budget()
             data = data[: len(data) + self._raw_left]
-        if self._inflater is None:
-            out = data
-        else:
-            if self._inflater.eof:
-                if data:
-                    raise BodyEncodingError("data follows the end of the compressed stream")
-                return b""
-            try:
-                out = self._inflater.decompress(data, self._left + 1)
-            except zlib.error as exc:
-                raise BodyEncodingError(f"the compressed stream is broken: {exc}") from None
-            if self._inflater.eof and self._inflater.unused_data:
-                raise BodyEncodingError("data follows the end of the compressed stream")
+        out = data if self._inflater is None else self._inflate(data)
         if len(out) > self._left:
             self._over_budget()
             out = out[: self._left]
         self._left -= len(out)
         return out
+
+    def _inflate(self, data: bytes) -> bytes:
+        """Inflate in slices of `_INFLATE_SLICE`, stopping past the budget or at a bomb's ratio."""
+        inflater = self._inflater
+        assert inflater is not None
+        parts: list[bytes] = []
+        produced = 0
+        while True:
+            if inflater.eof:
+                if data:
+                    raise BodyEncodingError("data follows the end of the compressed stream")
+                break
+            try:
+                part = inflater.decompress(data, min(self._left - produced + 1, _INFLATE_SLICE))
+            except zlib.error as exc:
+                raise BodyEncodingError(f"the compressed stream is broken: {exc}") from None
+            self._consumed += len(data) - len(inflater.unconsumed_tail)
+            data = inflater.unconsumed_tail
+            parts.append(part)
+            produced += len(part)
+            self._inflated += len(part)
+            if produced > self._left:
+                break
+            if self._inflated > _RATIO_FLOOR and self._inflated > MAX_COMPRESSION_RATIO * self._consumed:
+                raise BodyEncodingError(
+                    f"the answer inflates more than {MAX_COMPRESSION_RATIO}:1, as only a decompression bomb does"
+                )
+            if not data:
+                break
+        if inflater.eof and inflater.unused_data:
+            raise BodyEncodingError("data follows the end of the compressed stream")
+        return b"".join(parts)
 
     def finish(self) -> None:
         if self._inflater is not None and not self.full and not self._inflater.eof:
@@ -308,7 +346,7 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
         decoder = BoundedDecoder(response.headers.get("content-encoding"), max_bytes)
         chunks: list[bytes] = []
         async for chunk in response.aiter_raw(_CHUNK):
-            chunks.append(decoder.feed(chunk))
+            chunks.append(await asyncio.to_thread(decoder.feed, chunk) if decoder.compressed else decoder.feed(chunk))
         decoder.finish()
     except BodyTooLargeError:
         raise ScrapeFailure(
@@ -327,7 +365,7 @@ async def read_answer_head(response: httpx.Response, max_bytes: int = ANSWER_MAX
     try:
         decoder = BoundedDecoder(response.headers.get("content-encoding"), max_bytes, truncate=True)
         async for chunk in response.aiter_raw(_CHUNK):
-            head += decoder.feed(chunk)
+            head += await asyncio.to_thread(decoder.feed, chunk) if decoder.compressed else decoder.feed(chunk)
             if decoder.full:
                 break
     except BodyEncodingError as exc:
@@ -374,11 +412,12 @@ async def fetch_page(
     except httpx.RequestError as exc:
         raise ScrapeFailure("upstream_error", f"the request failed: {exc}") from None
     duration = time.perf_counter() - started
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScrapeFailure("upstream_invalid_metrics", f"the page is not UTF-8 text: {exc}") from None
-    return FetchedPage(text=text, openmetrics=_is_openmetrics(content_type), size_bytes=len(body), duration_s=duration)
+    if not body.isascii():  # checked without a decoded copy in the common, ASCII case
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ScrapeFailure("upstream_invalid_metrics", f"the page is not UTF-8 text: {exc}") from None
+    return FetchedPage(body=body, openmetrics=_is_openmetrics(content_type), size_bytes=len(body), duration_s=duration)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import Any
 
 import pytest
 
 from performance_agent.metrics.scraper import (
     ANSWER_MAX_BYTES,
+    MAX_COMPRESSION_RATIO,
     BodyEncodingError,
     BodyTooLargeError,
     BoundedDecoder,
@@ -113,27 +113,13 @@ def test_a_gzip_bomb_is_refused_at_the_decompressed_budget(scripted_server: Scri
     assert "once decompressed" in failure.message
 
 
-class _PostServer(ScriptedServer):
-    """Answers POSTs like GETs (after reading the body), so webhook answers can be scripted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        handler: Any = self._server.RequestHandlerClass
-
-        def do_post(request: Any) -> None:
-            request.rfile.read(int(request.headers["Content-Length"]))
-            handler.do_GET(request)
-
-        handler.do_POST = do_post
-
-
 def post_answer(server: ScriptedServer, path: str) -> PostAnswer:
     target = pinned(f"{server.endpoint}{path}")
     return run(lambda clients: post_json_pinned(clients, target, b"{}", timeout_s=5))
 
 
 def test_a_webhook_answer_is_read_only_up_to_the_cap() -> None:
-    server = _PostServer().start()
+    server = ScriptedServer().start()
     try:
         server.serve("/hook", b"e" * (8 << 20), status=500)
         answer = post_answer(server, "/hook")
@@ -150,3 +136,18 @@ def test_a_webhook_answer_is_read_only_up_to_the_cap() -> None:
         assert "stacked" in answer.text
     finally:
         server.stop()
+
+
+def test_a_bomb_is_refused_by_its_ratio_after_little_work() -> None:
+    bomb = gzip.compress(b"\0" * (64 << 20))
+    decoder = BoundedDecoder("gzip", 32 << 20)
+    with pytest.raises(BodyEncodingError, match=f"more than {MAX_COMPRESSION_RATIO}:1"):
+        decoder.feed(bomb[:65536])
+
+
+def test_a_realistic_page_compresses_far_below_the_ratio() -> None:
+    page = b"".join(
+        b'vllm:e2e_request_latency_seconds_bucket{le="%d.0",model_name="meta-llama/Llama-3.1-8B"} 0\n' % edge
+        for edge in range(200_000)
+    )
+    assert decode_all("gzip", gzip.compress(page), 32 << 20, chunk=65536) == page

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from performance_agent.metrics.exposition import parse_page
-from performance_agent.metrics.page_limits import PageLimitError, PageLimits, check_label_limits
+from performance_agent.metrics.exposition import ExpositionError, parse_page
+from performance_agent.metrics.page_limits import PageLimitError, PageLimits
 from performance_agent.metrics.page_reader import PageReader, read_page
 
 SMALL = PageLimits(max_families=5, max_series=10, max_label_values=3, max_label_value_length=8)
@@ -21,7 +21,6 @@ def vllm_page(models: int) -> str:
 
 def test_a_page_within_every_cap_parses() -> None:
     page = parse_page(vllm_page(3), limits=SMALL)
-    check_label_limits(page, SMALL)
     assert len(page.series["vllm:num_requests_running"]) == 3
 
 
@@ -46,7 +45,7 @@ def test_families_the_adapter_skips_count_against_the_family_cap() -> None:
 def test_too_many_series_stops_the_parse() -> None:
     text = "".join(f'vllm:x{{engine="{index % 2}",le="{index}"}} 1\n' for index in range(11))
     with pytest.raises(PageLimitError, match=r"PERF_AGENT_SCRAPE_MAX_SERIES \(10\)"):
-        parse_page(text, limits=SMALL)
+        parse_page(text, limits=PageLimits(max_series=10))
 
 
 def test_skipped_families_do_not_count_as_series() -> None:
@@ -56,15 +55,25 @@ def test_skipped_families_do_not_count_as_series() -> None:
 
 
 def test_too_many_distinct_values_of_one_label_are_refused_naming_it() -> None:
-    page = parse_page(vllm_page(4))
     with pytest.raises(PageLimitError, match=r"label 'model_name'.*PERF_AGENT_SCRAPE_MAX_LABEL_VALUES \(3\)"):
-        check_label_limits(page, SMALL)
+        parse_page(vllm_page(4), limits=SMALL)
+
+
+def test_label_values_are_counted_per_page_not_across_parses() -> None:
+    for _ in range(3):  # the parser's caches remember label sets across calls
+        parse_page(vllm_page(3), limits=SMALL)
+    with pytest.raises(PageLimitError, match="PERF_AGENT_SCRAPE_MAX_LABEL_VALUES"):
+        parse_page(vllm_page(3) + VLLM_LINE.format(model="m3"), limits=SMALL)
+
+
+def test_values_of_skipped_families_are_not_counted() -> None:
+    text = "".join(f'other{{model_name="m{index}"}} 1\n' for index in range(4)) + vllm_page(1)
+    parse_page(text, keep=lambda name: name.startswith("vllm:"), limits=SMALL)
 
 
 def test_a_label_value_too_long_is_refused() -> None:
-    page = parse_page('vllm:x{model_name="abcdefghi"} 1\n')
     with pytest.raises(PageLimitError, match=r"9 characters long.*PERF_AGENT_SCRAPE_MAX_LABEL_VALUE_LENGTH \(8\)"):
-        check_label_limits(page, SMALL)
+        parse_page('vllm:x{model_name="abcdefghi"} 1\n', limits=SMALL)
 
 
 def test_the_default_cap_holds_real_pages_and_refuses_the_issues_cardinality_attack() -> None:
@@ -82,7 +91,7 @@ def test_a_large_page_is_read_in_the_worker_process_with_the_same_result() -> No
         reader = PageReader(inline_max_bytes=1024)
         reader.start()
         try:
-            remote = await reader.read(text, len(text), openmetrics=None, engine="vllm")
+            remote = await reader.read(text.encode(), openmetrics=None, engine="vllm")
         finally:
             reader.close()
         inline = read_page(text, openmetrics=None, engine="vllm", limits=PageLimits())
@@ -100,14 +109,25 @@ def test_a_page_over_the_time_budget_is_refused_and_the_worker_replaced() -> Non
         reader.start()
         try:
             started = time.monotonic()
-            refused = await reader.read(slow, len(slow), openmetrics=None, engine="vllm")
+            refused = await reader.read(slow.encode(), openmetrics=None, engine="vllm")
             assert refused.outcome == "too_slow"
             assert "PERF_AGENT_SCRAPE_PARSE_BUDGET_S (0.05 s)" in refused.message
             assert time.monotonic() - started < 2.0
             reader.budget_s = 30.0
-            fine = await reader.read(vllm_page(2) + "#" * 2048 + "\n", 4096, openmetrics=None, engine="vllm")
+            fine = await reader.read((vllm_page(2) + "#" * 2048 + "\n").encode(), openmetrics=None, engine="vllm")
             assert fine.outcome == "ok"
         finally:
             reader.close()
 
     asyncio.run(scenario())
+
+
+def test_a_page_larger_than_a_block_parses_as_one_piece() -> None:
+    text = vllm_page(100) + "".join(f"# HELP pad_{index} {'x' * 100}\n" for index in range(20_000)) + "# EOF\n"
+    assert len(text) > 1 << 20
+    limits = PageLimits(max_families=100_000, max_label_values=1000)
+    page = parse_page(text, limits=limits)
+    assert len(page.series["vllm:num_requests_running"]) == 100
+    assert len(page.families) == 20_001
+    with pytest.raises(ExpositionError, match="content after # EOF"):
+        parse_page(text + "\n" * 3 + "late 1\n", limits=limits)
