@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
+from performance_agent.fleet.schemas import HEADER_VALUE_PATTERN, HeaderFromEnv, HeaderValue, InstanceError
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.page_reader import PageReader
-from performance_agent.metrics.schemas import HEADER_VALUE_PATTERN, HeaderFromEnv, HeaderValue, InstanceError
 from performance_agent.metrics.scraper import ScrapeFailure, TlsOptions, fetch_page
-from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
+from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
 from performance_agent.storage.snapshots import encode_raw
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from performance_agent.metrics.scraper import ScrapeClients
     from performance_agent.metrics.snapshot import InstanceSnapshot
-    from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
+    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from performance_agent.metrics.schemas import REDACTED
+from performance_agent.fleet.schemas import REDACTED
 from performance_agent.workflows.machine import allowed_actions
 from performance_agent.workflows.schemas import ActuatorSpec, CohortView, Workflow
 from performance_agent.workflows.state import cohorts_of

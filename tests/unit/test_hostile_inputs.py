@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from performance_agent.fleet.schemas import HeaderFromEnv
 from performance_agent.metrics.collection import resolve_headers
-from performance_agent.metrics.schemas import HeaderFromEnv
 from performance_agent.metrics.scraper import ScrapeClients, ScrapeFailure, TlsOptions
 from performance_agent.operator_files import OperatorFileError, read_operator_file
 
