@@ -42,17 +42,23 @@ class PageLimitError(ValueError):
 
 
 def count_label_values(labels: dict[str, str], values_by_label: dict[str, set[str]], limits: PageLimits) -> None:
-    """Add one label set new to the page to the distinct values seen per label; raise past a cap."""
+    """Add one label set new to the page to the distinct values seen per label; raise past a cap.
+
+    Runs once per distinct label set of a page (for histograms, once per bucket line), so a value
+    already seen costs one set lookup.
+    """
     for name, value in labels.items():
+        values = values_by_label.get(name)
+        if values is None:
+            values = values_by_label[name] = set()
+        elif value in values:
+            continue
         if len(value) > limits.max_label_value_length:
             raise PageLimitError(
                 "PERF_AGENT_SCRAPE_MAX_LABEL_VALUE_LENGTH",
                 limits.max_label_value_length,
                 f"a value of label {name!r} {len(value)} characters long",
             )
-        values = values_by_label.get(name)
-        if values is None:
-            values = values_by_label[name] = set()
         values.add(value)
         if len(values) > limits.max_label_values:
             raise PageLimitError(
