@@ -121,7 +121,7 @@ class HealthProbe:
 
     @property
     def p99_s(self) -> float:
-        return statistics.quantiles(self.latencies_s, n=100)[98]
+        return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[98]
 
     def summary(self, baseline_rss: int) -> str:
         return (

@@ -62,6 +62,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAgent]:
         },
     )
     wait_for(lambda: len(process_tree(served.process.pid)) > 1, "the page reader to start")
+    time.sleep(3.0)  # let the page reader finish importing: start-up is not what is measured
+    for _ in range(20):
+        served.get("/api/v1/health/ready")
     yield served
     served.stop()
 
