@@ -6,6 +6,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST  ?= 127.0.0.1
+WORKERS ?= 2
 PORT  ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -42,6 +43,9 @@ openapi-check: $(STAMP)  ## Fail when docs/openapi.json or docs/configuration.md
 		|| { echo "docs/openapi.json is stale: run 'make openapi'"; exit 1; }
 	$(BIN)/python -m performance_agent.docs_gen check
 
+check: lint  ## The fast loop (< 3 min on 2 cores): lint, types, and the unit tests in parallel (no e2e, browser, slow)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) -m "not e2e and not browser and not slow" $(ARGS)
+
 unit: $(STAMP)  ## pytest only (no gates), e.g. make unit ARGS="-k rate"
 	$(BIN)/pytest -q $(ARGS)
 
@@ -76,4 +80,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test demo eval bench container clean
+.PHONY: help install run lint fmt openapi openapi-check check unit cov fuzz test demo eval bench container clean

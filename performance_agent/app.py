@@ -11,22 +11,21 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from litestar.plugins.prometheus import PrometheusController
 
 from performance_agent import __version__
 from performance_agent.analysis.alerting import start_alerting
 from performance_agent.analysis.controllers import AlertsController, AnalyzeController, SloController
 from performance_agent.context import AgentContext
-from performance_agent.edge import EdgeMiddleware
+from performance_agent.edge import install_edge
 from performance_agent.errors import exception_handlers
 from performance_agent.metrics.collector import start_background_collection
 from performance_agent.metrics.controllers import CollectController, HistoryController, InstancesController
-from performance_agent.observability import BUILD_INFO, add_request_id_header, configure_logging
+from performance_agent.observability import BUILD_INFO, configure_logging
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
 from performance_agent.optimization.controllers import OptimizeController
 from performance_agent.ratelimit import RateLimiter
-from performance_agent.security import ApiKeyRing
+from performance_agent.security import ApiKeyRing, access_check
 from performance_agent.settings import Settings, load_settings
 from performance_agent.storage.database import Database
 from performance_agent.system.controllers import SystemController
@@ -90,8 +89,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             context.page_reader.close()
             await context.database.close()
 
-    limiter = RateLimiter([(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)])
-    edge = DefineMiddleware(EdgeMiddleware, limiter=limiter, ring=key_ring, trusted_proxies=settings.trusted_proxies)
     api = Router(
         path="/",
         route_handlers=[
@@ -105,13 +102,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             OptimizeController,
             WorkflowsController,
         ],
-        middleware=[edge],
+        before_request=access_check(key_ring),
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, MetricsController, docs_assets_router()],
         dependencies={"agent": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header],
         lifespan=[lifespan],
         request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
@@ -123,3 +119,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    limiter = RateLimiter(
+        [(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)],
+        max_clients=settings.rate_limit_max_clients,
+    )
+    return install_edge(app, limiter=limiter, ring=key_ring, trusted_proxies=settings.trusted_proxies)

@@ -47,6 +47,7 @@ __all__ = (
     "UnprocessableError",
     "UnsupportedMediaTypeError",
     "UpstreamError",
+    "envelope_of",
     "exception_handlers",
 )
 
@@ -189,12 +190,24 @@ def _base(request: Request[Any, Any, Any], error: str, message: str) -> ErrorEnv
     )
 
 
-def _handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
-    body = _base(request, exc.error, exc.message)
-    body.details = exc.details
-    body.context = exc.context
+def envelope_of(exc: ApiError, path: str, request_id: str) -> ErrorEnvelope:
+    """The envelope for `exc`; also used by the edge middleware, which answers outside Litestar."""
+    body = ErrorEnvelope(
+        error=exc.error,
+        message=exc.message,
+        details=exc.details,
+        timestamp=datetime.now(UTC),
+        path=path,
+        request_id=request_id,
+        context=exc.context,
+    )
     if isinstance(exc, RequestValidationError):
         body.invalid_fields = [d.field for d in exc.details if d.field is not None]
+    return body
+
+
+def _handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
+    body = envelope_of(exc, request.url.path, request_id_of(request.scope))
     return _envelope(request, exc.status_code, body, exc.headers)
 
 

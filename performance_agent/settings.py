@@ -68,6 +68,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = 1024 * 1024
     rate_limit_per_minute: Annotated[int, _doc("Requests per client per minute (0 disables).", ge=0)] = 100
     rate_limit_per_hour: Annotated[int, _doc("Requests per client per hour (0 disables).", ge=0)] = 1000
+    rate_limit_max_clients: Annotated[
+        int,
+        _doc(
+            "Most clients the rate limiter tracks at once (~280 bytes each); past it, the client seen longest "
+            "ago is forgotten.",
+            ge=1,
+        ),
+    ] = 100_000
     api_keys: Annotated[
         list[str],
         _doc("Comma-separated `name:role:key` entries (role: viewer, operator, approver, admin; key ≥ 16 chars)."),
@@ -76,7 +84,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         str | None, _doc("File with one `name:role:key` entry per line, read in addition to PERF_AGENT_API_KEYS.")
     ] = None
     trusted_proxies: Annotated[
-        list[str], _doc("Comma-separated CIDRs whose `X-Forwarded-For` header is believed for client identity.")
+        list[str],
+        _doc(
+            "Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` header names the client; from any "
+            "other peer the header is ignored (none by default: every client is its TCP peer)."
+        ),
     ] = msgspec.field(default_factory=list)
     cors_origins: Annotated[
         list[str], _doc("Comma-separated origins allowed by CORS for browser dashboards (none by default).")

@@ -1,11 +1,11 @@
 """SGLang's `/metrics` (first 2024 release through the 2026 collector) in engine-neutral terms.
 
-Renames handled (`shared/reference/engine-metrics.md` §3.3): the model label was `name` before
-`model_name`; `time_per_output_token_seconds` became `inter_token_latency_seconds` (both
-token-weighted); the cumulative gauge `total_retracted_reqs` became the counter
-`num_retracted_requests_total`. Scheduler series carry `tp_rank`/`pp_rank`/`moe_ep_rank` (rank 0
-is read) and `dp_rank` with DP attention (summed); `engine_type` and `priority` split nothing we
-report, so they are summed over.
+Renames handled (the history of SGLang's `python/sglang/srt/metrics/collector.py`, PRs #1853 and
+#4444; docs/sources.md): the model label was `name` before `model_name`;
+`time_per_output_token_seconds` became `inter_token_latency_seconds` (both token-weighted); the
+cumulative gauge `total_retracted_reqs` became the counter `num_retracted_requests_total`.
+Scheduler series carry `tp_rank`/`pp_rank`/`moe_ep_rank` (rank 0 is read) and `dp_rank` with DP
+attention (summed); `engine_type` and `priority` split nothing we report, so they are summed over.
 
 Requests aborted are `num_aborted_requests_total`; prometheus_client creates its labelled child on
 the first abort, so a family declared without samples means zero aborts, and an undeclared one

@@ -5,8 +5,8 @@ are accepted), there is no model label (one model per server), and a series appe
 was first touched. So when one of `tgi_request_success` / `tgi_request_failure` is on the page the
 other one being absent means zero, while both absent means unknown.
 
-TGI has no TTFT, token counter, KV usage or prefix-cache metric (`shared/reference/engine-metrics.md`
-§2). TTFT is approximated as the official dashboard does: p(queue) + p(prefill batch), computed by
+TGI has no TTFT, token counter, KV usage or prefix-cache metric (TGI `router/src/server.rs` @db931fcf,
+after v3.3.7). TTFT is approximated as the official dashboard does: p(queue) + p(prefill batch), computed by
 the snapshot builder from the `queue_s` and `prefill_s` histograms. ITL is the model's decode
 forward step; KV usage is the tokens the running batch reserved over the KV token capacity
 (reserved, not actually used). Each is listed in `approximations`.

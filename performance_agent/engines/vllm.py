@@ -1,7 +1,8 @@
 """vLLM's `/metrics` (V0 engine, V1 0.8 through the newest) in engine-neutral terms.
 
 Names move between releases; every concept lists its wire names newest first and the first one
-present on the page wins (source: `shared/reference/engine-metrics.md` §1):
+present on the page wins (source: vLLM `vllm/v1/metrics/loggers.py` ~0.8 to ~0.12 and `docs/usage/metrics.md`;
+commits in docs/sources.md):
 - ITL: `inter_token_latency_seconds` (≥0.11) replaces `time_per_output_token_seconds` (same data);
 - KV usage: `kv_cache_usage_perc` (≥0.9) replaces `gpu_cache_usage_perc`;
 - prefix cache: `prefix_cache_{queries,hits}` in tokens (≥0.9) replace `gpu_prefix_cache_*`, which

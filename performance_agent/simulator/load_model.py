@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from performance_agent.simulator.knobs import EngineParams, Hardware
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("EventSink", "LoadModel", "ModelGauges", "SimRequest", "Workload")
 
@@ -74,10 +75,32 @@ class SimRequest:
     reserved: float = 0.0
     sequence: int = 0
     state: str = "waiting"
+    latency_scale: float = 1.0  # the latency shape's multiplier of every reported duration
+    ttft_scale: float = 1.0  # a TTFT regression's multiplier of the time before the first token
+
+    def span(self, start: float, end: float) -> float:
+        """The reported duration between two moments of this request's life.
+
+        The latency shape stretches the whole timeline by `latency_scale`; a TTFT regression also
+        stretches the part before the first token by `ttft_scale`, so queue, prefill, TTFT and e2e
+        move together and decode does not. Unstretched, it is exactly `end - start`.
+        """
+        if self.ttft_scale == 1.0:
+            return end - start if self.latency_scale == 1.0 else (end - start) * self.latency_scale
+        return self._stretched(end) - self._stretched(start)
+
+    def _stretched(self, at: float) -> float:
+        first = self.first_token_at if self.first_token_at >= 0 else math.inf
+        return ((min(at, first) - self.arrival) * self.ttft_scale + max(at - first, 0.0)) * self.latency_scale
 
 
 class EventSink(Protocol):
-    """What an engine's metric set hears from the model (each engine records what it exposes)."""
+    """What an engine's metric set hears from the model (each engine records what it exposes).
+
+    `shaper` (set by the instance) spreads per-token latency observations over the latency shape.
+    """
+
+    shaper: LatencyShaper | None
 
     def on_arrival(self, request: SimRequest) -> None: ...
     def on_rejected(self, request: SimRequest, reason: str) -> None: ...
@@ -120,13 +143,16 @@ class LoadModel:
         sink: EventSink,
         seed: int,
         tick_s: float = 0.5,
+        shaper: LatencyShaper | None = None,
     ) -> None:
         self.params = params
         self.hardware = hardware
         self.workload = workload
         self.sink = sink
         self.tick_s = tick_s
+        self.shaper = shaper
         self.latency_factor = 1.0
+        self.ttft_factor = 1.0
         self.error_fraction = 0.0
         self.pinned_tokens = 0
         self.now = 0.0
@@ -225,6 +251,9 @@ class LoadModel:
             request.finished_at = request.arrival
             self.sink.on_rejected(request, "error")
         else:
+            if self.shaper is not None:
+                request.latency_scale = self.shaper.request_scale()
+            request.ttft_scale = self.ttft_factor
             self._waiting.append(request)
 
     # --------------------------------------------------------------------------- admission
@@ -360,6 +389,8 @@ class LoadModel:
                 now = min(next_arrival, end)
                 continue
             now = self._run_segment(now, min(next_arrival, end))
+        if self.shaper is not None:
+            self.shaper.flush()  # shaped token latencies reach their buckets with the tick's other counters
         hit_rate = self._tick_hits / self._tick_queries if self._tick_queries else self._last[1]
         self._last = (self._tick_generated, hit_rate, self._tick_preemptions)
 

@@ -1,8 +1,8 @@
-"""SGLang metrics as `python/sglang/srt/metrics/collector.py` records them (reference §3).
+"""SGLang metrics as `python/sglang/srt/metrics/collector.py` records them (@00ae9c15, 2026).
 
 SGLang always serves `/metrics` through `prometheus_client`'s multiprocess collector, so the
 page has sorted labels, `_sum` before the buckets and no `_created` series (the 2024 sample in
-`shared/fixtures/metrics` shows exactly this). Two profiles:
+`tests/fixtures/metrics` shows exactly this). Two profiles:
 
 * `current` — the 2026 collector: scheduler gauges and counters labelled `engine_type`,
   `model_name`, `moe_ep_rank`, `pp_rank`, `tp_rank`; request (tokenizer) metrics labelled
@@ -23,6 +23,7 @@ from performance_agent.simulator.exposition import Histogram, MultiprocessPage, 
 if TYPE_CHECKING:
     from performance_agent.simulator.load_model import ModelGauges, SimRequest
     from performance_agent.simulator.pages import PageContext
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("SGLANG_VERSIONS", "SglangRank", "render_sglang", "sglang_server_info")
 
@@ -93,6 +94,7 @@ class SglangRank:
     counters: dict[str, float] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
     carry: float = 0.0
+    shaper: LatencyShaper | None = None
 
     def __post_init__(self) -> None:
         if self.old:
@@ -124,17 +126,19 @@ class SglangRank:
 
     def on_admitted(self, request: SimRequest, now: float, batch_was_busy: bool) -> None:
         if not self.old and request.preemptions == 0:
-            self.histograms["sglang:queue_time_seconds"].observe(now - request.arrival)
+            self.histograms["sglang:queue_time_seconds"].observe(request.span(request.arrival, now))
 
     def on_first_token(self, request: SimRequest) -> None:
-        self.histograms["sglang:time_to_first_token_seconds"].observe(request.first_token_at - request.arrival)
+        self.histograms["sglang:time_to_first_token_seconds"].observe(
+            request.span(request.arrival, request.first_token_at)
+        )
         self._add("mode:prefill_compute", request.prompt - request.cached)
         self._add("mode:prefill_cache", request.cached)
 
     def on_steps(self, n_decode: int, prefill_tokens: float, step_s: float, steps: float) -> None:
         if n_decode:
             name = "sglang:time_per_output_token_seconds" if self.old else "sglang:inter_token_latency_seconds"
-            self.histograms[name].observe_weighted(step_s, n_decode * steps)
+            self.histograms[name].observe_weighted(step_s, n_decode * steps, self.shaper)
             self.carry += n_decode * steps
             whole = int(self.carry + 1e-9)
             self.carry -= whole
@@ -144,7 +148,9 @@ class SglangRank:
         self._add("sglang:num_retracted_requests", 1)
 
     def on_finished(self, request: SimRequest) -> None:
-        self.histograms["sglang:e2e_request_latency_seconds"].observe(request.finished_at - request.arrival)
+        self.histograms["sglang:e2e_request_latency_seconds"].observe(
+            request.span(request.arrival, request.finished_at)
+        )
         if not self.old:
             self.histograms["sglang:num_retractions"].observe(request.preemptions)
         self._add("sglang:prompt_tokens", request.prompt)

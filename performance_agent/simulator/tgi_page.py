@@ -1,6 +1,6 @@
 """Hugging Face TGI metrics as `router/src/server.rs` and `backends/v3` record them.
 
-From `shared/reference/engine-metrics.md` §2 and the router source it cites: counters have no
+From TGI `router/src/server.rs` @db931fcf (after v3.3.7; docs/sources.md): counters have no
 `_total` suffix, every `*duration` histogram uses 35 geometric buckets `0.0001 * 1.5^k`
 (computed by repeated multiplication, as the router does, so the edges carry its rounding),
 token histograms use 100 linear buckets up to `max_input_tokens` / `max_total_tokens`,
@@ -23,6 +23,7 @@ from performance_agent.simulator.exposition import Histogram, RustExporterPage, 
 if TYPE_CHECKING:
     from performance_agent.simulator.load_model import ModelGauges, SimRequest
     from performance_agent.simulator.pages import PageContext
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("TGI_VERSIONS", "TgiRank", "duration_buckets", "render_tgi", "tgi_info")
 
@@ -93,6 +94,7 @@ class TgiRank:
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], int] = field(default_factory=dict)
     histograms: dict[tuple[str, tuple[tuple[str, str], ...]], Histogram] = field(default_factory=dict)
     skipped: Summary | None = None
+    shaper: LatencyShaper | None = None  # TGI has no per-token latency histogram; batch timings stay unshaped
 
     def _count(self, name: str, labels: tuple[tuple[str, str], ...] = (), amount: int = 1) -> None:
         self.counters[(name, labels)] = self.counters.get((name, labels), 0) + amount
@@ -153,7 +155,7 @@ class TgiRank:
     def on_finished(self, request: SimRequest) -> None:
         r = request
         validation = 0.0002 + r.prompt * 2e-6
-        queue, inference = r.admitted_at - r.arrival, r.finished_at - r.admitted_at
+        queue, inference = r.span(r.arrival, r.admitted_at), r.span(r.admitted_at, r.finished_at)
         values = (validation + queue + inference, validation, queue, inference, inference / max(r.generated, 1))
         for name, value in zip(_REQUEST_DURATIONS, values, strict=True):
             self._hist(name).observe(value)

@@ -1,9 +1,9 @@
 """vLLM (V1 engine) metrics as `vllm/v1/metrics/loggers.py` records and exposes them.
 
-Names, types, labels and bucket edges are copied from `shared/reference/engine-metrics.md` §1
-(never from the agent's adapters). Three version profiles:
+Names, types, labels and bucket edges are copied from vLLM's `loggers.py` (~0.8, ~0.10, ~0.12) and
+`docs/usage/metrics.md` (2026) as listed in docs/sources.md (never from the agent's adapters). Three version profiles:
 
-* `current` — the newest families in the reference (`kv_cache_usage_perc`,
+* `current` — the newest families in vLLM's 2026 docs (`kv_cache_usage_perc`,
   `inter_token_latency_seconds`, per-request TPOT, `num_requests_waiting_by_reason`,
   `prompt_tokens_by_source`, `request_num_preemptions`, `engine_sleep_state`), `engine` label.
 * `0.10` — the transition release: the deprecated `gpu_cache_usage_perc` and
@@ -26,6 +26,7 @@ from performance_agent.simulator.exposition import Histogram, PythonClientPage, 
 if TYPE_CHECKING:
     from performance_agent.simulator.load_model import ModelGauges, SimRequest
     from performance_agent.simulator.pages import PageContext
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("VLLM_PROFILES", "VllmProfile", "VllmRank", "render_vllm")
 
@@ -174,6 +175,7 @@ class VllmRank:
     counters: dict[str, float] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
     generation_carry: float = 0.0
+    shaper: LatencyShaper | None = None
 
     def __post_init__(self) -> None:
         p, tokens = self.profile, build_1_2_5_buckets(self.max_model_len)
@@ -202,7 +204,9 @@ class VllmRank:
         return None
 
     def on_first_token(self, request: SimRequest) -> None:
-        self.histograms["vllm:time_to_first_token_seconds"].observe(request.first_token_at - request.arrival)
+        self.histograms["vllm:time_to_first_token_seconds"].observe(
+            request.span(request.arrival, request.first_token_at)
+        )
         self._add("vllm:prompt_tokens", request.prompt)
         self._add("vllm:generation_tokens", 1)
         self._add("source:local_compute", request.prompt - request.cached)
@@ -214,7 +218,7 @@ class VllmRank:
 
     def on_steps(self, n_decode: int, prefill_tokens: float, step_s: float, steps: float) -> None:
         if n_decode:
-            self.histograms[self.profile.itl_name].observe_weighted(step_s, n_decode * steps)
+            self.histograms[self.profile.itl_name].observe_weighted(step_s, n_decode * steps, self.shaper)
             self.generation_carry += n_decode * steps
             whole = int(self.generation_carry + 1e-9)
             self.generation_carry -= whole
@@ -226,18 +230,15 @@ class VllmRank:
 
     def on_finished(self, request: SimRequest) -> None:
         h, r = self.histograms, request
-        decode = r.finished_at - r.first_token_at
-        for name, value in zip(
-            _LATENCY_FAMILIES,
-            (
-                r.finished_at - r.arrival,
-                r.admitted_at - r.arrival,
-                r.finished_at - r.admitted_at,
-                r.first_token_at - r.admitted_at,
-                decode,
-            ),
-            strict=True,
-        ):
+        decode = r.span(r.first_token_at, r.finished_at)
+        values = (
+            r.span(r.arrival, r.finished_at),
+            r.span(r.arrival, r.admitted_at),
+            r.span(r.admitted_at, r.finished_at),
+            r.span(r.admitted_at, r.first_token_at),
+            decode,
+        )
+        for name, value in zip(_LATENCY_FAMILIES, values, strict=True):
             h[name].observe(value)
         for name, tokens in zip(_TOKEN_FAMILIES, (r.prompt, r.generated, r.max_tokens, r.max_tokens), strict=True):
             h[name].observe(tokens)

@@ -4,7 +4,8 @@ Pure on purpose (no I/O, no clock): the reconciler feeds it figures it already c
 `metrics.builder.cohort_figures` (quantiles over summed bucket deltas of each cohort), so every
 rule here is tested with plain numbers.
 
-Why these rules (rollout-anchors.md §4.4):
+Why these rules (Kayenta's critical metrics, the SRE workbook's concurrent control, Flagger's
+no-data halt; docs/sources.md, "Rollout design"):
 - Absolute SLO guardrails are *critical*: breaching one rolls back at once.
 - Relative checks compare the canary with the control cohort under the same traffic; at 100% no
   control remains and the pre-rollout baseline is the reference.

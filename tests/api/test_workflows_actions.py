@@ -1,7 +1,7 @@
 """Every human action in every status, through the API; and two concurrent actions on one workflow.
 
-The expected table is written out from issue 5 §6 (and rollout-anchors.md §4.2 where the issue is
-silent), not derived from the machine, so a drift in either shows up here. Workflows are put into
+The expected table is written out from issue 5 §6 (and the user actions of docs/rollout.md where the
+issue is silent), not derived from the machine, so a drift in either shows up here. Workflows are put into
 each status by writing their stored document, as the reconciler would have left it.
 """
 

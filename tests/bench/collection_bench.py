@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import msgspec
 from litestar.testing import TestClient
@@ -29,8 +28,8 @@ from performance_agent.metrics.collector import Collector
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/collection_bench.py)"
 FLEET = 200
 
@@ -46,7 +45,7 @@ def simulated_fleet(count: int) -> Iterator[str]:
     port = _free_port()
     command = [sys.executable, "-m", "performance_agent", "simulate", "--engine", "vllm", "--count", str(count),
                "--single-port", "--base-port", str(port)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -48,6 +48,7 @@ from performance_agent.workflows.service import WorkflowService
 from performance_agent.workflows.views import utc
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder, free_port
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet
     from performance_agent.workflows.reconciler import Reconciler
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/rollout_bench.py)"
 INTERVAL_S = 15.0
 TICK_S = 1.0
@@ -154,7 +154,7 @@ def simulator_process(count: int) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "performance_agent", "simulate", "--engine", "vllm", "--count", str(count),
                "--single-port", "--base-port", str(port)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

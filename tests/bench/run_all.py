@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench.figures import Figure
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-REPORT = ROOT / "docs" / "benchmarks.md"
+REPORT = REPO_ROOT / "docs" / "benchmarks.md"
 
 #: Benchmark modules, each exposing `run() -> list[Figure]`, in the order they are reported.
 BENCHMARKS = (
@@ -41,7 +41,7 @@ def _machine() -> str:
     except OSError:
         pass
     sha = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
     ).stdout.strip()
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, git {sha or 'unknown'}"
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(figure)
     if not args.no_write:
         REPORT.write_text(_render(figures, _machine()))
-        print(f"wrote {REPORT.relative_to(ROOT)}")
+        print(f"wrote {REPORT.relative_to(REPO_ROOT)}")
     return 0
 
 

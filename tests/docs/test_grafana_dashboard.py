@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,10 +26,11 @@ from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator.fleet import start_simulator
 from tests.agent_process import free_port
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "performance-agent.json"
+DASHBOARD = REPO_ROOT / "docs" / "grafana" / "performance-agent.json"
 #: Families that only carry samples after SLO alerts were evaluated over long scrape history.
 ALERT_FAMILIES = frozenset(
     {

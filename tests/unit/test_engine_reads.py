@@ -7,8 +7,6 @@ a name an adapter starts reading without listing it in `reads` fails here.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from performance_agent.engines.base import detect_engine
@@ -17,15 +15,13 @@ from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator import ManualClock
 from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
 from performance_agent.simulator.pages import ENGINES
+from tests.paths import METRIC_PAGES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "metrics"
 FIXTURE_ENGINES = {"vllm": "vllm", "tgi": "tgi", "sglang": "sglang"}
 
 
 def _fixture_pages() -> list[tuple[str, str, str]]:
-    if not FIXTURES.is_dir():  # pragma: no cover - shared/ is laid beside every checkout
-        return []
-    return [(path.name, path.name.split("-")[0], path.read_text()) for path in sorted(FIXTURES.glob("*.prom"))]
+    return [(path.name, path.name.split("-")[0], path.read_text()) for path in sorted(METRIC_PAGES.glob("*.prom"))]
 
 
 def _simulated_pages() -> list[tuple[str, str, str]]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from performance_agent.metrics import exposition
 from performance_agent.metrics.exposition import ExpositionError, clear_parser_caches, parse_page
 from performance_agent.metrics.page import Sample
-
-FIXTURES = Path("/work/shared/fixtures/metrics")
+from tests.paths import METRIC_PAGES
 
 
 def test_histogram_samples_attach_to_the_declared_family_in_page_order() -> None:
@@ -251,7 +249,7 @@ def test_empty_page_and_eof_only_page() -> None:
     ],
 )
 def test_fixture_values(fixture: str, series: str, labels: dict[str, str] | None, value: float) -> None:
-    page = parse_page((FIXTURES / fixture).read_text(encoding="utf-8"))
+    page = parse_page((METRIC_PAGES / fixture).read_text(encoding="utf-8"))
     sample = page.series[series][0]
     assert sample.value == value
     if labels is not None:
@@ -259,10 +257,10 @@ def test_fixture_values(fixture: str, series: str, labels: dict[str, str] | None
 
 
 def test_fixture_families_and_types() -> None:
-    page = parse_page((FIXTURES / "vllm-aibrix-runtime-docs-v0.7.prom").read_text(encoding="utf-8"))
+    page = parse_page((METRIC_PAGES / "vllm-aibrix-runtime-docs-v0.7.prom").read_text(encoding="utf-8"))
     assert page.families["vllm:cache_config_info"].samples[0].labels["num_gpu_blocks"] == "81767"
     assert page.families["vllm:num_preemptions_total"].type == "counter"
-    tgi = parse_page((FIXTURES / "tgi-aiongke-grep-request-count.prom").read_text(encoding="utf-8"))
+    tgi = parse_page((METRIC_PAGES / "tgi-aiongke-grep-request-count.prom").read_text(encoding="utf-8"))
     assert tgi.families["tgi_request_count"].type == "counter"
     assert [s.name for s in tgi.families["tgi_request_count"].samples] == ["tgi_request_count"]
 

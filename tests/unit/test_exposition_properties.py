@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -14,8 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from performance_agent.metrics.exposition import clear_parser_caches, parse_page
 from performance_agent.metrics.exposition_grammar import learn_plain_labels, read_labels
 from tests.bench.pages import realistic_vllm_page
-
-FIXTURES = Path("/work/shared/fixtures/metrics")
+from tests.paths import METRIC_PAGES
 
 METRIC_NAMES = st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,12}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True)
@@ -120,6 +118,7 @@ def assert_page_holds(text: str, expected: list[GeneratedSample]) -> None:
     assert sum(len(family.samples) for family in page.families.values()) == len(expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(generated=generated_pages())
 def test_every_line_boundary_prefix_parses_to_the_samples_it_holds(
@@ -134,7 +133,7 @@ def test_every_line_boundary_prefix_parses_to_the_samples_it_holds(
 
 
 def _prefix_pages() -> list[tuple[str, str]]:
-    pages = [(path.name, path.read_text(encoding="utf-8")) for path in sorted(FIXTURES.glob("*.prom"))]
+    pages = [(path.name, path.read_text(encoding="utf-8")) for path in sorted(METRIC_PAGES.glob("*.prom"))]
     return [*pages, ("realistic-vllm-1-rank", realistic_vllm_page(ranks=1))]
 
 

@@ -74,6 +74,7 @@ def calls(receiver: WebhookReceiver) -> list[tuple[str, int, list[str]]]:
     return [(d.payload["action"], d.payload["stage_index"], d.payload["instance_ids"]) for d in receiver.accepted()]
 
 
+@pytest.mark.slow
 def test_a_good_change_goes_through_every_stage_and_the_gate(
     clock: ManualClock, fleet: SimulatedFleet, receiver: WebhookReceiver
 ) -> None:
@@ -131,6 +132,7 @@ def test_a_good_change_goes_through_every_stage_and_the_gate(
     run(scenario)
 
 
+@pytest.mark.slow
 def test_a_regressing_change_is_rolled_back_in_its_first_stage(
     clock: ManualClock, fleet: SimulatedFleet, receiver: WebhookReceiver
 ) -> None:

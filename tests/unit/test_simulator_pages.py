@@ -1,21 +1,19 @@
 """Names, types, labels and bucket edges of every simulated page, read back by the oracle parser.
 
-Expected values are copied from `shared/reference/engine-metrics.md` (and, for the older
-profiles, from the real pages in `shared/fixtures/metrics`), never from the simulator's tables.
+Expected values are copied from the engines' sources listed in docs/sources.md (and, for the older
+profiles, from the real pages in `tests/fixtures/metrics`), never from the simulator's tables.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance
 from performance_agent.simulator.load_model import Workload
-
-FIXTURES = Path("/work/shared/fixtures/metrics")
+from tests.paths import METRIC_PAGES
 
 
 def numbers(text: str) -> list[float]:
@@ -194,14 +192,14 @@ def test_vllm_0_10_ships_old_and_new_names_side_by_side() -> None:
 
 
 def test_vllm_old_matches_the_v0_8_sample_and_counts_prefix_blocks() -> None:
-    fixture = families((FIXTURES / "vllm-prodstack318-v1-0.8.prom").read_text())
+    fixture = families((METRIC_PAGES / "vllm-prodstack318-v1-0.8.prom").read_text())
     ours_text = page("vllm", "old")
     ours = families(ours_text)
     for name, (kind, samples) in fixture.items():
         assert ours[name][0] == kind, name
         for _, labels, _ in samples:
             assert set(ours[name][1][0][1]) == set(labels), name
-    for line in (FIXTURES / "vllm-prodstack318-v1-0.8.prom").read_text().splitlines():
+    for line in (METRIC_PAGES / "vllm-prodstack318-v1-0.8.prom").read_text().splitlines():
         if line.startswith("# HELP vllm:"):
             assert line in ours_text
     assert "vllm:kv_cache_usage_perc" not in ours
@@ -304,7 +302,7 @@ def test_sglang_current_families_labels_and_buckets() -> None:
 
 
 def test_sglang_old_matches_the_2024_sample() -> None:
-    fixture = families((FIXTURES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text())
+    fixture = families((METRIC_PAGES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text())
     ours_text = page("sglang", "old")
     ours = families(ours_text)
     assert {n: k for n, (k, _) in ours.items()} == {n: k for n, (k, _) in fixture.items()}
@@ -312,7 +310,7 @@ def test_sglang_old_matches_the_2024_sample() -> None:
         assert {k for _, labels, _ in samples for k in labels} == {k for _, labels, _ in ours[name][1] for k in labels}
         if kind == "histogram" and edges(samples):
             assert edges(ours[name][1]) == edges(samples), name
-    for line in (FIXTURES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text().splitlines():
+    for line in (METRIC_PAGES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text().splitlines():
         if line.startswith("# HELP"):
             assert line in ours_text
 

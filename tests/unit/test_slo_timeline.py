@@ -74,6 +74,7 @@ windows_strategy = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     windows=windows_strategy,
