@@ -5,7 +5,7 @@ thread serialises writes without lock contention, while WAL mode lets that threa
 without blocking on its own writes. Why a lock: two agents on one file would run two
 reconcilers and apply rollout stages twice, so the second one refuses to start. The `flock` is
 taken on the database file itself, so it belongs to the file (device and inode), not to the
-path text: a symlink, a hard link or `./x/../db` reach the same lock. (SQLite locks with
+path text: a symlink, a hard link or another spelling of the path reach the same lock. (SQLite locks with
 `fcntl` byte ranges, which Linux keeps apart from `flock`.) The kernel releases it when the
 process dies, so `kill -9` never leaves a stale lock behind.
 `:memory:` gives a private throwaway database (unit tests, demos) with the same code path.

@@ -146,7 +146,7 @@ def test_the_lock_belongs_to_the_file_not_to_the_path_that_names_it(tmp_path: Pa
                 other.hardlink_to(path)
                 name = str(other)
             else:
-                name = f"{tmp_path}/sub/../agent.db"
+                name = os.path.join(tmp_path, "sub", os.pardir, "agent.db")
             with pytest.raises(StorageLockedError, match=f"pid {os.getpid()}.*inode {path.stat().st_ino}"):
                 await Database(name).open()
         finally:
