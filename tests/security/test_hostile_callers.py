@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+import gzip
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -18,7 +19,8 @@ import pytest
 from performance_agent.simulator.fleet import start_simulator
 from tests.agent_process import ServedAgent, free_port
 from tests.rollout_support import APPROVER, AgentProcess, OffsetClock
-from tests.security.attack_support import assert_envelope
+from tests.scrape_support import ScriptedServer
+from tests.security.attack_support import MIB, HealthProbe, assert_envelope, gzip_of_zeros, process_tree_rss
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -210,3 +212,58 @@ def test_attack_11_dot_and_dot_dot_are_no_instance_ids(agent: ServedAgent, insta
     workflow = {"instance_ids": [instance_id], "changes": {"max_num_seqs": 64}}
     assert_envelope(agent.post("/api/v1/workflows", workflow), 422, "validation_error")
     assert instance_id not in instances(agent)
+
+
+def test_attack_2_a_webhook_answering_a_bomb_is_read_capped_and_the_failed_rollout_released(
+    tmp_path: Path, fleet: SimulatedFleet
+) -> None:
+    """The actuator answers 500 with `gzip, gzip` and then with one gzip layer of 256 MiB: never read whole.
+
+    Every call reached it, so the rollout ends `failed`; an approver who reverted by hand aborts it
+    with a reason, which releases the instances.
+    """
+    receiver = ScriptedServer().start()
+    bomb = gzip_of_zeros(256 * MIB)
+    receiver.serve("/hook", bomb, status=500, headers={"Content-Encoding": "gzip"})
+    receiver.serve("/stacked", gzip.compress(bomb), status=500, headers={"Content-Encoding": "gzip, gzip"})
+    agent = AgentProcess(tmp_path / "agent.db", tmp_path / "agent.log", "hostile-secret-0123")
+    try:
+        ids = [handle.instance_id for handle in fleet.instances][2:]
+        agent.register(fleet, ids)
+        baseline = process_tree_rss(agent.process.pid)
+        ended: list[dict[str, Any]] = []
+        with HealthProbe(agent) as probe:
+            for path in ("/hook", "/stacked"):
+                body = {
+                    "instance_ids": ids,
+                    "changes": {"max_num_seqs": 128},
+                    "actuator": {"type": "webhook", "url": f"{receiver.endpoint}{path}"},
+                    "monitor": {"duration_s": 1.5, "interval_s": 0.5, "warmup_s": 1.0, "min_passing_windows": 2},
+                }
+                created = agent.post("/api/v1/workflows", body)
+                assert created.status_code == 201, created.text
+                ended.append(agent.wait_status(created.json()["workflow_id"], ENDED, deadline_s=60))
+                if path == "/hook":
+                    workflow_id = ended[-1]["workflow_id"]
+                    refused = httpx.post(f"{agent.base}/api/v1/workflows/{workflow_id}/abort", headers=APPROVER)
+                    assert assert_envelope(refused, 422, "validation_error")["invalid_fields"] == ["body.reason"]
+                    released = httpx.post(
+                        f"{agent.base}/api/v1/workflows/{workflow_id}/abort",
+                        json={"reason": "reverted max_num_seqs by hand"},
+                        headers=APPROVER,
+                    )
+                    assert released.status_code == 200, released.text
+                    assert (released.json()["status"], released.json()["changed_count"]) == ("rolled_back", 0)
+        print(f"\n[attack 2, webhook answers] {probe.summary(baseline)}")
+        assert [workflow["status"] for workflow in ended] == ["failed", "failed"]
+        assert "HTTP 500" in ended[0]["status_reason"]
+        assert "stacked content encodings" in ended[1]["status_reason"]
+        assert probe.peak_rss - baseline < 100 * MIB
+        assert set(probe.statuses) == {200}
+        stacked_id = ended[1]["workflow_id"]
+        forced = httpx.delete(f"{agent.base}/api/v1/instances/{ids[0]}?force=true", headers=APPROVER)
+        assert assert_envelope(forced, 403, "forbidden")["context"]["required_role"] == "admin"
+        assert agent.workflow(stacked_id)["status"] == "failed"
+    finally:
+        agent.stop()
+        receiver.stop()
