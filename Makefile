@@ -25,10 +25,14 @@ run: $(STAMP)  ## Serve the agent on $(HOST):$(PORT) with the embedded SQLite de
 	PERF_AGENT_HOST=$${PERF_AGENT_HOST:-$(HOST)} PERF_AGENT_PORT=$${PERF_AGENT_PORT:-$(PORT)} \
 		$(BIN)/python -m performance_agent serve
 
-lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) dupcheck  ## ruff (lint + format check), mypy --strict, import layering, duplicate code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+dupcheck: $(STAMP)  ## pylint's duplicate-code check over performance_agent/ (settings in pyproject.toml)
+	$(BIN)/pylint --rcfile=pyproject.toml performance_agent
 
 fmt: $(STAMP)  ## Format and autofix
 	$(BIN)/ruff format .
@@ -80,4 +84,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint fmt openapi openapi-check check unit cov fuzz test demo eval bench container clean
+.PHONY: help install run lint dupcheck fmt openapi openapi-check check unit cov fuzz test demo eval bench container clean

@@ -29,13 +29,14 @@ import msgspec
 from litestar.enums import ScopeType
 
 from performance_agent.errors import ApiError, envelope_of
-from performance_agent.observability import REQUEST_LATENCY, REQUESTS, request_id_of
+from performance_agent.observability import request_id_of
 from performance_agent.ratelimit import RateLimiter, WindowState, client_identity
 
 if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+    from performance_agent.observability import RequestMetrics
     from performance_agent.security import ApiKeyRing
 
 __all__ = ("API_PREFIX", "COUNTED_REFUSALS", "EXEMPT_PROBES", "EdgeMiddleware", "install_edge")
@@ -60,8 +61,17 @@ def _counts_up_front(method: str, path: str) -> bool:
 class EdgeMiddleware:
     """Wraps an ASGI app (Litestar's `asgi_handler`); see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, ring: ApiKeyRing, trusted_proxies: list[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        ring: ApiKeyRing,
+        trusted_proxies: list[str],
+        metrics: RequestMetrics,
+    ) -> None:
         self.app = app
+        self.metrics = metrics
         self.limiter = limiter
         self.ring = ring
         self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
@@ -142,20 +152,29 @@ class EdgeMiddleware:
         method = method if method in _METRIC_METHODS else "OTHER"
         counter = self._counters.get((route, method, status))
         if counter is None:
-            counter = self._counters[(route, method, status)] = REQUESTS.labels(route, method, str(status))
+            counter = self._counters[(route, method, status)] = self.metrics.requests.labels(route, method, str(status))
         timer = self._timers.get((route, method))
         if timer is None:
-            timer = self._timers[(route, method)] = REQUEST_LATENCY.labels(route, method)
+            timer = self._timers[(route, method)] = self.metrics.latency.labels(route, method)
         counter.inc()
         timer.observe(time.perf_counter() - started)
 
 
-def install_edge(app: Litestar, *, limiter: RateLimiter, ring: ApiKeyRing, trusted_proxies: list[str]) -> Litestar:
+def install_edge(
+    app: Litestar,
+    *,
+    limiter: RateLimiter,
+    ring: ApiKeyRing,
+    trusted_proxies: list[str],
+    metrics: RequestMetrics,
+) -> Litestar:
     """Put the edge around Litestar's handler: outside its router and exception handling, inside `app(...)`.
 
     `Litestar.__call__` sets up the scope (app, state) and then calls `asgi_handler`, which is
     the router wrapped in the exception middleware (and CORS when configured); wrapping that
     attribute is the one place that sees every request and still gets Litestar's scope set-up.
     """
-    app.asgi_handler = EdgeMiddleware(app.asgi_handler, limiter=limiter, ring=ring, trusted_proxies=trusted_proxies)
+    app.asgi_handler = EdgeMiddleware(
+        app.asgi_handler, limiter=limiter, ring=ring, trusted_proxies=trusted_proxies, metrics=metrics
+    )
     return app

@@ -18,7 +18,7 @@ every non-2xx answer has the same shape and clients can branch on `error`.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -26,6 +26,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from performance_agent.clock import utc_now
 from performance_agent.observability import request_id_of
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def _base(request: Request[Any, Any, Any], error: str, message: str) -> ErrorEnv
     return ErrorEnvelope(
         error=error,
         message=message,
-        timestamp=datetime.now(UTC),
+        timestamp=utc_now(),
         path=request.url.path,
         request_id=request_id_of(request.scope),
     )
@@ -196,7 +197,7 @@ def envelope_of(exc: ApiError, path: str, request_id: str) -> ErrorEnvelope:
         error=exc.error,
         message=exc.message,
         details=exc.details,
-        timestamp=datetime.now(UTC),
+        timestamp=utc_now(),
         path=path,
         request_id=request_id,
         context=exc.context,

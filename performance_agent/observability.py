@@ -1,4 +1,4 @@
-"""Request ids, JSON logs and the agent's own Prometheus metrics.
+"""Request ids, JSON logs, and the agent's own HTTP metrics and `/metrics` registry.
 
 The request id is computed once per request, lazily, from whichever code needs it first (the
 error handler, a log line, or the response hook), and cached in the ASGI scope: so 404s that
@@ -12,19 +12,31 @@ import logging
 import random
 import re
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from performance_agent import __version__
+from performance_agent.clock import utc
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from litestar.types import Scope
 
 __all__ = (
-    "REQUESTS",
     "REQUEST_ID_HEADER",
-    "REQUEST_LATENCY",
+    "RequestMetrics",
+    "agent_registry",
     "configure_logging",
     "current_request_id",
     "request_id_of",
@@ -38,18 +50,49 @@ _current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar
 #: cost a fifth of `uuid.uuid4()` (which reads the kernel's random source on every call).
 _new_ids = random.Random()
 
-REQUESTS = Counter(
-    "performance_agent_http_requests_total",
-    "HTTP requests answered by the agent, by route template, method and status.",
-    ("route", "method", "status"),
-)
-REQUEST_LATENCY = Histogram(
-    "performance_agent_http_request_duration_seconds",
-    "Time to answer an HTTP request, by route template and method.",
-    ("route", "method"),
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-BUILD_INFO = Gauge("performance_agent_build_info", "Version of the running agent (value is always 1).", ("version",))
+
+class RequestMetrics:
+    """Requests answered and their latency, registered on one app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "performance_agent_http_requests_total",
+            "HTTP requests answered by the agent, by route template, method and status.",
+            ("route", "method", "status"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "performance_agent_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            ("route", "method"),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+
+
+class _BuildInfo:
+    """`performance_agent_build_info{version}` 1, produced at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "performance_agent_build_info", "Version of the running agent (value is always 1).", labels=("version",)
+        )
+        family.add_metric((__version__,), 1)
+        yield family
+
+
+def agent_registry() -> CollectorRegistry:
+    """A new registry for one app: the build info and the process figures the default registry would show.
+
+    Why not the process-wide default registry: two apps in one process (tests, benchmarks, an
+    embedding host) would then count into and overwrite the same series.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(_BuildInfo())
+    return registry
 
 
 def request_id_of(scope: Scope) -> str:
@@ -84,7 +127,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "time": utc(record.created).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

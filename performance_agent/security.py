@@ -10,9 +10,11 @@ import enum
 import hashlib
 import hmac
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from performance_agent.errors import ForbiddenError, UnauthorizedError
 from performance_agent.operator_files import OperatorFileError, read_operator_file
@@ -23,11 +25,12 @@ if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import Scope
 
-    from performance_agent.settings import Settings
 
 __all__ = (
     "MIN_KEY_LENGTH",
     "ApiKeyRing",
+    "KeyRingDependency",
+    "KeySettings",
     "Principal",
     "Role",
     "access_check",
@@ -37,6 +40,17 @@ __all__ = (
 )
 
 MIN_KEY_LENGTH = 16
+
+
+class KeySettings(Protocol):
+    """Where keys are configured (`Settings` has both); a protocol, so security imports no settings."""
+
+    @property
+    def api_keys(self) -> list[str]: ...
+    @property
+    def api_keys_file(self) -> str | None: ...
+
+
 _PRINCIPAL_KEY = "performance_agent.principal"
 
 
@@ -92,7 +106,7 @@ class ApiKeyRing:
         self._keys = [_StoredKey(_digest(key), Principal(name, role)) for name, role, key in entries]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ApiKeyRing:
+    def from_settings(cls, settings: KeySettings) -> ApiKeyRing:
         entries = parse_api_keys(settings.api_keys, "PERF_AGENT_API_KEYS")
         if settings.api_keys_file:
             path = Path(settings.api_keys_file)
@@ -180,3 +194,7 @@ def access_check(ring: ApiKeyRing) -> Callable[[Request[Any, Any, Any]], Awaitab
         authorize(request.scope, request.route_handler.opt, ring)
 
     return check
+
+
+#: How handlers that name the acting principal receive the app's key ring.
+KeyRingDependency = NamedDependency[SkipValidation[ApiKeyRing]]

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.config import detector_thresholds, slo_defaults
+from performance_agent.analysis.config import detector_thresholds
+from performance_agent.fleet.slo import slo_defaults
 from performance_agent.outbound.target_guard import parse_allowlist
 
 if typing.TYPE_CHECKING:

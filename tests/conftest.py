@@ -16,6 +16,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
+from performance_agent.outbound.target_guard import Resolver, system_resolver
 from performance_agent.settings import Settings
 
 # CI must be reproducible: the same examples every run, and no timing-based failures on a shared
@@ -66,11 +67,15 @@ ClientFactory = Callable[..., TestClient[Litestar]]
 
 @pytest.fixture
 def client_factory() -> Iterator[ClientFactory]:
-    """Build an agent with the given settings overrides; its lifespan runs, and it is closed after the test."""
+    """Build an agent with the given settings overrides; its lifespan runs, and it is closed after the test.
+
+    `resolver=` substitutes the target guard's DNS (the composition root's seam), not a setting.
+    """
     opened: list[TestClient[Litestar]] = []
 
-    def factory(**overrides: Any) -> TestClient[Litestar]:
-        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=False)
+    def factory(*, resolver: Resolver = system_resolver, **overrides: Any) -> TestClient[Litestar]:
+        app = create_app(make_settings(**overrides), resolver=resolver)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)
         return client

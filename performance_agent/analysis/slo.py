@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, SloTargets, WindowFigures
+from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, WindowFigures
 from performance_agent.analysis.slo_timeline import OBJECTIVES, Objective, SloTimeline, Tally
+from performance_agent.fleet.slo import SloTargets
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

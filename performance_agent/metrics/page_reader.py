@@ -23,10 +23,10 @@ import msgspec
 
 from performance_agent.engines.base import AdaptedPage, detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
-from performance_agent.metrics.exposition import ExpositionError, parse_page
+from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
 from performance_agent.metrics.page_limits import PageLimitError, PageLimits
 
-__all__ = ("DEFAULT_INLINE_MAX_BYTES", "PageReader", "PageReading", "read_page")
+__all__ = ("DEFAULT_INLINE_MAX_BYTES", "PageReading", "ScrapedPageReader", "read_page")
 
 #: Pages up to this size are read on the event loop (about 10 ms of parsing at most).
 DEFAULT_INLINE_MAX_BYTES = 256 * 1024
@@ -53,11 +53,16 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(PageReading)
 
 
-def read_page(text: str, *, openmetrics: bool | None, engine: str, limits: PageLimits) -> PageReading:
-    """Parse within the caps, detect the engine and adapt: the whole CPU-bound part of a scrape."""
+def read_page(
+    text: str, *, openmetrics: bool | None, engine: str, limits: PageLimits, cache: ParserCache | None = None
+) -> PageReading:
+    """Parse within the caps, detect the engine and adapt: the whole CPU-bound part of a scrape.
+
+    `cache`: what the caller's earlier parses learnt (see `ParserCache`); the worker process has none.
+    """
     try:
         # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
-        page = parse_page(text, openmetrics=openmetrics, keep=FAMILY_FILTERS[engine], limits=limits)
+        page = parse_page(text, openmetrics=openmetrics, keep=FAMILY_FILTERS[engine], limits=limits, cache=cache)
     except ExpositionError as invalid:
         return PageReading("invalid", f"the page is not valid exposition text: {invalid}")
     except PageLimitError as over:
@@ -81,7 +86,7 @@ def _warm_up() -> None:
 
 
 @dataclass(slots=True)
-class PageReader:
+class ScrapedPageReader:
     """Reads pages inline or in the worker process; `start` with the agent, `close` at shutdown.
 
     Without `start` (unit tests, tools) every page is read inline.
@@ -104,10 +109,18 @@ class PageReader:
         pool.submit(_warm_up)
         return pool
 
-    async def read(self, body: bytes, *, openmetrics: bool | None, engine: str) -> PageReading:
-        """`body`: the page's UTF-8 bytes (the scraper checked them)."""
+    async def read(
+        self, body: bytes, *, openmetrics: bool | None, engine: str, cache: ParserCache | None = None
+    ) -> PageReading:
+        """`body`: the page's UTF-8 bytes (the scraper checked them); `cache` serves pages read inline.
+
+        A page read in the worker process starts from an empty cache, as a fresh process would:
+        caches are per collection service, and no state is shared with the worker.
+        """
         if not self._started or len(body) <= self.inline_max_bytes:
-            return read_page(body.decode("utf-8"), openmetrics=openmetrics, engine=engine, limits=self.limits)
+            return read_page(
+                body.decode("utf-8"), openmetrics=openmetrics, engine=engine, limits=self.limits, cache=cache
+            )
         if self._pool is None:
             self._pool = self._new_pool()
         pool = self._pool

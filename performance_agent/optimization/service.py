@@ -7,21 +7,20 @@ planner's inputs; the planner itself never sees API shapes or storage.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from performance_agent.analysis.detectors import summarize
-from performance_agent.analysis.service import AnalysisService
+from performance_agent.clock import utc_now
 from performance_agent.errors import NotFoundError
 from performance_agent.optimization.config import normalize_arg_name
 from performance_agent.optimization.planner import build_plan
 from performance_agent.optimization.schemas import GpuSpec, ModelSpec, OptimizationPlan
-from performance_agent.storage.plans import SqlitePlanRepository
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from performance_agent.context import AgentContext
+    from performance_agent.analysis.service import AnalysisService
     from performance_agent.fleet.schemas import InstanceSpec
     from performance_agent.optimization.api import OptimizeRequest
     from performance_agent.storage.plans import PlanRepository
@@ -57,11 +56,7 @@ class OptimizationService:
     ) -> None:
         self._analysis = analysis
         self._plans = plans
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
-
-    @classmethod
-    def of(cls, agent: AgentContext) -> OptimizationService:
-        return cls(analysis=AnalysisService.of(agent), plans=SqlitePlanRepository(agent.database))
+        self._clock = clock if clock is not None else utc_now
 
     async def optimize(self, body: OptimizeRequest) -> OptimizationPlan:
         """404 unknown instance, 409 `insufficient_data` as for `POST /analyze`; otherwise a stored plan."""

@@ -18,7 +18,7 @@ __all__ = (
     "Flags",
     "Hardware",
     "KnobSpec",
-    "ModelSpec",
+    "SimulatedModel",
     "StartError",
     "canonical_knob",
     "coerce_value",
@@ -54,7 +54,7 @@ class Hardware:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class SimulatedModel:
     """Llama-3.1-8B-shaped by default; `max_position` is the simulated context limit."""
 
     name: str = "meta-llama/Llama-3.1-8B-Instruct"

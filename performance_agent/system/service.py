@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import weakref
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -14,55 +11,22 @@ from performance_agent.settings import SECRET_FIELDS
 from performance_agent.system.schemas import CheckResult, CheckStatus, ConfigReport, DetailedHealth
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from performance_agent.context import AgentContext
 
 __all__ = ("config_report", "detailed_health", "probe_storage")
 
 #: A storage round trip slower than this still works but is worth a look.
 SLOW_STORAGE_S = 0.5
-#: A passing storage probe is reused this long: the health endpoints are open to anyone, and
-#: writing to the database on every call let any client turn probes into a write load.
-PROBE_CACHE_S = 1.0
-_last_probe: weakref.WeakKeyDictionary[AgentContext, tuple[float, CheckResult]] = weakref.WeakKeyDictionary()
-
-
-def _write_and_read(connection: sqlite3.Connection) -> str:
-    stamp = datetime.now(UTC).isoformat()
-    connection.execute(
-        "INSERT INTO health_probe (id, written_at) VALUES (1, ?) "
-        "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-        (stamp,),
-    )
-    row = connection.execute("SELECT written_at FROM health_probe WHERE id = 1").fetchone()
-    return str(row[0]) if row and row[0] == stamp else ""
 
 
 async def probe_storage(context: AgentContext) -> CheckResult:
-    """A write and read back, at most once per `PROBE_CACHE_S` while it passes; a failure is never reused."""
-    cached = _last_probe.get(context)
-    if cached is not None and time.monotonic() - cached[0] < PROBE_CACHE_S:
-        return cached[1]
-    result = await _probe_storage(context)
-    if result.status == "unhealthy":
-        _last_probe.pop(context, None)
-    else:
-        _last_probe[context] = (time.monotonic(), result)
-    return result
-
-
-async def _probe_storage(context: AgentContext) -> CheckResult:
-    started = time.perf_counter()
-    try:
-        echoed = await context.database.run(_write_and_read)
-    except Exception as exc:
-        return CheckResult(name="storage", status="unhealthy", latency_s=None, detail=f"write/read failed: {exc}")
-    latency = round(time.perf_counter() - started, 6)
-    if not echoed:
-        return CheckResult(name="storage", status="unhealthy", latency_s=latency, detail="read back a different value")
+    """The storage probe's answer (reused for a second while it passes, see `storage.health`) as a check."""
+    probed = await context.storage_probe.check()
+    if not probed.ok:
+        return CheckResult(name="storage", status="unhealthy", latency_s=probed.latency_s, detail=probed.detail)
+    latency = probed.latency_s if probed.latency_s is not None else 0.0
     status: CheckStatus = "degraded" if latency > SLOW_STORAGE_S else "healthy"
-    return CheckResult(name="storage", status=status, latency_s=latency, detail="write/read ok")
+    return CheckResult(name="storage", status=status, latency_s=probed.latency_s, detail=probed.detail)
 
 
 def _loop_checks(context: AgentContext) -> list[CheckResult]:

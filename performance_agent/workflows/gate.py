@@ -27,7 +27,7 @@ from performance_agent.workflows.schemas import CohortFigures, MetricCheck, Verd
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from performance_agent.metrics.builder import WindowFigures
+    from performance_agent.metrics.builder import AggregateFigures
     from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 
 __all__ = (
@@ -46,7 +46,7 @@ PREEMPTION_NOISE_FLOOR_PER_S = 0.01
 Step = Literal["rollback", "advance", "pause", "continue"]
 
 
-def cohort_summary(figures: WindowFigures) -> CohortFigures:
+def cohort_summary(figures: AggregateFigures) -> CohortFigures:
     """The figures a verdict compares, from a cohort's (or the baseline's) window figures."""
     latency = figures.latency
     # Finished requests, failed ones included (latency histograms often observe successes only).

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from performance_agent.clock import utc
 from performance_agent.metrics.builder import cohort_figures
 from performance_agent.metrics.scraper import ScrapeFailure
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from performance_agent.metrics.builder import RawScrape, WindowFigures
+    from performance_agent.metrics.builder import AggregateFigures, RawScrape
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
@@ -34,10 +34,6 @@ class Observation:
 
     collected_at: float | None
     error: str | None = None
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 class CohortObserver:
@@ -69,11 +65,11 @@ class CohortObserver:
         return dict(zip(instance_ids, results, strict=True))
 
     async def scrapes_between(self, instance_id: str, since: float, until: float) -> list[RawScrape]:
-        return await self._snapshots.raw_between(instance_id, _utc(since), _utc(until))
+        return await self._snapshots.raw_between(instance_id, utc(since), utc(until))
 
     async def window(
         self, instance_ids: Sequence[str], marks: Mapping[str, float], ends: Mapping[str, Observation]
-    ) -> tuple[WindowFigures, dict[str, str]]:
+    ) -> tuple[AggregateFigures, dict[str, str]]:
         """Figures of the instances over [their mark, their latest scrape], and the instances that have none.
 
         An instance without a window start (its previous scrape failed) or whose scrape now failed

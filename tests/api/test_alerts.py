@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 from litestar.testing import TestClient
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
-from performance_agent.analysis.alerting import ALERTS_FIRING, SLO_BURN_RATE, AlertEvaluator, AlertWebhook
+from performance_agent.analysis.alerting import AlertEvaluator, AlertMetrics, AlertWebhook
 from performance_agent.analysis.alerts import alert_fingerprint, resolve_unmonitored
-from performance_agent.analysis.schemas import AlertEvent, AlertState, SloTargets
+from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.app import create_app
 from performance_agent.fleet.schemas import InstanceSpec
-from performance_agent.metrics.scraper import ScrapeClients
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
+from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist
 from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
 from performance_agent.storage.instances import MemoryStore, StoredInstance
@@ -35,13 +36,17 @@ START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 STEP_S = 30.0
 
 
+#: The series of the evaluators these tests build (apps built by `client_factory` have their own).
+REGISTRY = CollectorRegistry()
+METRICS = AlertMetrics(REGISTRY)
+
+
 @pytest.fixture(autouse=True)
 def exported_alerts_end_with_the_test() -> Iterator[None]:
-    """The alert gauges live in the process-wide registry: series left firing here (burn-3 ends
-    firing) would show on every later test's `/metrics` page, so each test removes its own."""
+    """The tests' evaluators share one registry: each test removes the series it left (burn-3 ends firing)."""
     yield
-    ALERTS_FIRING.clear()
-    SLO_BURN_RATE.clear()
+    METRICS.firing.clear()
+    METRICS.burn_rate.clear()
 
 
 @pytest.fixture
@@ -90,7 +95,9 @@ def stored_instance(instance_id: str, slo: SloTargets | None = None) -> tuple[Me
 def test_an_alert_fires_after_sustained_burn_and_resolves_when_it_stops() -> None:
     store, instance = stored_instance("burn-0")
     alerts = MemoryAlertRepository()
-    evaluator = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    evaluator = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     good, bad = 0.05, 0.5
     # 30 min good (scrapes 0-59), then bad. Burn rates divide by the observed time: at scrape n the 1h
     # window holds n + 1 windows of which n - 59 are bad, and (n - 59) / (n + 1) >= 14.4% first at n = 70.
@@ -131,13 +138,19 @@ async def drive_more(
 def test_the_instance_targets_are_used_and_too_little_data_never_fires() -> None:
     store, instance = stored_instance("burn-1", slo=SloTargets(itl_p99_s=1.0))
     evaluator = AlertEvaluator(
-        snapshots=MemorySnapshotRepository(store), alerts=MemoryAlertRepository(), defaults=SloTargets()
+        snapshots=MemorySnapshotRepository(store),
+        alerts=MemoryAlertRepository(),
+        defaults=SloTargets(),
+        metrics=METRICS,
     )
     # 0.5 s breaks the default target (0.1) but meets the instance's own (1.0).
     assert asyncio.run(drive(evaluator, store, instance, [0.5] * 90)) == []
     store, instance = stored_instance("burn-2")
     evaluator = AlertEvaluator(
-        snapshots=MemorySnapshotRepository(store), alerts=MemoryAlertRepository(), defaults=SloTargets()
+        snapshots=MemorySnapshotRepository(store),
+        alerts=MemoryAlertRepository(),
+        defaults=SloTargets(),
+        metrics=METRICS,
     )
     # All bad but only 20 minutes of data: the 1h burn rate needs half an hour, so nothing fires.
     assert asyncio.run(drive(evaluator, store, instance, [0.5] * 40)) == []
@@ -146,20 +159,24 @@ def test_the_instance_targets_are_used_and_too_little_data_never_fires() -> None
 def test_a_restart_reads_the_time_line_back_from_storage() -> None:
     store, instance = stored_instance("burn-3")
     alerts = MemoryAlertRepository()
-    first = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    first = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     assert asyncio.run(drive(first, store, instance, [0.05] * 60 + [0.5] * 10)) == []
-    restarted = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    restarted = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     events = asyncio.run(drive_more(restarted, store, instance, start_index=70, pattern=[0.5]))
     assert [e.kind for e in events] == ["fire"]
 
 
-def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook, ScrapeClients, list[float]]:
+def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook, PinnedClients, list[float]]:
     waits: list[float] = []
 
     async def no_wait(seconds: float) -> None:
         waits.append(seconds)
 
-    clients = ScrapeClients()
+    clients = PinnedClients()
 
     async def loopback(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]
@@ -171,6 +188,7 @@ def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook
         resolver=loopback,
         receiver="performance-agent",
         external_url="http://127.0.0.1:8000",
+        metrics=METRICS,
         attempts=attempts,
         sleep=no_wait,
     )
@@ -353,7 +371,9 @@ def test_deleting_an_instance_resolves_its_firing_alerts_everywhere(
     ]
 
 
-def test_a_refused_delete_leaves_the_alerts_firing(client_factory: ClientFactory, tmp_path: Path) -> None:
+def test_a_refused_delete_leaves_the_alerts_firing(
+    client_factory: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = str(tmp_path / "agent.db")
     seed_database(path, ["vllm-0"], [firing_alert("vllm-0")])
     api = client_factory(database=path, scrape_background=False)
@@ -361,7 +381,7 @@ def test_a_refused_delete_leaves_the_alerts_firing(client_factory: ClientFactory
     async def in_a_workflow(instance_id: str) -> str | None:
         return "wf-1"
 
-    api.app.state.context.active_workflow_finder = in_a_workflow
+    monkeypatch.setattr(api.app.state.context.storage.workflows, "active_workflow_of", in_a_workflow)
     assert_envelope(api.delete("/api/v1/instances/vllm-0"), 409, "workflow_conflict")
     assert_envelope(api.delete("/api/v1/instances/vllm-9"), 404, "not_found")
     firing = api.get("/api/v1/alerts", params={"state": "firing"}).json()
@@ -387,7 +407,9 @@ def test_alerts_of_instances_deleted_before_are_resolved_at_start(
 def test_a_scrape_in_flight_at_delete_does_not_fire_again_but_a_new_registration_does() -> None:
     store, instance = stored_instance("burn-4")
     alerts = MemoryAlertRepository()
-    evaluator = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    evaluator = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     fired = asyncio.run(drive(evaluator, store, instance, [0.05] * 60 + [0.5] * 11))
     assert [e.kind for e in fired] == ["fire"]
     burn_rate = {"instance_id": "burn-4", "objective": "itl_p99_s", "window": "5m"}

@@ -15,9 +15,11 @@ import pytest
 from litestar import Litestar, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 
 from performance_agent.edge import install_edge
 from performance_agent.errors import ConflictError, exception_handlers
+from performance_agent.observability import RequestMetrics
 from performance_agent.ratelimit import RateLimiter
 from performance_agent.security import ApiKeyRing
 from performance_agent.validation import StrictRequest
@@ -60,7 +62,8 @@ def rig() -> Iterator[TestClient[Litestar]]:
         request_max_body_size=2048,
         debug=False,
     )
-    install_edge(app, limiter=RateLimiter([]), ring=ApiKeyRing([]), trusted_proxies=[])
+    metrics = RequestMetrics(CollectorRegistry())
+    install_edge(app, limiter=RateLimiter([]), ring=ApiKeyRing([]), trusted_proxies=[], metrics=metrics)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 
 from performance_agent.app import create_app
 from tests.conftest import KEYS, VIEWER_KEY, assert_envelope, make_settings, peer_client
@@ -127,7 +126,8 @@ def test_an_authenticated_caller_is_counted_by_key_not_by_address() -> None:
 def test_refused_and_unmatched_requests_are_in_the_request_metrics() -> None:
     def count(route: str, method: str, status: str) -> float:
         labels = {"route": route, "method": method, "status": status}
-        return REGISTRY.get_sample_value("performance_agent_http_requests_total", labels) or 0.0
+        registry = app.state.context.metrics.registry
+        return registry.get_sample_value("performance_agent_http_requests_total", labels) or 0.0
 
     app = _agent(rate_limit_per_minute=1)
     before = (count("unmatched", "GET", "404"), count("unmatched", "GET", "429"), count("unmatched", "OTHER", "404"))

@@ -23,7 +23,6 @@ import msgspec
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
-from performance_agent.fleet.instances import InstanceService
 from performance_agent.metrics.collector import Collector
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from tests.bench.figures import Figure
@@ -77,7 +76,7 @@ def _collection_cycle(tmp: str) -> list[Figure]:
         agent = client.app.state.context
         collector = Collector(
             instances=agent.instances,
-            collection=InstanceService.of(agent).collection,
+            collection=agent.collection,
             interval_s=15,
             concurrency=settings.scrape_concurrency,
             timeout_s=settings.scrape_timeout_s,

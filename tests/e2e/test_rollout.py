@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from performance_agent.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.simulator.fleet import start_simulator
-from performance_agent.workflows.payloads import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.workflows.state import outbox_event_id
 from tests.rollout_support import APPROVER, AgentProcess, OffsetClock, WebhookReceiver, fleet_forwarder
 

@@ -11,16 +11,15 @@ import zlib
 
 import pytest
 
-from performance_agent.metrics.scraper import (
+from performance_agent.metrics.scraper import fetch_page
+from performance_agent.outbound.bounded import (
     ANSWER_MAX_BYTES,
     MAX_COMPRESSION_RATIO,
     BodyEncodingError,
     BodyTooLargeError,
     BoundedDecoder,
-    PostAnswer,
-    fetch_page,
-    post_json_pinned,
 )
+from performance_agent.outbound.pinned import PostAnswer, post_json_pinned
 from tests.scrape_support import ScriptedServer, scripted_server
 from tests.unit.test_target_guard_connection import failure_of, pinned, run
 

@@ -13,7 +13,7 @@ from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import ADAPTERS, FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator import ManualClock
-from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
+from performance_agent.simulator.instance import SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.pages import ENGINES
 from tests.paths import METRIC_PAGES
 
@@ -30,7 +30,7 @@ def _simulated_pages() -> list[tuple[str, str, str]]:
         for version in binding.versions:
             clock = ManualClock(1_700_000_000.0)
             flags = {"--data-parallel-size": 2} if engine == "vllm" else {}
-            spec = InstanceSpec(engine=engine, version=version, seed=7, flags=flags)
+            spec = SimulatedServerSpec(engine=engine, version=version, seed=7, flags=flags)
             instance = SimulatedInstance(spec, f"{engine}-{version}", clock)
             instance.metrics_text()
             clock.advance(30.0)

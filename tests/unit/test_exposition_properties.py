@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.metrics.exposition import clear_parser_caches, parse_page
+from performance_agent.metrics.exposition import ParserCache, parse_page
 from performance_agent.metrics.exposition_grammar import learn_plain_labels, read_labels
 from tests.bench.pages import realistic_vllm_page
 from tests.paths import METRIC_PAGES
@@ -200,9 +200,9 @@ LINE_POOL = st.sampled_from(
 )
 
 
-def _parse_or_error(text: str) -> list[object]:
+def _parse_or_error(text: str, cache: ParserCache) -> list[object]:
     try:
-        return sorted((repr(s) for samples in parse_page(text).series.values() for s in samples), key=str)
+        return sorted((repr(s) for samples in parse_page(text, cache=cache).series.values() for s in samples), key=str)
     except ValueError:
         return ["error"]
 
@@ -210,14 +210,14 @@ def _parse_or_error(text: str) -> list[object]:
 @given(lines=st.lists(LINE_POOL, max_size=12))
 def test_a_page_parses_like_its_lines_parsed_one_by_one(lines: list[str]) -> None:
     """The label and name caches, cold or warmed by other pages, never change a result."""
-    clear_parser_caches()
-    cold = _parse_or_error("\n".join(lines))
+    cache = ParserCache()
+    cold = _parse_or_error("\n".join(lines), cache)
     one_by_one: list[object] = []
     for line in lines:
-        alone = _parse_or_error(line)
+        alone = _parse_or_error(line, cache)
         one_by_one.extend(alone)
         if alone == ["error"]:
             break
-    warm = _parse_or_error("\n".join(lines))
+    warm = _parse_or_error("\n".join(lines), cache)
     expected = ["error"] if "error" in one_by_one else sorted(one_by_one, key=str)
     assert cold == warm == expected

@@ -10,8 +10,10 @@ import pytest
 
 from performance_agent.fleet.schemas import HeaderFromEnv
 from performance_agent.metrics.collection import resolve_headers
-from performance_agent.metrics.scraper import ScrapeClients, ScrapeFailure, TlsOptions
+from performance_agent.metrics.scraper import ScrapeFailure, fetch_page
 from performance_agent.operator_files import OperatorFileError, read_operator_file
+from performance_agent.outbound.pinned import PinnedClients, TlsOptions
+from tests.unit.test_target_guard_connection import NAME, pinned
 
 
 @pytest.mark.parametrize("secret", ["caf\u00e9", "token\U0001f600", "a\x7fb"])
@@ -37,8 +39,13 @@ def test_a_stored_fifo_ca_bundle_fails_the_scrape_without_blocking(tmp_path: Pat
     fifo = tmp_path / "bundle.fifo"
     os.mkfifo(fifo)
 
+    # Port 9 (discard) is never dialled: the TLS setup fails before any connection.
+    target = pinned(f"https://{NAME}:9/metrics")
+
     async def build() -> None:
-        await ScrapeClients().client_for(TlsOptions(ca_bundle=str(fifo)))
+        await fetch_page(
+            PinnedClients(), target, headers={}, timeout_s=5.0, max_bytes=1024, tls=TlsOptions(ca_bundle=str(fifo))
+        )
 
     with pytest.raises(ScrapeFailure) as caught:
         asyncio.run(asyncio.wait_for(build(), 5.0))

@@ -9,7 +9,7 @@ import pytest
 
 from performance_agent.metrics.exposition import ExpositionError, parse_page
 from performance_agent.metrics.page_limits import PageLimitError, PageLimits
-from performance_agent.metrics.page_reader import PageReader, read_page
+from performance_agent.metrics.page_reader import ScrapedPageReader, read_page
 
 SMALL = PageLimits(max_families=5, max_series=10, max_label_values=3, max_label_value_length=8)
 VLLM_LINE = 'vllm:num_requests_running{{model_name="{model}"}} 1\n'
@@ -88,7 +88,7 @@ def test_a_large_page_is_read_in_the_worker_process_with_the_same_result() -> No
     text = vllm_page(200) + "".join(f"# HELP pad_{index} {'x' * 200}\n" for index in range(1500))
 
     async def both() -> None:
-        reader = PageReader(inline_max_bytes=1024)
+        reader = ScrapedPageReader(inline_max_bytes=1024)
         reader.start()
         try:
             remote = await reader.read(text.encode(), openmetrics=None, engine="vllm")
@@ -105,7 +105,7 @@ def test_a_page_over_the_time_budget_is_refused_and_the_worker_replaced() -> Non
     slow = "".join(f"metric_{index} 1\n" for index in range(400_000))
 
     async def scenario() -> None:
-        reader = PageReader(inline_max_bytes=1024, budget_s=0.05)
+        reader = ScrapedPageReader(inline_max_bytes=1024, budget_s=0.05)
         reader.start()
         try:
             started = time.monotonic()

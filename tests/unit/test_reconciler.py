@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from performance_agent.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.machine import UserAction
-from performance_agent.workflows.payloads import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.workflows.state import outbox_event_id
 from tests.agent_process import free_port
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder

@@ -11,7 +11,7 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.load_model import Workload
 from tests.paths import METRIC_PAGES
 
@@ -50,7 +50,7 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 def page(engine: str, version: str = "current", seconds: float = 60.0, **spec: object) -> str:
     clock = ManualClock()
-    instance = SimulatedInstance(InstanceSpec(engine, version=version, seed=5, **spec), f"{engine}-0", clock)  # type: ignore[arg-type]
+    instance = SimulatedInstance(SimulatedServerSpec(engine, version=version, seed=5, **spec), f"{engine}-0", clock)  # type: ignore[arg-type]
     clock.advance(seconds)
     return instance.metrics_text()
 
@@ -259,7 +259,7 @@ def test_tgi_families_suffixes_and_buckets() -> None:
 def test_tgi_failures_appear_only_once_something_failed() -> None:
     assert "tgi_request_failure" not in page("tgi")
     clock = ManualClock()
-    instance = SimulatedInstance(InstanceSpec("tgi", seed=1), "tgi-0", clock)
+    instance = SimulatedInstance(SimulatedServerSpec("tgi", seed=1), "tgi-0", clock)
     instance.set_faults({"error_burst": 0.5})
     clock.advance(30)
     fams = families(instance.metrics_text())
@@ -317,8 +317,8 @@ def test_sglang_old_matches_the_2024_sample() -> None:
 
 def test_unknown_engine_and_version_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown engine"):
-        SimulatedInstance(InstanceSpec("triton"), "x", ManualClock())
+        SimulatedInstance(SimulatedServerSpec("triton"), "x", ManualClock())
     with pytest.raises(ValueError, match="version"):
-        SimulatedInstance(InstanceSpec("tgi", version="0.10"), "x", ManualClock())
+        SimulatedInstance(SimulatedServerSpec("tgi", version="0.10"), "x", ManualClock())
     with pytest.raises(ValueError, match="time_scale"):
-        SimulatedInstance(InstanceSpec("tgi"), "x", ManualClock(), time_scale=0)
+        SimulatedInstance(SimulatedServerSpec("tgi"), "x", ManualClock(), time_scale=0)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from performance_agent.simulator import SHAPE_PRESETS, InstanceSpec, LatencyShape, ManualClock, SimulatedInstance
+from performance_agent.simulator import SHAPE_PRESETS, LatencyShape, ManualClock, SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.instance import REGRESSION_ENV, TTFT_REGRESSION_ENV
 from performance_agent.simulator.load_model import Workload
 from tests.unit.test_simulator_load_model import Values, mean, scrape, total
@@ -30,7 +30,7 @@ def server(
 ) -> tuple[SimulatedInstance, ManualClock]:
     clock = ManualClock()
     load = workload or Workload(arrival_rate_per_s=rate)
-    spec = InstanceSpec(engine, seed=seed, workload=load, latency_shape=shape or LatencyShape())
+    spec = SimulatedServerSpec(engine, seed=seed, workload=load, latency_shape=shape or LatencyShape())
     return SimulatedInstance(spec, f"{engine}-0", clock), clock
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from performance_agent.analysis.schemas import ObjectiveReport, SloReport, SloTargets, WindowFigures
+from performance_agent.analysis.schemas import ObjectiveReport, SloReport, WindowFigures
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo, format_lookback, parse_slo_targets
+from performance_agent.fleet.slo import SloTargets
 from tests.unit.test_detectors_support import healthy_figures
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -8,8 +8,9 @@ import msgspec
 import pytest
 
 from performance_agent.analysis.alerts import ALERT_NAME, alert_fingerprint, alertmanager_payload, evaluate_alerts
-from performance_agent.analysis.schemas import AlertState, BurnRate, ObjectiveReport, SloReport, SloTargets
+from performance_agent.analysis.schemas import AlertState, BurnRate, ObjectiveReport, SloReport
 from performance_agent.analysis.slo import evaluate_slo
+from performance_agent.fleet.slo import SloTargets
 from tests.unit.test_slo import NOW, minute_windows
 
 SEVEN_HOURS = 7 * 60

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from performance_agent.analysis.schemas import SloTargets, WindowFigures
+from performance_agent.analysis.schemas import WindowFigures
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo, format_lookback
 from performance_agent.analysis.slo_timeline import OBJECTIVES, SloTimeline, TimelineRow, timeline_row
+from performance_agent.fleet.slo import SloTargets
 from tests.unit.test_detectors_support import healthy_figures
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
