@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -85,6 +88,26 @@ def _warm_up() -> None:
     """Imports the parser and adapters in the worker before the first large page needs them."""
 
 
+#: How often the worker checks that the agent that started it is still alive.
+PARENT_CHECK_INTERVAL_S = 0.5
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Runs first in the worker: a thread ends the worker once the agent is gone.
+
+    A `kill -9` of the agent runs no shutdown code, and the worker would not notice on its own:
+    its task queue holds both ends of the pipe, so no end-of-file ever comes. Orphaned, it would
+    keep the agent's stdout open (a supervisor waiting for it hangs) and keep its memory.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_INTERVAL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 @dataclass(slots=True)
 class ScrapedPageReader:
     """Reads pages inline or in the worker process; `start` with the agent, `close` at shutdown.
@@ -105,7 +128,12 @@ class ScrapedPageReader:
     @staticmethod
     def _new_pool() -> ProcessPoolExecutor:
         # spawn: the agent runs threads (SQLite, the resolver), which a forked child must not inherit.
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         pool.submit(_warm_up)
         return pool
 
