@@ -75,6 +75,9 @@ demo: $(STAMP)  ## Guided demo on simulated vLLM/TGI/SGLang servers: analyze, op
 eval: $(STAMP)  ## Labelled simulator scenarios: detector precision/recall per bottleneck (fails below 0.9)
 	$(BIN)/python -m tests.eval.suite
 
+eval-judge: $(STAMP)  ## Canary judge on 30,000 simulated rollouts vs issue 10's targets (~6 CPU-min, 2 processes; ARGS=--write)
+	$(BIN)/python -m tests.eval.judge_eval $(ARGS)
+
 bench: $(STAMP)  ## Benchmarks (ratios measured side by side); writes docs/benchmarks.md
 	$(BIN)/python -m tests.bench.run_all
 
@@ -84,4 +87,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint dupcheck fmt openapi openapi-check check unit cov fuzz test demo eval bench container clean
+.PHONY: help install run lint dupcheck fmt openapi openapi-check check unit cov fuzz test demo eval eval-judge bench container clean

@@ -25,6 +25,8 @@ from performance_agent.fleet.instances import InstanceService
 from performance_agent.fleet.slo import slo_defaults
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
+from performance_agent.metrics.page_limits import PageLimits
+from performance_agent.metrics.page_reader import ScrapedPageReader
 from performance_agent.metrics.prometheus_discovery import PrometheusDiscovery
 from performance_agent.metrics.prometheus_reader import PrometheusApi, PrometheusConfig
 from performance_agent.metrics.prometheus_source import prometheus_headers
@@ -35,6 +37,7 @@ from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.prometheus.service import PrometheusService
 from performance_agent.storage.factory import open_storage
+from performance_agent.storage.health import StorageProbe
 from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.runtime import build_reconciler, workflow_defaults
 from performance_agent.workflows.service import WorkflowService
@@ -106,6 +109,18 @@ def build_agent(
             environ=environ,
         )
     )
+    # One page reader per app, shared by every collection service: large pages are parsed in its
+    # worker process (started and closed with the agent, see `AgentContext.start`).
+    page_reader = ScrapedPageReader(
+        limits=PageLimits(
+            max_families=settings.scrape_max_families,
+            max_series=settings.scrape_max_series,
+            max_label_values=settings.scrape_max_label_values,
+            max_label_value_length=settings.scrape_max_label_value_length,
+        ),
+        inline_max_bytes=settings.scrape_inline_max_bytes,
+        budget_s=settings.scrape_parse_budget_s,
+    )
     collection = CollectionService(
         instances=storage.instances,
         snapshots=storage.snapshots,
@@ -116,6 +131,7 @@ def build_agent(
         allowed_header_env=parsed.scrape_header_env,
         metrics=metrics.scrapes,
         environ=environ,
+        reader=page_reader,
         prometheus=prometheus_api,
     )
     external_url = f"http://{settings.host}:{settings.port}"
@@ -193,7 +209,9 @@ def build_agent(
         settings=settings,
         key_ring=key_ring,
         storage=storage,
+        storage_probe=StorageProbe(storage.database),
         clients=clients,
+        page_reader=page_reader,
         loops=BackgroundLoops(),
         metrics=metrics,
         fleet=fleet,
@@ -224,7 +242,9 @@ def build_agent(
             series={engine: adapter.objective_series for engine, adapter in ADAPTERS.items()},
         ),
         collector=collector,
-        pruner=RetentionPruner(storage.snapshots, settings.history_retention_hours),
+        pruner=RetentionPruner(
+            storage.snapshots, settings.history_retention_hours, max_bytes=settings.history_max_bytes
+        ),
         reconciler=build_reconciler(
             settings,
             storage=storage,
@@ -234,6 +254,7 @@ def build_agent(
             resolver=resolver,
             metrics=metrics.workflows,
             scrape_metrics=metrics.scrapes,
+            reader=page_reader,
             clock=clock,
         ),
         discovery=discovery,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from litestar.enums import ScopeType
@@ -75,8 +75,6 @@ class EdgeMiddleware:
         self.limiter = limiter
         self.ring = ring
         self.trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
         self._encoder = msgspec.json.Encoder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,14 +148,7 @@ class EdgeMiddleware:
         # The route template, set by Litestar's router, keeps the label set bounded; unmatched paths share one.
         route: str = scope.get("path_template") or "unmatched"
         method = method if method in _METRIC_METHODS else "OTHER"
-        counter = self._counters.get((route, method, status))
-        if counter is None:
-            counter = self._counters[(route, method, status)] = self.metrics.requests.labels(route, method, str(status))
-        timer = self._timers.get((route, method))
-        if timer is None:
-            timer = self._timers[(route, method)] = self.metrics.latency.labels(route, method)
-        counter.inc()
-        timer.observe(time.perf_counter() - started)
+        self.metrics.record(route, method, status, time.perf_counter() - started)
 
 
 def install_edge(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -19,10 +20,18 @@ from prometheus_client import Counter, Histogram
 
 from performance_agent.clock import utc, utc_now
 from performance_agent.engines.base import detect_engine
-from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
-from performance_agent.fleet.schemas import HEADER_ENV_SETTING, HeaderFromEnv, HeaderValue, InstanceError, metrics_url
+from performance_agent.engines.registry import adapt_page
+from performance_agent.fleet.schemas import (
+    HEADER_ENV_SETTING,
+    HEADER_VALUE_PATTERN,
+    HeaderFromEnv,
+    HeaderValue,
+    InstanceError,
+    metrics_url,
+)
 from performance_agent.metrics.builder import build_snapshot, encode_raw_scrape, raw_scrape
-from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
+from performance_agent.metrics.exposition import ParserCache
+from performance_agent.metrics.page_reader import ScrapedPageReader
 from performance_agent.metrics.scraper import ScrapeFailure, fetch_page
 from performance_agent.outbound.pinned import TlsOptions
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
@@ -33,6 +42,7 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
+    from performance_agent.engines.base import AdaptedPage
     from performance_agent.fleet.schemas import InstanceSpec
     from performance_agent.metrics.page import MetricsPage
     from performance_agent.metrics.prometheus_reader import PrometheusApi
@@ -81,6 +91,10 @@ def resolve_headers(
     resolved: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(value, HeaderFromEnv):
+            if not re.fullmatch(HEADER_VALUE_PATTERN, value):  # registered before the pattern held
+                raise ScrapeFailure(
+                    "scrape_config_invalid", f"header {name} holds characters other than visible ASCII; replace it"
+                )
             resolved[name] = value
             continue
         if value.env not in allowed_env:
@@ -94,6 +108,10 @@ def resolve_headers(
             )
         if any(character in secret for character in "\r\n\x00"):
             raise ScrapeFailure("scrape_config_invalid", f"{value.env} holds a line break; it cannot be a header")
+        if not re.fullmatch(HEADER_VALUE_PATTERN, secret):
+            raise ScrapeFailure(
+                "scrape_config_invalid", f"{value.env} holds characters other than visible ASCII; it cannot be a header"
+            )
         resolved[name] = value.prefix + secret
     return resolved
 
@@ -112,6 +130,7 @@ class CollectionService:
         metrics: ScrapeMetrics,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        reader: ScrapedPageReader | None = None,
         prometheus: PrometheusApi | None = None,
     ) -> None:
         self._metrics = metrics
@@ -120,6 +139,7 @@ class CollectionService:
         #: What parsing learnt from earlier pages, kept for this service's life (one per app).
         self._parser_cache = ParserCache()
         self._instances = instances
+        self._reader = reader if reader is not None else ScrapedPageReader()
         self._snapshots = snapshots
         self._clients = clients
         self._allowlist = allowlist
@@ -150,17 +170,9 @@ class CollectionService:
         spec = instance.spec
         if spec.source == "prometheus":
             page, collected_at = await self._read_through_prometheus(spec, timeout_s)
+            adapted = _adapt_checked(spec.engine, page)
         else:
-            page, collected_at = await self._fetch_and_parse(spec, timeout_s)
-        detected = detect_engine(page)
-        if detected != spec.engine:
-            found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
-            raise ScrapeFailure(
-                "engine_mismatch",
-                f"expected a {spec.engine} page, found {found}",
-                context={"detected_engine": detected, "expected_engine": spec.engine},
-            )
-        adapted = adapt_page(spec.engine, page)
+            adapted, collected_at = await self._fetch_and_read(spec, timeout_s)
         previous = await self._snapshots.latest_raw(instance.instance_id)
         snapshot = build_snapshot(
             instance_id=instance.instance_id,
@@ -182,8 +194,8 @@ class CollectionService:
             )
         return snapshot
 
-    async def _fetch_and_parse(self, spec: InstanceSpec, timeout_s: float) -> tuple[MetricsPage, datetime]:
-        """The scrape source: GET endpoint + metrics_path and parse the page."""
+    async def _fetch_and_read(self, spec: InstanceSpec, timeout_s: float) -> tuple[AdaptedPage, datetime]:
+        """The scrape source: GET endpoint + metrics_path, then parse and adapt the page."""
         if spec.endpoint is None:
             raise ScrapeFailure("scrape_config_invalid", "an instance with source scrape needs an endpoint")
         url = metrics_url(spec.endpoint, spec.metrics_path)
@@ -203,21 +215,14 @@ class CollectionService:
             tls=TlsOptions(verify=spec.tls_verify, ca_bundle=spec.ca_bundle),
         )
         collected_at = self._clock()
-        try:
-            # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
-            page = parse_page(
-                fetched.text,
-                openmetrics=fetched.openmetrics,
-                keep=FAMILY_FILTERS[spec.engine],
-                cache=self._parser_cache,
-            )
-        except ExpositionError as invalid:
-            raise ScrapeFailure(
-                "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
-            ) from None
-        if not page.series and not page.families:
-            raise ScrapeFailure("upstream_invalid_metrics", "the page holds no samples")
-        return page, collected_at
+        reading = await self._reader.read(
+            fetched.body, openmetrics=fetched.openmetrics, engine=spec.engine, cache=self._parser_cache
+        )
+        if reading.outcome != "ok":
+            raise ScrapeFailure("upstream_invalid_metrics", reading.message)
+        if reading.detected != spec.engine or reading.adapted is None:
+            raise _engine_mismatch(spec.engine, reading.detected)
+        return reading.adapted, collected_at
 
     async def _read_through_prometheus(self, spec: InstanceSpec, timeout_s: float) -> tuple[MetricsPage, datetime]:
         """The prometheus source: the same cumulative series, read by one instant query, dated by their scrape."""
@@ -231,3 +236,20 @@ class CollectionService:
         now = self._clock()
         reading = await self._prometheus.read_page(spec.engine, spec.match, at=now, timeout_s=timeout_s)
         return reading.page, now if reading.scraped_at is None else utc(reading.scraped_at)
+
+
+def _engine_mismatch(expected: str, detected: str | None) -> ScrapeFailure:
+    found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
+    return ScrapeFailure(
+        "engine_mismatch",
+        f"expected a {expected} page, found {found}",
+        context={"detected_engine": detected, "expected_engine": expected},
+    )
+
+
+def _adapt_checked(engine: str, page: MetricsPage) -> AdaptedPage:
+    """A page read through Prometheus, adapted in this process: it holds only the families the adapter reads."""
+    detected = detect_engine(page)
+    if detected != engine:
+        raise _engine_mismatch(engine, detected)
+    return adapt_page(engine, page)

@@ -70,6 +70,18 @@ class Approximation(msgspec.Struct, kw_only=True):
     formula: str
 
 
+class InvalidFigure(msgspec.Struct, kw_only=True):
+    """A figure the page's numbers made impossible (a negative rate, KV usage above 1): dropped, shown here.
+
+    Why not keep it: a detector or a rollout gate reading a negative throughput or a cache 130% full
+    would draw a confident conclusion from a broken exporter.
+    """
+
+    field: str
+    value: float
+    reason: str
+
+
 class CumulativeHistogram(msgspec.Struct, kw_only=True):
     """Cumulative buckets as read from the page: `buckets` is [[le, cumulative_count], ...] ending at +inf.
 
@@ -112,4 +124,5 @@ class InstanceSnapshot(msgspec.Struct, kw_only=True):
     engine_config: dict[str, ConfigValue] = msgspec.field(default_factory=dict)
     engine_version: str | None = None
     approximations: list[Approximation] = msgspec.field(default_factory=list)
+    invalid: list[InvalidFigure] = msgspec.field(default_factory=list)
     models: list[InstanceSnapshot] = msgspec.field(default_factory=list)

@@ -23,6 +23,7 @@ from performance_agent.workflows.validation import CreateDefaults
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from performance_agent.metrics.page_reader import ScrapedPageReader
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.factory import Storage
@@ -83,6 +84,7 @@ def build_reconciler(
     resolver: Resolver,
     metrics: WorkflowMetrics,
     scrape_metrics: ScrapeMetrics,
+    reader: ScrapedPageReader,
     clock: Callable[[], float] = time.time,
 ) -> Reconciler:
     """A reconciler on the agent's storage and clients; `clock` also stamps the scrapes it takes."""
@@ -96,6 +98,7 @@ def build_reconciler(
         allowed_header_env=frozenset(settings.scrape_header_env),
         metrics=scrape_metrics,
         clock=lambda: utc(clock()),
+        reader=reader,
     )
     observer = CohortObserver(
         instances=storage.instances,

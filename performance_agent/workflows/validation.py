@@ -177,6 +177,7 @@ def validate_create(
         monitor=resolve_monitor(body.monitor, defaults.monitor),
         guardrails=resolve_guardrails(body.guardrails, defaults.guardrails),
         actuator=actuator,
+        actuator_url_from_settings=actuator.url is not None and (body.actuator is None or body.actuator.url is None),
         created_by=actor,
         created_at=now,
         updated_at=now,

@@ -69,6 +69,16 @@ def _render(figures: list[Figure], machine: str) -> str:
     return "\n".join(lines)
 
 
+def _kept_sections() -> str:
+    """Sections other tools write into the report (between their markers) survive a rerun."""
+    text = REPORT.read_text() if REPORT.exists() else ""
+    kept = []
+    for start, end in (("<!-- judge-eval:start -->", "<!-- judge-eval:end -->"),):
+        if start in text and end in text:
+            kept.append(start + text.split(start, 1)[1].split(end, 1)[0] + end)
+    return "".join(f"\n{section}\n" for section in kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", action="append", help="run only benchmark modules containing this text")
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {figure.name}: {figure.value}  (target {figure.target}){met}", flush=True)
             figures.append(figure)
     if not args.no_write:
-        REPORT.write_text(_render(figures, _machine()))
+        REPORT.write_text(_render(figures, _machine()) + _kept_sections())
         print(f"wrote {REPORT.relative_to(REPO_ROOT)}")
     return 0
 
