@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from performance_agent.metrics.exposition import parse_page
+from tests.unit.test_exposition_properties import render_value as go_float  # Go's float text, as in the API
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,15 +27,6 @@ if TYPE_CHECKING:
 __all__ = ("Failure", "FakePrometheus", "fake_prometheus", "go_float", "vector_of_page")
 
 _MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
-
-
-def go_float(value: float) -> str:
-    """A value as Prometheus writes it in JSON (Go's strconv: "NaN", "+Inf", "-Inf")."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
 
 
 def vector_of_page(page_text: str, target_labels: dict[str, str]) -> list[tuple[dict[str, str], float]]:

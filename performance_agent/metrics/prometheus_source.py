@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -101,6 +101,7 @@ class _SeriesAnswer(msgspec.Struct):
     error: str = ""
 
 
+_AnswerT = TypeVar("_AnswerT", _QueryAnswer, _SeriesAnswer)
 _query_decoder = msgspec.json.Decoder(_QueryAnswer)
 _series_decoder = msgspec.json.Decoder(_SeriesAnswer)
 
@@ -129,20 +130,27 @@ def readings_query(prefixes: tuple[str, ...], matchers: tuple[LabelMatcher, ...]
     return f"{selector} or {scraped_at}"
 
 
-def parse_query_answer(body: bytes) -> list[tuple[dict[str, str], float]]:
-    """An instant-vector answer as (labels with `__name__`, value); values "NaN", "+Inf", "-Inf" included."""
+def _decoded_data(decoder: msgspec.json.Decoder[_AnswerT], body: bytes) -> _AnswerT:
+    """The answer, checked for `status: success` and data (the envelope every API answer shares)."""
     try:
-        answer = _query_decoder.decode(body)
+        answer = decoder.decode(body)
     except msgspec.DecodeError as invalid:
         raise PrometheusAnswerError(f"not a Prometheus API answer: {invalid}") from None
     if answer.status != "success":
         raise PrometheusQueryError(answer.errorType or "unknown", answer.error or "no error text")
     if answer.data is None:
         raise PrometheusAnswerError("a successful answer without data")
-    if answer.data.resultType != "vector":
-        raise PrometheusAnswerError(f"expected a vector result, got {answer.data.resultType!r}")
+    return answer
+
+
+def parse_query_answer(body: bytes) -> list[tuple[dict[str, str], float]]:
+    """An instant-vector answer as (labels with `__name__`, value); values "NaN", "+Inf", "-Inf" included."""
+    data = _decoded_data(_query_decoder, body).data
+    assert data is not None  # checked by _decoded_data
+    if data.resultType != "vector":
+        raise PrometheusAnswerError(f"expected a vector result, got {data.resultType!r}")
     readings: list[tuple[dict[str, str], float]] = []
-    for sample in answer.data.result:
+    for sample in data.result:
         try:
             value = float(sample.value[1])  # Go's formatting: "NaN", "+Inf", "-Inf", "1e+06" all parse
         except ValueError:
@@ -153,15 +161,9 @@ def parse_query_answer(body: bytes) -> list[tuple[dict[str, str], float]]:
 
 def parse_series_answer(body: bytes) -> list[dict[str, str]]:
     """A `/api/v1/series` answer: the label sets present (with `__name__`)."""
-    try:
-        answer = _series_decoder.decode(body)
-    except msgspec.DecodeError as invalid:
-        raise PrometheusAnswerError(f"not a Prometheus API answer: {invalid}") from None
-    if answer.status != "success":
-        raise PrometheusQueryError(answer.errorType or "unknown", answer.error or "no error text")
-    if answer.data is None:
-        raise PrometheusAnswerError("a successful answer without data")
-    return answer.data
+    data = _decoded_data(_series_decoder, body).data
+    assert data is not None  # checked by _decoded_data
+    return data
 
 
 @dataclass(frozen=True, slots=True)
