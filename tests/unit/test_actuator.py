@@ -138,4 +138,4 @@ def test_the_simulator_actuator_uses_the_hub_or_each_instance_s_own_url() -> Non
         assert by_own_url.ok
         assert fleet.state("vllm-0")["flags"] == {"--max-num-seqs": 64}
         assert fleet.state("vllm-1")["flags"] == {"--max-num-seqs": 64}
-        assert unregistered.error == "ghost: not registered"
+        assert unregistered.error == "ghost: not registered, or registered without an endpoint to actuate"
