@@ -25,7 +25,8 @@ WORKFLOW_CREATE: dict[str, Any] = {
     "stages": [10, 50, 100],
     "approval": {"required": True, "stage_gates": [2], "timeout_s": 3600},
     "monitor": {"duration_s": 300, "interval_s": 15, "warmup_s": 60},
-    "guardrails": {"min_samples": 200, "max_ttft_p99_increase": 0.2, "consecutive_failures": 2},
+    "guardrails": {"max_ttft_p99_increase": 0.2, "max_goodput_decrease": 0.02, "consecutive_failures": 2},
+    "judge": {"alpha": 0.05, "min_canary_requests": 1000, "max_stage_extension_s": 300},
     "actuator": {"type": "webhook", "url": "http://deployer.internal:8080/rollouts"},
     "description": "Halve max-num-seqs to cut ITL p99 (plan 7f3c)",
 }
@@ -78,7 +79,7 @@ _WINDOW = {
     ],
     "canary": {**_COHORT, "ttft_p99_s": 0.236, "error_rate": 0.0005},
     "control": _COHORT,
-    "min_samples": 200,
+    "min_samples": 100,
     "scrape_errors": {},
 }
 
@@ -109,7 +110,7 @@ WORKFLOW_SUMMARY: dict[str, Any] = {
         "inconclusive_timeout_s": 300.0,
     },
     "guardrails": {
-        "min_samples": 200,
+        "min_samples": 100,
         "max_ttft_p99_increase": 0.2,
         "max_itl_p99_increase": 0.15,
         "max_e2e_p99_increase": 0.2,
@@ -123,7 +124,9 @@ WORKFLOW_SUMMARY: dict[str, Any] = {
         "max_e2e_p99_s": None,
         "consecutive_failures": 2,
         "on_canary_scrape_error": "fail",
+        "max_goodput_decrease": 0.02,
     },
+    "judge": {"alpha": 0.05, "min_canary_requests": 1000, "max_stage_extension_s": 300.0},
     "actuator": {"type": "webhook", "url": "http://deployer.internal:8080/rollouts"},
     "created_by": "ops-pipeline",
     "created_at": "2026-01-01T10:00:00Z",

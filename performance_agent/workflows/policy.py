@@ -11,13 +11,21 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 if TYPE_CHECKING:
-    from performance_agent.workflows.schemas import GuardrailSpec, MonitorSpec
+    from performance_agent.workflows.schemas import GuardrailSpec, JudgeSpec, MonitorSpec
 
-__all__ = ("Guardrails", "MonitorPolicy", "resolve_guardrails", "resolve_monitor")
+__all__ = ("Guardrails", "JudgePolicy", "MonitorPolicy", "resolve_guardrails", "resolve_judge", "resolve_monitor")
 
 
 class Guardrails(msgspec.Struct, kw_only=True, frozen=True):
-    """Thresholds of the health gate. `None` on an optional absolute limit means "not checked"."""
+    """Thresholds of the health gate. `None` on an optional absolute limit means "not checked".
+
+    `max_*_increase` is the slowdown that is acceptable: the judge rolls back only on evidence that
+    the canary is slower than the reference by more than that. `min_samples` no longer gates a
+    window; given in a request without `judge.min_canary_requests` it becomes the stage's pooled
+    floor (see `resolve_judge`). `consecutive_failures` now counts only windows whose canary could
+    not be scraped (with `on_canary_scrape_error: fail`): statistical evidence accumulates instead
+    of being counted window by window.
+    """
 
     min_samples: int = 100
     max_ttft_p99_increase: float = 0.2
@@ -33,6 +41,22 @@ class Guardrails(msgspec.Struct, kw_only=True, frozen=True):
     max_e2e_p99_s: float | None = None
     consecutive_failures: int = 2
     on_canary_scrape_error: Literal["fail", "inconclusive"] = "fail"
+    max_goodput_decrease: float = 0.02
+
+
+class JudgePolicy(msgspec.Struct, kw_only=True, frozen=True):
+    """How the sequential judge decides, resolved once at creation (see docs/rollout.md).
+
+    `alpha` is the false-rollback budget of the whole workflow, split over the judged metrics. A
+    stage advances once `duration_s` is over only if the canary served `min_canary_requests`
+    requests in it (pooled over its windows); otherwise it extends by up to
+    `max_stage_extension_s` (null: the stage's own `duration_s`), then pauses with the reason
+    `insufficient_canary_traffic`.
+    """
+
+    alpha: float = 0.05
+    min_canary_requests: int = 1000
+    max_stage_extension_s: float | None = None
 
 
 class MonitorPolicy(msgspec.Struct, kw_only=True, frozen=True):
@@ -60,6 +84,20 @@ def _merged(spec: msgspec.Struct | None, defaults: msgspec.Struct) -> dict[str, 
 
 def resolve_guardrails(spec: GuardrailSpec | None, defaults: Guardrails) -> Guardrails:
     return Guardrails(**_merged(spec, defaults))  # type: ignore[arg-type]
+
+
+def resolve_judge(spec: JudgeSpec | None, guardrails: GuardrailSpec | None, defaults: JudgePolicy) -> JudgePolicy:
+    """Request values over defaults; a body written for the per-window gate keeps its traffic floor.
+
+    Such a body set `guardrails.min_samples` and knows nothing of `judge`: its `min_samples` then
+    becomes the pooled `min_canary_requests` of each stage, so it advances with the traffic it
+    advanced with before.
+    """
+    values = _merged(spec, defaults)
+    explicit_floor = spec is not None and spec.min_canary_requests is not None
+    if not explicit_floor and guardrails is not None and guardrails.min_samples is not None:
+        values["min_canary_requests"] = guardrails.min_samples
+    return JudgePolicy(**values)  # type: ignore[arg-type]
 
 
 def resolve_monitor(spec: MonitorSpec | None, defaults: MonitorPolicy) -> MonitorPolicy:

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
-from performance_agent.workflows.policy import Guardrails, MonitorPolicy
+from performance_agent.workflows.policy import Guardrails, JudgePolicy, MonitorPolicy
 
 __all__ = (
     "ActionBody",
@@ -29,6 +29,7 @@ __all__ = (
     "CohortView",
     "FlagValue",
     "GuardrailSpec",
+    "JudgeSpec",
     "MetricCheck",
     "MonitorSpec",
     "ScrapeErrorPolicy",
@@ -89,6 +90,15 @@ class GuardrailSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_e2e_p99_s: Seconds | None = None
     consecutive_failures: Annotated[int, Meta(ge=1, le=1000)] | None = None
     on_canary_scrape_error: ScrapeErrorPolicy | None = None
+    max_goodput_decrease: Annotated[float, Meta(ge=0, le=1)] | None = None
+
+
+class JudgeSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The sequential judge: false-rollback budget per workflow and the canary traffic a stage needs."""
+
+    alpha: Annotated[float, Meta(gt=0, le=0.5)] | None = None
+    min_canary_requests: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
+    max_stage_extension_s: Annotated[float, Meta(ge=0, le=7 * 24 * 3600)] | None = None
 
 
 class ActuatorSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -116,6 +126,7 @@ class WorkflowCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     approval: ApprovalSpec | None = None
     monitor: MonitorSpec | None = None
     guardrails: GuardrailSpec | None = None
+    judge: JudgeSpec | None = None
     actuator: ActuatorSpec | None = None
     description: Annotated[str, Meta(max_length=2000)] | None = None
 
@@ -234,6 +245,7 @@ class Workflow(msgspec.Struct, kw_only=True):
     approval: ApprovalSpec
     monitor: MonitorPolicy
     guardrails: Guardrails
+    judge: JudgePolicy
     actuator: ActuatorSpec
     created_by: str
     created_at: datetime

@@ -22,7 +22,7 @@ import msgspec
 from performance_agent.workflows.cohorts import cohorts_for_count
 from performance_agent.workflows.gate import StageProgress
 from performance_agent.workflows.machine import WorkflowRecord, WorkflowStatus, apply_trigger, is_terminal
-from performance_agent.workflows.policy import Guardrails, MonitorPolicy
+from performance_agent.workflows.policy import Guardrails, JudgePolicy, MonitorPolicy
 from performance_agent.workflows.schemas import (
     ActuatorSpec,
     ApprovalRecord,
@@ -68,6 +68,8 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     approval: ApprovalSpec
     monitor: MonitorPolicy
     guardrails: Guardrails
+    #: Absent from documents stored before the sequential judge: they decode with the defaults.
+    judge: JudgePolicy = msgspec.field(default_factory=JudgePolicy)
     actuator: ActuatorSpec
     created_by: str
     created_at: float

@@ -15,7 +15,7 @@ from performance_agent.errors import ErrorDetail, ForbiddenError, RequestValidat
 from performance_agent.metrics.target_guard import TargetRefusedError, check_static
 from performance_agent.workflows.cohorts import DEFAULT_STAGES, stage_gate_problems, stage_problems
 from performance_agent.workflows.machine import initial_status
-from performance_agent.workflows.policy import resolve_guardrails, resolve_monitor
+from performance_agent.workflows.policy import JudgePolicy, resolve_guardrails, resolve_judge, resolve_monitor
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import WorkflowDoc
 
@@ -36,6 +36,7 @@ class CreateDefaults:
     monitor: MonitorPolicy
     actuator: ActuatorSpec | None
     webhook_allowlist: TargetAllowlist
+    judge: JudgePolicy = JudgePolicy()
 
 
 def _detail(field: str, message: str, kind: str = "invalid") -> ErrorDetail:
@@ -171,6 +172,7 @@ def validate_create(
         approval=approval,
         monitor=resolve_monitor(body.monitor, defaults.monitor),
         guardrails=resolve_guardrails(body.guardrails, defaults.guardrails),
+        judge=resolve_judge(body.judge, body.guardrails, defaults.judge),
         actuator=actuator,
         created_by=actor,
         created_at=now,
