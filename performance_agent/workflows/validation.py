@@ -8,7 +8,7 @@ runs before every call).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.errors import ErrorDetail, ForbiddenError, RequestValidationError
@@ -36,7 +36,7 @@ class CreateDefaults:
     monitor: MonitorPolicy
     actuator: ActuatorSpec | None
     webhook_allowlist: TargetAllowlist
-    judge: JudgePolicy = JudgePolicy()
+    judge: JudgePolicy = field(default_factory=JudgePolicy)
 
 
 def _detail(field: str, message: str, kind: str = "invalid") -> ErrorDetail:
