@@ -154,6 +154,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     workflow_tick_s: Annotated[
         float, _doc("Seconds between two passes of the rollout reconciler over due workflows.", gt=0, le=60)
     ] = 1.0
+    workflow_max_reading_age_s: Annotated[
+        float,
+        _doc(
+            "Health windows end on the background collector's stored reading of an instance when it is at most "
+            "this many seconds old (and younger than the window's interval) instead of scraping it again; "
+            "0 scrapes every window.",
+            ge=0,
+            le=3600,
+        ),
+    ] = 15.0
     workflow_min_samples: Annotated[
         int, _doc("Default guardrail: requests each cohort must serve in a window for a verdict.", ge=0)
     ] = 100

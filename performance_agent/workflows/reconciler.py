@@ -196,7 +196,7 @@ class Reconciler:
         if now < doc.baseline_started_at + interval:
             pending.reschedule(doc.baseline_started_at + interval)
             return
-        seen = await self._observer.observe(doc.instance_ids)
+        seen = await self._observer.observe(doc.instance_ids, now=now, interval_s=interval, after=doc.baseline_marks)
         figures, errors = await self._observer.window(doc.instance_ids, doc.baseline_marks, seen)
         if not errors:
             window_s = figures.window_s
@@ -312,7 +312,7 @@ class Reconciler:
         if doc.next_window_at is not None and now < doc.next_window_at:
             pending.reschedule(doc.next_window_at)
             return
-        seen = await self._observer.observe(members)
+        seen = await self._observer.observe(members, now=now, interval_s=doc.monitor.interval_s, after=doc.window_marks)
         await self._judge(pending, now, list(cohorts.canary), list(cohorts.control), seen)
 
     async def _judge(

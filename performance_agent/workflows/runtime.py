@@ -52,6 +52,7 @@ def build_reconciler(agent: AgentContext, clock: Callable[[], float] = time.time
         snapshots=agent.snapshots,
         collection=collection,
         timeout_s=settings.scrape_timeout_s,
+        max_reading_age_s=settings.workflow_max_reading_age_s if settings.scrape_background else 0.0,
     )
     poster = HttpPoster(
         agent.scrape_clients,
