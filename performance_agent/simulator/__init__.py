@@ -57,12 +57,15 @@ from performance_agent.simulator.fleet import InstanceHandle, ManualClock, Simul
 from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
 from performance_agent.simulator.knobs import Hardware, ModelSpec
 from performance_agent.simulator.load_model import Workload
+from performance_agent.simulator.shape import SHAPE_PRESETS, LatencyShape
 
 __all__ = (
+    "SHAPE_PRESETS",
     "Faults",
     "Hardware",
     "InstanceHandle",
     "InstanceSpec",
+    "LatencyShape",
     "ManualClock",
     "ModelSpec",
     "SimulatedFleet",

@@ -24,6 +24,10 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = (
     "Histogram",
@@ -116,12 +120,21 @@ class Histogram:
         self.total += value * times
         self.count += times
 
-    def observe_weighted(self, value: float, weight: float) -> None:
+    def observe_weighted(self, value: float, weight: float, shaper: LatencyShaper | None = None) -> None:
+        """`weight` observations of `value`; with a `shaper`, each one times its own latency multiplier."""
         self.carry += weight
         whole = int(self.carry + 1e-9)  # 10 * 0.35 must count as 3.5, not 3.4999...
-        if whole > 0:
-            self.carry -= whole
+        if whole <= 0:
+            return
+        self.carry -= whole
+        if shaper is None or shaper.is_identity:
             self.observe(value, whole)
+            return
+        buckets, total = shaper.spread(self.edges, value, whole)
+        for index, count in buckets:
+            self.counts[index] += count
+        self.total += total
+        self.count += whole
 
     def cumulative(self) -> list[int]:
         running, out = 0, []

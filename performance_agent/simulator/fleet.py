@@ -4,6 +4,8 @@
         url = fleet.instances[0].metrics_url
         fleet.set_faults(fleet.instances[0].instance_id, latency_regression=3.0)
 
+    with start_simulator("vllm", 8, latency_shape="heavy-tailed") as fleet: ...
+
 All instance state lives on the loop thread; every method here hops onto it and waits, so
 tests may call them from any thread. `stop()` (or leaving the `with`) closes every listener
 and joins the thread.
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
 from performance_agent.simulator.server import SimulatorServer
+from performance_agent.simulator.shape import SHAPE_PRESETS, LatencyShape
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -72,11 +75,22 @@ def build_specs(
     seed: int = 0,
     flags: dict[str, object] | None = None,
     workload: Workload | None = None,
+    latency_shape: LatencyShape | str | None = None,
 ) -> list[InstanceSpec]:
-    """`count` instances of one engine named `{engine}-{i}`, seeds `seed + i`."""
+    """`count` instances of one engine named `{engine}-{i}`, seeds `seed + i`.
+
+    `latency_shape` is a `LatencyShape` or a preset name (`heavy-tailed`); each instance draws
+    it from its own stream.
+    """
     if count < 1:
         raise ValueError("count must be at least 1")
-    base = InstanceSpec(engine=engine, version=version, flags=dict(flags or {}))
+    if isinstance(latency_shape, str):
+        if latency_shape not in SHAPE_PRESETS:
+            raise ValueError(f"unknown latency shape {latency_shape!r}; choose from {', '.join(SHAPE_PRESETS)}")
+        latency_shape = SHAPE_PRESETS[latency_shape]
+    base = InstanceSpec(
+        engine=engine, version=version, flags=dict(flags or {}), latency_shape=latency_shape or LatencyShape()
+    )
     if workload is not None:
         base = replace(base, workload=workload)
     return [replace(base, instance_id=f"{engine}-{i}", seed=seed + i) for i in range(count)]
@@ -187,6 +201,10 @@ class SimulatedFleet:
     def set_config(self, instance_id: str, flags: dict[str, object]) -> dict[str, object]:
         return self._control(instance_id, lambda instance: instance.merge_config(flags))
 
+    def set_shape(self, instance_id: str, **shape: object) -> dict[str, object]:
+        """As `POST /control/shape`: `preset=`, `sigma=`, `slow_share=`, `slow_factor=`, `seed=`."""
+        return self._control(instance_id, lambda instance: instance.set_shape(dict(shape)))
+
     def set_load(self, instance_id: str, **load: object) -> dict[str, object]:
         return self._control(instance_id, lambda instance: instance.set_load(dict(load)))
 
@@ -219,8 +237,11 @@ def start_simulator(
     clock: Callable[[], float] = time.time,
     flags: dict[str, object] | None = None,
     workload: Workload | None = None,
+    latency_shape: LatencyShape | str | None = None,
 ) -> SimulatedFleet:
     """Start `count` simulated `engine` servers on 127.0.0.1 and return the running fleet."""
-    specs = build_specs(engine, count, version=version, seed=seed, flags=flags, workload=workload)
+    specs = build_specs(
+        engine, count, version=version, seed=seed, flags=flags, workload=workload, latency_shape=latency_shape
+    )
     fleet = SimulatedFleet(specs, base_port=base_port, single_port=single_port, time_scale=time_scale, clock=clock)
     return fleet.start()

@@ -9,6 +9,7 @@ fleet costs nothing and counters still grow as if the server had been busy all a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -25,22 +26,37 @@ from performance_agent.simulator.knobs import (
 )
 from performance_agent.simulator.load_model import EventSink, LoadModel, Workload
 from performance_agent.simulator.pages import ENGINES, PageContext
+from performance_agent.simulator.shape import (
+    SHAPE_PRESETS,
+    LatencyShape,
+    LatencyShaper,
+    ShapeError,
+    parse_shape,
+    shape_stream,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("GARBAGE_PAGE", "InstanceSpec", "Reply", "SimulatedInstance")
+__all__ = ("GARBAGE_PAGE", "REGRESSION_ENV", "InstanceSpec", "Reply", "SimulatedInstance")
 
 GARBAGE_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
     "<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
 )
 JSON = "application/json"
+#: A launch variable only the simulator reads: every engine step takes this factor longer, like the
+#: `latency_regression` fault (the two multiply). Being part of the launch environment, it is what
+#: an actuator can set and roll back: `/control/apply {"env": {"SIMULATOR_LATENCY_REGRESSION": "1.5"}}`.
+REGRESSION_ENV = "SIMULATOR_LATENCY_REGRESSION"
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """How to launch one simulated server. `flags` accepts `--max-num-seqs` or `max_num_seqs`."""
+    """How to launch one simulated server. `flags` accepts `--max-num-seqs` or `max_num_seqs`.
+
+    `seed` seeds the load model and, with the instance id, the latency shape's own stream.
+    """
 
     engine: str
     instance_id: str | None = None
@@ -51,6 +67,20 @@ class InstanceSpec:
     workload: Workload = field(default_factory=Workload)
     hardware: Hardware = field(default_factory=Hardware)
     model: ModelSpec = field(default_factory=ModelSpec)
+    latency_shape: LatencyShape = field(default_factory=LatencyShape)
+
+
+def _env_regression(env: Mapping[str, str]) -> float:
+    raw = env.get(REGRESSION_ENV)
+    if raw is None:
+        return 1.0
+    try:
+        factor = float(raw)
+    except ValueError:
+        factor = math.nan
+    if not math.isfinite(factor) or not 0 < factor <= 1000:
+        raise StartError(f"{REGRESSION_ENV} must be a number within (0, 1000], got {raw!r}")
+    return factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +120,9 @@ class SimulatedInstance:
         self.spec, self.id, self.binding = spec, instance_id, binding
         self.clock, self.time_scale = clock, time_scale
         self.faults = Faults()
+        self.shape_seed = spec.seed
+        self.shaper = LatencyShaper(spec.latency_shape, shape_stream(spec.seed, instance_id))
+        self._env_regression = 1.0
         self.workload = spec.workload
         self.launch: dict[str, object] = {canonical_knob(k): v for k, v in spec.flags.items()}
         self.env: dict[str, str] = dict(spec.env)
@@ -133,6 +166,7 @@ class SimulatedInstance:
         self._ranks = []
         try:
             self._flags, self._params = self._resolve(self.launch, self.env)
+            self._env_regression = _env_regression(self.env)
         except StartError as error:
             self._flags, self._params, self.start_error = None, None, str(error)
             return
@@ -143,7 +177,8 @@ class SimulatedInstance:
         for rank in range(count):
             metrics = self.binding.new_rank(self.spec.version, self._params, self._flags)
             workload, seed = self._rank_workload(count), self.spec.seed * 1009 + rank
-            model = LoadModel(self._params, self.spec.hardware, workload, metrics, seed)
+            metrics.shaper = self.shaper
+            model = LoadModel(self._params, self.spec.hardware, workload, metrics, seed, shaper=self.shaper)
             self._ranks.append(_Rank(model, metrics))
         self._apply_faults_to_models()
 
@@ -153,7 +188,7 @@ class SimulatedInstance:
     def _apply_faults_to_models(self) -> None:
         share = self._pinned_tokens // max(len(self._ranks), 1)
         for rank in self._ranks:
-            rank.model.latency_factor = self.faults.latency_regression
+            rank.model.latency_factor = self.faults.latency_regression * self._env_regression
             rank.model.error_fraction = self.faults.error_burst
             rank.model.pinned_tokens = share
 
@@ -183,6 +218,24 @@ class SimulatedInstance:
             capacity = self._params.kv_capacity_tokens if self._params else 0
             self._pinned_tokens = int(self._pinned_fraction * capacity)
         self._apply_faults_to_models()
+
+    def set_shape(self, body: dict[str, object]) -> None:
+        """Change the latency shape (and, with `seed`, restart its stream); survives restarts like a fault."""
+        self.sync()
+        try:
+            shape, seed = parse_shape(self.shaper.shape, body)
+        except ShapeError as error:
+            raise ControlError(422, "invalid_shape", str(error)) from None
+        if seed is None:
+            self.shaper.reshape(shape)
+        else:
+            self.shape_seed = seed
+            self.shaper.reshape(shape, shape_stream(seed, self.id))
+
+    def shape_state(self) -> dict[str, object]:
+        shape = self.shaper.shape
+        preset = next((name for name, known in SHAPE_PRESETS.items() if known == shape), None)
+        return {**shape.as_dict(), "preset": preset, "seed": self.shape_seed, "mean_factor": round(shape.mean, 6)}
 
     def set_load(self, body: dict[str, object]) -> None:
         self.sync()
@@ -255,6 +308,7 @@ class SimulatedInstance:
             "flags": {flag_spelling(k): v for k, v in sorted(self.launch.items())},
             "env": dict(sorted(self.env.items())),
             "faults": self.faults.active(),
+            "latency_shape": self.shape_state(),
             "load": {k: getattr(self.workload, k) for k in self.workload.__dataclass_fields__},
         }
         if self._flags is not None and self._params is not None:
@@ -310,13 +364,16 @@ class SimulatedInstance:
     def handle(self, method: str, path: str, body: bytes) -> Reply:
         """Answer one request addressed to this instance (`path` relative to its base URL)."""
         data_paths = {"/metrics", "/health", *self.binding.info_routes}
-        control = {"/control/config", "/control/faults", "/control/load", "/control/restart", "/control/apply"}
+        control = {"/control/config", "/control/faults", "/control/load", "/control/shape"}
+        control |= {"/control/restart", "/control/apply"}
         if path in data_paths or path == "/control":
             if method != "GET":
                 return Reply.json(405, {"error": "method_not_allowed", "message": f"{method} {path}"})
             return Reply.json(200, self.state()) if path == "/control" else self._data_plane(path)
         if path not in control:
             return Reply.json(404, {"error": "not_found", "message": f"no route {path}"})
+        if path == "/control/shape" and method == "GET":
+            return Reply.json(200, self.shape_state())
         if method != "POST":
             return Reply.json(405, {"error": "method_not_allowed", "message": f"{method} {path}"})
         try:
@@ -329,6 +386,7 @@ class SimulatedInstance:
             {
                 "/control/config": self.merge_config,
                 "/control/faults": self.set_faults,
+                "/control/shape": self.set_shape,
                 "/control/load": self.set_load,
                 "/control/restart": lambda _body: self.restart(),
                 "/control/apply": self.apply,

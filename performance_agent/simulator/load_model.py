@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from performance_agent.simulator.knobs import EngineParams, Hardware
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("EventSink", "LoadModel", "ModelGauges", "SimRequest", "Workload")
 
@@ -74,10 +75,20 @@ class SimRequest:
     reserved: float = 0.0
     sequence: int = 0
     state: str = "waiting"
+    latency_scale: float = 1.0  # the latency shape's multiplier: every reported duration of this request
+
+    def reported(self, at: float) -> float:
+        """Time from arrival to `at` as the server reports it (the shape stretches the timeline)."""
+        return (at - self.arrival) * self.latency_scale
 
 
 class EventSink(Protocol):
-    """What an engine's metric set hears from the model (each engine records what it exposes)."""
+    """What an engine's metric set hears from the model (each engine records what it exposes).
+
+    `shaper` (set by the instance) spreads per-token latency observations over the latency shape.
+    """
+
+    shaper: LatencyShaper | None
 
     def on_arrival(self, request: SimRequest) -> None: ...
     def on_rejected(self, request: SimRequest, reason: str) -> None: ...
@@ -120,12 +131,14 @@ class LoadModel:
         sink: EventSink,
         seed: int,
         tick_s: float = 0.5,
+        shaper: LatencyShaper | None = None,
     ) -> None:
         self.params = params
         self.hardware = hardware
         self.workload = workload
         self.sink = sink
         self.tick_s = tick_s
+        self.shaper = shaper
         self.latency_factor = 1.0
         self.error_fraction = 0.0
         self.pinned_tokens = 0
@@ -225,6 +238,8 @@ class LoadModel:
             request.finished_at = request.arrival
             self.sink.on_rejected(request, "error")
         else:
+            if self.shaper is not None:
+                request.latency_scale = self.shaper.request_scale()
             self._waiting.append(request)
 
     # --------------------------------------------------------------------------- admission

@@ -23,6 +23,7 @@ from performance_agent.simulator.exposition import Histogram, MultiprocessPage, 
 if TYPE_CHECKING:
     from performance_agent.simulator.load_model import ModelGauges, SimRequest
     from performance_agent.simulator.pages import PageContext
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("SGLANG_VERSIONS", "SglangRank", "render_sglang", "sglang_server_info")
 
@@ -93,6 +94,7 @@ class SglangRank:
     counters: dict[str, float] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
     carry: float = 0.0
+    shaper: LatencyShaper | None = None
 
     def __post_init__(self) -> None:
         if self.old:
@@ -124,17 +126,17 @@ class SglangRank:
 
     def on_admitted(self, request: SimRequest, now: float, batch_was_busy: bool) -> None:
         if not self.old and request.preemptions == 0:
-            self.histograms["sglang:queue_time_seconds"].observe(now - request.arrival)
+            self.histograms["sglang:queue_time_seconds"].observe(request.reported(now))
 
     def on_first_token(self, request: SimRequest) -> None:
-        self.histograms["sglang:time_to_first_token_seconds"].observe(request.first_token_at - request.arrival)
+        self.histograms["sglang:time_to_first_token_seconds"].observe(request.reported(request.first_token_at))
         self._add("mode:prefill_compute", request.prompt - request.cached)
         self._add("mode:prefill_cache", request.cached)
 
     def on_steps(self, n_decode: int, prefill_tokens: float, step_s: float, steps: float) -> None:
         if n_decode:
             name = "sglang:time_per_output_token_seconds" if self.old else "sglang:inter_token_latency_seconds"
-            self.histograms[name].observe_weighted(step_s, n_decode * steps)
+            self.histograms[name].observe_weighted(step_s, n_decode * steps, self.shaper)
             self.carry += n_decode * steps
             whole = int(self.carry + 1e-9)
             self.carry -= whole
@@ -144,7 +146,7 @@ class SglangRank:
         self._add("sglang:num_retracted_requests", 1)
 
     def on_finished(self, request: SimRequest) -> None:
-        self.histograms["sglang:e2e_request_latency_seconds"].observe(request.finished_at - request.arrival)
+        self.histograms["sglang:e2e_request_latency_seconds"].observe(request.reported(request.finished_at))
         if not self.old:
             self.histograms["sglang:num_retractions"].observe(request.preemptions)
         self._add("sglang:prompt_tokens", request.prompt)

@@ -23,6 +23,7 @@ from performance_agent.simulator.exposition import Histogram, RustExporterPage, 
 if TYPE_CHECKING:
     from performance_agent.simulator.load_model import ModelGauges, SimRequest
     from performance_agent.simulator.pages import PageContext
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("TGI_VERSIONS", "TgiRank", "duration_buckets", "render_tgi", "tgi_info")
 
@@ -93,6 +94,7 @@ class TgiRank:
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], int] = field(default_factory=dict)
     histograms: dict[tuple[str, tuple[tuple[str, str], ...]], Histogram] = field(default_factory=dict)
     skipped: Summary | None = None
+    shaper: LatencyShaper | None = None  # TGI has no per-token latency histogram; batch timings stay unshaped
 
     def _count(self, name: str, labels: tuple[tuple[str, str], ...] = (), amount: int = 1) -> None:
         self.counters[(name, labels)] = self.counters.get((name, labels), 0) + amount
@@ -153,7 +155,7 @@ class TgiRank:
     def on_finished(self, request: SimRequest) -> None:
         r = request
         validation = 0.0002 + r.prompt * 2e-6
-        queue, inference = r.admitted_at - r.arrival, r.finished_at - r.admitted_at
+        queue, inference = r.reported(r.admitted_at), (r.finished_at - r.admitted_at) * r.latency_scale
         values = (validation + queue + inference, validation, queue, inference, inference / max(r.generated, 1))
         for name, value in zip(_REQUEST_DURATIONS, values, strict=True):
             self._hist(name).observe(value)

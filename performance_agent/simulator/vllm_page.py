@@ -26,6 +26,7 @@ from performance_agent.simulator.exposition import Histogram, PythonClientPage, 
 if TYPE_CHECKING:
     from performance_agent.simulator.load_model import ModelGauges, SimRequest
     from performance_agent.simulator.pages import PageContext
+    from performance_agent.simulator.shape import LatencyShaper
 
 __all__ = ("VLLM_PROFILES", "VllmProfile", "VllmRank", "render_vllm")
 
@@ -174,6 +175,7 @@ class VllmRank:
     counters: dict[str, float] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
     generation_carry: float = 0.0
+    shaper: LatencyShaper | None = None
 
     def __post_init__(self) -> None:
         p, tokens = self.profile, build_1_2_5_buckets(self.max_model_len)
@@ -202,7 +204,7 @@ class VllmRank:
         return None
 
     def on_first_token(self, request: SimRequest) -> None:
-        self.histograms["vllm:time_to_first_token_seconds"].observe(request.first_token_at - request.arrival)
+        self.histograms["vllm:time_to_first_token_seconds"].observe(request.reported(request.first_token_at))
         self._add("vllm:prompt_tokens", request.prompt)
         self._add("vllm:generation_tokens", 1)
         self._add("source:local_compute", request.prompt - request.cached)
@@ -214,7 +216,7 @@ class VllmRank:
 
     def on_steps(self, n_decode: int, prefill_tokens: float, step_s: float, steps: float) -> None:
         if n_decode:
-            self.histograms[self.profile.itl_name].observe_weighted(step_s, n_decode * steps)
+            self.histograms[self.profile.itl_name].observe_weighted(step_s, n_decode * steps, self.shaper)
             self.generation_carry += n_decode * steps
             whole = int(self.generation_carry + 1e-9)
             self.generation_carry -= whole
@@ -226,18 +228,11 @@ class VllmRank:
 
     def on_finished(self, request: SimRequest) -> None:
         h, r = self.histograms, request
-        decode = r.finished_at - r.first_token_at
-        for name, value in zip(
-            _LATENCY_FAMILIES,
-            (
-                r.finished_at - r.arrival,
-                r.admitted_at - r.arrival,
-                r.finished_at - r.admitted_at,
-                r.first_token_at - r.admitted_at,
-                decode,
-            ),
-            strict=True,
-        ):
+        scale = r.latency_scale
+        decode = (r.finished_at - r.first_token_at) * scale
+        phases = (r.finished_at - r.arrival, r.admitted_at - r.arrival, r.finished_at - r.admitted_at)
+        values = (*(phase * scale for phase in phases), (r.first_token_at - r.admitted_at) * scale, decode)
+        for name, value in zip(_LATENCY_FAMILIES, values, strict=True):
             h[name].observe(value)
         for name, tokens in zip(_TOKEN_FAMILIES, (r.prompt, r.generated, r.max_tokens, r.max_tokens), strict=True):
             h[name].observe(tokens)
