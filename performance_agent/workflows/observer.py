@@ -103,12 +103,12 @@ class CohortObserver:
     async def scrapes_between(self, instance_id: str, since: float, until: float) -> list[RawScrape]:
         return await self._snapshots.raw_between(instance_id, _utc(since), _utc(until))
 
-    async def window(
+    async def series(
         self, instance_ids: Sequence[str], marks: Mapping[str, float], ends: Mapping[str, Observation]
-    ) -> tuple[WindowFigures, dict[str, str]]:
-        """Figures of the instances over [their mark, their latest scrape], and the instances that have none.
+    ) -> tuple[list[list[RawScrape]], dict[str, str]]:
+        """Each instance's stored scrapes over [its mark, its latest reading], and the instances that have none.
 
-        An instance without a window start (its previous scrape failed) or whose scrape now failed
+        An instance without a window start (its previous scrape failed) or whose reading now failed
         is reported with the reason instead of silently shrinking the cohort.
         """
         errors: dict[str, str] = {}
@@ -123,4 +123,11 @@ class CohortObserver:
                 errors[instance_id] = "no_window_start"
                 continue
             series.append(await self.scrapes_between(instance_id, start, end.collected_at))
+        return series, errors
+
+    async def window(
+        self, instance_ids: Sequence[str], marks: Mapping[str, float], ends: Mapping[str, Observation]
+    ) -> tuple[WindowFigures, dict[str, str]]:
+        """Figures of the instances over [their mark, their latest reading] (see `series`)."""
+        series, errors = await self.series(instance_ids, marks, ends)
         return cohort_figures(series), errors
