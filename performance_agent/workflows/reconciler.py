@@ -143,6 +143,8 @@ class Reconciler:
             await self._baseline(pending, now)
         elif status is _S.APPLYING:
             await self._apply(pending, now)
+        elif status is _S.PAUSED and stored.doc.changed_count == 0:  # the A/A check: nothing to watch
+            pending.reschedule(None)
         elif status in _WATCHED:
             if not self._approval_deadline(pending, now):
                 await self._watch(pending, now)

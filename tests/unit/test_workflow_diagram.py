@@ -93,7 +93,7 @@ def test_every_machine_transition_becomes_an_edge() -> None:
         for transition in listed
     ]
     assert sorted((edge.source, edge.trigger, edge.dest) for edge in edges) == sorted(transitions)
-    assert len(edges) == 32
+    assert len(edges) == 34  # 32 + the A/A pause (baseline_suspect) and its resume to a new baseline
 
 
 def test_allowed_actions_table_lists_api_spellings() -> None:
