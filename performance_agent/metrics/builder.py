@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.engines.base import combine_gauge
+from performance_agent.judge import counts as judge_counts
 from performance_agent.metrics.goodput import Goodput, goodput
 from performance_agent.metrics.histogram import (
     counter_delta,
@@ -61,6 +62,7 @@ __all__ = (
     "aggregate_steps",
     "aggregate_window",
     "build_snapshot",
+    "cohort_counts",
     "cohort_figures",
     "decode_raw_scrape",
     "encode_raw_scrape",
@@ -222,6 +224,18 @@ def cohort_figures(
     than two scrapes contribute nothing and are not counted in `instances`.
     """
     return _window_of(_increases(instances, model_name), goodput_targets)
+
+
+def cohort_counts(
+    instances: Sequence[Sequence[RawScrape]], *, model_name: str | None = None
+) -> judge_counts.CohortCounts:
+    """What the judge reads of a cohort over a window: summed bucket increases and request counters.
+
+    The same increases as `cohort_figures` (scrape to scrape, restarts handled as there), kept as
+    counts instead of quantiles: histogram buckets per latency key, finished and failed requests,
+    preemptions, and the instances that contributed (two or more scrapes in the window).
+    """
+    return judge_counts.cohort_counts(increase.series for increase in _increases(instances, model_name))
 
 
 def _increases(instances: Sequence[Sequence[RawScrape]], model_name: str | None) -> list[_Increase]:
