@@ -23,10 +23,11 @@ Figures and their intervals (two-sided, `confidence` 0.95 by default):
   `metrics.goodput`); its difference is minus the sum of the per-target differences, and the sum
   of their Newcombe intervals, each at 1 - alpha/k, covers it at 1 - alpha (Bonferroni), whatever the
   unknown correlation between the targets.
-* **Rates as ratios on the log scale**: requests and preemptions per instance-window (Poisson
-  counts, exposure = instance-windows) and the error rate per request (Katz's log interval for a
-  ratio of proportions). A zero count gets 0.5 added to both counts for the interval (Haldane)
-  and a note; no count at all in the reference leaves the ratio unknown.
+* **Rates as ratios on the log scale**: requests and preemptions per instance-second (Poisson
+  counts, exposure = the instance-seconds each cohort was observed) and the error rate per
+  request (Katz's log interval for a ratio of proportions). A zero count gets 0.5 added to
+  both counts for the interval (Haldane) and a note; no count at all in the reference leaves
+  the ratio unknown.
 * **Error rate difference**: Newcombe's interval on errors / requests.
 
 Inter-token latency counts tokens; `CohortCounts.histogram` rescales it to requests so the
@@ -81,8 +82,8 @@ IMPACT_METRICS: dict[str, str] = {
 
 _QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 _THROUGHPUT_NOTE = (
-    "requests per instance-window; in a canary the load balancer sets each cohort's share of traffic, "
-    "so this measures capacity only when both cohorts are saturated"
+    "requests per instance (per second when exposures are known); in a canary the load balancer sets "
+    "each cohort's share of traffic, so this measures capacity only when both cohorts are saturated"
 )
 
 
@@ -313,6 +314,7 @@ def _share_above(
         canary.above(edge), canary.total, reference.above(edge), reference.total, confidence
     )
     exact = "" if edge == limit_s else f" (the SLO limit {limit_s:g} s is not an edge: read at {edge:g} s)"
+    unit = "tokens (sized as requests)" if metric in PER_TOKEN_METRICS else "requests"
     return MeasuredEffect(
         metric=f"{metric}.share_above_slo",
         kind="difference",
@@ -322,7 +324,7 @@ def _share_above(
         confidence=confidence,
         canary=canary.above(edge) / canary.total,
         reference=reference.above(edge) / reference.total,
-        note=f"share of requests above {edge:g} s{exact}",
+        note=f"share of {unit} above {edge:g} s{exact}",
     )
 
 
@@ -435,15 +437,28 @@ def _ratio_effect(
 
 
 def measure_effects(
-    canary: CohortCounts, reference: CohortCounts, slo_limits: Mapping[str, float], *, confidence: float = 0.95
+    canary: CohortCounts,
+    reference: CohortCounts,
+    slo_limits: Mapping[str, float],
+    *,
+    confidence: float = 0.95,
+    canary_exposure_s: float | None = None,
+    reference_exposure_s: float | None = None,
 ) -> list[MeasuredEffect]:
     """Every effect the two cohorts' pooled counts support; a figure either cohort lacks is left out.
 
     `slo_limits` maps histogram keys (`ttft_s`, `e2e_s`, `itl_s`, `queue_s`) to the SLO's
     per-request limit in seconds; only those histograms get a share above the SLO edge, and the
-    request-level ones (not `itl_s`) make up goodput.
+    request-level ones (not `itl_s`) make up goodput. The exposures are the instance-seconds each
+    cohort was observed (Σ over its instances of their window); rates per instance are then per
+    second, and cohorts observed over different spans (a stage against the baseline) compare
+    fairly. Without them both cohorts must cover the same span, and the exposure is `instances`.
     """
     _z(confidence)  # refuse a meaningless level before doing any work
+    if (canary_exposure_s is None) != (reference_exposure_s is None):
+        raise ValueError("give both cohorts' exposures or neither")
+    canary_exposure = float(canary.instances) if canary_exposure_s is None else canary_exposure_s
+    reference_exposure = float(reference.instances) if reference_exposure_s is None else reference_exposure_s
     effects: list[MeasuredEffect] = []
     goodput_pairs: list[tuple[BucketCounts, BucketCounts, float]] = []
     for metric in LATENCY_METRICS:
@@ -467,9 +482,9 @@ def measure_effects(
     throughput = _ratio_effect(
         "requests_per_instance",
         canary.requests,
-        canary.instances,
+        canary_exposure,
         reference.requests,
-        reference.instances,
+        reference_exposure,
         confidence,
         binomial=False,
         note=_THROUGHPUT_NOTE,
@@ -479,9 +494,9 @@ def measure_effects(
     preemptions = _ratio_effect(
         "preemptions_per_instance",
         canary.preemptions,
-        canary.instances,
+        canary_exposure,
         reference.preemptions,
-        reference.instances,
+        reference_exposure,
         confidence,
         binomial=False,
     )

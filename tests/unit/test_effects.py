@@ -279,3 +279,16 @@ def test_quantile_bucket_interval_covers_the_true_median_about_95_percent() -> N
         covered += low <= true_median <= (high if high is not None else math.inf)
     # Order-statistic intervals are conservative (discrete ranks) and widening to edges adds a little.
     assert 0.93 <= covered / DRAWS <= 0.995
+
+
+def test_exposures_make_rates_per_instance_second() -> None:
+    canary = cohort(counts([10, 35, 70, 95], 100), requests=90, instances=1)
+    reference = cohort(counts([10, 35, 70, 95], 100), requests=300, instances=1)
+    # The reference was observed for 100 s, the canary for 30 s: 3 vs 3 requests per second.
+    effects = {
+        e.metric: e for e in measure_effects(canary, reference, {}, canary_exposure_s=30.0, reference_exposure_s=100.0)
+    }
+    assert effects["requests_per_instance"].estimate == pytest.approx(1.0)
+    assert effects["requests_per_instance"].canary == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="both"):
+        measure_effects(canary, reference, {}, canary_exposure_s=30.0)
