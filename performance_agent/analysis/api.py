@@ -20,6 +20,7 @@ from performance_agent.analysis.schemas import (
     SloTargets,
     SloTargetsUpdate,
 )
+from performance_agent.metrics.goodput import Goodput
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
@@ -56,6 +57,7 @@ class WindowFiguresView(msgspec.Struct, kw_only=True):
     load: Load
     errors: Errors
     approximations: list[Approximation]
+    goodput: Goodput | None = None
 
 
 class AnalysisWindow(msgspec.Struct, kw_only=True):

@@ -24,7 +24,7 @@ from performance_agent.analysis.api import (
 )
 from performance_agent.analysis.config import detector_thresholds, slo_defaults
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
-from performance_agent.analysis.slo import evaluate_slo_timeline
+from performance_agent.analysis.slo import evaluate_slo_timeline, goodput_targets
 from performance_agent.analysis.slo_history import SloHistory
 from performance_agent.analysis.window import decode_scrape_figures, models_seen, timeline, window_figures
 from performance_agent.analysis.window_history import WindowHistory
@@ -90,6 +90,9 @@ class Evaluation:
     slo_timeline: SloTimeline
     latest: InstanceSnapshot
     collected_now: bool
+    #: The targets the SLO report and goodput are measured against, and where they came from.
+    targets: SloTargets
+    targets_source: TargetsSource
 
 
 class AnalysisService:
@@ -142,9 +145,23 @@ class AnalysisService:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
         return stored
 
-    async def evaluate(self, instance_id: str, *, window_minutes: int, model_name: str | None = None) -> Evaluation:
-        """Figures and findings of the instance over the last `window_minutes` (404 unknown, 409 no data)."""
+    async def evaluate(
+        self,
+        instance_id: str,
+        *,
+        window_minutes: int,
+        model_name: str | None = None,
+        slo: SloTargetsUpdate | None = None,
+    ) -> Evaluation:
+        """Figures and findings of the instance over the last `window_minutes` (404 unknown, 409 no data).
+
+        `slo` overrides the instance's targets (goodput is measured against the result).
+        """
         stored = await self._require(instance_id)
+        targets, targets_source = effective_targets(stored, self._defaults)
+        if slo is not None:
+            targets, targets_source = slo.over(targets), "request"
+        latency_targets = goodput_targets(targets)
         collected_now = False
         scrape_error: str | None = None
         if not await self._snapshots.history_json(instance_id, _EPOCH, 1):  # cheaper than counting them all
@@ -160,11 +177,16 @@ class AnalysisService:
         recent = [decode_scrape_figures(document) for document in documents]
         in_window = [s for s in recent if window_start <= s.collected_at <= now]
         scrape_window = await self._window_history.window(
-            self._snapshots, instance_id, stored.created_at, window_start, now, model_name
+            self._snapshots, instance_id, stored.created_at, window_start, now, model_name, latency_targets
         )
         engine = stored.spec.engine
         computed = window_figures(
-            scrape_window.raws, in_window, engine=engine, model_name=model_name, aggregated=scrape_window.aggregated
+            scrape_window.raws,
+            in_window,
+            engine=engine,
+            model_name=model_name,
+            aggregated=scrape_window.aggregated,
+            goodput_targets=latency_targets,
         )
         if computed is None:
             period = await self._snapshots.history_json(instance_id, period_start, _HISTORY_LIMIT)
@@ -186,6 +208,8 @@ class AnalysisService:
             ),
             latest=_snapshot_decoder.decode(documents[newest]),
             collected_now=collected_now,
+            targets=targets,
+            targets_source=targets_source,
         )
 
     @staticmethod
@@ -215,11 +239,9 @@ class AnalysisService:
 
     async def analyze(self, body: AnalyzeRequest) -> AnalysisResponse:
         evaluation = await self.evaluate(
-            body.instance_id, window_minutes=body.window_minutes, model_name=body.model_name
+            body.instance_id, window_minutes=body.window_minutes, model_name=body.model_name, slo=body.slo
         )
-        targets, targets_source = effective_targets(evaluation.instance, self._defaults)
-        if body.slo is not None:
-            targets, targets_source = body.slo.over(targets), "request"
+        targets, targets_source = evaluation.targets, evaluation.targets_source
         report = evaluate_slo_timeline(
             evaluation.slo_timeline,
             targets,
@@ -248,6 +270,7 @@ class AnalysisService:
                     load=figures.load,
                     errors=figures.errors,
                     approximations=figures.approximations,
+                    goodput=figures.goodput,
                 ),
                 not_evaluated=evaluation.detection.not_evaluated,
             ),
@@ -258,6 +281,7 @@ class AnalysisService:
                 period_s=report.period_s,
                 window_start=report.window_start,
                 objectives=report.objectives,
+                goodput=report.goodput,
                 targets=targets,
                 targets_source=targets_source,
             ),

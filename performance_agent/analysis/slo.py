@@ -18,6 +18,7 @@ import msgspec
 
 from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, SloTargets, WindowFigures
 from performance_agent.analysis.slo_timeline import OBJECTIVES, Objective, SloTimeline, Tally
+from performance_agent.metrics.goodput import LatencyTarget
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,6 +31,7 @@ __all__ = (
     "evaluate_slo",
     "evaluate_slo_timeline",
     "format_lookback",
+    "goodput_targets",
     "parse_slo_targets",
 )
 
@@ -67,6 +69,22 @@ def format_lookback(seconds: float) -> str:
 def parse_slo_targets(data: dict[str, Any] | None) -> SloTargets:
     """Validate targets from a request body or settings; raises msgspec.ValidationError naming the field."""
     return msgspec.convert(data or {}, SloTargets)
+
+
+def goodput_targets(targets: SloTargets) -> tuple[LatencyTarget, ...]:
+    """The per-request latency limits goodput judges: the p99 objectives of TTFT, e2e and ITL.
+
+    Why the p99 targets: a p99 target is the limit almost every request must meet, so a request
+    above it is a bad request. `ttft_p95_s` is a stricter limit that 5% of requests may exceed,
+    not a per-request limit; counting it too would also charge one slow TTFT twice in the joint
+    bound. ITL is observed per token (`per_token`), so it is reported but not part of the
+    request share (see `metrics.goodput`).
+    """
+    return (
+        LatencyTarget("ttft_p99_s", "ttft_s", targets.ttft_p99_s),
+        LatencyTarget("e2e_p99_s", "e2e_s", targets.e2e_p99_s),
+        LatencyTarget("itl_p99_s", "itl_s", targets.itl_p99_s, per_token=True),
+    )
 
 
 def _budget_remaining(tally: Tally, allowed_bad: float) -> float | None:
@@ -201,4 +219,5 @@ def evaluate_slo_timeline(
         period_s=period_s,
         window_start=compliance_since,
         objectives=reports,
+        goodput=current.goodput if current is not None else None,
     )

@@ -26,9 +26,11 @@ from performance_agent.metrics.builder import aggregate_steps, aggregate_window,
 from performance_agent.storage.snapshots import decode_raw
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from performance_agent.metrics.builder import RawScrape, WindowFigures
+    from performance_agent.metrics.goodput import LatencyTarget
     from performance_agent.metrics.snapshot import RawSeries
     from performance_agent.storage.snapshots import SnapshotRepository
 
@@ -75,15 +77,16 @@ class _Held:
         stamps = self.stamps + array("d", (stamp for stamp, _ in newer))
         return _Held(self.loaded_from, stamps, raws, {model: list(steps) for model, steps in self.steps.items()})
 
-    def window(self, until: float, model_name: str | None) -> ScrapeWindow:
+    def window(self, until: float, model_name: str | None, targets: Sequence[LatencyTarget]) -> ScrapeWindow:
         count = bisect.bisect_right(self.stamps, until)
         raws = self.raws[:count]
         if count < 2:
-            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name))
+            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name, goodput_targets=targets))
         steps = self.steps.setdefault(model_name, [])
         for index in range(len(steps), count - 1):
             steps.append(scrape_step(self.raws[index], self.raws[index + 1], model_name=model_name))
-        return ScrapeWindow(raws, aggregate_steps(raws[0], raws[-1], steps[: count - 1], model_name=model_name))
+        summed = aggregate_steps(raws[0], raws[-1], steps[: count - 1], model_name=model_name, goodput_targets=targets)
+        return ScrapeWindow(raws, summed)
 
 
 class WindowHistory:
@@ -104,6 +107,7 @@ class WindowHistory:
         since: datetime,
         until: datetime,
         model_name: str | None = None,
+        goodput_targets: Sequence[LatencyTarget] = (),
     ) -> ScrapeWindow:
         """The scrapes stored in [since, until] (by stored stamp), as `raw_between` returns them, summed."""
         key = (instance_id, registered_at.timestamp())
@@ -122,7 +126,7 @@ class WindowHistory:
         if refreshed is None:  # out of order: read exactly as `raw_between` does, and keep nothing
             self._held.pop(key, None)
             raws = await snapshots.raw_between(instance_id, since, until)
-            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name))
+            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name, goodput_targets=goodput_targets))
         if len(refreshed.raws) <= self._max_held:
             self._held[key] = refreshed
             self._held.move_to_end(key)
@@ -130,7 +134,7 @@ class WindowHistory:
                 self._held.popitem(last=False)
         else:
             self._held.pop(key, None)
-        return refreshed.window(until.timestamp(), model_name)
+        return refreshed.window(until.timestamp(), model_name, goodput_targets)
 
     def __len__(self) -> int:
         return len(self._held)

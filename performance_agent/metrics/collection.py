@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
+from performance_agent.analysis.slo import goodput_targets
 from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
@@ -183,6 +184,7 @@ class CollectionService:
             collected_at=collected_at,
             current=adapted,
             previous=previous,
+            goodput_targets=goodput_targets(spec.slo) if spec.slo is not None else (),
         )
         stored = await self._snapshots.add(
             instance.instance_id, collected_at, _encoder.encode(snapshot), encode_raw(raw_scrape(adapted, collected_at))

@@ -10,13 +10,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from performance_agent.analysis.detectors import summarize
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.errors import NotFoundError
 from performance_agent.optimization.config import normalize_arg_name
 from performance_agent.optimization.planner import build_plan
-from performance_agent.optimization.schemas import GpuSpec, ModelSpec, OptimizationPlan
+from performance_agent.optimization.schemas import GpuSpec, ModelSpec, OptimizationPlan, PlanWithOutcomes
 from performance_agent.storage.plans import SqlitePlanRepository
+from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.workflows.effects import plan_outcomes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
     from performance_agent.storage.plans import PlanRepository
 
 __all__ = ("OptimizationService", "declared_gpu", "declared_model")
+
+#: Workflows read back with a plan: far more rollouts than one plan's recommendations ever need.
+_MAX_PLAN_WORKFLOWS = 1000
 
 
 def declared_gpu(spec: InstanceSpec) -> GpuSpec | None:
@@ -53,15 +60,25 @@ def declared_model(spec: InstanceSpec) -> ModelSpec | None:
 
 class OptimizationService:
     def __init__(
-        self, *, analysis: AnalysisService, plans: PlanRepository, clock: Callable[[], datetime] | None = None
+        self,
+        *,
+        analysis: AnalysisService,
+        plans: PlanRepository,
+        workflows: SqliteWorkflowRepository,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._analysis = analysis
         self._plans = plans
+        self._workflows = workflows
         self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
 
     @classmethod
     def of(cls, agent: AgentContext) -> OptimizationService:
-        return cls(analysis=AnalysisService.of(agent), plans=SqlitePlanRepository(agent.database))
+        return cls(
+            analysis=AnalysisService.of(agent),
+            plans=SqlitePlanRepository(agent.database),
+            workflows=SqliteWorkflowRepository(agent.database),
+        )
 
     async def optimize(self, body: OptimizeRequest) -> OptimizationPlan:
         """404 unknown instance, 409 `insufficient_data` as for `POST /analyze`; otherwise a stored plan."""
@@ -105,3 +122,9 @@ class OptimizationService:
         if plan is None:
             raise NotFoundError(f"No plan {plan_id!r} is stored.", context={"plan_id": plan_id})
         return plan
+
+    async def get_with_outcomes(self, plan_id: str) -> PlanWithOutcomes:
+        """The stored plan and the measured outcomes of the recommendations its workflows executed."""
+        plan = await self.get(plan_id)
+        executed = await self._workflows.of_plan(plan_id, _MAX_PLAN_WORKFLOWS)
+        return PlanWithOutcomes(**msgspec.structs.asdict(plan), outcomes=plan_outcomes(plan, executed))

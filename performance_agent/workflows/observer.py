@@ -28,6 +28,7 @@ from performance_agent.metrics.scraper import ScrapeFailure
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from performance_agent.analysis.schemas import SloTargets
     from performance_agent.metrics.builder import RawScrape, WindowFigures
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository
@@ -102,6 +103,11 @@ class CohortObserver:
 
     async def scrapes_between(self, instance_id: str, since: float, until: float) -> list[RawScrape]:
         return await self._snapshots.raw_between(instance_id, _utc(since), _utc(until))
+
+    async def slo_targets(self, instance_id: str) -> SloTargets | None:
+        """The instance's registered SLO targets; None when it declares none or is no longer registered."""
+        stored = await self._instances.get(instance_id)
+        return stored.spec.slo if stored is not None else None
 
     async def series(
         self, instance_ids: Sequence[str], marks: Mapping[str, float], ends: Mapping[str, Observation]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from performance_agent.storage.workflows import VersionConflict
 from performance_agent.workflows.cohorts import rollback_plan, stage_instance_ids
+from performance_agent.workflows.effects import record_stage_effects
 from performance_agent.workflows.gate import StageProgress, cohort_summary, decide_after_window, evaluate_window
 from performance_agent.workflows.machine import InternalTrigger, WorkflowStatus, is_active
 from performance_agent.workflows.observability import observe_transition, observe_verdict, publish_status_counts
@@ -370,6 +371,7 @@ class Reconciler:
         if decision.step == "rollback":
             pending.fire(_I.ANALYSIS_FAILED, now, decision.reason, window=seq)
         elif decision.step == "advance":
+            await record_stage_effects(doc, self._observer, now, canary_ids, control_ids)
             pending.fire(_I.ANALYSIS_PASSED, now, None, window=seq, passing_windows=progress.passing_windows)
         elif decision.step == "pause":
             pending.fire(_I.INCONCLUSIVE_TOO_LONG, now, decision.reason, window=seq)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from performance_agent.judge.effects import MeasuredEffect
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.workflows.policy import Guardrails, JudgePolicy, MonitorPolicy
 
@@ -33,6 +34,7 @@ __all__ = (
     "MetricCheck",
     "MonitorSpec",
     "ScrapeErrorPolicy",
+    "StageEffects",
     "Verdict",
     "WindowRecord",
     "Workflow",
@@ -203,6 +205,29 @@ class WindowRecord(msgspec.Struct, kw_only=True):
     scrape_errors: dict[str, str]
 
 
+class StageEffects(msgspec.Struct, kw_only=True):
+    """The measured effect of the change over one passed stage (`judge.effects`), canary against reference.
+
+    Counts are pooled over the judged part of the stage (`window_start`, after the warm-up, to
+    `window_end`, when the stage passed); the reference is the control cohort, or the baseline
+    captured before the first change when no instance is left unchanged. `final` marks the stage
+    whose pass completed the workflow. `note` says why `effects` is empty when it is.
+    """
+
+    stage_index: int
+    percent: int
+    final: bool
+    reference: Literal["control", "baseline"]
+    window_start: datetime
+    window_end: datetime
+    canary_instances: int
+    reference_instances: int
+    canary_requests: float
+    reference_requests: float
+    effects: list[MeasuredEffect]
+    note: str | None = None
+
+
 class ApprovalRecord(msgspec.Struct, kw_only=True):
     gate: int
     actor: str
@@ -259,3 +284,4 @@ class Workflow(msgspec.Struct, kw_only=True):
     baseline: BaselineSummary | None
     approvals: list[ApprovalRecord]
     windows: list[WindowRecord] | None = None
+    effects: list[StageEffects] = msgspec.field(default_factory=list)

@@ -29,6 +29,7 @@ from performance_agent.workflows.schemas import (
     ApprovalSpec,
     BaselineSummary,
     FlagValue,
+    StageEffects,
 )
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     window_marks: dict[str, float] = msgspec.field(default_factory=dict)
     next_window_at: float | None = None
     approvals: list[ApprovalRecord] = msgspec.field(default_factory=list)
+    #: Measured effects, one entry per passed stage (absent from documents stored before they existed).
+    effects: list[StageEffects] = msgspec.field(default_factory=list)
 
     @property
     def status_enum(self) -> WorkflowStatus:

@@ -62,4 +62,5 @@ def to_view(doc: WorkflowDoc, version: int, windows: list[WindowRecord] | None) 
         baseline=doc.baseline,
         approvals=list(doc.approvals),
         windows=windows,
+        effects=list(doc.effects),
     )
