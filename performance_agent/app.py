@@ -20,6 +20,8 @@ from performance_agent.analysis.controllers import AlertsController, AnalyzeCont
 from performance_agent.context import AgentContext
 from performance_agent.edge import EdgeMiddleware
 from performance_agent.errors import exception_handlers
+from performance_agent.judgements.controllers import JudgementsController
+from performance_agent.judgements.runtime import start_judgement_runner
 from performance_agent.metrics.collector import start_background_collection
 from performance_agent.metrics.controllers import CollectController, HistoryController, InstancesController
 from performance_agent.observability import BUILD_INFO, add_request_id_header, configure_logging
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             context.instance_deleted_hook = alerting.instance_deleted
             start_background_collection(context, after_scrape=alerting.after_scrape)
             start_workflow_reconciler(context)
+            start_judgement_runner(context)
             # Everything built at start-up lives as long as the process: move it out of the
             # collector's way, so full collections stop pausing requests for tens of milliseconds.
             gc.collect()
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AlertsController,
             OptimizeController,
             WorkflowsController,
+            JudgementsController,
         ],
         middleware=[edge],
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from litestar import Controller, Request, delete, get, post
 from litestar.params import PathParameter
 
+from performance_agent.context import AgentDependency
 from performance_agent.judgements import examples
 from performance_agent.judgements.schemas import FlaggerCheck, FlaggerHook, Judgement, JudgementCreate
 from performance_agent.judgements.service import JudgementDefaults, JudgementService
@@ -23,7 +24,7 @@ from performance_agent.workflows.controllers import ANONYMOUS, workflow_defaults
 from performance_agent.workflows.policy import MonitorPolicy
 
 if TYPE_CHECKING:
-    from performance_agent.context import AgentContext, AgentDependency
+    from performance_agent.context import AgentContext
 
 __all__ = ("JudgementsController", "judgement_defaults", "judgement_service")
 

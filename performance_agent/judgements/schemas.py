@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.workflows.policy import Guardrails, JudgePolicy
-from performance_agent.workflows.schemas import GuardrailSpec, InstanceId, JudgeSpec, Seconds, WindowEvidence
+from performance_agent.judge import JudgeSettings, WindowJudgement
+from performance_agent.workflows.policy import Guardrails
+from performance_agent.workflows.schemas import GuardrailSpec, InstanceId, JudgeSpec, Seconds
 
 __all__ = (
     "FlaggerCheck",
@@ -80,7 +81,7 @@ class Judgement(msgspec.Struct, kw_only=True):
     interval_s: float
     max_duration_s: float
     guardrails: Guardrails
-    judge: JudgePolicy
+    judge: JudgeSettings
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -91,4 +92,4 @@ class Judgement(msgspec.Struct, kw_only=True):
     canary_requests: float
     control_requests: float
     scrape_errors: dict[str, str]
-    evidence: WindowEvidence | None
+    evidence: WindowJudgement | None

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.errors import ApiError, ConflictError, ErrorDetail, NotFoundError, RequestValidationError
+from performance_agent.judge import JudgeSettings
 from performance_agent.judgements.schemas import FlaggerCheck, Judgement
 from performance_agent.judgements.state import JudgementDoc, final_verdict
 from performance_agent.storage.judgements import JudgementVersionConflict
-from performance_agent.workflows.policy import Guardrails, JudgePolicy, resolve_guardrails, resolve_judge
+from performance_agent.workflows.policy import Guardrails, resolve_guardrails, resolve_judge
 from performance_agent.workflows.views import utc
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class JudgementDefaults:
 
     guardrails: Guardrails
     interval_s: float
-    judge: JudgePolicy = field(default_factory=JudgePolicy)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
     max_duration_s: float = DEFAULT_MAX_DURATION_S
 
 
@@ -88,7 +89,10 @@ def finish(doc: JudgementDoc, now: float, why: str) -> None:
 
 def _cohort_problems(body: JudgementCreate, registered: set[str]) -> list[ErrorDetail]:
     problems: list[ErrorDetail] = []
-    for name, ids in (("canary_instance_ids", body.canary_instance_ids), ("control_instance_ids", body.control_instance_ids)):
+    for name, ids in (
+        ("canary_instance_ids", body.canary_instance_ids),
+        ("control_instance_ids", body.control_instance_ids),
+    ):
         if len(set(ids)) != len(ids):
             problems.append(ErrorDetail(field=f"body.{name}", message="must not repeat an instance", type="invalid"))
         unknown = sorted({i for i in ids if i not in registered})

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import msgspec
 
-from performance_agent.judge import JudgePlan, JudgeState
+from performance_agent.judge import JudgePlan, JudgeSettings, JudgeState, WindowJudgement
 from performance_agent.judgements.schemas import JudgementStatus, JudgementVerdict
-from performance_agent.workflows.policy import Guardrails, JudgePolicy
-from performance_agent.workflows.schemas import WindowEvidence
+from performance_agent.workflows.policy import Guardrails
 
 __all__ = ("JudgementDoc", "final_verdict")
 
@@ -33,7 +32,7 @@ class JudgementDoc(msgspec.Struct, kw_only=True):
     interval_s: float
     max_duration_s: float
     guardrails: Guardrails
-    judge: JudgePolicy
+    judge: JudgeSettings
     created_by: str
     created_at: float
     updated_at: float
@@ -52,7 +51,7 @@ class JudgementDoc(msgspec.Struct, kw_only=True):
     scrape_errors: dict[str, str] = msgspec.field(default_factory=dict)
     plan: JudgePlan | None = None
     state: JudgeState | None = None
-    evidence: WindowEvidence | None = None
+    evidence: WindowJudgement | None = None
 
     @property
     def ends_at(self) -> float:

@@ -136,6 +136,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alerts_by_state ON alerts (state, started_at);
     CREATE INDEX alerts_by_instance ON alerts (instance_id, started_at);
     """,
+    # Canary judgements for outside rollout controllers (Argo Rollouts, Flagger): the document
+    # with the columns the background loop searches by.
+    """
+    CREATE TABLE judgements (
+        judgement_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        next_due_at REAL,
+        created_at REAL NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX judgements_by_due ON judgements (next_due_at) WHERE status = 'running';
+    """,
 ]
 
 

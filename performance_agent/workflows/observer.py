@@ -1,9 +1,9 @@
-"""Readings of a workflow's instances, and the cohort figures of a window between two of them.
+"""Readings of a workflow's instances, and each cohort's stored scrapes over a window between two of them.
 
 Each scrape goes through the collection service (guard, parse, store), stamped by the
 reconciler's clock, so a window is "every stored scrape of these instances between the window's
-start and end" and the figures come from the same summed bucket deltas the rest of the agent
-uses (`metrics.builder.cohort_figures`). Instances are scraped concurrently; one slow server
+start and end", summed by `metrics.builder` as the rest of the agent sums them (`cohort_counts`
+for the judge, `cohort_figures` for display). Instances are scraped concurrently; one slow server
 costs at most its timeout.
 
 Freshness rule: the background collector already stores a reading of every registered instance
@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from performance_agent.metrics.builder import cohort_figures
 from performance_agent.metrics.scraper import ScrapeFailure
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from performance_agent.analysis.schemas import SloTargets
-    from performance_agent.metrics.builder import RawScrape, WindowFigures
+    from performance_agent.metrics.builder import RawScrape
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
@@ -130,10 +129,3 @@ class CohortObserver:
                 continue
             series.append(await self.scrapes_between(instance_id, start, end.collected_at))
         return series, errors
-
-    async def window(
-        self, instance_ids: Sequence[str], marks: Mapping[str, float], ends: Mapping[str, Observation]
-    ) -> tuple[WindowFigures, dict[str, str]]:
-        """Figures of the instances over [their mark, their latest reading] (see `series`)."""
-        series, errors = await self.series(instance_ids, marks, ends)
-        return cohort_figures(series), errors

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from performance_agent.judge import JudgeSettings, resolve_min_canary_requests
+
 if TYPE_CHECKING:
     from performance_agent.workflows.schemas import GuardrailSpec, JudgeSpec, MonitorSpec
 
-__all__ = ("Guardrails", "JudgePolicy", "MonitorPolicy", "resolve_guardrails", "resolve_judge", "resolve_monitor")
+__all__ = ("Guardrails", "MonitorPolicy", "resolve_guardrails", "resolve_judge", "resolve_monitor")
 
 
 class Guardrails(msgspec.Struct, kw_only=True, frozen=True):
@@ -44,26 +46,13 @@ class Guardrails(msgspec.Struct, kw_only=True, frozen=True):
     max_goodput_decrease: float = 0.02
 
 
-class JudgePolicy(msgspec.Struct, kw_only=True, frozen=True):
-    """How the sequential judge decides, resolved once at creation (see docs/rollout.md).
-
-    `alpha` is the false-rollback budget of the whole workflow, split over the judged metrics. A
-    stage advances once `duration_s` is over only if the canary served `min_canary_requests`
-    requests in it (pooled over its windows); otherwise it extends by up to
-    `max_stage_extension_s` (null: the stage's own `duration_s`), then pauses with the reason
-    `insufficient_canary_traffic`.
-    """
-
-    alpha: float = 0.05
-    min_canary_requests: int = 1000
-    max_stage_extension_s: float | None = None
-
-
 class MonitorPolicy(msgspec.Struct, kw_only=True, frozen=True):
     """`duration_s` counts from the start of monitoring, warm-up included.
 
-    A stage passes once `duration_s` is over, at least `min_passing_windows` windows passed and the
-    latest conclusive window passed. `inconclusive_timeout_s` without a conclusive window pauses it.
+    A stage passes once `duration_s` is over, at least `min_passing_windows` windows were judged
+    and passed, nothing rolled it back and the canary served the judge's pooled floor (see
+    `gate.decide_after_window`). `inconclusive_timeout_s` without a window that could be read
+    pauses it.
     """
 
     duration_s: float = 300.0
@@ -86,18 +75,20 @@ def resolve_guardrails(spec: GuardrailSpec | None, defaults: Guardrails) -> Guar
     return Guardrails(**_merged(spec, defaults))  # type: ignore[arg-type]
 
 
-def resolve_judge(spec: JudgeSpec | None, guardrails: GuardrailSpec | None, defaults: JudgePolicy) -> JudgePolicy:
+def resolve_judge(spec: JudgeSpec | None, guardrails: GuardrailSpec | None, defaults: JudgeSettings) -> JudgeSettings:
     """Request values over defaults; a body written for the per-window gate keeps its traffic floor.
 
     Such a body set `guardrails.min_samples` and knows nothing of `judge`: its `min_samples` then
     becomes the pooled `min_canary_requests` of each stage, so it advances with the traffic it
-    advanced with before.
+    advanced with before. Resolved once, at creation, like the guardrails.
     """
     values = _merged(spec, defaults)
-    explicit_floor = spec is not None and spec.min_canary_requests is not None
-    if not explicit_floor and guardrails is not None and guardrails.min_samples is not None:
-        values["min_canary_requests"] = guardrails.min_samples
-    return JudgePolicy(**values)  # type: ignore[arg-type]
+    values["min_canary_requests"] = resolve_min_canary_requests(
+        None if spec is None else spec.min_canary_requests,
+        None if guardrails is None else guardrails.min_samples,
+        defaults.min_canary_requests,
+    )
+    return JudgeSettings(**values)  # type: ignore[arg-type]
 
 
 def resolve_monitor(spec: MonitorSpec | None, defaults: MonitorPolicy) -> MonitorPolicy:

@@ -14,9 +14,10 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from performance_agent.judge import AaResult, CohortCounts, JudgeSettings, WindowJudgement
 from performance_agent.judge.effects import MeasuredEffect
 from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
-from performance_agent.workflows.policy import Guardrails, JudgePolicy, MonitorPolicy
+from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 
 __all__ = (
     "ActionBody",
@@ -153,7 +154,12 @@ class CohortView(msgspec.Struct, kw_only=True):
 
 
 class CohortFigures(msgspec.Struct, kw_only=True):
-    """The figures a verdict compared, for one cohort (or the baseline)."""
+    """Display figures of one cohort (or the baseline) over a window; the verdict does not compare them.
+
+    The `*_p99_s` are interpolated inside histogram buckets (`histogram_quantile`), so a p99 from
+    a hundred requests can sit anywhere in a bucket 2.5x wide: read the window's `evidence` for
+    what was judged (requests above each bucket edge).
+    """
 
     instances: int
     requests: float | None = None
@@ -166,16 +172,25 @@ class CohortFigures(msgspec.Struct, kw_only=True):
 
 
 class BaselineSummary(msgspec.Struct, kw_only=True):
+    """The pre-rollout capture: display figures, the bucket counts the judge planned from, the A/A check.
+
+    `counts` and `aa_check` are absent from workflows stored before the sequential judge.
+    """
+
     captured_at: datetime
     window_s: float | None
     figures: CohortFigures
+    counts: CohortCounts | None = None
+    aa_check: AaResult | None = None
 
 
 class MetricCheck(msgspec.Struct, kw_only=True):
-    """One comparison of a window: `passed` is null when a value was unknown (the check was skipped).
+    """One judged metric of a window, in brief: `passed` is null when the window had no data for it.
 
-    `observed` is the increase canary over reference as a fraction (a decrease for throughput,
-    percentage points for the error rate), or the canary's own value for an absolute limit.
+    `observed` is the metric's running evidence and `threshold` the evidence that rolls back;
+    `canary` and `reference` are the shares of requests above the bucket edge carrying the most
+    evidence (null for count tests). The full table per edge is in the window's `evidence`.
+    Windows stored before the sequential judge hold the old p99 comparisons here.
     """
 
     metric: str
@@ -203,6 +218,11 @@ class WindowRecord(msgspec.Struct, kw_only=True):
     control: CohortFigures | None
     min_samples: int
     scrape_errors: dict[str, str]
+    #: What the judge saw: per metric and edge the counts, shares, margin and evidence (see docs/rollout.md).
+    #: Null for a window that could not be read, and in windows stored before the sequential judge.
+    evidence: WindowJudgement | None = None
+    #: The canary's requests pooled over the stage's judged windows so far (the floor is `judge.min_canary_requests`).
+    stage_canary_requests: float | None = None
 
 
 class StageEffects(msgspec.Struct, kw_only=True):
@@ -270,7 +290,7 @@ class Workflow(msgspec.Struct, kw_only=True):
     approval: ApprovalSpec
     monitor: MonitorPolicy
     guardrails: Guardrails
-    judge: JudgePolicy
+    judge: JudgeSettings
     actuator: ActuatorSpec
     created_by: str
     created_at: datetime

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from performance_agent.judge import JudgePlan, JudgeSettings, JudgeState
 from performance_agent.workflows.cohorts import cohorts_for_count
 from performance_agent.workflows.gate import StageProgress
 from performance_agent.workflows.machine import WorkflowRecord, WorkflowStatus, apply_trigger, is_terminal
-from performance_agent.workflows.policy import Guardrails, JudgePolicy, MonitorPolicy
+from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import (
     ActuatorSpec,
     ApprovalRecord,
@@ -70,7 +71,7 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     monitor: MonitorPolicy
     guardrails: Guardrails
     #: Absent from documents stored before the sequential judge: they decode with the defaults.
-    judge: JudgePolicy = msgspec.field(default_factory=JudgePolicy)
+    judge: JudgeSettings = msgspec.field(default_factory=JudgeSettings)
     actuator: ActuatorSpec
     created_by: str
     created_at: float
@@ -89,6 +90,10 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     baseline: BaselineSummary | None = None
     stage_started_at: float | None = None
     progress: StageProgress | None = None
+    #: The judge's tests, fixed at baseline capture, and its evidence carried across windows and
+    #: stages. Absent from workflows stored before the sequential judge: the next window plans them.
+    judge_plan: JudgePlan | None = None
+    judge_state: JudgeState | None = None
     window_started_at: float | None = None
     window_marks: dict[str, float] = msgspec.field(default_factory=dict)
     next_window_at: float | None = None

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.errors import ErrorDetail, ForbiddenError, RequestValidationError
+from performance_agent.judge import JudgeSettings
 from performance_agent.metrics.target_guard import TargetRefusedError, check_static
 from performance_agent.workflows.cohorts import DEFAULT_STAGES, stage_gate_problems, stage_problems
 from performance_agent.workflows.machine import initial_status
-from performance_agent.workflows.policy import JudgePolicy, resolve_guardrails, resolve_judge, resolve_monitor
+from performance_agent.workflows.policy import resolve_guardrails, resolve_judge, resolve_monitor
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import WorkflowDoc
 
@@ -36,7 +37,7 @@ class CreateDefaults:
     monitor: MonitorPolicy
     actuator: ActuatorSpec | None
     webhook_allowlist: TargetAllowlist
-    judge: JudgePolicy = field(default_factory=JudgePolicy)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
 
 
 def _detail(field: str, message: str, kind: str = "invalid") -> ErrorDetail:

@@ -1,0 +1,150 @@
+"""The sequential judge end to end, on heavy-tailed servers: harmless changes complete, harmful ones roll back.
+
+The agent runs under uvicorn with default stages (10% → 50% → 100%) of 40 s, judged every 4 s
+with the default judge (alpha 0.05, 1,000 canary requests per stage). The servers are simulated
+vLLM with the `heavy-tailed` latency shape (lognormal sigma 0.5, 7% of requests 6x slower), each
+with its own random stream, in real time (time scale 1), so a canary of one server at 30
+requests/s serves about 120 requests a window, as in issue 10's evaluation. All rollouts run at
+once on disjoint servers (an instance takes part in one active workflow at a time), which keeps
+the test near four minutes and also checks that concurrent rollouts do not disturb each other's
+verdicts (the old per-window p99 rule rolled back 7 of 8 harmless rollouts run four at a time).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from performance_agent.simulator.fleet import start_simulator
+from performance_agent.simulator.instance import REGRESSION_ENV
+from performance_agent.simulator.load_model import Workload
+from tests.rollout_support import AgentProcess, OffsetClock, WebhookReceiver
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from performance_agent.simulator.fleet import SimulatedFleet
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-judge-secret-0123"
+SERVERS_PER_ROLLOUT = 8
+HARMLESS = 10
+REGRESSIONS = 3
+MONITOR = {"duration_s": 40, "interval_s": 4, "warmup_s": 4}
+ENDED = {"completed", "rolled_back", "failed", "rejected", "cancelled", "paused"}
+#: Wall seconds a rollout may take: baseline, three 40 s stages, extensions if traffic is short.
+DEADLINE_S = 330.0
+
+
+def _ids(prefix: str, group: int) -> list[str]:
+    return [f"{prefix}-{group * SERVERS_PER_ROLLOUT + i}" for i in range(SERVERS_PER_ROLLOUT)]
+
+
+class Fleets:
+    """Two simulated fleets in this process: busy servers (30 req/s) and quiet ones (3 req/s)."""
+
+    def __init__(self, busy: SimulatedFleet, quiet: SimulatedFleet) -> None:
+        self.busy = busy
+        self.quiet = quiet
+
+    def of(self, instance_id: str) -> SimulatedFleet:
+        return self.busy if any(h.instance_id == instance_id for h in self.busy.instances) else self.quiet
+
+    def forward(self, payload: dict[str, Any]) -> None:
+        """Apply a webhook payload: the change's env on apply, the env removed again on rollback."""
+        for instance_id in payload["instance_ids"]:
+            fleet = self.of(instance_id)
+            if payload["action"] == "apply":
+                fleet.apply(instance_id, payload["changes"], payload["env"])
+            else:
+                fleet.apply(instance_id, {}, {name: None for name in payload["env"]})
+
+
+@pytest.fixture(scope="module")
+def fleets() -> Iterator[Fleets]:
+    clock = OffsetClock()
+    busy_count = (HARMLESS + REGRESSIONS) * SERVERS_PER_ROLLOUT
+    with (
+        start_simulator(
+            "vllm",
+            busy_count,
+            clock=clock,
+            latency_shape="heavy-tailed",
+            workload=Workload(arrival_rate_per_s=30.0),
+            flags={"max_num_seqs": 256},
+        ) as busy,
+        start_simulator(
+            "vllm",
+            SERVERS_PER_ROLLOUT,
+            seed=7,
+            clock=clock,
+            latency_shape="heavy-tailed",
+            workload=Workload(arrival_rate_per_s=3.0),
+            flags={"max_num_seqs": 256},
+        ) as quiet,
+    ):
+        clock.advance(60.0)  # a minute of traffic already served: warm servers before any rollout
+        yield Fleets(busy, quiet)
+
+
+@pytest.fixture(scope="module")
+def receiver(fleets: Fleets) -> Iterator[WebhookReceiver]:
+    started = WebhookReceiver(forward=fleets.forward).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory, fleets: Fleets) -> Iterator[AgentProcess]:
+    directory = tmp_path_factory.mktemp("judge-agent")
+    running = AgentProcess(
+        directory / "agent.db", directory / "agent.log", SECRET, PERF_AGENT_WORKFLOW_TICK_S="0.2"
+    )
+    for fleet in (fleets.busy, fleets.quiet):
+        running.register(fleet, [handle.instance_id for handle in fleet.instances], max_num_seqs=256)
+    yield running
+    running.stop()
+
+
+def _start(agent: AgentProcess, receiver: WebhookReceiver, ids: list[str], env: dict[str, str]) -> str:
+    body = {
+        "instance_ids": ids,
+        "env": env,
+        "actuator": {"type": "webhook", "url": receiver.url},
+        "monitor": MONITOR,
+    }
+    created = agent.post("/api/v1/workflows", body)
+    assert created.status_code == 201, created.text
+    workflow_id: str = created.json()["workflow_id"]
+    return workflow_id
+
+
+def test_harmless_rollouts_complete_and_harmful_ones_roll_back(
+    agent: AgentProcess, fleets: Fleets, receiver: WebhookReceiver
+) -> None:
+    harmless = [_start(agent, receiver, _ids("vllm", g), {"HARMLESS_MARKER": str(g)}) for g in range(HARMLESS)]
+    slower = [
+        _start(agent, receiver, _ids("vllm", HARMLESS + g), {REGRESSION_ENV: "1.5"}) for g in range(REGRESSIONS)
+    ]
+    quiet_ids = [handle.instance_id for handle in fleets.quiet.instances]
+    starved = _start(agent, receiver, quiet_ids, {REGRESSION_ENV: "4"})
+
+    outcomes = {wid: agent.wait_status(wid, ENDED, deadline_s=DEADLINE_S) for wid in [*harmless, *slower, starved]}
+
+    for workflow_id in harmless:
+        done = outcomes[workflow_id]
+        assert done["status"] == "completed", (workflow_id, done["status_reason"])
+        assert [w["verdict"] for w in done["windows"] if w["verdict"] == "fail"] == []
+    for workflow_id in slower:
+        done = outcomes[workflow_id]
+        assert done["status"] == "rolled_back", (workflow_id, done["status_reason"])
+        assert done["stage_index"] < 2, "rolled back before the last stage"
+        failed = [w for w in done["windows"] if w["verdict"] == "fail"]
+        assert failed, "the rollback is backed by a failed window"
+        evidence = failed[-1]["evidence"]
+        assert any(metric["crossed"] for metric in evidence["metrics"]), evidence
+    quiet = outcomes[starved]
+    assert quiet["status"] == "rolled_back", ("rolled back, not paused", quiet["status_reason"])
+    assert quiet["stage_index"] == 0
