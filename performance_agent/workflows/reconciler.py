@@ -240,7 +240,7 @@ class Reconciler:
     async def _plan(self, doc: WorkflowDoc, baseline: CohortCounts) -> JudgePlan:
         """The judge's tests for this workflow, from the baseline's buckets and the guardrails."""
         targets = await self._slo_targets(doc.instance_ids) if self._slo_targets is not None else {}
-        return plan_margins(baseline, Tolerances.from_guardrails(doc.guardrails, targets), doc.judge)
+        return plan_margins(baseline, Tolerances.from_guardrails(doc.guardrails, targets), doc.judge_settings)
 
     async def _baseline_captured(self, pending: _Pending, now: float, series: list[list[RawScrape]]) -> None:
         """Store the baseline (display figures and bucket counts), plan the judge, run the A/A check.
@@ -402,7 +402,7 @@ class Reconciler:
             now=now,
             rules=doc.guardrails,
             monitor=doc.monitor,
-            settings=doc.judge,
+            settings=doc.judge_settings,
             may_advance=status is _S.MONITORING,
         )
         seq = await self._workflows.next_window_seq(doc.workflow_id)
@@ -450,7 +450,7 @@ class Reconciler:
                     window=seq,
                     explanation=decision.reason,
                     canary_requests=progress.canary_requests,
-                    min_canary_requests=doc.judge.min_canary_requests,
+                    min_canary_requests=doc.judge_settings.min_canary_requests,
                 )
             else:
                 pending.fire(_I.INCONCLUSIVE_TOO_LONG, now, decision.reason, window=seq, code=decision.code)

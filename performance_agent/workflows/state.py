@@ -70,8 +70,8 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     approval: ApprovalSpec
     monitor: MonitorPolicy
     guardrails: Guardrails
-    #: Absent from documents stored before the sequential judge: they decode with the defaults.
-    judge: JudgeSettings = msgspec.field(default_factory=JudgeSettings)
+    #: Absent (null) from documents stored before the sequential judge: see `judge_settings`.
+    judge: JudgeSettings | None = None
     actuator: ActuatorSpec
     created_by: str
     created_at: float
@@ -100,6 +100,17 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     approvals: list[ApprovalRecord] = msgspec.field(default_factory=list)
     #: Measured effects, one entry per passed stage (absent from documents stored before they existed).
     effects: list[StageEffects] = msgspec.field(default_factory=list)
+
+    @property
+    def judge_settings(self) -> JudgeSettings:
+        """The judge this workflow runs with; a workflow stored before the judge keeps its `min_samples` as floor.
+
+        Its old gate needed `min_samples` requests in every window, so a pooled floor of the same
+        number lets it advance at least as it did.
+        """
+        if self.judge is not None:
+            return self.judge
+        return JudgeSettings(min_canary_requests=self.guardrails.min_samples)
 
     @property
     def status_enum(self) -> WorkflowStatus:

@@ -48,7 +48,7 @@ def to_view(doc: WorkflowDoc, version: int, windows: list[WindowRecord] | None) 
         approval=doc.approval,
         monitor=doc.monitor,
         guardrails=doc.guardrails,
-        judge=doc.judge,
+        judge=doc.judge_settings,
         actuator=doc.actuator,
         created_by=doc.created_by,
         created_at=utc(doc.created_at),

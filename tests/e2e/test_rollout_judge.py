@@ -59,7 +59,7 @@ class Fleets:
             if payload["action"] == "apply":
                 fleet.apply(instance_id, payload["changes"], payload["env"])
             else:
-                fleet.apply(instance_id, {}, {name: None for name in payload["env"]})
+                fleet.apply(instance_id, {}, dict.fromkeys(payload["env"]))
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +99,7 @@ def receiver(fleets: Fleets) -> Iterator[WebhookReceiver]:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory, fleets: Fleets) -> Iterator[AgentProcess]:
     directory = tmp_path_factory.mktemp("judge-agent")
-    running = AgentProcess(
-        directory / "agent.db", directory / "agent.log", SECRET, PERF_AGENT_WORKFLOW_TICK_S="0.2"
-    )
+    running = AgentProcess(directory / "agent.db", directory / "agent.log", SECRET, PERF_AGENT_WORKFLOW_TICK_S="0.2")
     for fleet in (fleets.busy, fleets.quiet):
         running.register(fleet, [handle.instance_id for handle in fleet.instances], max_num_seqs=256)
     yield running
@@ -125,9 +123,7 @@ def test_harmless_rollouts_complete_and_harmful_ones_roll_back(
     agent: AgentProcess, fleets: Fleets, receiver: WebhookReceiver
 ) -> None:
     harmless = [_start(agent, receiver, _ids("vllm", g), {"HARMLESS_MARKER": str(g)}) for g in range(HARMLESS)]
-    slower = [
-        _start(agent, receiver, _ids("vllm", HARMLESS + g), {REGRESSION_ENV: "1.5"}) for g in range(REGRESSIONS)
-    ]
+    slower = [_start(agent, receiver, _ids("vllm", HARMLESS + g), {REGRESSION_ENV: "1.5"}) for g in range(REGRESSIONS)]
     quiet_ids = [handle.instance_id for handle in fleets.quiet.instances]
     starved = _start(agent, receiver, quiet_ids, {REGRESSION_ENV: "4"})
 
