@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from performance_agent.metrics.schemas import InstanceError, InstanceSpec
+from performance_agent.fleet.schemas import InstanceError, InstanceSpec
 from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from performance_agent.workflows.observer import CohortObserver
