@@ -28,6 +28,9 @@ Modules
   sorted labels); SGLang = prometheus_client multiprocess (no `_created`, `_sum` first — as
   the real SGLang sample shows); TGI = Rust metrics-exporter-prometheus (no `_total`, integer
   counters, 35 geometric duration buckets, `tgi_request_skipped_tokens` as a summary).
+* `shape` — latency shapes: a lognormal spread and a share of slow requests multiplying every
+  reported latency (per request; per token via bucket probabilities), from one seeded stream per
+  server; presets `none` (default) and `heavy-tailed` (sigma 0.5, 7% of requests 6x slower).
 * `control` / `instance` — one server's lifecycle and its HTTP answers (pure).
 * `server` — asyncio HTTP/1.1 listeners; `fleet` — a background-thread fleet for Python;
   `cli` — `simulate --engine vllm --count 3 --base-port 9100`.
@@ -36,14 +39,17 @@ HTTP surface (each instance at its own port's root, and always at the hub under 
 -----------------------------------------------------------------------------------------
 `GET /metrics`, `GET /health`; TGI `GET /info`, SGLang `GET /get_server_info`, vLLM
 `GET /version`; `GET /control` (flags, resolved config, derived capacity, faults, load,
-gauges); `POST /control/config` (merge flags live, strict: 400 unknown flag, 422 a config
-the engine would refuse); `POST /control/faults` (`latency_regression`, `kv_pressure`,
-`error_burst`, `unreachable`, `garbage_page`, `scrape_delay_s`, `http_error`; `null`/`false`/`0`
-clears one, `{"clear": true}` all); `POST /control/load` (arrival rate, length means,
-prefix share); `POST /control/restart` (counters back to zero); `POST /control/apply`
-`{"changes": {"--flag": value|null}, "env": {...}}` = redeploy: merge then restart, and
-like a real redeploy a bad flag leaves the server down (`state: crashed`, data plane refusing)
-until a good apply. The hub also lists the fleet at `GET /fleet`.
+latency shape, gauges); `POST /control/config` (merge flags live, strict: 400 unknown flag, 422 a
+config the engine would refuse); `POST /control/faults` (`latency_regression`, `ttft_regression`,
+`kv_pressure`, `error_burst`, `unreachable`, `garbage_page`, `scrape_delay_s`, `http_error`;
+`null`/`false`/`0` clears one, `{"clear": true}` all); `GET`/`POST /control/shape` (`preset`,
+`sigma`, `slow_share`, `slow_factor`, `seed`; 422 `invalid_shape`); `POST /control/load`
+(arrival rate, length means, prefix share); `POST /control/restart` (counters back to zero);
+`POST /control/apply` `{"changes": {"--flag": value|null}, "env": {...}}` = redeploy: merge then
+restart, and like a real redeploy a bad flag leaves the server down (`state: crashed`, data plane
+refusing) until a good apply; the launch variables `SIMULATOR_LATENCY_REGRESSION` and
+`SIMULATOR_TTFT_REGRESSION` are the faults' twins an actuator can set and roll back. The hub
+also lists the fleet at `GET /fleet`. Full reference: `docs/simulator.md`.
 
 Time: simulated seconds = wall seconds * `time_scale` from an injectable clock (`ManualClock`
 in tests). With `time_scale` k, counters grow k times faster per wall second while latencies

@@ -32,7 +32,11 @@ class ControlError(Exception):
 class Faults:
     """Injected trouble.
 
-    latency_regression: every engine step takes this factor longer (1 = none).
+    latency_regression: every engine step takes this factor longer (1 = none). Queueing follows,
+        so near capacity the latencies grow by more than the factor.
+    ttft_regression: every request reports this factor more time before its first token (queue and
+        prefill, hence TTFT, and e2e by the same seconds); decode and capacity stay as they are.
+        An exact "1.5x TTFT" at any load, where `latency_regression` 1.5 may tip a busy server over.
     kv_pressure: fraction of the KV pool (measured when set) held by something else, e.g.
         long-lived sessions; usage rises and vLLM/SGLang start preempting.
     error_burst: fraction of arriving requests that fail.
@@ -44,6 +48,7 @@ class Faults:
     """
 
     latency_regression: float = 1.0
+    ttft_regression: float = 1.0
     kv_pressure: float = 0.0
     error_burst: float = 0.0
     unreachable: bool = False
@@ -93,7 +98,7 @@ def merge_faults(current: Faults, body: dict[str, object]) -> Faults:
             if value is not True:
                 raise ControlError(400, "invalid_value", f"{key} must be true or false")
             changes[key] = True
-        elif key == "latency_regression":
+        elif key in ("latency_regression", "ttft_regression"):
             changes[key] = _number(key, value, 0.0, 1000.0, low_open=True)
         elif key == "kv_pressure":
             changes[key] = _number(key, value, 0.0, 0.99)

@@ -38,17 +38,19 @@ from performance_agent.simulator.shape import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("GARBAGE_PAGE", "REGRESSION_ENV", "InstanceSpec", "Reply", "SimulatedInstance")
+__all__ = ("GARBAGE_PAGE", "REGRESSION_ENV", "TTFT_REGRESSION_ENV", "InstanceSpec", "Reply", "SimulatedInstance")
 
 GARBAGE_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
     "<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
 )
 JSON = "application/json"
-#: A launch variable only the simulator reads: every engine step takes this factor longer, like the
-#: `latency_regression` fault (the two multiply). Being part of the launch environment, it is what
-#: an actuator can set and roll back: `/control/apply {"env": {"SIMULATOR_LATENCY_REGRESSION": "1.5"}}`.
+#: Launch variables only the simulator reads, the launch-time twins of the `latency_regression`
+#: and `ttft_regression` faults (a variable and its fault multiply). Being part of the launch
+#: environment, they are what an actuator can set and roll back, e.g.
+#: `/control/apply {"env": {"SIMULATOR_TTFT_REGRESSION": "1.5"}}`.
 REGRESSION_ENV = "SIMULATOR_LATENCY_REGRESSION"
+TTFT_REGRESSION_ENV = "SIMULATOR_TTFT_REGRESSION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +72,8 @@ class InstanceSpec:
     latency_shape: LatencyShape = field(default_factory=LatencyShape)
 
 
-def _env_regression(env: Mapping[str, str]) -> float:
-    raw = env.get(REGRESSION_ENV)
+def _env_factor(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name)
     if raw is None:
         return 1.0
     try:
@@ -79,7 +81,7 @@ def _env_regression(env: Mapping[str, str]) -> float:
     except ValueError:
         factor = math.nan
     if not math.isfinite(factor) or not 0 < factor <= 1000:
-        raise StartError(f"{REGRESSION_ENV} must be a number within (0, 1000], got {raw!r}")
+        raise StartError(f"{name} must be a number within (0, 1000], got {raw!r}")
     return factor
 
 
@@ -122,7 +124,7 @@ class SimulatedInstance:
         self.faults = Faults()
         self.shape_seed = spec.seed
         self.shaper = LatencyShaper(spec.latency_shape, shape_stream(spec.seed, instance_id))
-        self._env_regression = 1.0
+        self._env_regression = self._env_ttft_regression = 1.0
         self.workload = spec.workload
         self.launch: dict[str, object] = {canonical_knob(k): v for k, v in spec.flags.items()}
         self.env: dict[str, str] = dict(spec.env)
@@ -166,7 +168,8 @@ class SimulatedInstance:
         self._ranks = []
         try:
             self._flags, self._params = self._resolve(self.launch, self.env)
-            self._env_regression = _env_regression(self.env)
+            self._env_regression = _env_factor(self.env, REGRESSION_ENV)
+            self._env_ttft_regression = _env_factor(self.env, TTFT_REGRESSION_ENV)
         except StartError as error:
             self._flags, self._params, self.start_error = None, None, str(error)
             return
@@ -189,6 +192,7 @@ class SimulatedInstance:
         share = self._pinned_tokens // max(len(self._ranks), 1)
         for rank in self._ranks:
             rank.model.latency_factor = self.faults.latency_regression * self._env_regression
+            rank.model.ttft_factor = self.faults.ttft_regression * self._env_ttft_regression
             rank.model.error_fraction = self.faults.error_burst
             rank.model.pinned_tokens = share
 

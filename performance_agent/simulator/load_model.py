@@ -75,11 +75,23 @@ class SimRequest:
     reserved: float = 0.0
     sequence: int = 0
     state: str = "waiting"
-    latency_scale: float = 1.0  # the latency shape's multiplier: every reported duration of this request
+    latency_scale: float = 1.0  # the latency shape's multiplier of every reported duration
+    ttft_scale: float = 1.0  # a TTFT regression's multiplier of the time before the first token
 
-    def reported(self, at: float) -> float:
-        """Time from arrival to `at` as the server reports it (the shape stretches the timeline)."""
-        return (at - self.arrival) * self.latency_scale
+    def span(self, start: float, end: float) -> float:
+        """The reported duration between two moments of this request's life.
+
+        The latency shape stretches the whole timeline by `latency_scale`; a TTFT regression also
+        stretches the part before the first token by `ttft_scale`, so queue, prefill, TTFT and e2e
+        move together and decode does not. Unstretched, it is exactly `end - start`.
+        """
+        if self.latency_scale == 1.0 and self.ttft_scale == 1.0:
+            return end - start
+        return self._stretched(end) - self._stretched(start)
+
+    def _stretched(self, at: float) -> float:
+        first = self.first_token_at if self.first_token_at >= 0 else math.inf
+        return ((min(at, first) - self.arrival) * self.ttft_scale + max(at - first, 0.0)) * self.latency_scale
 
 
 class EventSink(Protocol):
@@ -140,6 +152,7 @@ class LoadModel:
         self.tick_s = tick_s
         self.shaper = shaper
         self.latency_factor = 1.0
+        self.ttft_factor = 1.0
         self.error_fraction = 0.0
         self.pinned_tokens = 0
         self.now = 0.0
@@ -240,6 +253,7 @@ class LoadModel:
         else:
             if self.shaper is not None:
                 request.latency_scale = self.shaper.request_scale()
+            request.ttft_scale = self.ttft_factor
             self._waiting.append(request)
 
     # --------------------------------------------------------------------------- admission

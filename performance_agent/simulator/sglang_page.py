@@ -126,10 +126,12 @@ class SglangRank:
 
     def on_admitted(self, request: SimRequest, now: float, batch_was_busy: bool) -> None:
         if not self.old and request.preemptions == 0:
-            self.histograms["sglang:queue_time_seconds"].observe(request.reported(now))
+            self.histograms["sglang:queue_time_seconds"].observe(request.span(request.arrival, now))
 
     def on_first_token(self, request: SimRequest) -> None:
-        self.histograms["sglang:time_to_first_token_seconds"].observe(request.reported(request.first_token_at))
+        self.histograms["sglang:time_to_first_token_seconds"].observe(
+            request.span(request.arrival, request.first_token_at)
+        )
         self._add("mode:prefill_compute", request.prompt - request.cached)
         self._add("mode:prefill_cache", request.cached)
 
@@ -146,7 +148,9 @@ class SglangRank:
         self._add("sglang:num_retracted_requests", 1)
 
     def on_finished(self, request: SimRequest) -> None:
-        self.histograms["sglang:e2e_request_latency_seconds"].observe(request.reported(request.finished_at))
+        self.histograms["sglang:e2e_request_latency_seconds"].observe(
+            request.span(request.arrival, request.finished_at)
+        )
         if not self.old:
             self.histograms["sglang:num_retractions"].observe(request.preemptions)
         self._add("sglang:prompt_tokens", request.prompt)

@@ -97,7 +97,7 @@ class LatencyShape:
 
 
 #: Named shapes. `heavy-tailed` is the shape issue 10 judges rollouts on: lognormal sigma 0.5
-#: with 7% of requests 6x slower (its mean is 1.53x the model's, its p99 about 7.4x the median).
+#: with 7% of requests 6x slower (its mean is 1.53x the model's, its p99 10.2x its median).
 SHAPE_PRESETS: dict[str, LatencyShape] = {
     "none": LatencyShape(),
     "heavy-tailed": LatencyShape(sigma=0.5, slow_share=0.07, slow_factor=6.0),

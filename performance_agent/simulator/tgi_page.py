@@ -155,7 +155,7 @@ class TgiRank:
     def on_finished(self, request: SimRequest) -> None:
         r = request
         validation = 0.0002 + r.prompt * 2e-6
-        queue, inference = r.reported(r.admitted_at), (r.finished_at - r.admitted_at) * r.latency_scale
+        queue, inference = r.span(r.arrival, r.admitted_at), r.span(r.admitted_at, r.finished_at)
         values = (validation + queue + inference, validation, queue, inference, inference / max(r.generated, 1))
         for name, value in zip(_REQUEST_DURATIONS, values, strict=True):
             self._hist(name).observe(value)

@@ -204,7 +204,9 @@ class VllmRank:
         return None
 
     def on_first_token(self, request: SimRequest) -> None:
-        self.histograms["vllm:time_to_first_token_seconds"].observe(request.reported(request.first_token_at))
+        self.histograms["vllm:time_to_first_token_seconds"].observe(
+            request.span(request.arrival, request.first_token_at)
+        )
         self._add("vllm:prompt_tokens", request.prompt)
         self._add("vllm:generation_tokens", 1)
         self._add("source:local_compute", request.prompt - request.cached)
@@ -228,10 +230,14 @@ class VllmRank:
 
     def on_finished(self, request: SimRequest) -> None:
         h, r = self.histograms, request
-        scale = r.latency_scale
-        decode = (r.finished_at - r.first_token_at) * scale
-        phases = (r.finished_at - r.arrival, r.admitted_at - r.arrival, r.finished_at - r.admitted_at)
-        values = (*(phase * scale for phase in phases), (r.first_token_at - r.admitted_at) * scale, decode)
+        decode = r.span(r.first_token_at, r.finished_at)
+        values = (
+            r.span(r.arrival, r.finished_at),
+            r.span(r.arrival, r.admitted_at),
+            r.span(r.admitted_at, r.finished_at),
+            r.span(r.admitted_at, r.first_token_at),
+            decode,
+        )
         for name, value in zip(_LATENCY_FAMILIES, values, strict=True):
             h[name].observe(value)
         for name, tokens in zip(_TOKEN_FAMILIES, (r.prompt, r.generated, r.max_tokens, r.max_tokens), strict=True):

@@ -180,19 +180,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cli_serves_until_a_signal_and_exits_cleanly(signum: int) -> None:
+def simulate_process(*args: str) -> subprocess.Popen[str]:
+    """`simulate` in a child process, as an operator runs it; its stdout lists the instances."""
     code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = ["--engine", "sglang", "--count", "2", "--time-scale", "5", "--seed", "7"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env=env,
-    ) as process:
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_until_a_signal_and_exits_cleanly(signum: int) -> None:
+    with simulate_process("--engine", "sglang", "--count", "2", "--time-scale", "5", "--seed", "7") as process:
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(3)]
         assert lines[2].startswith("fleet listing:")
@@ -291,3 +295,41 @@ def test_fleet_refuses_bad_specs_and_busy_ports(clock: ManualClock) -> None:
         with pytest.raises(OSError, match="in use"):
             start_simulator("sglang", 2, base_port=port, clock=clock)
     assert threading.active_count() == threads_before
+
+
+def test_latency_shape_over_http_and_from_python(clock: ManualClock) -> None:
+    with (
+        start_simulator("vllm", 2, clock=clock, latency_shape="heavy-tailed") as fleet,
+        httpx.Client(timeout=5) as client,
+    ):
+        first, second = fleet.instances
+        shape = client.get(first.control_url + "/shape").json()
+        assert (shape["preset"], shape["sigma"], shape["slow_share"], shape["slow_factor"]) == (
+            "heavy-tailed", 0.5, 0.07, 6.0
+        )  # fmt: skip
+        assert (shape["seed"], client.get(second.control_url + "/shape").json()["seed"]) == (0, 1)
+        changed = client.post(second.base_url + "/control/shape", json={"slow_factor": 4, "seed": 5})
+        assert changed.status_code == 200
+        assert changed.json()["latency_shape"]["slow_factor"] == 4.0
+        refused_body = client.post(first.control_url + "/shape", json={"slow_share": 2})
+        assert refused_body.status_code == 422
+        assert refused_body.json() == {
+            "error": "invalid_shape", "message": "slow_share must be within [0.0, 1.0], got 2"
+        }  # fmt: skip
+        assert fleet.set_shape(first.instance_id, preset="none")["latency_shape"]["preset"] == "none"  # type: ignore[index]
+        clock.advance(60)
+        assert values(client.get(first.metrics_url).text)["vllm:time_to_first_token_seconds_count"] > 0
+    with pytest.raises(ValueError, match="unknown latency shape 'spiky'; choose from none, heavy-tailed"):
+        start_simulator("vllm", 1, clock=clock, latency_shape="spiky")
+
+
+def test_cli_starts_servers_with_a_latency_shape() -> None:
+    args = ["--engine", "vllm", "--latency-shape", "heavy-tailed", "--slow-factor", "4", "--seed", "3"]
+    with simulate_process(*args) as process:
+        assert process.stdout is not None
+        control_url = process.stdout.readline().split("control: ")[1].strip()
+        shape = httpx.get(control_url + "/shape", timeout=5).json()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert (shape["sigma"], shape["slow_share"], shape["slow_factor"], shape["seed"]) == (0.5, 0.07, 4.0, 3)
+    assert shape["preset"] is None  # a preset with an override is a custom shape
