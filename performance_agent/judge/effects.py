@@ -479,29 +479,23 @@ def measure_effects(
     goodput = _goodput_difference(goodput_pairs, confidence)
     if goodput is not None:
         effects.append(goodput)
-    throughput = _ratio_effect(
-        "requests_per_instance",
-        canary.requests,
-        canary_exposure,
-        reference.requests,
-        reference_exposure,
-        confidence,
-        binomial=False,
-        note=_THROUGHPUT_NOTE,
+    per_instance = (
+        ("requests_per_instance", canary.requests, reference.requests, _THROUGHPUT_NOTE),
+        ("preemptions_per_instance", canary.preemptions, reference.preemptions, None),
     )
-    if throughput is not None:
-        effects.append(throughput)
-    preemptions = _ratio_effect(
-        "preemptions_per_instance",
-        canary.preemptions,
-        canary_exposure,
-        reference.preemptions,
-        reference_exposure,
-        confidence,
-        binomial=False,
-    )
-    if preemptions is not None:
-        effects.append(preemptions)
+    for name, canary_count, reference_count, note in per_instance:
+        rate = _ratio_effect(
+            name,
+            canary_count,
+            canary_exposure,
+            reference_count,
+            reference_exposure,
+            confidence,
+            binomial=False,
+            note=note,
+        )
+        if rate is not None:
+            effects.append(rate)
     if canary.errors is not None and reference.errors is not None and canary.requests > 0 and reference.requests > 0:
         estimate, low, high = newcombe_difference(
             canary.errors, canary.requests, reference.errors, reference.requests, confidence

@@ -8,7 +8,7 @@ writes them, and the HTTP view is checked field by field.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
@@ -19,7 +19,7 @@ from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository
 from performance_agent.workflows.schemas import StageEffects
 from performance_agent.workflows.state import WorkflowDoc
-from tests.api.test_workflows import HOOK, WORKFLOWS, register
+from tests.api.test_workflows import HOOK, WORKFLOWS, recommendation, register
 from tests.conftest import ClientFactory, assert_envelope
 
 if TYPE_CHECKING:
@@ -35,22 +35,6 @@ def client(client_factory: ClientFactory) -> TestClient[Litestar]:
 
 
 def store_plan(client: TestClient[Litestar], instance_id: str) -> None:
-    def recommendation(rec_id: str, changes: dict[str, Any], impact: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": rec_id,
-            "type": "batching",
-            "title": rec_id,
-            "changes": changes,
-            "env": {},
-            "rationale": "test",
-            "estimated_impact": impact,
-            "addresses": [],
-            "assumptions": [],
-            "risk": {"quality": "low", "stability": "low"},
-            "requires_restart": True,
-            "executable": True,
-        }
-
     plan = msgspec.convert(
         {
             "plan_id": PLAN_ID,
@@ -64,6 +48,8 @@ def store_plan(client: TestClient[Litestar], instance_id: str) -> None:
                 recommendation(
                     "r-batch",
                     {"--max-num-seqs": 512},
+                    {},
+                    True,
                     {
                         "ttft_p99_s": {"low": -0.5, "high": -0.2},
                         "generation_tokens_per_s": {"low": 0.0, "high": 0.3},
@@ -71,7 +57,9 @@ def store_plan(client: TestClient[Litestar], instance_id: str) -> None:
                         "kv_cache_capacity_tokens": {"low": 0.5, "high": 0.5},
                     },
                 ),
-                recommendation("r-other", {"--max-num-batched-tokens": 4096}, {"ttft_p99_s": {"low": 0, "high": 0}}),
+                recommendation(
+                    "r-other", {"--max-num-batched-tokens": 4096}, {}, True, {"ttft_p99_s": {"low": 0, "high": 0}}
+                ),
             ],
             "findings": [],
             "summary": "test plan",

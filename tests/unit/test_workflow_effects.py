@@ -12,56 +12,29 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import pytest
 
 from performance_agent.judge.effects import compare_with_impact
 from performance_agent.optimization.schemas import OptimizationPlan
 from performance_agent.optimization.service import OptimizationService
-from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.workflows.controllers import workflow_defaults
 from performance_agent.workflows.effects import plan_outcomes
 from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.service import WorkflowService
-from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder
+from tests.rollout_support import ReconcilerHarness
+from tests.unit.test_reconciler import DONE, GUARDRAILS, MONITOR, clock, fleet, receiver
+
+__all__ = ("clock", "fleet", "receiver")  # the rollout fixtures of test_reconciler, shared
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from performance_agent.simulator.fleet import ManualClock, SimulatedFleet
+    from tests.rollout_support import WebhookReceiver
 
-    from performance_agent.simulator.fleet import SimulatedFleet
-
-MONITOR = {"duration_s": 90, "interval_s": 30, "warmup_s": 60, "min_passing_windows": 2}
-GUARDRAILS = {
-    "min_samples": 150,
-    "max_ttft_p99_increase": 1.5,
-    "max_itl_p99_increase": 0.5,
-    "max_e2e_p99_increase": 0.5,
-}
-DONE = {"completed", "rolled_back", "failed", "cancelled", "rejected"}
 PREDICTED = {
     "itl_p99_s": {"low": -0.6, "high": 0.0},
     "generation_tokens_per_s": {"low": -0.5, "high": 0.1},
     "kv_cache_capacity_tokens": {"low": 0.0, "high": 0.0},
 }
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def fleet(clock: ManualClock) -> Iterator[SimulatedFleet]:
-    with start_simulator("vllm", 4, clock=clock) as running:
-        clock.advance(120)
-        yield running
-
-
-@pytest.fixture
-def receiver(fleet: SimulatedFleet) -> Iterator[WebhookReceiver]:
-    started = WebhookReceiver(forward=fleet_forwarder(fleet)).start()
-    yield started
-    started.stop()
 
 
 def plan(instance_id: str) -> OptimizationPlan:
