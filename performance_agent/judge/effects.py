@@ -560,35 +560,20 @@ def compare_impacts(
     for key, predicted in sorted(estimated_impact.items()):
         metric = IMPACT_METRICS.get(key)
         effect = by_metric.get(metric) if metric is not None else None
-        if metric is None:
-            reason = f"{key} has no measured counterpart in request and bucket counts"
-        elif effect is None:
-            reason = f"{metric} could not be measured in this stage (missing histogram or counter, or no requests)"
-        else:
-            reason = None
-        if effect is None:
-            outcomes.append(
-                ImpactOutcome(
-                    impact_key=key,
-                    predicted_low=predicted.low,
-                    predicted_high=predicted.high,
-                    metric=metric,
-                    outcome=None,
-                    reason=reason,
-                )
-            )
-            continue
-        outcomes.append(
-            ImpactOutcome(
-                impact_key=key,
-                predicted_low=predicted.low,
-                predicted_high=predicted.high,
-                metric=metric,
-                outcome=compare_with_impact(effect, predicted),
-                measured_change=_relative(effect, effect.estimate),
-                measured_low=_relative(effect, effect.low),
-                measured_high=_relative(effect, effect.high),
-                confidence=effect.confidence,
-            )
+        outcome = ImpactOutcome(
+            impact_key=key, predicted_low=predicted.low, predicted_high=predicted.high, metric=metric, outcome=None
         )
+        if metric is None:
+            outcome.reason = f"{key} has no measured counterpart in request and bucket counts"
+        elif effect is None:
+            outcome.reason = (
+                f"{metric} could not be measured in this stage (missing histogram or counter, or no requests)"
+            )
+        else:
+            outcome.outcome = compare_with_impact(effect, predicted)
+            outcome.measured_change = _relative(effect, effect.estimate)
+            outcome.measured_low = _relative(effect, effect.low)
+            outcome.measured_high = _relative(effect, effect.high)
+            outcome.confidence = effect.confidence
+        outcomes.append(outcome)
     return outcomes
