@@ -16,13 +16,13 @@ from litestar.params import SkipValidation
 
 from performance_agent.background import BackgroundLoops
 from performance_agent.metrics.scraper import ScrapeClients
-from performance_agent.metrics.target_guard import parse_allowlist, system_resolver
+from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.storage.instances import SqliteInstanceRepository
 from performance_agent.storage.snapshots import SqliteSnapshotRepository
 
 if TYPE_CHECKING:
-    from performance_agent.metrics.instances import ActiveWorkflowFinder, InstanceDeletedHook
-    from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
+    from performance_agent.fleet.instances import ActiveWorkflowFinder, InstanceDeletedHook
+    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
     from performance_agent.storage.database import Database

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from performance_agent.analysis.config import detector_thresholds, slo_defaults
-from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.outbound.target_guard import parse_allowlist
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping

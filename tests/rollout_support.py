@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from performance_agent.context import AgentContext
-from performance_agent.metrics.schemas import InstanceSpec
+from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
 from performance_agent.storage.database import Database
 from performance_agent.storage.workflows import SqliteWorkflowRepository

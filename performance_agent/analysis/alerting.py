@@ -26,7 +26,7 @@ from performance_agent.analysis.service import effective_targets
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
 from performance_agent.metrics.scraper import post_json_pinned
-from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url, parse_allowlist
+from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url, parse_allowlist
 from performance_agent.storage.alerts import SqliteAlertRepository
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from performance_agent.context import AgentContext
     from performance_agent.metrics.scraper import ScrapeClients
     from performance_agent.metrics.snapshot import InstanceSnapshot
-    from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
+    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.alerts import AlertRepository
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository

@@ -20,8 +20,8 @@ from performance_agent.analysis.schemas import (
     SloTargets,
     SloTargetsUpdate,
 )
+from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.metrics.goodput import Goodput
-from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
 __all__ = (

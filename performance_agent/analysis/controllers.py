@@ -18,7 +18,7 @@ from performance_agent.analysis.schemas import AlertState
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.context import AgentDependency
 from performance_agent.errors import ErrorDetail, RequestValidationError
-from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN, Instance
+from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN, Instance
 from performance_agent.openapi_spec import example_body, responses
 from performance_agent.security import Role
 from performance_agent.storage.alerts import SqliteAlertRepository

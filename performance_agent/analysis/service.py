@@ -29,7 +29,7 @@ from performance_agent.analysis.slo_history import SloHistory
 from performance_agent.analysis.window import decode_scrape_figures, models_seen, timeline, window_figures
 from performance_agent.analysis.window_history import WindowHistory
 from performance_agent.errors import ConflictError, NotFoundError
-from performance_agent.metrics.instances import InstanceService, to_instance
+from performance_agent.fleet.instances import InstanceService, to_instance
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.snapshot import InstanceSnapshot
 
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from performance_agent.analysis.thresholds import Thresholds
     from performance_agent.analysis.window import ScrapeFigures, WindowSource
     from performance_agent.context import AgentContext
+    from performance_agent.fleet.schemas import Instance
     from performance_agent.metrics.collection import CollectionService
-    from performance_agent.metrics.schemas import Instance
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 

@@ -21,11 +21,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from performance_agent.analysis.slo import goodput_targets
 from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
+from performance_agent.fleet.schemas import HeaderFromEnv, HeaderValue, InstanceError
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import ExpositionError, parse_page
-from performance_agent.metrics.schemas import HeaderFromEnv, HeaderValue, InstanceError
 from performance_agent.metrics.scraper import ScrapeFailure, TlsOptions, fetch_page
-from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
+from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
 from performance_agent.storage.snapshots import encode_raw
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from performance_agent.metrics.scraper import ScrapeClients
     from performance_agent.metrics.snapshot import InstanceSnapshot
-    from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
+    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 

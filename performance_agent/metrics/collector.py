@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.fleet.schemas import InstanceError
 from performance_agent.metrics.collection import INSTANCES_BY_STATUS
-from performance_agent.metrics.schemas import InstanceError
 from performance_agent.metrics.scraper import ScrapeFailure
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ def start_background_collection(
     agent: AgentContext, after_scrape: AfterScrape | None = None
 ) -> tuple[Collector, RetentionPruner]:
     """Start the collector and the retention pruner as supervised loops (from the app's lifespan)."""
-    from performance_agent.metrics.instances import InstanceService
+    from performance_agent.fleet.instances import InstanceService
 
     settings = agent.settings
     collector = Collector(

@@ -14,9 +14,8 @@ from litestar.params import PathParameter, QueryParameter
 
 from performance_agent.context import AgentDependency
 from performance_agent.errors import error_responses
-from performance_agent.metrics import examples
-from performance_agent.metrics.instances import InstanceService
-from performance_agent.metrics.schemas import (
+from performance_agent.fleet.instances import InstanceService
+from performance_agent.fleet.schemas import (
     ENGINE_PATTERN,
     INSTANCE_ID_PATTERN,
     CollectRequest,
@@ -25,6 +24,7 @@ from performance_agent.metrics.schemas import (
     InstanceReplace,
     InstanceStatus,
 )
+from performance_agent.metrics import examples
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from performance_agent.openapi_spec import example_body, responses
 from performance_agent.security import Role

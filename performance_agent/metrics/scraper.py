@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Literal
 import httpcore
 import httpx
 
-from performance_agent.metrics.connection_pool import LinearConnectionPool
+from performance_agent.outbound.connection_pool import LinearConnectionPool
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
-    from performance_agent.metrics.target_guard import ResolvedTarget
+    from performance_agent.outbound.target_guard import ResolvedTarget
 
 __all__ = (
     "ACCEPT_HEADER",

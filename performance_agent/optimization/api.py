@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from performance_agent.analysis.api import MAX_WINDOW_MINUTES
-from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
+from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.optimization.schemas import Constraints, Objective
 
 __all__ = ("PLAN_ID_PATTERN", "OptimizeRequest")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from performance_agent.context import AgentContext
-    from performance_agent.metrics.schemas import InstanceSpec
+    from performance_agent.fleet.schemas import InstanceSpec
     from performance_agent.optimization.api import OptimizeRequest
     from performance_agent.storage.plans import PlanRepository
 

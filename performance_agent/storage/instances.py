@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from performance_agent.metrics.schemas import InstanceError, InstanceSpec, InstanceStatus
+from performance_agent.fleet.schemas import InstanceError, InstanceSpec, InstanceStatus
 from performance_agent.storage.database import Database
 
 __all__ = (

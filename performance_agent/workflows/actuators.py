@@ -16,14 +16,14 @@ import httpx
 import msgspec
 
 from performance_agent.metrics.scraper import post_json_pinned
-from performance_agent.metrics.target_guard import ResolutionError, TargetRefusedError, check_url
+from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
 from performance_agent.workflows.payloads import decode_payload, signature_headers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from performance_agent.metrics.scraper import ScrapeClients
-    from performance_agent.metrics.target_guard import Resolver, TargetAllowlist
+    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.workflows.payloads import ActuatorPayload
     from performance_agent.workflows.schemas import ActuatorSpec, FlagValue

@@ -10,9 +10,9 @@ from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from performance_agent.context import AgentContext, AgentDependency
 from performance_agent.errors import ErrorDetail, RequestValidationError
-from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
-from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.openapi_spec import example_body, responses
+from performance_agent.outbound.target_guard import parse_allowlist
 from performance_agent.security import Role, principal_of
 from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository

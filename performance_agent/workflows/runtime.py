@@ -34,7 +34,7 @@ def wire_workflows(agent: AgentContext) -> None:
 def build_reconciler(agent: AgentContext, clock: Callable[[], float] = time.time) -> Reconciler:
     """A reconciler on the agent's storage and clients; `clock` also stamps the scrapes it takes."""
     settings = agent.settings
-    from performance_agent.metrics.target_guard import parse_allowlist
+    from performance_agent.outbound.target_guard import parse_allowlist
 
     workflows = SqliteWorkflowRepository(agent.database)
     collection = CollectionService(

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.judge.effects import MeasuredEffect
-from performance_agent.metrics.schemas import INSTANCE_ID_PATTERN
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 
 __all__ = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from performance_agent.errors import ErrorDetail, ForbiddenError, RequestValidationError
-from performance_agent.metrics.target_guard import TargetRefusedError, check_static
+from performance_agent.outbound.target_guard import TargetRefusedError, check_static
 from performance_agent.workflows.cohorts import DEFAULT_STAGES, stage_gate_problems, stage_problems
 from performance_agent.workflows.machine import initial_status
 from performance_agent.workflows.policy import resolve_guardrails, resolve_monitor
@@ -22,7 +22,7 @@ from performance_agent.workflows.state import WorkflowDoc
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from performance_agent.metrics.target_guard import TargetAllowlist
+    from performance_agent.outbound.target_guard import TargetAllowlist
     from performance_agent.storage.instances import StoredInstance
     from performance_agent.workflows.policy import Guardrails, MonitorPolicy
     from performance_agent.workflows.schemas import FlagValue, WorkflowCreate

@@ -15,10 +15,10 @@ from performance_agent.analysis.alerting import ALERTS_FIRING, SLO_BURN_RATE, Al
 from performance_agent.analysis.alerts import alert_fingerprint, resolve_unmonitored
 from performance_agent.analysis.schemas import AlertEvent, AlertState, SloTargets
 from performance_agent.app import create_app
-from performance_agent.metrics.schemas import InstanceSpec
+from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeClients
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
-from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.outbound.target_guard import parse_allowlist
 from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
 from performance_agent.storage.instances import MemoryStore, StoredInstance
 from performance_agent.storage.snapshots import MemorySnapshotRepository

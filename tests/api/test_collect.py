@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.context import AgentContext
-from performance_agent.metrics.target_guard import ResolutionError
+from performance_agent.outbound.target_guard import ResolutionError
 from tests.conftest import KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 from tests.scrape_support import ScriptedServer, fixture_page, scripted_server
 
@@ -299,7 +299,7 @@ def test_a_host_name_resolving_to_metadata_is_refused_at_scrape_time(api: TestCl
 
 def allow_internal_names(client: TestClient[Litestar]) -> AgentContext:
     """Allow `*.internal` by name (as an operator would), so only the resolved address can refuse."""
-    from performance_agent.metrics.target_guard import parse_allowlist
+    from performance_agent.outbound.target_guard import parse_allowlist
 
     context = context_of(client)
     context.scrape_allowlist = parse_allowlist(["127.0.0.1/32", "*.internal"])

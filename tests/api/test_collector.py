@@ -18,12 +18,12 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
+from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
-from performance_agent.metrics.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeClients
 from performance_agent.metrics.snapshot import InstanceSnapshot
-from performance_agent.metrics.target_guard import parse_allowlist, system_resolver
+from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, StoredInstance
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from tests.conftest import ClientFactory

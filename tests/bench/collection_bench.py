@@ -24,8 +24,8 @@ import msgspec
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
+from performance_agent.fleet.instances import InstanceService
 from performance_agent.metrics.collector import Collector
-from performance_agent.metrics.instances import InstanceService
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from tests.bench.figures import Figure
 from tests.conftest import make_settings

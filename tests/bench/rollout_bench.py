@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.context import AgentContext
-from performance_agent.metrics.schemas import InstanceSpec
+from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.storage.database import Database

@@ -16,7 +16,7 @@ from performance_agent.analysis.alerting import AlertEvaluator, AlertWebhook
 from performance_agent.analysis.schemas import SloTargets
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector
-from performance_agent.metrics.target_guard import parse_allowlist
+from performance_agent.outbound.target_guard import parse_allowlist
 from performance_agent.simulator import ManualClock, Workload, start_simulator
 from performance_agent.storage.alerts import SqliteAlertRepository
 from tests.api.analysis_support import Receiver

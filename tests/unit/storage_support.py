@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from performance_agent.analysis.schemas import SloTargets
+from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
 from performance_agent.metrics.builder import RawScrape
-from performance_agent.metrics.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import (

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from performance_agent.metrics.schemas import InstanceSpec
+from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeClients
-from performance_agent.metrics.target_guard import parse_allowlist, system_resolver
+from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import SqliteInstanceRepository

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.collector import Collector
-from performance_agent.metrics.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, StoredInstance

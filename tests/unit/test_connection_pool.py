@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpcore
 import pytest
 
-from performance_agent.metrics import connection_pool
-from performance_agent.metrics.connection_pool import LinearConnectionPool
+from performance_agent.outbound import connection_pool
+from performance_agent.outbound.connection_pool import LinearConnectionPool
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from performance_agent.metrics.scraper import ScrapeClients, TlsOptions, post_json_pinned
-from performance_agent.metrics.target_guard import ResolvedTarget, check_url, parse_allowlist
+from performance_agent.outbound.target_guard import ResolvedTarget, check_url, parse_allowlist
 from tests.rollout_support import WebhookReceiver
 
 LOOPBACK = parse_allowlist(["127.0.0.0/8"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from performance_agent.metrics.schemas import InstanceError
+from performance_agent.fleet.schemas import InstanceError
 from performance_agent.storage.database import Database, StorageLockedError
 from tests.unit.storage_support import T0, Repos, full_spec, open_repos, raw_at, run_with_repos
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from performance_agent.metrics.target_guard import (
+from performance_agent.outbound.target_guard import (
     ResolutionError,
     TargetAllowlist,
     TargetRefusedError,

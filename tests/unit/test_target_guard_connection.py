@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from performance_agent.metrics.scraper import ACCEPT_HEADER, ScrapeClients, ScrapeFailure, TlsOptions, fetch_page
-from performance_agent.metrics.target_guard import ResolvedTarget, check_url, parse_allowlist
+from performance_agent.outbound.target_guard import ResolvedTarget, check_url, parse_allowlist
 from tests.scrape_support import ScriptedServer, scripted_server
 
 __all__ = ("scripted_server",)

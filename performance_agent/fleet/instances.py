@@ -25,8 +25,7 @@ from performance_agent.errors import (
     UnprocessableError,
     UpstreamError,
 )
-from performance_agent.metrics.collection import HEADER_ENV_SETTING, CollectionService, metrics_url
-from performance_agent.metrics.schemas import (
+from performance_agent.fleet.schemas import (
     REDACTED,
     CollectRequest,
     HeaderFromEnv,
@@ -36,15 +35,16 @@ from performance_agent.metrics.schemas import (
     InstanceReplace,
     InstanceSpec,
 )
+from performance_agent.metrics.collection import HEADER_ENV_SETTING, CollectionService, metrics_url
 from performance_agent.metrics.scraper import ScrapeFailure
-from performance_agent.metrics.target_guard import TargetRefusedError, check_static
+from performance_agent.outbound.target_guard import TargetRefusedError, check_static
 from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
 if TYPE_CHECKING:
     from performance_agent.analysis.schemas import SloTargets
     from performance_agent.context import AgentContext
     from performance_agent.metrics.snapshot import InstanceSnapshot
-    from performance_agent.metrics.target_guard import TargetAllowlist
+    from performance_agent.outbound.target_guard import TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
 

@@ -1,0 +1,1 @@
+"""Outbound HTTP: the target guard, the pinned clients and their connection pool, signed webhooks."""
