@@ -10,7 +10,7 @@ and `decide_stage(judgement, ...)`. Persist `plan` and `state` with the workflow
 """
 
 from performance_agent.judge.aa import AaResult, aa_check
-from performance_agent.judge.counts import BucketCounts, CohortCounts, bucket_counts, cohort_counts
+from performance_agent.judge.counts import BucketCounts, CohortCounts, bucket_counts, cohort_counts, merge_cohorts
 from performance_agent.judge.plan import EdgePlan, JudgePlan, MetricPlan, plan_margins
 from performance_agent.judge.stage import (
     INSUFFICIENT_CANARY_TRAFFIC,
@@ -49,6 +49,7 @@ __all__ = (
     "cohort_counts",
     "decide_stage",
     "judge_window",
+    "merge_cohorts",
     "plan_margins",
     "resolve_min_canary_requests",
 )

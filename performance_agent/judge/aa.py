@@ -40,7 +40,7 @@ def aa_check(
 ) -> AaResult:
     """Pass unless some metric's evidence against the first canary cohort reaches K_aa / (alpha * share)."""
     metrics = [metric for metric in plan.metrics if metric.kind in AA_KINDS]
-    threshold = max(len(metrics), 1) / (plan.alpha * alpha_share)
+    threshold = round(max(len(metrics), 1) / (plan.alpha * alpha_share), 9)
     aa_plan = msgspec.structs.replace(plan, metrics=metrics, threshold=threshold)
     _, judgement = judge_window(JudgeState(), aa_plan, first_canary, rest)
     log_threshold = math.log(threshold)

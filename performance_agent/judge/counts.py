@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.metrics.histogram import merge_histograms
+from performance_agent.metrics.snapshot import CumulativeHistogram
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
+    from performance_agent.metrics.snapshot import RawSeries
 
 __all__ = (
     "LATENCY_METRICS",
@@ -28,6 +29,7 @@ __all__ = (
     "CohortCounts",
     "bucket_counts",
     "cohort_counts",
+    "merge_cohorts",
     "request_scaled",
 )
 
@@ -153,3 +155,33 @@ def cohort_counts(increases: Iterable[RawSeries]) -> CohortCounts:
 def _summed(series: list[RawSeries], key: str) -> float | None:
     values = [item.counters[key] for item in series if key in item.counters]
     return math.fsum(values) if values else None
+
+
+def _as_histogram(counts: BucketCounts) -> CumulativeHistogram:
+    buckets = [*zip(counts.edges, counts.counts_le, strict=True), (math.inf, counts.total)]
+    return CumulativeHistogram(buckets=buckets, sum=0.0, count=counts.total)
+
+
+def merge_cohorts(cohorts: Iterable[CohortCounts]) -> CohortCounts:
+    """The sum of several cohorts' counts (e.g. the baseline from the first canary cohort and the rest).
+
+    Histograms are summed as `merge_histograms` does (only edges every cohort has); an invalid
+    histogram (a reset) is left out. A counter unknown in every cohort stays unknown.
+    """
+    items = list(cohorts)
+    histograms: dict[str, BucketCounts] = {}
+    for metric in LATENCY_METRICS:
+        parts = [item.histograms[metric] for item in items if metric in item.histograms]
+        merged = merge_histograms(_as_histogram(part) for part in parts if part.is_valid())
+        converted = None if merged is None else bucket_counts(merged)
+        if converted is not None:
+            histograms[metric] = converted
+    errors = [item.errors for item in items if item.errors is not None]
+    preemptions = [item.preemptions for item in items if item.preemptions is not None]
+    return CohortCounts(
+        instances=sum(item.instances for item in items),
+        requests=math.fsum(item.requests for item in items),
+        errors=math.fsum(errors) if errors else None,
+        preemptions=math.fsum(preemptions) if preemptions else None,
+        histograms=histograms,
+    )

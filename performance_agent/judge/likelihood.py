@@ -59,7 +59,7 @@ def log_mean_exp(values: Sequence[float]) -> float:
     top = max(values)
     if top == -math.inf:
         return top
-    return top + math.log(math.fsum(math.exp(value - top) for value in values) / len(values))
+    return top + math.log(sum([math.exp(value - top) for value in values]) / len(values))
 
 
 def _log_h(n1: int, n0: int, m: int, x: int) -> float:
