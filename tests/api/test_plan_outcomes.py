@@ -18,7 +18,6 @@ from performance_agent.optimization.schemas import OptimizationPlan
 from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository
 from performance_agent.workflows.schemas import StageEffects
-from performance_agent.workflows.state import WorkflowDoc
 from tests.api.test_workflows import HOOK, WORKFLOWS, recommendation, register
 from tests.conftest import ClientFactory, assert_envelope
 
@@ -146,33 +145,3 @@ def test_the_plan_shows_each_executed_recommendation_s_outcome_per_stage(client:
 def test_an_unknown_plan_is_still_404(client: TestClient[Litestar]) -> None:
     response = client.get(f"/api/v1/optimize/{PLAN_ID}")
     assert_envelope(response, 404, "not_found")
-
-
-def test_a_workflow_stored_before_effects_existed_still_decodes() -> None:
-    ids = ["v0"]
-    older = {
-        "workflow_id": "wf-1",
-        "engine": "vllm",
-        "instance_ids": ids,
-        "changes": {},
-        "env": {},
-        "previous": {},
-        "stages": [100],
-        "approval": {},
-        "monitor": {
-            "duration_s": 60,
-            "interval_s": 15,
-            "warmup_s": 0,
-            "min_passing_windows": 1,
-            "inconclusive_timeout_s": 60,
-        },
-        "guardrails": {},
-        "actuator": {},
-        "created_by": "ops",
-        "created_at": 0.0,
-        "updated_at": 0.0,
-        "status": "completed",
-        "status_since": 0.0,
-    }
-    doc = msgspec.json.decode(msgspec.json.encode(older), type=WorkflowDoc)
-    assert doc.effects == []

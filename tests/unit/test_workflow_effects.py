@@ -166,35 +166,42 @@ class _SilentObserver:
         return None
 
 
-def _doc() -> WorkflowDoc:
-    return msgspec.convert(
-        {
-            "workflow_id": "wf-1",
-            "engine": "vllm",
-            "instance_ids": ["a", "b"],
-            "changes": {},
-            "env": {},
-            "previous": {},
-            "stages": [50, 100],
-            "approval": {},
-            "monitor": {
-                "duration_s": 60,
-                "interval_s": 15,
-                "warmup_s": 0,
-                "min_passing_windows": 1,
-                "inconclusive_timeout_s": 60,
-            },
-            "guardrails": {},
-            "actuator": {},
-            "created_by": "ops",
-            "created_at": 0.0,
-            "updated_at": 0.0,
-            "status": "monitoring",
-            "status_since": 0.0,
-            "stage_started_at": 100.0,
+def _stored_document() -> dict[str, Any]:
+    """A workflow document as stored before measured effects existed (no `effects` key)."""
+    return {
+        "workflow_id": "wf-1",
+        "engine": "vllm",
+        "instance_ids": ["a", "b"],
+        "changes": {},
+        "env": {},
+        "previous": {},
+        "stages": [50, 100],
+        "approval": {},
+        "monitor": {
+            "duration_s": 60,
+            "interval_s": 15,
+            "warmup_s": 0,
+            "min_passing_windows": 1,
+            "inconclusive_timeout_s": 60,
         },
-        WorkflowDoc,
-    )
+        "guardrails": {},
+        "actuator": {},
+        "created_by": "ops",
+        "created_at": 0.0,
+        "updated_at": 0.0,
+        "status": "monitoring",
+        "status_since": 0.0,
+        "stage_started_at": 100.0,
+    }
+
+
+def _doc() -> WorkflowDoc:
+    return msgspec.json.decode(msgspec.json.encode(_stored_document()), type=WorkflowDoc)
+
+
+def test_a_workflow_stored_before_effects_existed_still_decodes() -> None:
+    assert "effects" not in _stored_document()
+    assert _doc().effects == []
 
 
 def test_a_failure_to_measure_never_holds_the_stage_back(caplog: pytest.LogCaptureFixture) -> None:
