@@ -479,29 +479,23 @@ def measure_effects(
     goodput = _goodput_difference(goodput_pairs, confidence)
     if goodput is not None:
         effects.append(goodput)
-    throughput = _ratio_effect(
-        "requests_per_instance",
-        canary.requests,
-        canary_exposure,
-        reference.requests,
-        reference_exposure,
-        confidence,
-        binomial=False,
-        note=_THROUGHPUT_NOTE,
+    per_instance = (
+        ("requests_per_instance", canary.requests, reference.requests, _THROUGHPUT_NOTE),
+        ("preemptions_per_instance", canary.preemptions, reference.preemptions, None),
     )
-    if throughput is not None:
-        effects.append(throughput)
-    preemptions = _ratio_effect(
-        "preemptions_per_instance",
-        canary.preemptions,
-        canary_exposure,
-        reference.preemptions,
-        reference_exposure,
-        confidence,
-        binomial=False,
-    )
-    if preemptions is not None:
-        effects.append(preemptions)
+    for name, canary_count, reference_count, note in per_instance:
+        rate = _ratio_effect(
+            name,
+            canary_count,
+            canary_exposure,
+            reference_count,
+            reference_exposure,
+            confidence,
+            binomial=False,
+            note=note,
+        )
+        if rate is not None:
+            effects.append(rate)
     if canary.errors is not None and reference.errors is not None and canary.requests > 0 and reference.requests > 0:
         estimate, low, high = newcombe_difference(
             canary.errors, canary.requests, reference.errors, reference.requests, confidence
@@ -566,35 +560,20 @@ def compare_impacts(
     for key, predicted in sorted(estimated_impact.items()):
         metric = IMPACT_METRICS.get(key)
         effect = by_metric.get(metric) if metric is not None else None
-        if metric is None:
-            reason = f"{key} has no measured counterpart in request and bucket counts"
-        elif effect is None:
-            reason = f"{metric} could not be measured in this stage (missing histogram or counter, or no requests)"
-        else:
-            reason = None
-        if effect is None:
-            outcomes.append(
-                ImpactOutcome(
-                    impact_key=key,
-                    predicted_low=predicted.low,
-                    predicted_high=predicted.high,
-                    metric=metric,
-                    outcome=None,
-                    reason=reason,
-                )
-            )
-            continue
-        outcomes.append(
-            ImpactOutcome(
-                impact_key=key,
-                predicted_low=predicted.low,
-                predicted_high=predicted.high,
-                metric=metric,
-                outcome=compare_with_impact(effect, predicted),
-                measured_change=_relative(effect, effect.estimate),
-                measured_low=_relative(effect, effect.low),
-                measured_high=_relative(effect, effect.high),
-                confidence=effect.confidence,
-            )
+        outcome = ImpactOutcome(
+            impact_key=key, predicted_low=predicted.low, predicted_high=predicted.high, metric=metric, outcome=None
         )
+        if metric is None:
+            outcome.reason = f"{key} has no measured counterpart in request and bucket counts"
+        elif effect is None:
+            outcome.reason = (
+                f"{metric} could not be measured in this stage (missing histogram or counter, or no requests)"
+            )
+        else:
+            outcome.outcome = compare_with_impact(effect, predicted)
+            outcome.measured_change = _relative(effect, effect.estimate)
+            outcome.measured_low = _relative(effect, effect.low)
+            outcome.measured_high = _relative(effect, effect.high)
+            outcome.confidence = effect.confidence
+        outcomes.append(outcome)
     return outcomes

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from performance_agent.metrics.snapshot import CumulativeHistogram
 
-__all__ = ("Goodput", "LatencyTarget", "TargetShare", "Within", "goodput", "share_within")
+__all__ = ("Goodput", "LatencyTarget", "ShareBounds", "TargetShare", "goodput", "share_within")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class Goodput(msgspec.Struct, kw_only=True):
 
 
 @dataclass(frozen=True, slots=True)
-class Within:
+class ShareBounds:
     """Bounds of the share of observations at or below a limit; `edge_s` is where `lower` was read."""
 
     lower: float
@@ -95,7 +95,7 @@ class Within:
     observations: float
 
 
-def share_within(histogram: CumulativeHistogram, limit_s: float) -> Within | None:
+def share_within(histogram: CumulativeHistogram, limit_s: float) -> ShareBounds | None:
     """Bounds of the share of observations ≤ `limit_s`, read at the edges around it.
 
     None when the histogram observed nothing. Cumulative counts are taken as read (edges sorted,
@@ -118,7 +118,7 @@ def share_within(histogram: CumulativeHistogram, limit_s: float) -> Within | Non
             break
     lower = min(max(below_count / total, 0.0), 1.0)
     upper = min(max(above_count / total, lower), 1.0)
-    return Within(lower, upper, below_edge == limit_s, below_edge, total)
+    return ShareBounds(lower, upper, below_edge == limit_s, below_edge, total)
 
 
 def goodput(histograms: Mapping[str, CumulativeHistogram], targets: Sequence[LatencyTarget]) -> Goodput | None:

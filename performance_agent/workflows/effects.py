@@ -9,6 +9,7 @@ against each executed recommendation's `estimated_impact` when a plan is read ba
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Literal
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ("plan_outcomes", "record_stage_effects", "slo_limits")
 
+logger = logging.getLogger("performance_agent.workflows.effects")
+
 
 def slo_limits(targets: SloTargets) -> dict[str, float]:
     """Per-request latency limits by histogram key: the same targets goodput is measured against."""
@@ -54,9 +57,28 @@ async def record_stage_effects(
 ) -> None:
     """Store the effects measured over the stage that just passed (replacing an earlier entry for it).
 
-    The stage is judged from the end of its warm-up; the reference is the control cohort over the
-    same span, or the baseline window captured before the first change. Latency limits are the
-    first canary instance's registered SLO targets, else `SloTargets`' built-in defaults.
+    Measuring is a report, not a gate: if reading the stored scrapes fails, the failure is logged
+    and the stage passes without an entry, rather than holding a healthy rollout back.
+    """
+    try:
+        entry = await _measure_stage(doc, observer, now, canary_ids, control_ids)
+    except Exception:
+        logger.exception(
+            "measuring the stage's effects failed; the stage passes without them",
+            extra={"workflow": doc.workflow_id, "stage_index": doc.stage_index},
+        )
+        return
+    doc.effects = [*(e for e in doc.effects if e.stage_index != doc.stage_index), entry]
+
+
+async def _measure_stage(
+    doc: WorkflowDoc, observer: CohortObserver, now: float, canary_ids: Sequence[str], control_ids: Sequence[str]
+) -> StageEffects:
+    """The stage's effects, judged from the end of its warm-up.
+
+    The reference is the control cohort over the same span, or the baseline window captured
+    before the first change. Latency limits are the first canary instance's registered SLO
+    targets, else `SloTargets`' built-in defaults.
     """
     progress = doc.progress
     since = progress.warmup_until if progress is not None else (doc.stage_started_at or now)
@@ -83,7 +105,7 @@ async def record_stage_effects(
         )
     else:
         note = f"no requests counted in the {'canary' if canary.requests <= 0 else reference_name} over the stage"
-    entry = StageEffects(
+    return StageEffects(
         stage_index=doc.stage_index,
         percent=doc.stages[doc.stage_index],
         final=doc.stage_index == len(doc.stages) - 1,
@@ -97,7 +119,6 @@ async def record_stage_effects(
         effects=effects,
         note=note,
     )
-    doc.effects = [*(e for e in doc.effects if e.stage_index != doc.stage_index), entry]
 
 
 def plan_outcomes(plan: OptimizationPlan, workflows: Sequence[WorkflowDoc]) -> list[PlanOutcome]:

@@ -391,25 +391,32 @@ def test_with_auth_the_actor_is_the_key_name_and_roles_are_enforced(client_facto
     assert [e["actor"] for e in events] == ["ops", "lead"]
 
 
+def recommendation(
+    rec_id: str,
+    changes: dict[str, Any],
+    env: dict[str, str],
+    executable: bool,
+    impact: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """A stored plan's recommendation as `POST /optimize` writes it."""
+    return {
+        "id": rec_id,
+        "type": "batching",
+        "title": rec_id,
+        "changes": changes,
+        "env": env,
+        "rationale": "test",
+        "estimated_impact": impact or {},
+        "addresses": [],
+        "assumptions": [],
+        "risk": {"quality": "low", "stability": "low"},
+        "requires_restart": True,
+        "executable": executable,
+    }
+
+
 def store_plan(client: TestClient[Litestar], plan_id: str, engine: str, instance_id: str) -> None:
     """A plan as `POST /optimize` stores it, with one executable and one advisory recommendation."""
-
-    def recommendation(rec_id: str, changes: dict[str, Any], env: dict[str, str], executable: bool) -> dict[str, Any]:
-        return {
-            "id": rec_id,
-            "type": "batching",
-            "title": rec_id,
-            "changes": changes,
-            "env": env,
-            "rationale": "test",
-            "estimated_impact": {},
-            "addresses": [],
-            "assumptions": [],
-            "risk": {"quality": "low", "stability": "low"},
-            "requires_restart": True,
-            "executable": executable,
-        }
-
     plan = msgspec.convert(
         {
             "plan_id": plan_id,

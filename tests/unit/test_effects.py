@@ -292,3 +292,41 @@ def test_exposures_make_rates_per_instance_second() -> None:
     assert effects["requests_per_instance"].canary == pytest.approx(3.0)
     with pytest.raises(ValueError, match="both"):
         measure_effects(canary, reference, {}, canary_exposure_s=30.0)
+
+
+def test_goodput_difference_interval_covers_the_bound_difference_at_least_95_percent() -> None:
+    # Requests with correlated TTFT and e2e (a slow TTFT makes a slow e2e), bucketed at vLLM-like edges.
+    rng = random.Random(5)
+    ttft_edges, e2e_edges = [0.25, 0.5, 1.0, 2.5], [5.0, 10.0, 20.0, 30.0]
+    limits = {"ttft_s": 1.0, "e2e_s": 20.0}
+
+    def cumulative(values: list[float], edges: list[float]) -> list[float]:
+        values.sort()
+        return [float(bisect.bisect_right(values, edge)) for edge in edges]
+
+    def draw(n: int, slowdown: float) -> CohortCounts:
+        ttft = [rng.lognormvariate(math.log(0.4 * slowdown), 0.8) for _ in range(n)]
+        e2e = [first * 8 + rng.lognormvariate(math.log(6.0), 0.5) for first in ttft]
+        return CohortCounts(
+            instances=1,
+            requests=n,
+            histograms={
+                "ttft_s": BucketCounts(edges=ttft_edges, counts_le=cumulative(ttft, ttft_edges), total=n),
+                "e2e_s": BucketCounts(edges=e2e_edges, counts_le=cumulative(e2e, e2e_edges), total=n),
+            },
+        )
+
+    # True shares above 1 s (TTFT) and above 20 s (e2e) from a large sample of each cohort.
+    truth = {}
+    for name, slowdown in (("canary", 1.3), ("reference", 1.0)):
+        big = draw(40_000, slowdown)
+        truth[name] = 1.0 - sum(big.histograms[k].above(limits[k]) / big.requests for k in limits)
+    true_difference = truth["canary"] - truth["reference"]
+    covered = 0
+    for _ in range(DRAWS):
+        found = {e.metric: e for e in measure_effects(draw(150, 1.3), draw(450, 1.0), limits)}["goodput"]
+        assert found.low is not None
+        assert found.high is not None
+        covered += found.low <= true_difference <= found.high
+    # Bonferroni over two targets is conservative (about 99% here): at least nominal, within noise.
+    assert covered / DRAWS >= 0.93

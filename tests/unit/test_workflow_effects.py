@@ -17,51 +17,26 @@ import pytest
 from performance_agent.judge.effects import compare_with_impact
 from performance_agent.optimization.schemas import OptimizationPlan
 from performance_agent.optimization.service import OptimizationService
-from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.workflows.controllers import workflow_defaults
-from performance_agent.workflows.effects import plan_outcomes
+from performance_agent.workflows.effects import plan_outcomes, record_stage_effects
 from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.service import WorkflowService
-from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder
+from performance_agent.workflows.state import WorkflowDoc
+from tests.rollout_support import ReconcilerHarness
+from tests.unit.test_reconciler import DONE, GUARDRAILS, MONITOR, clock, fleet, receiver
+
+__all__ = ("clock", "fleet", "receiver")  # the rollout fixtures of test_reconciler, shared
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from performance_agent.simulator.fleet import ManualClock, SimulatedFleet
+    from tests.rollout_support import WebhookReceiver
 
-    from performance_agent.simulator.fleet import SimulatedFleet
-
-MONITOR = {"duration_s": 90, "interval_s": 30, "warmup_s": 60, "min_passing_windows": 2}
-GUARDRAILS = {
-    "min_samples": 150,
-    "max_ttft_p99_increase": 1.5,
-    "max_itl_p99_increase": 0.5,
-    "max_e2e_p99_increase": 0.5,
-}
-DONE = {"completed", "rolled_back", "failed", "cancelled", "rejected"}
 PREDICTED = {
     "itl_p99_s": {"low": -0.6, "high": 0.0},
     "generation_tokens_per_s": {"low": -0.5, "high": 0.1},
     "kv_cache_capacity_tokens": {"low": 0.0, "high": 0.0},
 }
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def fleet(clock: ManualClock) -> Iterator[SimulatedFleet]:
-    with start_simulator("vllm", 4, clock=clock) as running:
-        clock.advance(120)
-        yield running
-
-
-@pytest.fixture
-def receiver(fleet: SimulatedFleet) -> Iterator[WebhookReceiver]:
-    started = WebhookReceiver(forward=fleet_forwarder(fleet)).start()
-    yield started
-    started.stop()
 
 
 def plan(instance_id: str) -> OptimizationPlan:
@@ -171,3 +146,78 @@ def test_every_passed_stage_stores_its_effects_and_the_plan_shows_their_outcomes
                 assert outcome.outcome in ("within", "below", "above")
 
     asyncio.run(scenario())
+
+
+class _BrokenObserver:
+    async def scrapes_between(self, instance_id: str, since: float, until: float) -> list[Any]:
+        raise OSError("disk gone")
+
+    async def slo_targets(self, instance_id: str) -> None:
+        return None
+
+
+class _SilentObserver:
+    """Scrapes without any request: nothing to measure."""
+
+    async def scrapes_between(self, instance_id: str, since: float, until: float) -> list[Any]:
+        return []
+
+    async def slo_targets(self, instance_id: str) -> None:
+        return None
+
+
+def _stored_document() -> dict[str, Any]:
+    """A workflow document as stored before measured effects existed (no `effects` key)."""
+    return {
+        "workflow_id": "wf-1",
+        "engine": "vllm",
+        "instance_ids": ["a", "b"],
+        "changes": {},
+        "env": {},
+        "previous": {},
+        "stages": [50, 100],
+        "approval": {},
+        "monitor": {
+            "duration_s": 60,
+            "interval_s": 15,
+            "warmup_s": 0,
+            "min_passing_windows": 1,
+            "inconclusive_timeout_s": 60,
+        },
+        "guardrails": {},
+        "actuator": {},
+        "created_by": "ops",
+        "created_at": 0.0,
+        "updated_at": 0.0,
+        "status": "monitoring",
+        "status_since": 0.0,
+        "stage_started_at": 100.0,
+    }
+
+
+def _doc() -> WorkflowDoc:
+    return msgspec.json.decode(msgspec.json.encode(_stored_document()), type=WorkflowDoc)
+
+
+def test_a_workflow_stored_before_effects_existed_still_decodes() -> None:
+    assert "effects" not in _stored_document()
+    assert _doc().effects == []
+
+
+def test_a_failure_to_measure_never_holds_the_stage_back(caplog: pytest.LogCaptureFixture) -> None:
+    doc = _doc()
+    asyncio.run(record_stage_effects(doc, _BrokenObserver(), 200.0, ["a"], ["b"]))  # type: ignore[arg-type]
+    assert doc.effects == []
+    assert "measuring the stage's effects failed" in caplog.text
+
+
+def test_a_stage_without_requests_is_recorded_with_the_reason() -> None:
+    doc = _doc()
+    asyncio.run(record_stage_effects(doc, _SilentObserver(), 200.0, ["a"], ["b"]))  # type: ignore[arg-type]
+    assert len(doc.effects) == 1
+    entry = doc.effects[0]
+    assert (entry.stage_index, entry.percent, entry.final, entry.reference) == (0, 50, False, "control")
+    assert entry.effects == []
+    assert entry.note == "no requests counted in the canary over the stage"
+    asyncio.run(record_stage_effects(doc, _SilentObserver(), 260.0, ["a"], ["b"]))  # type: ignore[arg-type]
+    assert len(doc.effects) == 1  # the same stage again replaces its entry
