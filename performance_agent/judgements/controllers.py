@@ -18,9 +18,9 @@ from performance_agent.judgements import examples
 from performance_agent.judgements.schemas import FlaggerCheck, FlaggerHook, Judgement, JudgementCreate
 from performance_agent.judgements.service import JudgementDefaults, JudgementService
 from performance_agent.openapi_spec import example_body, responses
-from performance_agent.security import Role, principal_of
+from performance_agent.security import Role
 from performance_agent.storage.judgements import SqliteJudgementRepository
-from performance_agent.workflows.controllers import ANONYMOUS, workflow_defaults
+from performance_agent.workflows.controllers import request_actor, workflow_defaults
 from performance_agent.workflows.policy import MonitorPolicy
 
 if TYPE_CHECKING:
@@ -49,14 +49,6 @@ def judgement_service(agent: AgentContext) -> JudgementService:
     )
 
 
-def _actor(request: Request[Any, Any, Any], agent: AgentContext) -> str:
-    if agent.key_ring.enabled:
-        principal = principal_of(request.scope, agent.key_ring)
-        if principal is not None:
-            return principal.name
-    return ANONYMOUS
-
-
 class JudgementsController(Controller):
     path = "/api/v1/judgements"
     tags = ["Judgements"]
@@ -81,7 +73,7 @@ class JudgementsController(Controller):
         true until the evidence says the canary is slower than tolerated (then `verdict: fail` for
         good). 422 for unknown, repeated or shared instances.
         """
-        return await judgement_service(agent).create(data, actor=_actor(request, agent))
+        return await judgement_service(agent).create(data, actor=request_actor(request, agent))
 
     @get(
         "/{judgement_id:str}",

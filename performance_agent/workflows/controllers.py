@@ -34,7 +34,14 @@ from performance_agent.workflows.validation import CreateDefaults
 if TYPE_CHECKING:
     from performance_agent.workflows.plans import PlanLookup
 
-__all__ = ("ANONYMOUS", "WorkflowsController", "plan_lookup_of", "workflow_defaults", "workflow_service")
+__all__ = (
+    "ANONYMOUS",
+    "WorkflowsController",
+    "plan_lookup_of",
+    "request_actor",
+    "workflow_defaults",
+    "workflow_service",
+)
 
 ANONYMOUS = "anonymous"
 _START = {"role": Role.operator}
@@ -97,7 +104,8 @@ def workflow_service(agent: AgentContext) -> WorkflowService:
     )
 
 
-def _actor(request: Request[Any, Any, Any], agent: AgentContext, named: str | None) -> str:
+def request_actor(request: Request[Any, Any, Any], agent: AgentContext, named: str | None = None) -> str:
+    """Who acts: the API key's name with auth on, else the name the body gave, else `anonymous`."""
     if agent.key_ring.enabled:
         principal = principal_of(request.scope, agent.key_ring)
         if principal is not None:
@@ -157,7 +165,7 @@ class WorkflowsController(Controller):
         `approval.required` the workflow starts in `capturing_baseline`.
         """
         result = await workflow_service(agent).create(
-            data, actor=_actor(request, agent, None), idempotency_key=idempotency_key
+            data, actor=request_actor(request, agent), idempotency_key=idempotency_key
         )
         return _with_etag(result.workflow, 201)
 
@@ -229,7 +237,7 @@ class WorkflowsController(Controller):
         workflow = await workflow_service(agent).act(
             workflow_id,
             action,
-            actor=_actor(request, agent, approver),
+            actor=request_actor(request, agent, approver),
             comment=comment,
             reason=reason,
             if_match=_version(if_match),

@@ -12,19 +12,18 @@ verdicts (the old per-window p99 rule rolled back 7 of 8 harmless rollouts run f
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from performance_agent.simulator.fleet import start_simulator
+from performance_agent.simulator.fleet import SimulatedFleet, build_specs
 from performance_agent.simulator.instance import REGRESSION_ENV
 from performance_agent.simulator.load_model import Workload
 from tests.rollout_support import AgentProcess, OffsetClock, WebhookReceiver
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from performance_agent.simulator.fleet import SimulatedFleet
+    from collections.abc import Callable, Iterator
 
 pytestmark = pytest.mark.e2e
 
@@ -42,66 +41,61 @@ def _ids(prefix: str, group: int) -> list[str]:
     return [f"{prefix}-{group * SERVERS_PER_ROLLOUT + i}" for i in range(SERVERS_PER_ROLLOUT)]
 
 
-class Fleets:
-    """Two simulated fleets in this process: busy servers (30 req/s) and quiet ones (3 req/s)."""
+def forward_to(fleet: SimulatedFleet) -> Callable[[dict[str, Any]], None]:
+    """Apply a webhook payload: the change's env on apply, the env removed again on rollback."""
 
-    def __init__(self, busy: SimulatedFleet, quiet: SimulatedFleet) -> None:
-        self.busy = busy
-        self.quiet = quiet
-
-    def of(self, instance_id: str) -> SimulatedFleet:
-        return self.busy if any(h.instance_id == instance_id for h in self.busy.instances) else self.quiet
-
-    def forward(self, payload: dict[str, Any]) -> None:
-        """Apply a webhook payload: the change's env on apply, the env removed again on rollback."""
+    def forward(payload: dict[str, Any]) -> None:
         for instance_id in payload["instance_ids"]:
-            fleet = self.of(instance_id)
             if payload["action"] == "apply":
                 fleet.apply(instance_id, payload["changes"], payload["env"])
             else:
                 fleet.apply(instance_id, {}, dict.fromkeys(payload["env"]))
 
+    return forward
+
 
 @pytest.fixture(scope="module")
-def fleets() -> Iterator[Fleets]:
+def fleet() -> Iterator[SimulatedFleet]:
+    """Busy servers (`vllm-*`, 30 req/s) and quiet ones (`quiet-*`, 3 req/s), all heavy-tailed, in one simulator."""
     clock = OffsetClock()
-    busy_count = (HARMLESS + REGRESSIONS) * SERVERS_PER_ROLLOUT
-    with (
-        start_simulator(
-            "vllm",
-            busy_count,
-            clock=clock,
-            latency_shape="heavy-tailed",
-            workload=Workload(arrival_rate_per_s=30.0),
-            flags={"max_num_seqs": 256},
-        ) as busy,
-        start_simulator(
-            "vllm",
-            SERVERS_PER_ROLLOUT,
-            seed=7,
-            clock=clock,
-            latency_shape="heavy-tailed",
-            workload=Workload(arrival_rate_per_s=3.0),
-            flags={"max_num_seqs": 256},
-        ) as quiet,
-    ):
+    flags: dict[str, object] = {"max_num_seqs": 256}
+    busy = build_specs(
+        "vllm",
+        (HARMLESS + REGRESSIONS) * SERVERS_PER_ROLLOUT,
+        flags=flags,
+        workload=Workload(arrival_rate_per_s=30.0),
+        latency_shape="heavy-tailed",
+    )
+    quiet = [
+        replace(spec, instance_id=f"quiet-{i}")
+        for i, spec in enumerate(
+            build_specs(
+                "vllm",
+                SERVERS_PER_ROLLOUT,
+                seed=1000,
+                flags=flags,
+                workload=Workload(arrival_rate_per_s=3.0),
+                latency_shape="heavy-tailed",
+            )
+        )
+    ]
+    with SimulatedFleet([*busy, *quiet], clock=clock).start() as running:
         clock.advance(60.0)  # a minute of traffic already served: warm servers before any rollout
-        yield Fleets(busy, quiet)
+        yield running
 
 
 @pytest.fixture(scope="module")
-def receiver(fleets: Fleets) -> Iterator[WebhookReceiver]:
-    started = WebhookReceiver(forward=fleets.forward).start()
+def receiver(fleet: SimulatedFleet) -> Iterator[WebhookReceiver]:
+    started = WebhookReceiver(forward=forward_to(fleet)).start()
     yield started
     started.stop()
 
 
 @pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory, fleets: Fleets) -> Iterator[AgentProcess]:
+def agent(tmp_path_factory: pytest.TempPathFactory, fleet: SimulatedFleet) -> Iterator[AgentProcess]:
     directory = tmp_path_factory.mktemp("judge-agent")
     running = AgentProcess(directory / "agent.db", directory / "agent.log", SECRET, PERF_AGENT_WORKFLOW_TICK_S="0.2")
-    for fleet in (fleets.busy, fleets.quiet):
-        running.register(fleet, [handle.instance_id for handle in fleet.instances], max_num_seqs=256)
+    running.register(fleet, [handle.instance_id for handle in fleet.instances], max_num_seqs=256)
     yield running
     running.stop()
 
@@ -119,13 +113,10 @@ def _start(agent: AgentProcess, receiver: WebhookReceiver, ids: list[str], env: 
     return workflow_id
 
 
-def test_harmless_rollouts_complete_and_harmful_ones_roll_back(
-    agent: AgentProcess, fleets: Fleets, receiver: WebhookReceiver
-) -> None:
+def test_harmless_rollouts_complete_and_harmful_ones_roll_back(agent: AgentProcess, receiver: WebhookReceiver) -> None:
     harmless = [_start(agent, receiver, _ids("vllm", g), {"HARMLESS_MARKER": str(g)}) for g in range(HARMLESS)]
     slower = [_start(agent, receiver, _ids("vllm", HARMLESS + g), {REGRESSION_ENV: "1.5"}) for g in range(REGRESSIONS)]
-    quiet_ids = [handle.instance_id for handle in fleets.quiet.instances]
-    starved = _start(agent, receiver, quiet_ids, {REGRESSION_ENV: "4"})
+    starved = _start(agent, receiver, _ids("quiet", 0), {REGRESSION_ENV: "4"})
 
     outcomes = {wid: agent.wait_status(wid, ENDED, deadline_s=DEADLINE_S) for wid in [*harmless, *slower, starved]}
 
@@ -140,7 +131,7 @@ def test_harmless_rollouts_complete_and_harmful_ones_roll_back(
         failed = [w for w in done["windows"] if w["verdict"] == "fail"]
         assert failed, "the rollback is backed by a failed window"
         evidence = failed[-1]["evidence"]
-        assert any(metric["crossed"] for metric in evidence["metrics"]), evidence
+        assert any(metric["exceeded"] for metric in evidence["metrics"]), evidence
     quiet = outcomes[starved]
     assert quiet["status"] == "rolled_back", ("rolled back, not paused", quiet["status_reason"])
     assert quiet["stage_index"] == 0

@@ -12,8 +12,8 @@ import pytest
 from performance_agent.judge import JudgeSettings
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.machine import UserAction
-from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder
-from tests.unit.test_reconciler import DONE, STEP_S, rollout
+from tests.rollout_support import ReconcilerHarness, WebhookReceiver
+from tests.unit.test_reconciler import DONE, STEP_S, clock, receiver, rollout
 
 if TYPE_CHECKING:
     import sqlite3
@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+__all__ = ("clock", "receiver")  # the shared fixtures, used with this module's heavy-tailed `fleet`
 
 
 @pytest.fixture
@@ -32,13 +30,6 @@ def fleet(clock: ManualClock) -> Iterator[SimulatedFleet]:
     with start_simulator("vllm", 4, clock=clock, latency_shape="heavy-tailed") as running:
         clock.advance(120)
         yield running
-
-
-@pytest.fixture
-def receiver(fleet: SimulatedFleet) -> Iterator[WebhookReceiver]:
-    started = WebhookReceiver(forward=fleet_forwarder(fleet)).start()
-    yield started
-    started.stop()
 
 
 def test_a_first_canary_already_slower_pauses_before_any_change_and_resume_checks_again(
