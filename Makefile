@@ -6,6 +6,7 @@ VENV  ?= .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST  ?= 127.0.0.1
+WORKERS ?= 2
 PORT  ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -24,10 +25,14 @@ run: $(STAMP)  ## Serve the agent on $(HOST):$(PORT) with the embedded SQLite de
 	PERF_AGENT_HOST=$${PERF_AGENT_HOST:-$(HOST)} PERF_AGENT_PORT=$${PERF_AGENT_PORT:-$(PORT)} \
 		$(BIN)/python -m performance_agent serve
 
-lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) dupcheck  ## ruff (lint + format check), mypy --strict, import layering, duplicate code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+dupcheck: $(STAMP)  ## pylint's duplicate-code check over performance_agent/ (settings in pyproject.toml)
+	$(BIN)/pylint --rcfile=pyproject.toml performance_agent
 
 fmt: $(STAMP)  ## Format and autofix
 	$(BIN)/ruff format .
@@ -41,6 +46,9 @@ openapi-check: $(STAMP)  ## Fail when docs/openapi.json or docs/configuration.md
 	@$(BIN)/python -m performance_agent openapi --output - | diff -u docs/openapi.json - \
 		|| { echo "docs/openapi.json is stale: run 'make openapi'"; exit 1; }
 	$(BIN)/python -m performance_agent.docs_gen check
+
+check: lint  ## The fast loop (< 3 min on 2 cores): lint, types, and the unit tests in parallel (no e2e, browser, slow)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) -m "not e2e and not browser and not slow" $(ARGS)
 
 unit: $(STAMP)  ## pytest only (no gates), e.g. make unit ARGS="-k rate"
 	$(BIN)/pytest -q $(ARGS)
@@ -67,6 +75,9 @@ demo: $(STAMP)  ## Guided demo on simulated vLLM/TGI/SGLang servers: analyze, op
 eval: $(STAMP)  ## Labelled simulator scenarios: detector precision/recall per bottleneck (fails below 0.9)
 	$(BIN)/python -m tests.eval.suite
 
+eval-judge: $(STAMP)  ## Canary judge on 30,000 simulated rollouts vs issue 10's targets (~6 CPU-min, 2 processes; ARGS=--write)
+	$(BIN)/python -m tests.eval.judge_eval $(ARGS)
+
 bench: $(STAMP)  ## Benchmarks (ratios measured side by side); writes docs/benchmarks.md
 	$(BIN)/python -m tests.bench.run_all
 
@@ -76,4 +87,4 @@ container:  ## Build the image (needs podman or docker; --format docker keeps HE
 clean:  ## Remove caches and local state
 	rm -rf .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.* dist build *.egg-info var
 
-.PHONY: help install run lint fmt openapi openapi-check unit cov fuzz test demo eval bench container clean
+.PHONY: help install run lint dupcheck fmt openapi openapi-check check unit cov fuzz test demo eval eval-judge bench container clean

@@ -30,6 +30,11 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         log_config=None,  # create_app already routed uvicorn's loggers to the JSON handler
         access_log=False,
+        # uvicorn's proxy headers would believe X-Forwarded-For from any local peer (its default
+        # trusts 127.0.0.1), handing every caller on the host a fresh rate-limit bucket per request.
+        # The agent decides client identity itself, from PERF_AGENT_TRUSTED_PROXIES only (ratelimit.py).
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -1,4 +1,4 @@
-"""`create_app()`: the only place that wires Litestar together."""
+"""`create_app()`: the only place that wires Litestar together, around the agent `build_agent` composes."""
 
 from __future__ import annotations
 
@@ -7,37 +7,37 @@ import gc
 import logging
 from typing import TYPE_CHECKING
 
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
-from litestar.plugins.prometheus import PrometheusController
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from performance_agent import __version__
-from performance_agent.analysis.alerting import start_alerting
-from performance_agent.analysis.controllers import AlertsController, AnalyzeController, SloController
-from performance_agent.context import AgentContext
-from performance_agent.edge import EdgeMiddleware
+from performance_agent.analysis.controllers import AlertsController, AnalyzeController
+from performance_agent.composition import build_agent
+from performance_agent.context import AgentContext, AgentDependency
+from performance_agent.edge import install_edge
 from performance_agent.errors import exception_handlers
+from performance_agent.fleet.controllers import InstancesController, SloController
 from performance_agent.judgements.controllers import JudgementsController
-from performance_agent.judgements.runtime import start_judgement_runner
-from performance_agent.metrics.collector import start_background_collection
-from performance_agent.metrics.controllers import CollectController, HistoryController, InstancesController
-from performance_agent.observability import BUILD_INFO, add_request_id_header, configure_logging
+from performance_agent.metrics.controllers import CollectController, HistoryController
+from performance_agent.observability import configure_logging
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
 from performance_agent.optimization.controllers import OptimizeController
+from performance_agent.outbound.target_guard import system_resolver
+from performance_agent.prometheus.controllers import PrometheusController
 from performance_agent.ratelimit import RateLimiter
-from performance_agent.security import ApiKeyRing
+from performance_agent.security import ApiKeyRing, access_check
 from performance_agent.settings import Settings, load_settings
-from performance_agent.storage.database import Database
 from performance_agent.system.controllers import SystemController
 from performance_agent.validation import StrictRequest
 from performance_agent.workflows.controllers import WorkflowsController
-from performance_agent.workflows.runtime import start_workflow_reconciler, wire_workflows
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    from performance_agent.outbound.target_guard import Resolver
 
 
 __all__ = ("create_app",)
@@ -45,16 +45,28 @@ __all__ = ("create_app",)
 logger = logging.getLogger("performance_agent.app")
 
 
-class MetricsController(PrometheusController):
-    """The agent's own Prometheus endpoint; open, like the health probes, and never rate limited."""
+@get(
+    "/metrics",
+    include_in_schema=False,
+    opt={"public": True, "rate_limit": False},
+    sync_to_thread=False,
+)
+def agent_metrics(agent: AgentDependency) -> Response[bytes]:
+    """The agent's own Prometheus endpoint (this app's registry); open, like the health probes, never rate limited."""
+    return Response(generate_latest(agent.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    path = "/metrics"
-    openmetrics_format = False
-    include_in_schema = False
-    opt = {"public": True, "rate_limit": False}
 
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resolver: Resolver = system_resolver,
+    environ: Mapping[str, str] | None = None,
+) -> Litestar:
+    """The Litestar app around one agent built by the composition root.
 
-def create_app(settings: Settings | None = None) -> Litestar:
+    `resolver` and `environ` are the seams tests substitute: DNS for the target guard, and where
+    scrape header secrets are read.
+    """
     settings = settings if settings is not None else load_settings()
     configure_logging(settings.log_level)
     key_ring = ApiKeyRing.from_settings(settings)
@@ -64,20 +76,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logger.warning(
             "NO API KEYS CONFIGURED: the API is open to anyone who can reach it; set PERF_AGENT_API_KEYS",
         )
-    context = AgentContext(settings=settings, database=Database(settings.database), key_ring=key_ring)
-    wire_workflows(context)
-    BUILD_INFO.labels(__version__).set(1)
+    context = build_agent(settings, key_ring, resolver=resolver, environ=environ)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await context.database.open()
         try:
-            alerting = start_alerting(context)
-            await alerting.restore()
-            context.instance_deleted_hook = alerting.instance_deleted
-            start_background_collection(context, after_scrape=alerting.after_scrape)
-            start_workflow_reconciler(context)
-            start_judgement_runner(context)
+            await context.start()
             # Everything built at start-up lives as long as the process: move it out of the
             # collector's way, so full collections stop pausing requests for tens of milliseconds.
             gc.collect()
@@ -86,13 +90,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             logger.info("agent started", extra={"database": settings.database, "port": settings.port})
             yield
         finally:
-            context.ready = False
-            await context.loops.stop()
-            await context.scrape_clients.aclose()
-            await context.database.close()
+            await context.stop()
 
-    limiter = RateLimiter([(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)])
-    edge = DefineMiddleware(EdgeMiddleware, limiter=limiter, ring=key_ring, trusted_proxies=settings.trusted_proxies)
     api = Router(
         path="/",
         route_handlers=[
@@ -106,14 +105,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             OptimizeController,
             WorkflowsController,
             JudgementsController,
+            PrometheusController,
         ],
-        middleware=[edge],
+        before_request=access_check(key_ring),
     )
-    return Litestar(
-        route_handlers=[api, MetricsController, docs_assets_router()],
-        dependencies={"agent": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
+    app = Litestar(
+        route_handlers=[api, agent_metrics, docs_assets_router()],
+        dependencies=_dependencies(context),
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header],
         lifespan=[lifespan],
         request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
@@ -125,3 +124,38 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    limiter = RateLimiter(
+        [(settings.rate_limit_per_minute, 60), (settings.rate_limit_per_hour, 3600)],
+        max_clients=settings.rate_limit_max_clients,
+    )
+    return install_edge(
+        app,
+        limiter=limiter,
+        ring=key_ring,
+        trusted_proxies=settings.trusted_proxies,
+        metrics=context.metrics.requests,
+    )
+
+
+def _dependencies(context: AgentContext) -> dict[str, Provide]:
+    """Each controller parameter name and the ready part it receives (built once, by `build_agent`)."""
+    parts: dict[str, object] = {
+        "agent": context,
+        "key_ring": context.key_ring,
+        "fleet": context.fleet,
+        "collect_service": context.collect,
+        "analysis": context.analysis,
+        "alerts": context.storage.alerts,
+        "optimization": context.optimization,
+        "workflows": context.workflows,
+        "judgements": context.judgements,
+        "prometheus": context.prometheus,
+    }
+    return {name: Provide(_constant(part), sync_to_thread=False, use_cache=True) for name, part in parts.items()}
+
+
+def _constant(part: object) -> Callable[[], object]:
+    def provide() -> object:
+        return part
+
+    return provide

@@ -1,7 +1,7 @@
-"""The agent's runtime parts, built once per app and shared by controllers and background loops.
+"""The agent's runtime parts, built once per app by `composition.build_agent` and shared by everyone.
 
-Controllers receive it through dependency injection (`NamedDependency[AgentContext]`), so no
-module keeps global state and tests can build as many independent agents as they like. It is
+Controllers receive the ready services through dependency injection (each package declares its
+own `NamedDependency`); the system endpoints and the lifespan receive this whole context. It is
 a plain class on purpose: Litestar validates injected values, and a dataclass would be
 introspected (and copied) by msgspec on every request.
 """
@@ -14,48 +14,152 @@ from typing import TYPE_CHECKING
 from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
-from performance_agent.background import BackgroundLoops
-from performance_agent.metrics.scraper import ScrapeClients
-from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
-from performance_agent.storage.instances import SqliteInstanceRepository
-from performance_agent.storage.snapshots import SqliteSnapshotRepository
+from performance_agent.analysis.alerting import AlertMetrics
+from performance_agent.metrics.collection import ScrapeMetrics
+from performance_agent.metrics.collector import InstanceStatusCollector
+from performance_agent.observability import RequestMetrics, agent_registry
+from performance_agent.workflows.observability import WorkflowMetrics
 
 if TYPE_CHECKING:
-    from performance_agent.fleet.instances import ActiveWorkflowFinder, InstanceDeletedHook
-    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
+    from prometheus_client import CollectorRegistry
+
+    from performance_agent.analysis.alerting import AlertEvaluator, AlertWebhook
+    from performance_agent.analysis.service import AnalysisService
+    from performance_agent.background import BackgroundLoops
+    from performance_agent.fleet.instances import InstanceService
+    from performance_agent.judgements.runner import JudgementRunner
+    from performance_agent.judgements.service import JudgementService
+    from performance_agent.metrics.collection import CollectionService
+    from performance_agent.metrics.collector import Collector, RetentionPruner
+    from performance_agent.metrics.service import CollectService
+    from performance_agent.optimization.service import OptimizationService
+    from performance_agent.outbound.alertmanager import AlertmanagerClient
+    from performance_agent.outbound.pinned import PinnedClients
+    from performance_agent.prometheus.service import PrometheusService
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
     from performance_agent.storage.database import Database
+    from performance_agent.storage.factory import Storage
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.workflows.reconciler import Reconciler
+    from performance_agent.workflows.service import WorkflowService
 
-__all__ = ("AgentContext", "AgentDependency")
+__all__ = ("AgentContext", "AgentDependency", "AgentMetrics")
+
+
+class AgentMetrics:
+    """The agent's own metrics: one registry per app, each domain's series registered on it.
+
+    Figures that are state (instances by status) are collectors that read the state at scrape
+    time; figures that are events (requests, scrapes, transitions) are counted where they happen.
+    """
+
+    def __init__(self) -> None:
+        self.registry: CollectorRegistry = agent_registry()
+        self.requests = RequestMetrics(self.registry)
+        self.scrapes = ScrapeMetrics(self.registry)
+        self.alerts = AlertMetrics(self.registry)
+        self.workflows = WorkflowMetrics(self.registry)
+
+    def watch_instances(self, collector: Collector) -> None:
+        self.registry.register(InstanceStatusCollector(collector))
 
 
 class AgentContext:
-    def __init__(self, settings: Settings, database: Database, key_ring: ApiKeyRing) -> None:
+    """Everything one agent is made of; see `composition.build_agent` for how the parts fit."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        key_ring: ApiKeyRing,
+        storage: Storage,
+        clients: PinnedClients,
+        loops: BackgroundLoops,
+        metrics: AgentMetrics,
+        fleet: InstanceService,
+        collection: CollectionService,
+        collect: CollectService,
+        analysis: AnalysisService,
+        optimization: OptimizationService,
+        workflows: WorkflowService,
+        judgements: JudgementService,
+        alerting: AlertEvaluator,
+        alert_webhook: AlertWebhook | None,
+        alertmanager: AlertmanagerClient | None,
+        prometheus: PrometheusService,
+        collector: Collector,
+        pruner: RetentionPruner,
+        reconciler: Reconciler,
+        judgement_runner: JudgementRunner,
+    ) -> None:
         self.settings = settings
-        self.database = database
         self.key_ring = key_ring
-        self.loops = BackgroundLoops()
+        self.storage = storage
+        self.clients = clients
+        self.loops = loops
+        #: The agent's own Prometheus metrics (`GET /metrics`); one registry per app.
+        self.metrics = metrics
+        self.fleet = fleet
+        self.collection = collection
+        self.collect = collect
+        self.analysis = analysis
+        self.optimization = optimization
+        self.workflows = workflows
+        self.judgements = judgements
+        self.alerting = alerting
+        self.alert_webhook = alert_webhook
+        self.alertmanager = alertmanager
+        self.prometheus = prometheus
+        self.collector = collector
+        self.pruner = pruner
+        self.reconciler = reconciler
+        self.judgement_runner = judgement_runner
         self.started_monotonic = time.monotonic()
         self.ready = False
-        # Metrics collection: repositories, the pooled scrape clients (closed by the lifespan),
-        # the parsed allowlist, and the resolver the target guard uses (tests substitute one).
-        self.instances: InstanceRepository = SqliteInstanceRepository(database)
-        self.snapshots: SnapshotRepository = SqliteSnapshotRepository(database)
-        self.scrape_clients = ScrapeClients(max_connections=max(64, settings.scrape_concurrency * 2))
-        self.scrape_allowlist: TargetAllowlist = parse_allowlist(settings.scrape_allowlist)
-        self.scrape_resolver: Resolver = system_resolver
-        #: Set by the workflow store: DELETE /instances/{id} asks it whether a workflow is active.
-        self.active_workflow_finder: ActiveWorkflowFinder | None = None
-        #: Set by the lifespan: DELETE /instances/{id} calls it once the registration is gone
-        #: (alerting resolves the instance's firing alerts).
-        self.instance_deleted_hook: InstanceDeletedHook | None = None
+
+    @property
+    def database(self) -> Database:
+        return self.storage.database
+
+    @property
+    def instances(self) -> InstanceRepository:
+        return self.storage.instances
+
+    @property
+    def snapshots(self) -> SnapshotRepository:
+        return self.storage.snapshots
 
     @property
     def uptime_s(self) -> float:
         return round(time.monotonic() - self.started_monotonic, 3)
+
+    async def start(self) -> None:
+        """Open storage and start the background loops (from the app's lifespan)."""
+        await self.storage.open()
+        await self.alerting.restore()
+        settings = self.settings
+        if self.alert_webhook is not None:
+            self.loops.start("alert-webhook", self.alert_webhook.run, stale_after_s=60.0)
+        if self.alertmanager is not None:
+            self.loops.start("alertmanager", self.alertmanager.run, stale_after_s=60.0)
+        if settings.scrape_background:
+            self.loops.start("collector", self.collector.run, stale_after_s=max(30.0, self.collector.tick_s * 10))
+        self.loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)
+        self.loops.start(
+            "workflow-reconciler", self.reconciler.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)
+        )
+        self.loops.start(
+            "judgement-runner", self.judgement_runner.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)
+        )
+
+    async def stop(self) -> None:
+        """Stop the loops, then close the clients and storage they use (from the app's lifespan)."""
+        self.ready = False
+        await self.loops.stop()
+        await self.clients.aclose()
+        await self.storage.close()
 
 
 #: How handlers ask for the context. `SkipValidation`: Litestar would otherwise run the object

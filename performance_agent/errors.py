@@ -17,7 +17,7 @@ every non-2xx answer has the same shape and clients can branch on `error`.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -25,6 +25,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from performance_agent.clock import utc_now
 from performance_agent.observability import request_id_of
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = (
     "UnauthorizedError",
     "UnprocessableError",
     "UpstreamError",
+    "envelope_of",
     "exception_handlers",
 )
 
@@ -175,18 +177,30 @@ def _base(request: Request[Any, Any, Any], error: str, message: str) -> ErrorEnv
     return ErrorEnvelope(
         error=error,
         message=message,
-        timestamp=datetime.now(UTC),
+        timestamp=utc_now(),
         path=request.url.path,
         request_id=request_id_of(request.scope),
     )
 
 
-def _handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
-    body = _base(request, exc.error, exc.message)
-    body.details = exc.details
-    body.context = exc.context
+def envelope_of(exc: ApiError, path: str, request_id: str) -> ErrorEnvelope:
+    """The envelope for `exc`; also used by the edge middleware, which answers outside Litestar."""
+    body = ErrorEnvelope(
+        error=exc.error,
+        message=exc.message,
+        details=exc.details,
+        timestamp=utc_now(),
+        path=path,
+        request_id=request_id,
+        context=exc.context,
+    )
     if isinstance(exc, RequestValidationError):
         body.invalid_fields = [d.field for d in exc.details if d.field is not None]
+    return body
+
+
+def _handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
+    body = envelope_of(exc, request.url.path, request_id_of(request.scope))
     return _envelope(request, exc.status_code, body, exc.headers)
 
 

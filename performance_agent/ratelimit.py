@@ -1,4 +1,14 @@
-"""Per-client rate limiting over two sliding windows (per minute and per hour).
+"""Per-client rate limiting over two windows (per minute and per hour), in constant memory per client.
+
+Each window is a GCRA bucket (the generic cell rate algorithm of ATM networks, ITU-T I.371;
+equivalent to a token bucket): a client may send up to `limit` requests at once, and its budget
+refills continuously at `limit` per window. One float per window is all a client costs, where the
+sliding log this replaces kept every timestamp of the last hour (up to 1,000 floats per client).
+
+Clients live in an LRU table with a hard cap: a new client past the cap evicts the one seen
+longest ago, in O(1), so a flood of distinct identities costs bounded memory and constant time
+per request (the old table scanned every client on each newcomer once it was full). An evicted
+client merely starts again from a full budget, which it would also have after one idle window.
 
 Litestar's built-in limiter knows one window and sends no Retry-After, and keys on the raw
 header value; ours keys on the API key's *name* (else the peer address), enforces both windows,
@@ -10,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections import deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -22,7 +32,11 @@ if TYPE_CHECKING:
 
     from litestar.types import Scope
 
-__all__ = ("RateLimiter", "WindowState", "client_identity")
+__all__ = ("DEFAULT_MAX_CLIENTS", "RateLimiter", "WindowState", "client_identity")
+
+#: Default cap on tracked clients; about 30 MiB of buckets at the ~280 bytes one costs
+#: (identity string, table entry, one float per window; docs/operations.md#rate-limiter).
+DEFAULT_MAX_CLIENTS = 100_000
 
 
 class WindowState(msgspec.Struct, frozen=True):
@@ -33,15 +47,21 @@ class WindowState(msgspec.Struct, frozen=True):
 
 
 class RateLimiter:
-    """Sliding-log limiter: exact counts, memory bounded by the largest limit per client."""
+    """GCRA buckets per client and window; the client table is an LRU with a hard cap."""
 
     def __init__(
-        self, windows: list[tuple[int, int]], clock: Callable[[], float] = time.monotonic, max_clients: int = 100_000
+        self,
+        windows: list[tuple[int, int]],
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
     ) -> None:
-        self._windows = [(limit, seconds) for limit, seconds in windows if limit > 0]
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
+        self._windows = [(limit, seconds, seconds / limit) for limit, seconds in windows if limit > 0]
         self._clock = clock
         self._max_clients = max_clients
-        self._logs: dict[str, deque[float]] = {}
+        #: client -> the theoretical arrival time of its next request in each window (GCRA's TAT).
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -50,36 +70,52 @@ class RateLimiter:
     @property
     def policy(self) -> str:
         """The `RateLimit-Policy` header value, e.g. `100;w=60, 1000;w=3600`."""
-        return ", ".join(f"{limit};w={seconds}" for limit, seconds in self._windows)
+        return ", ".join(f"{limit};w={seconds}" for limit, seconds, _ in self._windows)
+
+    @property
+    def tracked_clients(self) -> int:
+        return len(self._buckets)
+
+    def clients_oldest_first(self) -> list[str]:
+        """The tracked clients in eviction order (the next one evicted first)."""
+        return list(self._buckets)
 
     def hit(self, client: str) -> tuple[bool, WindowState]:
-        """Count one request; return whether it is allowed and the tightest window's state."""
-        now = self._clock()
-        longest = max(seconds for _, seconds in self._windows)
-        log = self._logs.get(client)
-        if log is None:
-            if len(self._logs) >= self._max_clients:
-                self._evict(now, longest)
-            log = self._logs[client] = deque()
-        while log and log[0] <= now - longest:
-            log.popleft()
-        states: list[tuple[bool, WindowState]] = []
-        for limit, seconds in self._windows:
-            in_window = [t for t in log if t > now - seconds] if seconds != longest else log
-            used = len(in_window)
-            allowed = used < limit
-            oldest = in_window[0] if in_window else now
-            reset = max(1, math.ceil(oldest + seconds - now)) if used else seconds
-            states.append((allowed, WindowState(limit, max(0, limit - used - (1 if allowed else 0)), reset, seconds)))
-        blocked = [state for ok, state in states if not ok]
-        if blocked:
-            return False, max(blocked, key=lambda s: s.reset_s)
-        log.append(now)
-        return True, min((state for _, state in states), key=lambda s: (s.remaining, s.reset_s))
+        """Count one request; return whether it is allowed and the tightest window's state.
 
-    def _evict(self, now: float, longest: int) -> None:
-        for client in [c for c, log in self._logs.items() if not log or log[-1] <= now - longest]:
-            del self._logs[client]
+        A refused request is not counted: a client that keeps knocking while blocked is let in
+        again as soon as its budget allows, not pushed further out.
+        """
+        if not self._windows:
+            raise RuntimeError("the rate limiter is disabled: no window has a limit above 0")
+        now = self._clock()
+        buckets = self._buckets
+        arrivals = buckets.get(client)
+        if arrivals is None:
+            if len(buckets) >= self._max_clients:
+                buckets.popitem(last=False)
+            arrivals = buckets[client] = [now] * len(self._windows)
+        else:
+            buckets.move_to_end(client)
+        next_arrivals: list[float] = []
+        refused: WindowState | None = None
+        states: list[WindowState] = []
+        for (limit, seconds, interval), arrival in zip(self._windows, arrivals, strict=True):
+            next_arrival = max(arrival, now) + interval
+            backlog = next_arrival - now  # seconds of budget this request would leave in use
+            if backlog > seconds + 1e-9:
+                retry = max(1, math.ceil(backlog - seconds))
+                state = WindowState(limit, 0, retry, seconds)
+                if refused is None or state.reset_s > refused.reset_s:
+                    refused = state
+                continue
+            remaining = min(limit, math.floor((seconds - backlog) / interval + 1e-9))
+            states.append(WindowState(limit, remaining, max(1, math.ceil(backlog)), seconds))
+            next_arrivals.append(next_arrival)
+        if refused is not None:
+            return False, refused
+        arrivals[:] = next_arrivals
+        return True, min(states, key=lambda state: (state.remaining, state.reset_s))
 
 
 def client_identity(

@@ -1,4 +1,4 @@
-"""API keys with ordered roles, and the check (`authorize`) the edge middleware applies to every request.
+"""API keys with ordered roles, and the check (`authorize`) every API route applies through `access_check`.
 
 Keys are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every
 configured digest, so neither the stored form nor the comparison time reveals a key.
@@ -10,30 +10,46 @@ import enum
 import hashlib
 import hmac
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from performance_agent.errors import ForbiddenError, UnauthorizedError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
+    from litestar import Request
     from litestar.types import Scope
 
-    from performance_agent.settings import Settings
 
 __all__ = (
     "MIN_KEY_LENGTH",
     "ApiKeyRing",
+    "KeyRingDependency",
+    "KeySettings",
     "Principal",
     "Role",
+    "access_check",
     "authorize",
     "parse_api_keys",
     "principal_of",
 )
 
 MIN_KEY_LENGTH = 16
+
+
+class KeySettings(Protocol):
+    """Where keys are configured (`Settings` has both); a protocol, so security imports no settings."""
+
+    @property
+    def api_keys(self) -> list[str]: ...
+    @property
+    def api_keys_file(self) -> str | None: ...
+
+
 _PRINCIPAL_KEY = "performance_agent.principal"
 
 
@@ -89,7 +105,7 @@ class ApiKeyRing:
         self._keys = [_StoredKey(_digest(key), Principal(name, role)) for name, role, key in entries]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ApiKeyRing:
+    def from_settings(cls, settings: KeySettings) -> ApiKeyRing:
         entries = parse_api_keys(settings.api_keys, "PERF_AGENT_API_KEYS")
         if settings.api_keys_file:
             path = Path(settings.api_keys_file)
@@ -141,8 +157,7 @@ def principal_of(scope: Scope, ring: ApiKeyRing) -> Principal | None:
 def authorize(scope: Scope, opt: Mapping[str, Any], ring: ApiKeyRing) -> Principal | None:
     """Enforce the handler's `opt["role"]` (default viewer); `opt["public"]` handlers need no key.
 
-    Runs in the edge middleware rather than as a Litestar guard: guards get a copy of the route
-    handler on every call, which costs more than the whole health endpoint.
+    Applied to every API route by the `access_check` hook.
     """
     if not ring.enabled or opt.get("public"):
         return None
@@ -162,3 +177,23 @@ def authorize(scope: Scope, opt: Mapping[str, Any], ring: ApiKeyRing) -> Princip
             context={"required_role": needed.name, "role": principal.role.name},
         )
     return principal
+
+
+def access_check(ring: ApiKeyRing) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A `before_request` hook applying `authorize` to the matched handler's `opt`.
+
+    A hook rather than a guard (guards get a copy of the route handler on every call, which costs
+    more than the whole health endpoint) and rather than a middleware (a route middleware brings
+    its own exception-handling layer). It runs before the body is read, so a caller without a
+    valid key never gets it parsed. A coroutine function, because Litestar runs a plain function
+    hook in a worker thread.
+    """
+
+    async def check(request: Request[Any, Any, Any]) -> None:
+        authorize(request.scope, request.route_handler.opt, ring)
+
+    return check
+
+
+#: How handlers that name the acting principal receive the app's key ring.
+KeyRingDependency = NamedDependency[SkipValidation[ApiKeyRing]]

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.config import detector_thresholds, slo_defaults
+from performance_agent.analysis.config import detector_thresholds
+from performance_agent.fleet.slo import slo_defaults
 from performance_agent.outbound.target_guard import parse_allowlist
 
 if typing.TYPE_CHECKING:
@@ -68,6 +69,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = 1024 * 1024
     rate_limit_per_minute: Annotated[int, _doc("Requests per client per minute (0 disables).", ge=0)] = 100
     rate_limit_per_hour: Annotated[int, _doc("Requests per client per hour (0 disables).", ge=0)] = 1000
+    rate_limit_max_clients: Annotated[
+        int,
+        _doc(
+            "Most clients the rate limiter tracks at once (~280 bytes each); past it, the client seen longest "
+            "ago is forgotten.",
+            ge=1,
+        ),
+    ] = 100_000
     api_keys: Annotated[
         list[str],
         _doc("Comma-separated `name:role:key` entries (role: viewer, operator, approver, admin; key ≥ 16 chars)."),
@@ -76,7 +85,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         str | None, _doc("File with one `name:role:key` entry per line, read in addition to PERF_AGENT_API_KEYS.")
     ] = None
     trusted_proxies: Annotated[
-        list[str], _doc("Comma-separated CIDRs whose `X-Forwarded-For` header is believed for client identity.")
+        list[str],
+        _doc(
+            "Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` header names the client; from any "
+            "other peer the header is ignored (none by default: every client is its TCP peer)."
+        ),
     ] = msgspec.field(default_factory=list)
     cors_origins: Annotated[
         list[str], _doc("Comma-separated origins allowed by CORS for browser dashboards (none by default).")
@@ -118,6 +131,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = 168
     alert_webhook_url: Annotated[
         str | None, _doc("Alertmanager-compatible webhook receiving SLO alerts (optional).")
+    ] = None
+    alertmanager_url: Annotated[
+        str | None,
+        _doc(
+            "Alertmanager's base URL (optional): SLO alerts are posted to <url>/api/v2/alerts, re-sent while "
+            "firing and resolved with endsAt; it must pass PERF_AGENT_WEBHOOK_ALLOWLIST."
+        ),
     ] = None
     slo_defaults: Annotated[
         list[str],
@@ -219,7 +239,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 
 #: Settings never shown by `GET /config` nor logged.
-SECRET_FIELDS = frozenset({"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "workflow_actuator_url"})
+SECRET_FIELDS = frozenset(
+    {"api_keys", "api_keys_file", "webhook_secret", "alert_webhook_url", "alertmanager_url", "workflow_actuator_url"}
+)
 
 _LIST_FIELDS = frozenset(
     name for name, hint in typing.get_type_hints(Settings).items() if typing.get_origin(hint) is list

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import REPO_ROOT
 
 #: Settings every test agent starts with: loopback only, no rate limits, quiet logs.
 TEST_AGENT_SETTINGS = {

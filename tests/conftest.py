@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import httpx
 import msgspec
 import pytest
 from hypothesis import HealthCheck
@@ -14,6 +16,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
+from performance_agent.outbound.target_guard import Resolver, system_resolver
 from performance_agent.settings import Settings
 
 # CI must be reproducible: the same examples every run, and no timing-based failures on a shared
@@ -23,6 +26,16 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.register_profile("dev", deadline=None, print_blob=True)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+_E2E_FOLDER = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e starts real processes: mark it `e2e` even if a new module forgets to."""
+    for item in items:
+        if item.path.is_relative_to(_E2E_FOLDER):
+            item.add_marker(pytest.mark.e2e)
+
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 OPERATOR_KEY = "operator-key-0123456789abcdef"
@@ -54,11 +67,15 @@ ClientFactory = Callable[..., TestClient[Litestar]]
 
 @pytest.fixture
 def client_factory() -> Iterator[ClientFactory]:
-    """Build an agent with the given settings overrides; its lifespan runs, and it is closed after the test."""
+    """Build an agent with the given settings overrides; its lifespan runs, and it is closed after the test.
+
+    `resolver=` substitutes the target guard's DNS (the composition root's seam), not a setting.
+    """
     opened: list[TestClient[Litestar]] = []
 
-    def factory(**overrides: Any) -> TestClient[Litestar]:
-        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=False)
+    def factory(*, resolver: Resolver = system_resolver, **overrides: Any) -> TestClient[Litestar]:
+        app = create_app(make_settings(**overrides), resolver=resolver)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)
         return client
@@ -90,3 +107,9 @@ def assert_envelope(response: Any, status: int, error: str) -> dict[str, Any]:
     assert isinstance(body["context"], dict)
     assert body["message"]
     return body
+
+
+def peer_client(app: Litestar, peer: str) -> httpx.AsyncClient:
+    """An ASGI client whose requests come from `peer` (Litestar's TestClient is always `testclient`)."""
+    transport = httpx.ASGITransport(app=cast("Any", app), client=(peer, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://agent")

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = (
-    "REPO_ROOT",
     "ContainerIgnore",
     "Containerfile",
     "Instruction",
@@ -25,7 +24,6 @@ __all__ = (
     "parse_containerignore",
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 KNOWN_INSTRUCTIONS = frozenset(
     {

@@ -18,15 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from performance_agent.context import AgentContext
+from performance_agent.clock import utc
+from performance_agent.composition import build_agent
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
-from performance_agent.storage.database import Database
-from performance_agent.storage.workflows import SqliteWorkflowRepository
-from performance_agent.workflows.controllers import workflow_defaults
-from performance_agent.workflows.runtime import build_reconciler
-from performance_agent.workflows.service import WorkflowService
-from performance_agent.workflows.views import utc
 from tests.agent_process import ServedAgent, free_port, wait_for
 from tests.conftest import make_settings
 
@@ -141,24 +136,18 @@ class ReconcilerHarness:
         base: dict[str, Any] = {"webhook_retries": 2, "webhook_backoff_s": 1.0, "scrape_background": False}
         base.update(settings)
         self.settings = make_settings(**base)
-        self.agent = AgentContext(self.settings, Database(self.settings.database), ApiKeyRing([]))
-        self.workflows = SqliteWorkflowRepository(self.agent.database)
-        self.reconciler: Reconciler = build_reconciler(self.agent, clock=clock)
-        self.service = WorkflowService(
-            workflows=self.workflows,
-            instances=self.agent.instances,
-            defaults=workflow_defaults(self.agent),
-            plans=None,
-            clock=clock,
-        )
+        self.agent = build_agent(self.settings, ApiKeyRing([]), clock=clock)
+        self.workflows = self.agent.storage.workflows
+        self.reconciler: Reconciler = self.agent.reconciler
+        self.service = self.agent.workflows
 
     async def __aenter__(self) -> ReconcilerHarness:
-        await self.agent.database.open()
+        await self.agent.storage.open()  # storage only: the test drives the reconciler itself
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.agent.scrape_clients.aclose()
-        await self.agent.database.close()
+        await self.agent.clients.aclose()
+        await self.agent.storage.close()
 
     async def register_fleet(self, fleet: SimulatedFleet, **engine_args: object) -> list[str]:
         ids = []

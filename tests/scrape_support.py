@@ -10,21 +10,20 @@ import http.server
 import ssl
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.paths import METRIC_PAGES
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ("FIXTURES", "Answer", "ScriptedServer", "fixture_page", "scripted_server")
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "metrics"
+__all__ = ("Answer", "ScriptedServer", "fixture_page", "scripted_server")
 
 
 def fixture_page(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return (METRIC_PAGES / name).read_bytes()
 
 
 @dataclass(slots=True)

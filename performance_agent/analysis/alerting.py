@@ -13,92 +13,137 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 import msgspec
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from performance_agent.analysis.alerts import alertmanager_payload, evaluate_alerts, resolve_unmonitored
-from performance_agent.analysis.config import slo_defaults
-from performance_agent.analysis.service import effective_targets
+from performance_agent.analysis.alerts import (
+    alertmanager_payload,
+    evaluate_alerts,
+    postable_alert,
+    resolve_unmonitored,
+)
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo
 from performance_agent.analysis.window import decode_scrape_figures, timeline
-from performance_agent.metrics.scraper import post_json_pinned
-from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url, parse_allowlist
-from performance_agent.storage.alerts import SqliteAlertRepository
+from performance_agent.clock import utc_now
+from performance_agent.fleet.slo import effective_targets
+from performance_agent.outbound.pinned import post_json_pinned
+from performance_agent.outbound.retry import guarded_target, with_backoff
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
-    from performance_agent.analysis.schemas import AlertEvent, AlertState, SloReport, SloTargets, WindowFigures
+    from performance_agent.analysis.schemas import AlertEvent, AlertState, SloReport, WindowFigures
     from performance_agent.background import Heartbeat
-    from performance_agent.context import AgentContext
-    from performance_agent.metrics.scraper import ScrapeClients
+    from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.snapshot import InstanceSnapshot
+    from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.alerts import AlertRepository
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = (
-    "ALERTS_FIRING",
-    "ALERT_TRANSITIONS",
-    "SLO_BURN_RATE",
-    "WEBHOOK_DELIVERIES",
     "AlertEvaluator",
+    "AlertMetrics",
     "AlertWebhook",
-    "start_alerting",
+    "AlertmanagerFeed",
+    "AlertmanagerSink",
+    "alert_webhook",
 )
 
 logger = logging.getLogger("performance_agent.analysis.alerting")
 
-ALERTS_FIRING = Gauge(
-    "performance_agent_slo_alert_firing",
-    "1 while an SLO burn-rate alert fires (labels as in the Alertmanager payload); absent otherwise.",
-    ("instance_id", "objective", "long_window", "short_window"),
-)
-SLO_BURN_RATE = Gauge(
-    "performance_agent_slo_burn_rate",
-    "Error-budget burn rate of one objective over one lookback, as of the instance's last scrape.",
-    ("instance_id", "objective", "window"),
-)
-ALERT_TRANSITIONS = Counter(
-    "performance_agent_slo_alert_transitions_total", "SLO alerts that fired or resolved.", ("kind",)
-)
-WEBHOOK_DELIVERIES = Counter(
-    "performance_agent_alert_webhook_deliveries_total",
-    "Alertmanager webhook notifications by outcome (ok, refused, failed).",
-    ("outcome",),
-)
+
+class AlertMetrics:
+    """The alert series of one app's registry, and how an alert state is exported to them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.firing = Gauge(
+            "performance_agent_slo_alert_firing",
+            "1 while an SLO burn-rate alert fires (labels as in the Alertmanager payload); absent otherwise.",
+            ("instance_id", "objective", "long_window", "short_window"),
+            registry=registry,
+        )
+        self.burn_rate = Gauge(
+            "performance_agent_slo_burn_rate",
+            "Error-budget burn rate of one objective over one lookback, as of the instance's last scrape.",
+            ("instance_id", "objective", "window"),
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "performance_agent_slo_alert_transitions_total",
+            "SLO alerts that fired or resolved.",
+            ("kind",),
+            registry=registry,
+        )
+        self.alertmanager_posts = Counter(
+            "performance_agent_alertmanager_posts_total",
+            "POSTs of alerts to Alertmanager's /api/v2/alerts by outcome (ok, refused, rejected, failed).",
+            ("outcome",),
+            registry=registry,
+        )
+        self.webhook_deliveries = Counter(
+            "performance_agent_alert_webhook_deliveries_total",
+            "Alertmanager webhook notifications by outcome (ok, refused, failed).",
+            ("outcome",),
+            registry=registry,
+        )
+
+    def export(self, state: AlertState) -> None:
+        labels = (state.instance_id, state.objective, state.labels["long_window"], state.labels["short_window"])
+        if state.state == "firing":
+            self.firing.labels(*labels).set(1)
+        else:
+            # KeyError: never exported by this process (fired before a restart and resolved since)
+            with contextlib.suppress(KeyError):
+                self.firing.remove(*labels)
+
+    def export_burn_rates(self, instance_id: str, report: SloReport) -> set[tuple[str, str]]:
+        """Set the instance's burn-rate series; returns the (objective, window) pairs it set."""
+        exported: set[tuple[str, str]] = set()
+        for objective in report.objectives:
+            for window, rate in objective.burn_rates.items():
+                if rate.value is not None:
+                    self.burn_rate.labels(instance_id, objective.objective, window).set(rate.value)
+                    exported.add((objective.objective, window))
+        return exported
+
+
+class AlertmanagerSink(Protocol):
+    """Where alert states go for Alertmanager (`outbound.alertmanager.AlertmanagerClient`): key -> encoded alert."""
+
+    def submit(self, alerts: Mapping[str, bytes]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertmanagerFeed:
+    """How the evaluator talks to Alertmanager: the sink, how long a firing alert stays valid, where it links."""
+
+    sink: AlertmanagerSink
+    valid_for_s: float
+    external_url: str
+
+    def encode(self, alerts: Iterable[AlertState], now: datetime) -> dict[str, bytes]:
+        return {
+            alert.fingerprint: _encoder.encode(
+                postable_alert(
+                    alert, now, self.valid_for_s, f"{self.external_url}/api/v1/alerts?instance_id={alert.instance_id}"
+                )
+            )
+            for alert in alerts
+        }
+
 
 #: The longest lookback any alert reads: the only history the evaluator keeps per instance.
 LOOKBACK_S = max(pair.long_s for pair in BURN_RATE_PAIRS)
 _HISTORY_LIMIT = 10_000_000
 _encoder = msgspec.json.Encoder()
 _DELETED_REASON = "Resolved because the instance was deleted from the agent; it is no longer evaluated."
-
-
-def _export(state: AlertState) -> None:
-    labels = (state.instance_id, state.objective, state.labels["long_window"], state.labels["short_window"])
-    if state.state == "firing":
-        ALERTS_FIRING.labels(*labels).set(1)
-    else:
-        # KeyError: never exported by this process (fired before a restart and resolved since)
-        with contextlib.suppress(KeyError):
-            ALERTS_FIRING.remove(*labels)
-
-
-def _export_burn_rates(instance_id: str, report: SloReport) -> set[tuple[str, str]]:
-    """Set the instance's burn-rate series; returns the (objective, window) pairs it set."""
-    exported: set[tuple[str, str]] = set()
-    for objective in report.objectives:
-        for window, rate in objective.burn_rates.items():
-            if rate.value is not None:
-                SLO_BURN_RATE.labels(instance_id, objective.objective, window).set(rate.value)
-                exported.add((objective.objective, window))
-    return exported
 
 
 class AlertWebhook:
@@ -108,17 +153,19 @@ class AlertWebhook:
         self,
         url: str,
         *,
-        clients: ScrapeClients,
+        clients: PinnedClients,
         allowlist: TargetAllowlist,
         resolver: Resolver,
         receiver: str,
         external_url: str,
+        metrics: AlertMetrics,
         timeout_s: float = 5.0,
         attempts: int = 3,
         backoff_s: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._url = url
+        self._metrics = metrics
         self._clients = clients
         self._allowlist = allowlist
         self._resolver = resolver
@@ -141,7 +188,7 @@ class AlertWebhook:
         try:
             self._queue.put_nowait(_encoder.encode(payload))
         except asyncio.QueueFull:
-            WEBHOOK_DELIVERIES.labels("dropped").inc()
+            self._metrics.webhook_deliveries.labels("dropped").inc()
             logger.warning("alert webhook queue full; notification dropped")
 
     async def run(self, beat: Heartbeat) -> None:
@@ -162,28 +209,16 @@ class AlertWebhook:
 
     async def deliver(self, body: bytes) -> bool:
         """Send one payload, retrying with doubling backoff; a refused URL is not retried."""
-        for attempt in range(self._attempts):
-            outcome = await self._post(body)
-            if outcome == "ok":
-                WEBHOOK_DELIVERIES.labels("ok").inc()
-                return True
-            if outcome == "refused":
-                WEBHOOK_DELIVERIES.labels("refused").inc()
-                return False
-            if attempt + 1 < self._attempts:
-                await self._sleep(self._backoff_s * 2**attempt)
-        WEBHOOK_DELIVERIES.labels("failed").inc()
-        return False
+        outcome = await with_backoff(
+            lambda: self._post(body), attempts=self._attempts, backoff_s=self._backoff_s, sleep=self._sleep
+        )
+        self._metrics.webhook_deliveries.labels(outcome).inc()
+        return outcome == "ok"
 
     async def _post(self, body: bytes) -> str:
-        try:
-            target = await check_url(self._url, self._allowlist, self._resolver)
-        except TargetRefusedError as refused:
-            logger.error("alert webhook refused by the target guard", extra={"reason": refused.reason})
-            return "refused"
-        except ResolutionError as unresolved:
-            logger.warning("alert webhook host does not resolve", extra={"error": str(unresolved)})
-            return "failed"
+        target = await guarded_target(self._url, self._allowlist, self._resolver, "alert webhook")
+        if isinstance(target, str):
+            return target
         try:
             response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s)
         except (TimeoutError, httpx.HTTPError) as error:
@@ -204,9 +239,13 @@ class AlertEvaluator:
         snapshots: SnapshotRepository,
         alerts: AlertRepository,
         defaults: SloTargets,
+        metrics: AlertMetrics,
         webhook: AlertWebhook | None = None,
         instances: InstanceRepository | None = None,
+        alertmanager: AlertmanagerFeed | None = None,
     ) -> None:
+        self._metrics = metrics
+        self._alertmanager = alertmanager
         self._snapshots = snapshots
         self._alerts = alerts
         self._defaults = defaults
@@ -233,11 +272,12 @@ class AlertEvaluator:
         orphans: list[AlertState] = []
         for state in firing:
             if registered is None or state.instance_id in registered:
-                _export(state)
+                self._metrics.export(state)
             else:
                 orphans.append(state)
         if orphans:
-            await self._publish(resolve_unmonitored(orphans, datetime.now(UTC), _DELETED_REASON))
+            now = utc_now()
+            await self._publish(resolve_unmonitored(orphans, now, _DELETED_REASON), now)
 
     def _lock(self, instance_id: str) -> asyncio.Lock:
         return self._locks.setdefault(instance_id, asyncio.Lock())
@@ -267,11 +307,23 @@ class AlertEvaluator:
             targets, _ = effective_targets(instance, self._defaults)
             now = snapshot.collected_at
             report = evaluate_slo(list(windows), targets, compliance_window_s=LOOKBACK_S, period_s=LOOKBACK_S, now=now)
-            self._burn_rate_series.setdefault(instance_id, set()).update(_export_burn_rates(instance_id, report))
+            self._burn_rate_series.setdefault(instance_id, set()).update(
+                self._metrics.export_burn_rates(instance_id, report)
+            )
             previous = await self._alerts.firing(instance_id)
             evaluation = evaluate_alerts(instance_id, report, previous, now)
-            await self._publish(evaluation.events)
+            await self._publish(evaluation.events, now)
+            if self._alertmanager is not None:
+                # Re-sent on every evaluation while firing, so Alertmanager never times them out.
+                firing = (s for s in evaluation.states if s.instance_id == instance_id and s.state == "firing")
+                self._alertmanager.sink.submit(self._alertmanager.encode(firing, now))
             return evaluation.events
+
+    async def firing_for_alertmanager(self) -> dict[str, bytes]:
+        """Every stored firing alert, encoded for Alertmanager as of now (the sender's timed resend)."""
+        if self._alertmanager is None:
+            return {}
+        return self._alertmanager.encode(await self._alerts.firing(), utc_now())
 
     async def instance_deleted(self, instance: StoredInstance, at: datetime) -> list[AlertEvent]:
         """Resolve the deleted instance's firing alerts (stored, exported, notified) and drop its series."""
@@ -281,19 +333,19 @@ class AlertEvaluator:
             self.forget(instance_id)
             for objective, window in self._burn_rate_series.pop(instance_id, set()):
                 with contextlib.suppress(KeyError):
-                    SLO_BURN_RATE.remove(instance_id, objective, window)
+                    self._metrics.burn_rate.remove(instance_id, objective, window)
             events = resolve_unmonitored(await self._alerts.firing(instance_id), at, _DELETED_REASON)
-            await self._publish(events)
+            await self._publish(events, at)
             return events
 
-    async def _publish(self, events: list[AlertEvent]) -> None:
-        """Store the events, export them to `/metrics`, log them and queue one notification."""
+    async def _publish(self, events: list[AlertEvent], now: datetime) -> None:
+        """Store the events, export them to `/metrics`, log them, notify the webhook and Alertmanager."""
         if not events:
             return
         await self._alerts.record(events)
         for event in events:
-            ALERT_TRANSITIONS.labels(event.kind).inc()
-            _export(event.alert)
+            self._metrics.transitions.labels(event.kind).inc()
+            self._metrics.export(event.alert)
             logger.info(
                 "SLO alert %s",
                 "fired" if event.kind == "fire" else "resolved",
@@ -305,29 +357,32 @@ class AlertEvaluator:
             )
         if self._webhook is not None:
             self._webhook.notify([event.alert for event in events])
+        if self._alertmanager is not None:
+            self._alertmanager.sink.submit(self._alertmanager.encode((event.alert for event in events), now))
 
     def forget(self, instance_id: str) -> None:
         self._timelines.pop(instance_id, None)
 
 
-def start_alerting(agent: AgentContext) -> AlertEvaluator:
-    """Build the evaluator (and the webhook sender loop when a URL is set); call from the lifespan."""
-    settings = agent.settings
-    webhook = None
-    if settings.alert_webhook_url:
-        webhook = AlertWebhook(
-            settings.alert_webhook_url,
-            clients=agent.scrape_clients,
-            allowlist=parse_allowlist(settings.webhook_allowlist, "PERF_AGENT_WEBHOOK_ALLOWLIST"),
-            resolver=agent.scrape_resolver,
-            receiver=settings.agent_name,
-            external_url=f"http://{settings.host}:{settings.port}",
-        )
-        agent.loops.start("alert-webhook", webhook.run, stale_after_s=60.0)
-    return AlertEvaluator(
-        snapshots=agent.snapshots,
-        alerts=SqliteAlertRepository(agent.database),
-        defaults=slo_defaults(settings.slo_defaults),
-        webhook=webhook,
-        instances=agent.instances,
+def alert_webhook(
+    url: str | None,
+    *,
+    clients: PinnedClients,
+    allowlist: TargetAllowlist,
+    resolver: Resolver,
+    receiver: str,
+    external_url: str,
+    metrics: AlertMetrics,
+) -> AlertWebhook | None:
+    """The Alertmanager sender when `PERF_AGENT_ALERT_WEBHOOK_URL` is set; its loop runs from the lifespan."""
+    if not url:
+        return None
+    return AlertWebhook(
+        url,
+        clients=clients,
+        allowlist=allowlist,
+        resolver=resolver,
+        receiver=receiver,
+        external_url=external_url,
+        metrics=metrics,
     )

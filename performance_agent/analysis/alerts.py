@@ -8,7 +8,7 @@ keeps its previous state: missing data neither fires nor resolves it.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -23,9 +23,11 @@ __all__ = (
     "ALERT_NAME",
     "AlertmanagerAlert",
     "AlertmanagerPayload",
+    "PostableAlert",
     "alert_fingerprint",
     "alertmanager_payload",
     "evaluate_alerts",
+    "postable_alert",
     "resolve_unmonitored",
 )
 
@@ -209,4 +211,30 @@ def alertmanager_payload(
             )
             for a in alerts
         ],
+    )
+
+
+class PostableAlert(msgspec.Struct, kw_only=True):
+    """One alert as Alertmanager's `POST /api/v2/alerts` takes it (its `postableAlert` schema)."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str = msgspec.field(name="startsAt")
+    ends_at: str = msgspec.field(name="endsAt")
+    generator_url: str = msgspec.field(name="generatorURL")
+
+
+def postable_alert(alert: AlertState, now: datetime, valid_for_s: float, generator_url: str) -> PostableAlert:
+    """The alert for Alertmanager: a firing one ends `valid_for_s` after `now` unless sent again, a resolved one
+    ends when it resolved (Alertmanager resolves it at once when that is past)."""
+    if alert.state == "firing" or alert.ended_at is None:
+        ends_at = now + timedelta(seconds=valid_for_s)
+    else:
+        ends_at = alert.ended_at
+    return PostableAlert(
+        labels=dict(alert.labels),
+        annotations=dict(alert.annotations),
+        starts_at=_rfc3339(alert.started_at),
+        ends_at=_rfc3339(ends_at),
+        generator_url=generator_url,
     )

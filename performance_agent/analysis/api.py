@@ -12,15 +12,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.schemas import (
-    AlertState,
-    Finding,
-    NotEvaluated,
-    SloReport,
-    SloTargets,
-    SloTargetsUpdate,
-)
+from performance_agent.analysis.schemas import AlertState, Finding, NotEvaluated, SloReport, WindowFigures
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
+from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
 from performance_agent.metrics.goodput import Goodput
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
@@ -33,6 +27,9 @@ __all__ = (
     "SloAnalysis",
     "SloTargetsUpdate",
     "TargetsSource",
+    "WindowFiguresView",
+    "figures_view",
+    "slo_analysis",
 )
 
 #: One week: the default history retention, beyond which there is nothing to analyse.
@@ -101,3 +98,29 @@ class AnalysisResponse(msgspec.Struct, kw_only=True):
 
 class AlertList(msgspec.Struct, kw_only=True):
     alerts: list[AlertState]
+
+
+def figures_view(figures: WindowFigures) -> WindowFiguresView:
+    """The response's view of a window's figures (the analysis and its OpenAPI example share it)."""
+    return WindowFiguresView(
+        latency=figures.latency,
+        throughput=figures.throughput,
+        load=figures.load,
+        errors=figures.errors,
+        approximations=figures.approximations,
+        goodput=figures.goodput,
+    )
+
+
+def slo_analysis(report: SloReport, targets: SloTargets, source: TargetsSource) -> SloAnalysis:
+    """The report with the targets it was measured against and where they came from."""
+    return SloAnalysis(
+        evaluated_at=report.evaluated_at,
+        target_ratio=report.target_ratio,
+        period_s=report.period_s,
+        window_start=report.window_start,
+        objectives=report.objectives,
+        goodput=report.goodput,
+        targets=targets,
+        targets_source=source,
+    )

@@ -17,13 +17,14 @@ from performance_agent.analysis.alerts import evaluate_alerts
 from performance_agent.analysis.api import (
     AnalysisResponse,
     AnalysisWindow,
-    SloAnalysis,
-    WindowFiguresView,
+    figures_view,
+    slo_analysis,
 )
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
-from performance_agent.analysis.schemas import SloTargets, WindowFigures
-from performance_agent.analysis.slo import evaluate_slo, goodput_targets
-from performance_agent.metrics.goodput import goodput
+from performance_agent.analysis.schemas import WindowFigures
+from performance_agent.analysis.slo import evaluate_slo
+from performance_agent.fleet.slo import SloTargets
+from performance_agent.metrics.goodput import goodput, goodput_targets
 from performance_agent.metrics.snapshot import CumulativeHistogram, Errors, Latency, Load, Quantiles, Throughput
 
 __all__ = (
@@ -32,7 +33,6 @@ __all__ = (
     "analysis_example",
     "analyze_request_example",
     "example_figures",
-    "slo_update_example",
 )
 
 EXAMPLE_END = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -84,10 +84,6 @@ def analyze_request_example() -> dict[str, Any]:
     return {"instance_id": "vllm-llama-0", "window_minutes": 15, "slo": {"ttft_p99_s": 2.5}}
 
 
-def slo_update_example() -> dict[str, Any]:
-    return {"ttft_p99_s": 1.5, "ttft_p95_s": 0.8, "itl_p99_s": 0.08, "error_rate": 0.005, "target_ratio": 0.995}
-
-
 #: Bucket increases consistent with `example_figures` (vLLM's edges near the targets), for goodput.
 _EXAMPLE_HISTOGRAMS = {
     "ttft_s": CumulativeHistogram(
@@ -123,27 +119,11 @@ def analysis_example() -> dict[str, Any]:
             source="history",
             model_name=None,
             collected_now=False,
-            figures=WindowFiguresView(
-                latency=figures.latency,
-                throughput=figures.throughput,
-                load=figures.load,
-                errors=figures.errors,
-                approximations=figures.approximations,
-                goodput=figures.goodput,
-            ),
+            figures=figures_view(figures),
             not_evaluated=detection.not_evaluated,
         ),
         bottlenecks=detection.findings,
-        slo=SloAnalysis(
-            evaluated_at=report.evaluated_at,
-            target_ratio=report.target_ratio,
-            period_s=report.period_s,
-            window_start=report.window_start,
-            objectives=report.objectives,
-            goodput=report.goodput,
-            targets=targets,
-            targets_source="request",
-        ),
+        slo=slo_analysis(report, targets, "request"),
         summary=summarize(detection),
     )
     return msgspec.to_builtins(response)  # type: ignore[no-any-return]

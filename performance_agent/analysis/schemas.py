@@ -7,7 +7,7 @@ without importing the detectors or the SLO math.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
@@ -31,8 +31,6 @@ __all__ = (
     "OptimizationType",
     "Severity",
     "SloReport",
-    "SloTargets",
-    "SloTargetsUpdate",
     "WindowFigures",
 )
 
@@ -54,7 +52,7 @@ OPTIMIZATION_TYPES: tuple[OptimizationType, ...] = ("kv_cache", "quantization", 
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
-class WindowFigures(builder.WindowFigures, kw_only=True):
+class WindowFigures(builder.AggregateFigures, kw_only=True):
     """The window builder's figures of one instance, plus what analysis needs to place and judge them.
 
     One idea, not two: the figures themselves (summed histogram and counter deltas) are the
@@ -97,54 +95,6 @@ class NotEvaluated(msgspec.Struct, kw_only=True):
 class DetectionReport(msgspec.Struct, kw_only=True):
     findings: list[Finding] = msgspec.field(default_factory=list)
     not_evaluated: list[NotEvaluated] = msgspec.field(default_factory=list)
-
-
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-Ratio = Annotated[float, msgspec.Meta(gt=0, le=1)]
-
-
-class SloTargets(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Service level objectives of one instance. A window is good when it meets an objective.
-
-    Constraints are enforced when decoded (`msgspec.convert` / `msgspec.json.decode`), which is
-    how every request body and stored value arrives; use `parse_slo_targets` for mappings.
-    """
-
-    ttft_p99_s: Positive = 2.0
-    ttft_p95_s: Positive = 1.0
-    itl_p99_s: Positive = 0.1
-    e2e_p99_s: Positive = 30.0
-    error_rate: Ratio = 0.01
-    min_generation_tokens_per_s: Positive | None = None
-    target_ratio: Ratio = 0.99
-
-
-BoundedPositive = Annotated[float, msgspec.Meta(gt=0, le=1e9)]
-
-
-class SloTargetsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """SLO targets to set; an omitted target falls back to the configured default.
-
-    Latencies in seconds (> 0), `error_rate` and `target_ratio` as fractions in (0, 1].
-    `min_generation_tokens_per_s: null` removes the throughput floor.
-    """
-
-    ttft_p99_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
-    ttft_p95_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
-    itl_p99_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
-    e2e_p99_s: BoundedPositive | msgspec.UnsetType = msgspec.UNSET
-    error_rate: Ratio | msgspec.UnsetType = msgspec.UNSET
-    min_generation_tokens_per_s: BoundedPositive | msgspec.UnsetType | None = msgspec.UNSET
-    target_ratio: Ratio | msgspec.UnsetType = msgspec.UNSET
-
-    def over(self, base: SloTargets) -> SloTargets:
-        """`base` with every target this update names replaced.
-
-        Why every writer goes through here with the configured defaults as `base`: registration,
-        replacement and `PUT /slo` must agree on what an omitted target means.
-        """
-        given = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET}
-        return msgspec.structs.replace(base, **given)
 
 
 class BurnRate(msgspec.Struct, kw_only=True):

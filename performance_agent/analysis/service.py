@@ -1,4 +1,4 @@
-"""The analyze and SLO use cases, between the controllers and the repositories.
+"""The analyze use case (window figures, findings, SLO compliance), between the controller and the repositories.
 
 `evaluate` is shared with the optimizer: both need the same window figures and findings, so a
 plan is always built from exactly what `POST /analyze` would have reported.
@@ -6,7 +6,6 @@ plan is always built from exactly what `POST /analyze` would have reported.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -17,60 +16,42 @@ from performance_agent.analysis.api import (
     AnalysisResponse,
     AnalysisWindow,
     AnalyzeRequest,
-    SloAnalysis,
-    SloTargetsUpdate,
-    TargetsSource,
-    WindowFiguresView,
+    figures_view,
+    slo_analysis,
 )
-from performance_agent.analysis.config import detector_thresholds, slo_defaults
 from performance_agent.analysis.detectors import detect_bottlenecks, summarize
-from performance_agent.analysis.slo import evaluate_slo_timeline, goodput_targets
+from performance_agent.analysis.slo import evaluate_slo_timeline
 from performance_agent.analysis.slo_history import SloHistory
 from performance_agent.analysis.window import decode_scrape_figures, models_seen, timeline, window_figures
 from performance_agent.analysis.window_history import WindowHistory
+from performance_agent.clock import utc_now
 from performance_agent.errors import ConflictError, NotFoundError
-from performance_agent.fleet.instances import InstanceService, to_instance
+from performance_agent.fleet.slo import effective_targets
+from performance_agent.metrics.goodput import goodput_targets
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.snapshot import InstanceSnapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from performance_agent.analysis.schemas import DetectionReport, SloTargets, WindowFigures
+    from performance_agent.analysis.api import TargetsSource
+    from performance_agent.analysis.schemas import DetectionReport, WindowFigures
     from performance_agent.analysis.slo_timeline import SloTimeline
     from performance_agent.analysis.thresholds import Thresholds
     from performance_agent.analysis.window import ScrapeFigures, WindowSource
-    from performance_agent.context import AgentContext
-    from performance_agent.fleet.schemas import Instance
+    from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 
-__all__ = ("AnalysisService", "Evaluation", "effective_targets")
+__all__ = ("AnalysisService", "Evaluation")
 
-
-@dataclass(slots=True)
-class _Caches:
-    slo: SloHistory
-    windows: WindowHistory
-
-
-#: Decoded history outlives the per-request services: one set of caches per snapshot repository
-#: (weakly keyed, so an agent's caches go with it). See `slo_history` and `window_history`.
-_caches: weakref.WeakKeyDictionary[SnapshotRepository, _Caches] = weakref.WeakKeyDictionary()
 
 #: More snapshots than any retention holds at the fastest scrape interval (one week at 0.05 s is 12M;
 #: realistic: one week at 15 s is 40,320). The period's time line is read in one query.
 _HISTORY_LIMIT = 10_000_000
 _snapshot_decoder = msgspec.json.Decoder(InstanceSnapshot)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def effective_targets(stored: StoredInstance, defaults: SloTargets) -> tuple[SloTargets, TargetsSource]:
-    """The instance's own targets, or the configured defaults when it declares none."""
-    if stored.spec.slo is not None:
-        return stored.spec.slo, "instance"
-    return defaults, "defaults"
 
 
 @dataclass(slots=True)
@@ -115,25 +96,11 @@ class AnalysisService:
         self._defaults = slo_defaults
         self._period_s = period_s
         self._timeout_s = scrape_timeout_s
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
-        caches = _caches.get(snapshots)
-        if caches is None:
-            caches = _caches[snapshots] = _Caches(SloHistory(), WindowHistory())
-        self._slo_history = caches.slo
-        self._window_history = caches.windows
-
-    @classmethod
-    def of(cls, agent: AgentContext) -> AnalysisService:
-        settings = agent.settings
-        return cls(
-            instances=agent.instances,
-            snapshots=agent.snapshots,
-            collection=InstanceService.of(agent).collection,
-            thresholds=detector_thresholds(settings.detector_thresholds),
-            slo_defaults=slo_defaults(settings.slo_defaults),
-            period_s=settings.slo_period_hours * 3600.0,
-            scrape_timeout_s=settings.scrape_timeout_s,
-        )
+        self._clock = clock if clock is not None else utc_now
+        # Decoded history, kept between requests: the service is built once per app, so the
+        # caches live exactly as long as the agent (see `slo_history` and `window_history`).
+        self._slo_history = SloHistory()
+        self._window_history = WindowHistory()
 
     @property
     def defaults(self) -> SloTargets:
@@ -158,7 +125,8 @@ class AnalysisService:
         `slo` overrides the instance's targets (goodput is measured against the result).
         """
         stored = await self._require(instance_id)
-        targets, targets_source = effective_targets(stored, self._defaults)
+        targets, stored_source = effective_targets(stored, self._defaults)
+        targets_source: TargetsSource = stored_source
         if slo is not None:
             targets, targets_source = slo.over(targets), "request"
         latency_targets = goodput_targets(targets)
@@ -264,35 +232,10 @@ class AnalysisService:
                 source="history" if source.kind == "history" else "single_scrape",
                 model_name=body.model_name,
                 collected_now=evaluation.collected_now,
-                figures=WindowFiguresView(
-                    latency=figures.latency,
-                    throughput=figures.throughput,
-                    load=figures.load,
-                    errors=figures.errors,
-                    approximations=figures.approximations,
-                    goodput=figures.goodput,
-                ),
+                figures=figures_view(figures),
                 not_evaluated=evaluation.detection.not_evaluated,
             ),
             bottlenecks=evaluation.detection.findings,
-            slo=SloAnalysis(
-                evaluated_at=report.evaluated_at,
-                target_ratio=report.target_ratio,
-                period_s=report.period_s,
-                window_start=report.window_start,
-                objectives=report.objectives,
-                goodput=report.goodput,
-                targets=targets,
-                targets_source=targets_source,
-            ),
+            slo=slo_analysis(report, targets, targets_source),
             summary=summarize(evaluation.detection),
         )
-
-    async def replace_slo(self, instance_id: str, update: SloTargetsUpdate) -> Instance:
-        """Replace the instance's targets: named ones as given, the others from the configured defaults."""
-        stored = await self._require(instance_id)
-        spec = msgspec.structs.replace(stored.spec, slo=update.over(self._defaults))
-        replaced = await self._instances.replace(instance_id, spec, self._clock())
-        if replaced is None:  # deleted between the read and the write
-            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
-        return to_instance(replaced)

@@ -6,6 +6,12 @@ covers (with a steady scrape interval this equals the fraction of good windows).
 without the figure are neither good nor bad: they are reported, never guessed.
 Burn rates follow the SRE workbook's multi-window pairs (1 h with 5 m at 14.4x, 6 h with 30 m
 at 6x): burn rate = bad fraction over the lookback / allowed bad fraction (1 - target_ratio).
+
+How much data a burn rate needs: a pair's *short* window must be covered (at least
+`min_burn_coverage`, 90 %, of it holds data), because it is what says the burning is happening
+now; a *long* window uses whatever data it holds, as PromQL's `rate()` over a range does. So a
+new instance in total breach fires its 1h/5m alert once 4 min 30 s of data exist and its 6h/30m
+alert after 27 min, not after half an hour and three hours (docs/analysis.md has the timeline).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, SloTargets, WindowFigures
+from performance_agent.analysis.schemas import BurnRate, ObjectiveReport, SloReport, WindowFigures
 from performance_agent.analysis.slo_timeline import OBJECTIVES, Objective, SloTimeline, Tally
-from performance_agent.metrics.goodput import LatencyTarget
+from performance_agent.fleet.slo import SloTargets
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,12 +32,12 @@ if TYPE_CHECKING:
 __all__ = (
     "BURN_RATE_PAIRS",
     "OBJECTIVES",
+    "SHORT_WINDOW_COVERAGE",
     "BurnRatePair",
     "Objective",
     "evaluate_slo",
     "evaluate_slo_timeline",
     "format_lookback",
-    "goodput_targets",
     "parse_slo_targets",
 )
 
@@ -55,6 +61,11 @@ BURN_RATE_PAIRS: tuple[BurnRatePair, ...] = (
 )
 
 
+#: The share of a pair's short window that must hold data before its burn rate counts (why not 1:
+#: scrape jitter would otherwise push a page by a whole scrape interval past the window's length).
+SHORT_WINDOW_COVERAGE = 0.9
+
+
 def format_lookback(seconds: float) -> str:
     """Prometheus-style duration label: 300 -> "5m", 3600 -> "1h"."""
     if seconds % 86400 == 0:
@@ -69,22 +80,6 @@ def format_lookback(seconds: float) -> str:
 def parse_slo_targets(data: dict[str, Any] | None) -> SloTargets:
     """Validate targets from a request body or settings; raises msgspec.ValidationError naming the field."""
     return msgspec.convert(data or {}, SloTargets)
-
-
-def goodput_targets(targets: SloTargets) -> tuple[LatencyTarget, ...]:
-    """The per-request latency limits goodput judges: the p99 objectives of TTFT, e2e and ITL.
-
-    Why the p99 targets: a p99 target is the limit almost every request must meet, so a request
-    above it is a bad request. `ttft_p95_s` is a stricter limit that 5% of requests may exceed,
-    not a per-request limit; counting it too would also charge one slow TTFT twice in the joint
-    bound. ITL is observed per token (`per_token`), so it is reported but not part of the
-    request share (see `metrics.goodput`).
-    """
-    return (
-        LatencyTarget("ttft_p99_s", "ttft_s", targets.ttft_p99_s),
-        LatencyTarget("e2e_p99_s", "e2e_s", targets.e2e_p99_s),
-        LatencyTarget("itl_p99_s", "itl_s", targets.itl_p99_s, per_token=True),
-    )
 
 
 def _budget_remaining(tally: Tally, allowed_bad: float) -> float | None:
@@ -118,7 +113,7 @@ def _burn_rate(
             value=None,
             reason=(
                 f"only {tally.observed_s:.0f} s of data in the last {label}; "
-                f"a burn rate needs at least {min_coverage:.0%} of it"
+                f"a short window's burn rate needs at least {min_coverage:.0%} of it"
             ),
         )
     return BurnRate(lookback_s=lookback_s, value=(tally.bad_s / tally.observed_s) / allowed_bad)
@@ -132,10 +127,12 @@ def evaluate_slo(
     period_s: float,
     now: datetime | None = None,
     current: WindowFigures | None = None,
-    min_burn_coverage: float = 0.5,
+    min_burn_coverage: float = SHORT_WINDOW_COVERAGE,
     pairs: Sequence[BurnRatePair] = BURN_RATE_PAIRS,
 ) -> SloReport:
     """Report every objective: current value, compliance, error budget left and burn rates.
+
+    `min_burn_coverage` applies to the pairs' short windows; long windows need only some data.
 
     `windows` are per-scrape figures with `ended_at` and `window_s` (others are skipped).
     `current` is the figure set of the whole analysis window (summed deltas); without it the
@@ -166,7 +163,7 @@ def evaluate_slo_timeline(
     period_s: float,
     now: datetime,
     current: WindowFigures | None = None,
-    min_burn_coverage: float = 0.5,
+    min_burn_coverage: float = SHORT_WINDOW_COVERAGE,
     pairs: Sequence[BurnRatePair] = BURN_RATE_PAIRS,
 ) -> SloReport:
     """`evaluate_slo` over a time line already in columns (windows ending after `now` are ignored)."""
@@ -177,6 +174,7 @@ def evaluate_slo_timeline(
     timeline = timeline.until(now)
     allowed_bad = 1.0 - targets.target_ratio
     lookbacks = sorted({s for pair in pairs for s in (pair.long_s, pair.short_s)})
+    short_windows = {pair.short_s for pair in pairs}
     compliance_since = now - timedelta(seconds=compliance_window_s)
     period_since = now - timedelta(seconds=period_s)
     reports = []
@@ -206,7 +204,13 @@ def evaluate_slo_timeline(
                 period_coverage=min(in_period.observed_s / period_s, 1.0),
                 burn_rates={
                     format_lookback(lookback): _burn_rate(
-                        timeline, position, target, allowed_bad, lookback, now, min_burn_coverage
+                        timeline,
+                        position,
+                        target,
+                        allowed_bad,
+                        lookback,
+                        now,
+                        min_burn_coverage if lookback in short_windows else 0.0,
                     )
                     for lookback in lookbacks
                 },

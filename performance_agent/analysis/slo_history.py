@@ -5,12 +5,10 @@ Why a cache: the SLO report judges every scrape window of the period (a week by 
 may (`POST /analyze` p99 < 50 ms over 10,000 stored snapshots). Only the SLO columns of each
 window are kept (`SloTimeline`: 80 bytes a window), for the most recently analysed instances.
 
-Why it stays exact: each call asks storage how many snapshots lie between the period start and
-the newest one held; only when that equals what is held are the newer ones appended, otherwise
-(a snapshot deleted, or stored out of order) the period is read again. The key includes the
-instance's registration time, so a deleted and re-registered instance never sees the old
-history. The stamps compared are the stored ones, so the selection is exactly the one a fresh
-read (`history_json(since)`) would make.
+Why it stays exact: `history_cache.HistoryCache` tops it up only when storage agrees with what is
+held, and reads the period again otherwise. The key includes the instance's registration time,
+so a deleted and re-registered instance never sees the old history. The stamps compared are the
+stored ones, so the selection is exactly the one a fresh read (`history_json(since)`) would make.
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ from __future__ import annotations
 import bisect
 import itertools
 from array import array
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from performance_agent.analysis.history_cache import HistoryCache
 from performance_agent.analysis.slo_timeline import SloTimeline, TimelineRow, timeline_row
 from performance_agent.analysis.window import decode_scrape_figures, select_model
 
@@ -29,49 +27,55 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from datetime import datetime
 
-    from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.storage.snapshots import SnapshotRepository, StampedHistory
 
 __all__ = ("SloHistory",)
 
 #: Instances (and models) whose time lines are kept; a week of 15 s scrapes is about 3 MB each.
 DEFAULT_CAPACITY = 16
 
-_Key = tuple[str, float, str | None]
-
 
 @dataclass(frozen=True, slots=True)
-class _Held:
-    """What is held for one key: never changed in place, so concurrent analyses cannot tear it."""
+class _HeldTimeline:
+    """What is held for one instance and model (a `history_cache.Held`)."""
 
+    model_name: str | None
     loaded_from: float  # every snapshot stored at or after this stamp is held (as of the last read)
     stamps: array[float]  # their stamps, as stored, ascending
     row_stamps: array[float]  # the stamps of those that give a window on the time line
     timeline: SloTimeline  # those windows, in stamp order (which is end order, see `extended`)
 
     @classmethod
-    def empty(cls, loaded_from: float) -> _Held:
-        return cls(loaded_from, array("d"), array("d"), SloTimeline.of_rows(()))
+    def empty(cls, model_name: str | None, loaded_from: float) -> _HeldTimeline:
+        return cls(model_name, loaded_from, array("d"), array("d"), SloTimeline.of_rows(()))
 
-    def since(self, stamp: float) -> _Held:
+    def since(self, stamp: float) -> _HeldTimeline:
         """Without the snapshots stored before `stamp` (which must not be before `loaded_from`)."""
         first = bisect.bisect_left(self.stamps, stamp)
         first_row = bisect.bisect_left(self.row_stamps, stamp)
         if first == 0 and first_row == 0:
-            return _Held(stamp, self.stamps, self.row_stamps, self.timeline)
-        return _Held(stamp, self.stamps[first:], self.row_stamps[first_row:], self.timeline.dropped_before(first_row))
+            return _HeldTimeline(self.model_name, stamp, self.stamps, self.row_stamps, self.timeline)
+        return _HeldTimeline(
+            self.model_name,
+            stamp,
+            self.stamps[first:],
+            self.row_stamps[first_row:],
+            self.timeline.dropped_before(first_row),
+        )
 
-    def extended(self, newer: list[tuple[float, bytes]], model_name: str | None) -> _Held | None:
+    def extended(self, newer: list[tuple[float, bytes]]) -> _HeldTimeline | None:
         """With snapshots stored after every one held, given in stamp order; None when their windows
         would not follow the held ones in end order (a document whose time disagrees with its stamp),
         which a fresh sort of the whole period handles instead.
         """
         if not newer:
             return self
-        placed = [(stamp, row) for stamp, row in _rows(newer, model_name) if row is not None]
+        placed = [(stamp, row) for stamp, row in _rows(newer, self.model_name) if row is not None]
         ends = [row.end_us for _, row in placed]
         if any(later < earlier for earlier, later in itertools.pairwise([*self.timeline.ends_us[-1:], *ends])):
             return None
-        return _Held(
+        return _HeldTimeline(
+            self.model_name,
             self.loaded_from,
             self.stamps + array("d", (stamp for stamp, _ in newer)),
             self.row_stamps + array("d", (stamp for stamp, _ in placed)),
@@ -93,10 +97,7 @@ class SloHistory:
     """Time lines of recently analysed instances, the least recently used dropped first."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self._capacity = capacity
-        self._held: OrderedDict[_Key, _Held] = OrderedDict()
+        self._cache: HistoryCache[_HeldTimeline] = HistoryCache(capacity)
 
     async def timeline(
         self,
@@ -106,31 +107,20 @@ class SloHistory:
         since: datetime,
         model_name: str | None = None,
     ) -> SloTimeline:
-        """Windows of every snapshot stored at or after `since` (by stored stamp), sorted by end.
+        """Windows of every snapshot stored at or after `since` (by stored stamp), sorted by end."""
 
-        `snapshots` is passed per call (not held) so a cache can be keyed weakly by its repository.
-        """
-        key = (instance_id, registered_at.timestamp(), model_name)
-        stamp = since.timestamp()
-        held = self._held.get(key)
-        refreshed = None
-        if held is not None and stamp >= held.loaded_from:
-            current = held.since(stamp)
-            if len(current.stamps):
-                history = await snapshots.history_after(instance_id, since, current.stamps[-1])
-                if history.known == len(current.stamps):
-                    refreshed = current.extended(history.newer, model_name)
-        if refreshed is None:
-            history = await snapshots.history_after(instance_id, since, None)
-            refreshed = _Held.empty(stamp).extended(history.newer, model_name)
-        if refreshed is None:  # windows out of end order: sorted as a whole, and not kept
-            self._held.pop(key, None)
-            return SloTimeline.of_rows(row for _, row in _rows(history.newer, model_name) if row is not None)
-        self._held[key] = refreshed
-        self._held.move_to_end(key)
-        while len(self._held) > self._capacity:
-            self._held.popitem(last=False)
-        return refreshed.timeline
+        async def read(after: float | None) -> StampedHistory:
+            return await snapshots.history_after(instance_id, since, after)
+
+        refresh = await self._cache.refresh(
+            (instance_id, registered_at.timestamp(), model_name),
+            since.timestamp(),
+            read,
+            lambda stamp: _HeldTimeline.empty(model_name, stamp),
+        )
+        if refresh.held is None:  # windows out of end order: sorted as a whole, and not kept
+            return SloTimeline.of_rows(row for _, row in _rows(refresh.read.newer, model_name) if row is not None)
+        return refresh.held.timeline
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self._cache)

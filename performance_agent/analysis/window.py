@@ -9,12 +9,13 @@ whose mean stands for the window (a gauge at one instant says little about fifte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from performance_agent.analysis.schemas import WindowFigures
+from performance_agent.clock import utc
 from performance_agent.metrics.builder import aggregate_window
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
@@ -39,6 +40,10 @@ __all__ = (
 _GAUGES = ("requests_running", "requests_waiting", "kv_cache_usage")
 
 
+# The field list repeats `InstanceSnapshot`'s on purpose: a partial type is how msgspec decodes
+# only these fields of a stored document (the rest is skipped), so the duplicate-code check is
+# told to expect it here.
+# pylint: disable=duplicate-code
 class ScrapeFigures(msgspec.Struct, kw_only=True):
     """The parts of a stored snapshot analysis reads (the rest of the document is skipped when decoding)."""
 
@@ -52,6 +57,9 @@ class ScrapeFigures(msgspec.Struct, kw_only=True):
     approximations: list[Approximation] = msgspec.field(default_factory=list)
     engine_version: str | None = None
     models: list[ScrapeFigures] = msgspec.field(default_factory=list)
+
+
+# pylint: enable=duplicate-code
 
 
 _decoder = msgspec.json.Decoder(ScrapeFigures)
@@ -84,7 +92,7 @@ def models_seen(scrapes: Iterable[ScrapeFigures]) -> list[str]:
 
 
 def for_analysis(
-    figures: builder.WindowFigures,
+    figures: builder.AggregateFigures,
     *,
     engine: str,
     ended_at: datetime | None,
@@ -160,7 +168,7 @@ def window_figures(
     *,
     engine: str,
     model_name: str | None = None,
-    aggregated: builder.WindowFigures | None = None,
+    aggregated: builder.AggregateFigures | None = None,
     goodput_targets: Sequence[LatencyTarget] = (),
 ) -> tuple[WindowFigures, WindowSource] | None:
     """Figures of the window the inputs span, or None when they hold no usable data.
@@ -202,5 +210,5 @@ def window_figures(
     else:
         counting = [r.total.process_start_time_s for r in raws if r.collected_at == scrape.collected_at]
         if counting and counting[0] is not None:
-            start = datetime.fromtimestamp(counting[0], UTC)
+            start = utc(counting[0])
     return figures, WindowSource(kind="single_scrape", start=start, end=scrape.collected_at, scrapes=1)

@@ -8,8 +8,7 @@ change once stored, so they are decoded and differenced once and kept: each anal
 only what was stored since the last one and sums the held steps (in the same order, so the
 figures are identical to `aggregate_window` over the same scrapes).
 
-The store is checked on every call as `slo_history` does (the count of snapshots between the
-window start and the newest held must equal what is held, else the window is read again), keys
+The store is checked on every call by `history_cache.HistoryCache`, as for `slo_history`; keys
 include the registration time, and only windows of at most `MAX_HELD` scrapes are kept.
 """
 
@@ -18,21 +17,20 @@ from __future__ import annotations
 import bisect
 import itertools
 from array import array
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from performance_agent.metrics.builder import aggregate_steps, aggregate_window, scrape_step
-from performance_agent.storage.snapshots import decode_raw
+from performance_agent.analysis.history_cache import HistoryCache
+from performance_agent.metrics.builder import aggregate_steps, aggregate_window, decode_raw_scrape, scrape_step
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from performance_agent.metrics.builder import RawScrape, WindowFigures
+    from performance_agent.metrics.builder import AggregateFigures, RawScrape
     from performance_agent.metrics.goodput import LatencyTarget
     from performance_agent.metrics.snapshot import RawSeries
-    from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.storage.snapshots import SnapshotRepository, StampedHistory
 
 __all__ = ("MAX_HELD", "ScrapeWindow", "WindowHistory")
 
@@ -47,11 +45,13 @@ class ScrapeWindow:
     """The stored scrapes of one window, oldest first, and their summed increases."""
 
     raws: list[RawScrape]
-    aggregated: WindowFigures
+    aggregated: AggregateFigures
 
 
 @dataclass(frozen=True, slots=True)
-class _Held:
+class _HeldScrapes:
+    """What is held for one instance (a `history_cache.Held`)."""
+
     loaded_from: float  # every scrape stored at or after this stamp is held (as of the last read)
     stamps: array[float]  # as stored, ascending
     raws: list[RawScrape]  # in stamp order, which is also `collected_at` order (checked on the way in)
@@ -59,23 +59,23 @@ class _Held:
     #: computed on first use. Filled without awaiting, so concurrent analyses never interleave.
     steps: dict[str | None, list[RawSeries]] = field(default_factory=dict)
 
-    def since(self, stamp: float) -> _Held:
+    def since(self, stamp: float) -> _HeldScrapes:
         first = bisect.bisect_left(self.stamps, stamp)
         steps = {model: computed[first:] for model, computed in self.steps.items()}
-        return _Held(stamp, self.stamps[first:], self.raws[first:], steps)
+        return _HeldScrapes(stamp, self.stamps[first:], self.raws[first:], steps)
 
-    def extended(self, newer: list[tuple[float, bytes]]) -> _Held | None:
+    def extended(self, newer: list[tuple[float, bytes]]) -> _HeldScrapes | None:
         """With scrapes stored after every one held; None when one is older than the last held
         (its `collected_at` disagrees with its stamp), which only a fresh read orders correctly.
         """
         if not newer:
             return self
-        raws = self.raws + [decode_raw(data) for _, data in newer]
+        raws = self.raws + [decode_raw_scrape(data) for _, data in newer]
         joined = raws[max(len(self.raws) - 1, 0) :]
         if any(later.collected_at < earlier.collected_at for earlier, later in itertools.pairwise(joined)):
             return None
         stamps = self.stamps + array("d", (stamp for stamp, _ in newer))
-        return _Held(self.loaded_from, stamps, raws, {model: list(steps) for model, steps in self.steps.items()})
+        return _HeldScrapes(self.loaded_from, stamps, raws, {model: list(steps) for model, steps in self.steps.items()})
 
     def window(self, until: float, model_name: str | None, targets: Sequence[LatencyTarget]) -> ScrapeWindow:
         count = bisect.bisect_right(self.stamps, until)
@@ -95,9 +95,7 @@ class WindowHistory:
     def __init__(self, capacity: int = DEFAULT_CAPACITY, max_held: int = MAX_HELD) -> None:
         if capacity < 1 or max_held < 2:
             raise ValueError("capacity must be at least 1 and max_held at least 2")
-        self._capacity = capacity
-        self._max_held = max_held
-        self._held: OrderedDict[tuple[str, float], _Held] = OrderedDict()
+        self._cache: HistoryCache[_HeldScrapes] = HistoryCache(capacity, keep=lambda held: len(held.raws) <= max_held)
 
     async def window(
         self,
@@ -110,31 +108,20 @@ class WindowHistory:
         goodput_targets: Sequence[LatencyTarget] = (),
     ) -> ScrapeWindow:
         """The scrapes stored in [since, until] (by stored stamp), as `raw_between` returns them, summed."""
-        key = (instance_id, registered_at.timestamp())
-        stamp = since.timestamp()
-        held = self._held.get(key)
-        refreshed = None
-        if held is not None and stamp >= held.loaded_from:
-            current = held.since(stamp)
-            if len(current.stamps):
-                history = await snapshots.raw_after(instance_id, since, current.stamps[-1])
-                if history.known == len(current.stamps):
-                    refreshed = current.extended(history.newer)
-        if refreshed is None:
-            history = await snapshots.raw_after(instance_id, since, None)
-            refreshed = _Held(stamp, array("d"), []).extended(history.newer)
-        if refreshed is None:  # out of order: read exactly as `raw_between` does, and keep nothing
-            self._held.pop(key, None)
+
+        async def read(after: float | None) -> StampedHistory:
+            return await snapshots.raw_after(instance_id, since, after)
+
+        refresh = await self._cache.refresh(
+            (instance_id, registered_at.timestamp()),
+            since.timestamp(),
+            read,
+            lambda stamp: _HeldScrapes(stamp, array("d"), []),
+        )
+        if refresh.held is None:  # out of order: read exactly as `raw_between` does, and keep nothing
             raws = await snapshots.raw_between(instance_id, since, until)
             return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name, goodput_targets=goodput_targets))
-        if len(refreshed.raws) <= self._max_held:
-            self._held[key] = refreshed
-            self._held.move_to_end(key)
-            while len(self._held) > self._capacity:
-                self._held.popitem(last=False)
-        else:
-            self._held.pop(key, None)
-        return refreshed.window(until.timestamp(), model_name, goodput_targets)
+        return refresh.held.window(until.timestamp(), model_name, goodput_targets)
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self._cache)

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from performance_agent.simulator import SHAPE_PRESETS, InstanceSpec, SimulatedFleet, Workload
+from performance_agent.simulator import SHAPE_PRESETS, SimulatedFleet, SimulatedServerSpec, Workload
 
 __all__ = (
     "CHAT_GROUP",
@@ -104,7 +104,7 @@ class OffsetClock:
 def new_fleet(clock: OffsetClock) -> SimulatedFleet:
     """Every member on its own 127.0.0.1 port plus the hub; not started yet (the caller owns stopping it)."""
     specs = [
-        InstanceSpec(
+        SimulatedServerSpec(
             engine=member.engine,
             instance_id=member.instance_id,
             seed=index,

@@ -20,6 +20,7 @@ A key is absent when the page does not expose it; absent is unknown, never zero.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
@@ -36,8 +37,11 @@ __all__ = (
     "ENGINE_PREFIXES",
     "GAUGE_COMBINE",
     "HISTOGRAM_KEYS",
+    "RANK_ZERO_LABELS",
     "AdaptedPage",
     "EngineAdapter",
+    "ObjectiveSeries",
+    "WireSeries",
     "combine_gauge",
     "config_value",
     "detect_engine",
@@ -70,6 +74,37 @@ GAUGE_COMBINE: dict[str, GaugeRule] = {
 
 ENGINE_PREFIXES: dict[str, str] = {"vllm": "vllm:", "sglang": "sglang:", "tgi": "tgi_"}
 
+#: Tensor-, pipeline- and expert-parallel ranks report the same batch: only rank 0 is read.
+RANK_ZERO_LABELS = ("tp_rank", "pp_rank", "moe_ep_rank")
+
+
+@dataclass(frozen=True, slots=True)
+class WireSeries:
+    """One wire series: a histogram's base name or a counter, optionally only samples whose `label` is in `values`."""
+
+    name: str
+    only: tuple[str, frozenset[str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectiveSeries:
+    """The wire series an engine's SLO objectives are computed from, every generation newest first.
+
+    Why a table: the adapter reads these names from pages and the Prometheus rule generator
+    writes them into PromQL, so a rename is made once, here in the engine's module. An empty
+    tuple means the engine exposes no such series (TGI has no TTFT histogram and no single
+    counter of finished requests; the agent approximates those from several series).
+    """
+
+    ttft_s: tuple[WireSeries, ...] = ()
+    itl_s: tuple[WireSeries, ...] = ()
+    e2e_s: tuple[WireSeries, ...] = ()
+    generation_tokens: tuple[WireSeries, ...] = ()
+    requests_finished: tuple[WireSeries, ...] = ()
+    requests_failed: tuple[WireSeries, ...] = ()
+    #: Labels whose value must be "0" or absent (rank-0 reading, as the page reader does).
+    rank_zero_labels: tuple[str, ...] = ()
+
 
 class AdaptedPage(msgspec.Struct, kw_only=True):
     """One page in engine-neutral terms: the server total, each named model, and what the page revealed.
@@ -91,6 +126,11 @@ class EngineAdapter(Protocol):
 
     @property
     def engine(self) -> str: ...
+
+    @property
+    def objective_series(self) -> ObjectiveSeries:
+        """The wire series the SLO objectives read (also what Prometheus rules query)."""
+        ...
 
     @property
     def reads(self) -> tuple[str, ...]:

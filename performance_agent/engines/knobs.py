@@ -1,6 +1,7 @@
 """Tuning flags of vLLM, TGI and SGLang: exact CLI spellings, defaults, and where the page reveals them.
 
-Source of every fact: `../shared/reference/engine-knobs.md` (sections cited per entry);
+Source of every fact: the engines' own launcher docs and config code, named per table below and
+listed with their commits in docs/sources.md ("Engine flags");
 quantization methods are in `knobs_quantization`, defaults that depend on version or GPU in
 `knobs_defaults`. The
 planner speaks engine-neutral concepts (`max_running_requests`, `memory_fraction`, ...) and
@@ -68,7 +69,7 @@ class Knob:
 
 
 _VLLM: tuple[Knob, ...] = (
-    # engine-knobs.md §1.2
+    # vLLM `vllm/config/scheduler.py` @01230b40 (~0.11), `EngineArgs.get_batch_defaults` in `engine/arg_utils.py`
     Knob(
         "max_running_requests",
         "--max-num-seqs",
@@ -95,7 +96,7 @@ _VLLM: tuple[Knob, ...] = (
         negative_flag="--no-enable-chunked-prefill",
         declared_keys=("enable_chunked_prefill",),
     ),
-    # engine-knobs.md §1.1
+    # vLLM `vllm/config/cache.py` @002f10e0 (2026)
     Knob(
         "memory_fraction",
         "--gpu-memory-utilization",
@@ -150,7 +151,7 @@ _VLLM: tuple[Knob, ...] = (
         "derived at startup from memory left after weights",
         page_keys=("num_gpu_blocks",),
     ),
-    # engine-knobs.md §1.3
+    # vLLM `vllm/model_executor/layers/quantization/__init__.py` (~0.9 and 2026)
     Knob(
         "quantization",
         "--quantization",
@@ -162,7 +163,7 @@ _VLLM: tuple[Knob, ...] = (
 )
 
 _TGI: tuple[Knob, ...] = (
-    # engine-knobs.md §2.1
+    # TGI `docs/source/reference/launcher.md`, `launcher/src/main.rs` @db931fcf (after v3.3.7)
     Knob(
         "kv_pool_tokens",
         "--max-batch-total-tokens",
@@ -199,7 +200,7 @@ _TGI: tuple[Knob, ...] = (
         page_keys=("prefix_caching",),
         declared_keys=("prefix_caching",),
     ),
-    # engine-knobs.md §2.2
+    # TGI `docs/source/reference/launcher.md` @db931fcf (batching and admission)
     Knob(
         "batch_token_budget",
         "--max-batch-prefill-tokens",
@@ -235,7 +236,7 @@ _TGI: tuple[Knob, ...] = (
         "20 decode steps",
         declared_keys=("max_waiting_tokens",),
     ),
-    # engine-knobs.md §2.3
+    # TGI `docs/source/reference/launcher.md` @db931fcf (`--quantize`)
     Knob(
         "quantization",
         "--quantize",
@@ -247,7 +248,7 @@ _TGI: tuple[Knob, ...] = (
 )
 
 _SGLANG: tuple[Knob, ...] = (
-    # engine-knobs.md §3.1
+    # SGLang `docs/advanced_features/server_arguments.md` @004813e1 (2026), `srt/server_args.py`
     Knob(
         "memory_fraction",
         "--mem-fraction-static",
@@ -293,7 +294,7 @@ _SGLANG: tuple[Knob, ...] = (
         declared_keys=("disable_radix_cache",),
         inverted=True,
     ),
-    # engine-knobs.md §3.2
+    # SGLang `docs/advanced_features/server_arguments.md` @004813e1 (batching and scheduling)
     Knob(
         "max_running_requests",
         "--max-running-requests",
@@ -329,7 +330,7 @@ _SGLANG: tuple[Knob, ...] = (
         "1.0; raise it when requests are retracted often",
         declared_keys=("schedule_conservativeness",),
     ),
-    # engine-knobs.md §3.3
+    # SGLang `docs/advanced_features/server_arguments.md` @004813e1 (`--quantization`)
     Knob(
         "quantization",
         "--quantization",
@@ -352,7 +353,8 @@ def knob(engine: str, concept: str) -> Knob | None:
     return KNOBS.get(engine, {}).get(concept)
 
 
-# What an engine's page cannot tell at all (engine-metrics.md §4); detectors say so instead of guessing.
+# What an engine's page cannot tell at all (docs/sources.md, "What a page cannot tell"); detectors say so
+# instead of guessing.
 SIGNAL_GAPS: dict[str, dict[str, str]] = {
     "tgi": {
         "kv_cache_usage": (

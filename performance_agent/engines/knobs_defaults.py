@@ -1,6 +1,7 @@
 """Engine defaults that depend on the engine version or the GPU, resolved only when those are known.
 
-Facts from `../shared/reference/engine-knobs.md` (§1.1-1.2 vLLM, §3.1-3.2 SGLang).
+Facts from vLLM `vllm/config/{cache,scheduler}.py` and `EngineArgs.get_batch_defaults`, and SGLang
+`python/sglang/srt/server_args.py` (`_handle_gpu_memory_settings`, 2026); commits in docs/sources.md.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _sglang_chunked_prefill_size(gpu_memory_gib: float) -> int:
 
 
 def _sglang_cuda_graph_max_bs(gpu_memory_gib: float, tp: int) -> int:
-    # engine-knobs.md §3.2 (pairs read as tp < 4 / tp >= 4)
+    # SGLang `server_args.py` (2026): pairs read as tp < 4 / tp >= 4
     for limit, small_tp, large_tp in ((20, 8, 8), (35, 24, 80), (60, 32, 160), (160, 256, 512)):
         if gpu_memory_gib < limit:
             return small_tp if tp < 4 else large_tp
@@ -94,7 +95,7 @@ def _sglang_cuda_graph_max_bs(gpu_memory_gib: float, tp: int) -> int:
 
 
 def sglang_mem_fraction_static(gpu_memory_gib: float, tp_times_pp: int = 1) -> float:
-    """SGLang's computed --mem-fraction-static (engine-knobs.md §3.1), without DP-attention or speculative terms.
+    """SGLang's computed --mem-fraction-static (`srt/server_args.py`, 2026), without DP-attention or speculative terms.
 
     reserved (MB) = 512 + max(chunked_prefill_size, 2048) x 1.5 + cuda_graph_max_bs x 2 + tp x pp / 8 x 1024,
     at least 10 GiB on GPUs above 60 GiB; fraction = (memory - reserved) / memory.

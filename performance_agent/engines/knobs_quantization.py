@@ -1,6 +1,7 @@
 """How each engine serves each quantization method: flag value, whether a quantized checkpoint is needed.
 
-Facts from `../shared/reference/engine-knobs.md` §1.3, §2.3 and §3.3.
+Facts from vLLM `model_executor/layers/quantization/__init__.py`, TGI `docs/source/reference/launcher.md`
+(`--quantize`) and SGLang `docs/advanced_features/server_arguments.md`; commits in docs/sources.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class QuantizationOption:
 
 
 QUANTIZATION_METHODS: dict[str, dict[QuantizationMethod, QuantizationOption]] = {
-    # engine-knobs.md §1.3: fp8 = dynamic FP8 from a BF16 checkpoint (Hopper/Ada+); INT8 W8A8 and
+    # vLLM quantization/__init__.py (~0.9, 2026): fp8 = dynamic FP8 from a BF16 checkpoint (Hopper/Ada+); INT8 W8A8 and
     # W4A16 come as compressed-tensors / AWQ / GPTQ checkpoints (Marlin kernels).
     "vllm": {
         "fp8": QuantizationOption("fp8", False, 8, "FP8 needs compute capability >= 8.9 (Ada, Hopper or newer)", "low"),
@@ -43,7 +44,7 @@ QUANTIZATION_METHODS: dict[str, dict[QuantizationMethod, QuantizationOption]] = 
             "gptq_marlin", True, 4, "Marlin kernels need compute capability >= 8.0", "medium"
         ),
     },
-    # engine-knobs.md §2.3: fp8 (e4m3, H100+); eetq = on-the-fly 8-bit; awq/gptq need quantized checkpoints.
+    # TGI launcher.md @db931fcf: fp8 (e4m3, H100+); eetq = on-the-fly 8-bit; awq/gptq need quantized checkpoints.
     "tgi": {
         "fp8": QuantizationOption("fp8", False, 8, "FP8 needs an H100-class GPU or newer", "low"),
         "int8": QuantizationOption("eetq", False, 8, "EETQ int8 weight-only kernels (CUDA)", "low"),
@@ -54,7 +55,7 @@ QUANTIZATION_METHODS: dict[str, dict[QuantizationMethod, QuantizationOption]] = 
             "gptq", True, 4, "GPTQ kernels (Marlin used automatically where supported)", "medium"
         ),
     },
-    # engine-knobs.md §3.3: fp8 online; w8a8_int8 and awq/gptq need quantized checkpoints.
+    # SGLang server_arguments.md @004813e1: fp8 online; w8a8_int8 and awq/gptq need quantized checkpoints.
     "sglang": {
         "fp8": QuantizationOption("fp8", False, 8, "FP8 needs compute capability >= 8.9 (Ada, Hopper or newer)", "low"),
         "int8": QuantizationOption("w8a8_int8", True, 8, "INT8 W8A8 kernels", "medium"),

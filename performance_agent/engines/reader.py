@@ -15,19 +15,20 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from performance_agent.engines.base import AdaptedPage, combine_gauge
+from performance_agent.engines.base import RANK_ZERO_LABELS, AdaptedPage, combine_gauge
 from performance_agent.metrics.histogram import merge_histograms
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from performance_agent.engines.base import ObjectiveSeries, WireSeries
     from performance_agent.metrics.page import MetricsPage
     from performance_agent.metrics.snapshot import Approximation, ConfigValue
 
 __all__ = ("LabelFilter", "PageReader")
 
-_TAKE_RANK_ZERO = ("tp_rank", "pp_rank", "moe_ep_rank")
+_TAKE_RANK_ZERO = RANK_ZERO_LABELS
 
 LabelFilter = tuple[str, frozenset[str]]
 
@@ -130,6 +131,22 @@ class PageReader:
             counters[key] = counters.get(key, 0.0) + (value if matches else 0.0)
         self._read_created(name[: -len("_total")] + "_created" if name.endswith("_total") else name + "_created")
         return True
+
+    def objective_counter(self, key: str, generations: Sequence[WireSeries]) -> bool:
+        """Read `key` from the first of the counter's generations (newest first) that has samples."""
+        chosen = self._first_present(generations, "")
+        return chosen is not None and self.counter(key, chosen.name, only=chosen.only)
+
+    def objective_histograms(self, series: ObjectiveSeries) -> None:
+        """Read the latency histograms of the engine's objective table, each from its first generation present."""
+        for key, generations in (("ttft_s", series.ttft_s), ("itl_s", series.itl_s), ("e2e_s", series.e2e_s)):
+            chosen = self._first_present(generations, "_bucket")
+            if chosen is not None:
+                self.histogram(key, chosen.name, only=chosen.only)
+
+    def _first_present(self, generations: Sequence[WireSeries], suffix: str) -> WireSeries | None:
+        found = self.present(*(generation.name + suffix for generation in generations))
+        return next((g for g in generations if g.name + suffix == found), None)
 
     def zero_counter(self, key: str) -> None:
         """Record `key` as exposed-but-zero for every model seen so far (a lazily created counter)."""

@@ -1,11 +1,11 @@
 """SGLang's `/metrics` (first 2024 release through the 2026 collector) in engine-neutral terms.
 
-Renames handled (`shared/reference/engine-metrics.md` §3.3): the model label was `name` before
-`model_name`; `time_per_output_token_seconds` became `inter_token_latency_seconds` (both
-token-weighted); the cumulative gauge `total_retracted_reqs` became the counter
-`num_retracted_requests_total`. Scheduler series carry `tp_rank`/`pp_rank`/`moe_ep_rank` (rank 0
-is read) and `dp_rank` with DP attention (summed); `engine_type` and `priority` split nothing we
-report, so they are summed over.
+Renames handled (the history of SGLang's `python/sglang/srt/metrics/collector.py`, PRs #1853 and
+#4444; docs/sources.md): the model label was `name` before `model_name`;
+`time_per_output_token_seconds` became `inter_token_latency_seconds` (both token-weighted); the
+cumulative gauge `total_retracted_reqs` became the counter `num_retracted_requests_total`.
+Scheduler series carry `tp_rank`/`pp_rank`/`moe_ep_rank` (rank 0 is read) and `dp_rank` with DP
+attention (summed); `engine_type` and `priority` split nothing we report, so they are summed over.
 
 Requests aborted are `num_aborted_requests_total`; prometheus_client creates its labelled child on
 the first abort, so a family declared without samples means zero aborts, and an undeclared one
@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from performance_agent.engines.base import AdaptedPage, config_value, number_config
+from performance_agent.engines.base import (
+    RANK_ZERO_LABELS,
+    AdaptedPage,
+    ObjectiveSeries,
+    WireSeries,
+    config_value,
+    number_config,
+)
 from performance_agent.engines.reader import PageReader
 from performance_agent.metrics.snapshot import Approximation, ConfigValue
 
@@ -25,6 +32,16 @@ if TYPE_CHECKING:
     from performance_agent.metrics.page import MetricsPage
 
 __all__ = ("SglangAdapter",)
+
+OBJECTIVE_SERIES = ObjectiveSeries(
+    ttft_s=(WireSeries("sglang:time_to_first_token_seconds"),),
+    itl_s=(WireSeries("sglang:inter_token_latency_seconds"), WireSeries("sglang:time_per_output_token_seconds")),
+    e2e_s=(WireSeries("sglang:e2e_request_latency_seconds"),),
+    generation_tokens=(WireSeries("sglang:generation_tokens_total"),),
+    requests_finished=(WireSeries("sglang:num_requests_total"),),
+    requests_failed=(WireSeries("sglang:num_aborted_requests_total"),),
+    rank_zero_labels=RANK_ZERO_LABELS,
+)
 
 _CONFIG_GAUGES = {
     "sglang:max_total_num_tokens": "max_total_num_tokens",
@@ -38,6 +55,7 @@ class SglangAdapter:
     """Maps SGLang's tokenizer and scheduler metrics onto the concept keys of `RawSeries`."""
 
     engine = "sglang"
+    objective_series = OBJECTIVE_SERIES
     #: Family-name prefixes `adapt` reads; the scraper's parser skips every other family's samples.
     #: `tests/unit/test_engine_reads.py` checks that adapting with the filter changes nothing.
     reads: tuple[str, ...] = (
@@ -70,16 +88,12 @@ class SglangAdapter:
         reader = PageReader(page, ("model_name", "name"))
         approximations: list[Approximation] = []
 
-        reader.histogram("ttft_s", "sglang:time_to_first_token_seconds")
-        itl = reader.present("sglang:inter_token_latency_seconds_bucket", "sglang:time_per_output_token_seconds_bucket")
-        if itl is not None:
-            reader.histogram("itl_s", itl[: -len("_bucket")])
-        reader.histogram("e2e_s", "sglang:e2e_request_latency_seconds")
+        reader.objective_histograms(OBJECTIVE_SERIES)
         reader.histogram("queue_s", "sglang:queue_time_seconds")
 
         self._requests(reader, approximations)
         reader.counter("prompt_tokens", "sglang:prompt_tokens_total")
-        reader.counter("generation_tokens", "sglang:generation_tokens_total")
+        reader.objective_counter("generation_tokens", OBJECTIVE_SERIES.generation_tokens)
         preemptions = reader.present("sglang:num_retracted_requests_total", "sglang:total_retracted_reqs")
         if preemptions is not None:
             reader.counter("preemptions", preemptions)
@@ -99,7 +113,7 @@ class SglangAdapter:
 
     @staticmethod
     def _requests(reader: PageReader, approximations: list[Approximation]) -> None:
-        if not reader.counter("requests_finished", "sglang:num_requests_total") and reader.counter(
+        if not reader.objective_counter("requests_finished", OBJECTIVE_SERIES.requests_finished) and reader.counter(
             "requests_finished", "sglang:e2e_request_latency_seconds_count"
         ):
             approximations.append(
@@ -108,7 +122,7 @@ class SglangAdapter:
                     formula="rate(sglang:e2e_request_latency_seconds_count) (no sglang:num_requests_total on the page)",
                 )
             )
-        if reader.counter("requests_failed", "sglang:num_aborted_requests_total"):
+        if reader.objective_counter("requests_failed", OBJECTIVE_SERIES.requests_failed):
             return
         if reader.declared("sglang:num_aborted_requests_total") and reader.has_counter("requests_finished"):
             reader.zero_counter("requests_failed")

@@ -5,8 +5,8 @@ are accepted), there is no model label (one model per server), and a series appe
 was first touched. So when one of `tgi_request_success` / `tgi_request_failure` is on the page the
 other one being absent means zero, while both absent means unknown.
 
-TGI has no TTFT, token counter, KV usage or prefix-cache metric (`shared/reference/engine-metrics.md`
-§2). TTFT is approximated as the official dashboard does: p(queue) + p(prefill batch), computed by
+TGI has no TTFT, token counter, KV usage or prefix-cache metric (TGI `router/src/server.rs` @db931fcf,
+after v3.3.7). TTFT is approximated as the official dashboard does: p(queue) + p(prefill batch), computed by
 the snapshot builder from the `queue_s` and `prefill_s` histograms. ITL is the model's decode
 forward step; KV usage is the tokens the running batch reserved over the KV token capacity
 (reserved, not actually used). Each is listed in `approximations`.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from performance_agent.engines.base import AdaptedPage, number_config
+from performance_agent.engines.base import AdaptedPage, ObjectiveSeries, WireSeries, number_config
 from performance_agent.engines.reader import PageReader
 from performance_agent.metrics.snapshot import Approximation, ConfigValue
 
@@ -51,11 +51,20 @@ _GENERATION_APPROXIMATION = Approximation(
 _PREFILL = ("method", frozenset({"prefill"}))
 _DECODE = ("method", frozenset({"decode"}))
 
+#: No TTFT histogram (approximated from two) and no single counter of finished requests (success
+#: and failure are separate counters), so those objectives have no series to query directly.
+OBJECTIVE_SERIES = ObjectiveSeries(
+    itl_s=(WireSeries("tgi_batch_forward_duration", _DECODE),),
+    e2e_s=(WireSeries("tgi_request_duration"),),
+    generation_tokens=(WireSeries("tgi_request_generated_tokens_sum"),),
+)
+
 
 class TgiAdapter:
     """Maps TGI's router metrics onto the concept keys of `RawSeries`."""
 
     engine = "tgi"
+    objective_series = OBJECTIVE_SERIES
     #: Family-name prefixes `adapt` reads; the scraper's parser skips every other family's samples.
     #: `tests/unit/test_engine_reads.py` checks that adapting with the filter changes nothing.
     reads: tuple[str, ...] = (
@@ -78,18 +87,18 @@ class TgiAdapter:
         reader = PageReader(page)
         approximations: list[Approximation] = []
 
-        reader.histogram("e2e_s", "tgi_request_duration")
+        reader.objective_histograms(OBJECTIVE_SERIES)
         reader.histogram("queue_s", "tgi_request_queue_duration")
         reader.histogram("prefill_s", "tgi_batch_inference_duration", only=_PREFILL)
         if reader.has_histogram("queue_s") and reader.has_histogram("prefill_s"):
             approximations.append(TTFT_APPROXIMATION)
-        if reader.histogram("itl_s", "tgi_batch_forward_duration", only=_DECODE) and reader.has_histogram("itl_s"):
+        if reader.has_histogram("itl_s"):
             approximations.append(_ITL_APPROXIMATION)
 
         self._requests(reader)
         if reader.counter("prompt_tokens", "tgi_request_input_length_sum"):
             approximations.append(_PROMPT_APPROXIMATION)
-        if reader.counter("generation_tokens", "tgi_request_generated_tokens_sum"):
+        if reader.objective_counter("generation_tokens", OBJECTIVE_SERIES.generation_tokens):
             approximations.append(_GENERATION_APPROXIMATION)
 
         reader.gauge("requests_running", "tgi_batch_current_size")

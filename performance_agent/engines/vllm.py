@@ -1,7 +1,8 @@
 """vLLM's `/metrics` (V0 engine, V1 0.8 through the newest) in engine-neutral terms.
 
 Names move between releases; every concept lists its wire names newest first and the first one
-present on the page wins (source: `shared/reference/engine-metrics.md` §1):
+present on the page wins (source: vLLM `vllm/v1/metrics/loggers.py` ~0.8 to ~0.12 and `docs/usage/metrics.md`;
+commits in docs/sources.md):
 - ITL: `inter_token_latency_seconds` (≥0.11) replaces `time_per_output_token_seconds` (same data);
 - KV usage: `kv_cache_usage_perc` (≥0.9) replaces `gpu_cache_usage_perc`;
 - prefix cache: `prefix_cache_{queries,hits}` in tokens (≥0.9) replace `gpu_prefix_cache_*`, which
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from performance_agent.engines.base import AdaptedPage, config_value, number_config
+from performance_agent.engines.base import AdaptedPage, ObjectiveSeries, WireSeries, config_value, number_config
 from performance_agent.engines.reader import PageReader
 from performance_agent.metrics.snapshot import Approximation, ConfigValue
 
@@ -25,11 +26,21 @@ __all__ = ("VllmAdapter",)
 
 _FAILED_REASONS = ("finished_reason", frozenset({"abort", "error"}))
 
+OBJECTIVE_SERIES = ObjectiveSeries(
+    ttft_s=(WireSeries("vllm:time_to_first_token_seconds"),),
+    itl_s=(WireSeries("vllm:inter_token_latency_seconds"), WireSeries("vllm:time_per_output_token_seconds")),
+    e2e_s=(WireSeries("vllm:e2e_request_latency_seconds"),),
+    generation_tokens=(WireSeries("vllm:generation_tokens_total"),),
+    requests_finished=(WireSeries("vllm:request_success_total"),),
+    requests_failed=(WireSeries("vllm:request_success_total", _FAILED_REASONS),),
+)
+
 
 class VllmAdapter:
     """Maps every vLLM generation's names onto the concept keys of `RawSeries`."""
 
     engine = "vllm"
+    objective_series = OBJECTIVE_SERIES
     #: Family-name prefixes `adapt` reads; the scraper's parser skips every other family's samples.
     #: `tests/unit/test_engine_reads.py` checks that adapting with the filter changes nothing.
     reads: tuple[str, ...] = (
@@ -57,17 +68,13 @@ class VllmAdapter:
         reader = PageReader(page, ("model_name",))
         approximations: list[Approximation] = []
 
-        reader.histogram("ttft_s", "vllm:time_to_first_token_seconds")
-        itl = reader.present("vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket")
-        if itl is not None:
-            reader.histogram("itl_s", itl[: -len("_bucket")])
-        reader.histogram("e2e_s", "vllm:e2e_request_latency_seconds")
+        reader.objective_histograms(OBJECTIVE_SERIES)
         reader.histogram("queue_s", "vllm:request_queue_time_seconds")
 
-        if reader.counter("requests_finished", "vllm:request_success_total"):
-            reader.counter("requests_failed", "vllm:request_success_total", only=_FAILED_REASONS)
+        if reader.objective_counter("requests_finished", OBJECTIVE_SERIES.requests_finished):
+            reader.objective_counter("requests_failed", OBJECTIVE_SERIES.requests_failed)
         reader.counter("prompt_tokens", "vllm:prompt_tokens_total")
-        reader.counter("generation_tokens", "vllm:generation_tokens_total")
+        reader.objective_counter("generation_tokens", OBJECTIVE_SERIES.generation_tokens)
         reader.counter("preemptions", "vllm:num_preemptions_total")
         self._prefix_cache(reader, approximations)
 

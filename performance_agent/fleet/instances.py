@@ -1,4 +1,4 @@
-"""The instances, collect and history use cases, between the controllers and the repositories.
+"""The instance registry's use cases (register, list, replace, delete), between controllers and repositories.
 
 Endpoints are checked twice on purpose: every rule that needs no DNS when an instance is
 registered or changed (so an obviously forbidden URL is refused at once), and the full check,
@@ -8,60 +8,54 @@ with resolution, at every scrape (a name can start resolving elsewhere at any ti
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from performance_agent.analysis.config import slo_defaults
-from performance_agent.errors import (
-    ApiError,
-    ConflictError,
-    ErrorDetail,
-    ForbiddenError,
-    NotFoundError,
-    RequestValidationError,
-    UnprocessableError,
-    UpstreamError,
-)
+from performance_agent.clock import utc_now
+from performance_agent.errors import ConflictError, ErrorDetail, ForbiddenError, NotFoundError, RequestValidationError
 from performance_agent.fleet.schemas import (
+    HEADER_ENV_SETTING,
     REDACTED,
-    CollectRequest,
     HeaderFromEnv,
     HeaderValue,
     Instance,
     InstanceCreate,
     InstanceReplace,
     InstanceSpec,
+    metrics_url,
 )
-from performance_agent.metrics.collection import HEADER_ENV_SETTING, CollectionService, metrics_url
-from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.outbound.target_guard import TargetRefusedError, check_static
 from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
 if TYPE_CHECKING:
-    from performance_agent.analysis.schemas import SloTargets
-    from performance_agent.context import AgentContext
-    from performance_agent.metrics.snapshot import InstanceSnapshot
+    from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
     from performance_agent.outbound.target_guard import TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository
-    from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = (
     "FORBIDDEN_HEADERS",
-    "ActiveWorkflowFinder",
+    "ActiveWorkflows",
     "InstanceDeletedHook",
     "InstanceService",
     "parse_label_filters",
-    "scrape_failure_to_api_error",
     "to_instance",
+    "validate_spec",
 )
 
-#: Finds the active workflow an instance takes part in (its id), or None. Implemented by the
-#: workflow store; until one is wired into `AgentContext.active_workflow_finder`, no workflow
-#: can be active and DELETE is never refused for that reason.
-ActiveWorkflowFinder = Callable[[str], Awaitable[str | None]]
+
+class ActiveWorkflows(Protocol):
+    """Which active workflow an instance takes part in; implemented by the workflow repository.
+
+    A protocol here, beside the registry that asks, so the registry does not depend on workflows.
+    """
+
+    async def active_workflow_of(self, instance_id: str) -> str | None:
+        """The id of the active workflow the instance takes part in, or None."""
+        ...
+
 
 #: Called with the deleted registration and the time of the delete, after it is gone, so the
 #: parts that keep per-instance state (alerting) let go of it.
@@ -101,22 +95,6 @@ def to_instance(stored: StoredInstance) -> Instance:
     )
 
 
-def scrape_failure_to_api_error(failure: ScrapeFailure) -> ApiError:
-    context: dict[str, object] = dict(failure.context)
-    if failure.upstream_status is not None:
-        context["upstream_status"] = failure.upstream_status
-    reason = failure.reason
-    if reason == "target_not_allowed":
-        return ForbiddenError(failure.message, error=reason, context=context)
-    if reason == "upstream_timeout":
-        return UpstreamError(failure.message, error=reason, status_code=504, context=context)
-    if reason in ("upstream_unreachable", "upstream_error", "upstream_invalid_metrics"):
-        return UpstreamError(failure.message, error=reason, context=context)
-    if reason in ("engine_mismatch", "scrape_config_invalid"):
-        return UnprocessableError(failure.message, error=reason, context=context)
-    return ApiError(failure.message, context=context)
-
-
 def parse_label_filters(filters: list[str]) -> dict[str, str]:
     """`key=value` query values; a malformed one is a 422 on `query.label`."""
     wanted: dict[str, str] = {}
@@ -131,7 +109,7 @@ def parse_label_filters(filters: list[str]) -> dict[str, str]:
     return wanted
 
 
-def _validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
+def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
     """Cross-field and environment-dependent rules the body types cannot express (422 or 403)."""
     details: list[ErrorDetail] = []
     for name, value in spec.headers.items():
@@ -186,58 +164,32 @@ class InstanceService:
         self,
         *,
         instances: InstanceRepository,
-        snapshots: SnapshotRepository,
-        collection: CollectionService,
         allowlist: TargetAllowlist,
         allowed_header_env: frozenset[str],
-        default_timeout_s: float,
         slo_defaults: SloTargets,
-        active_workflow_finder: ActiveWorkflowFinder | None = None,
+        active_workflows: ActiveWorkflows | None = None,
         instance_deleted_hook: InstanceDeletedHook | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._instances = instances
         self._slo_defaults = slo_defaults
-        self._snapshots = snapshots
-        self._collection = collection
         self._allowlist = allowlist
         self._allowed_env = allowed_header_env
-        self._default_timeout_s = default_timeout_s
-        self._active_workflow_finder = active_workflow_finder
+        self._active_workflows = active_workflows
         self._instance_deleted_hook = instance_deleted_hook
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
-
-    @classmethod
-    def of(cls, agent: AgentContext, environ: Mapping[str, str] | None = None) -> InstanceService:
-        settings = agent.settings
-        allowed_env = frozenset(settings.scrape_header_env)
-        collection = CollectionService(
-            instances=agent.instances,
-            snapshots=agent.snapshots,
-            clients=agent.scrape_clients,
-            allowlist=agent.scrape_allowlist,
-            resolver=agent.scrape_resolver,
-            max_bytes=settings.scrape_max_bytes,
-            allowed_header_env=allowed_env,
-            environ=environ,
-        )
-        return cls(
-            instances=agent.instances,
-            snapshots=agent.snapshots,
-            collection=collection,
-            allowlist=agent.scrape_allowlist,
-            allowed_header_env=allowed_env,
-            default_timeout_s=settings.scrape_timeout_s,
-            slo_defaults=slo_defaults(settings.slo_defaults),
-            active_workflow_finder=agent.active_workflow_finder,
-            instance_deleted_hook=agent.instance_deleted_hook,
-        )
+        self._clock = clock if clock is not None else utc_now
 
     @property
-    def collection(self) -> CollectionService:
-        return self._collection
+    def slo_defaults(self) -> SloTargets:
+        """The configured targets, for an instance that declares none."""
+        return self._slo_defaults
 
-    async def _require(self, instance_id: str) -> StoredInstance:
+    def check_spec(self, spec: InstanceSpec) -> None:
+        """The registration rules (422/403), for the other use cases that write a spec (POST /collect)."""
+        validate_spec(spec, self._allowlist, self._allowed_env)
+
+    async def require(self, instance_id: str) -> StoredInstance:
+        """The registration, or a 404 `not_found`."""
         stored = await self._instances.get(instance_id)
         if stored is None:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
@@ -245,7 +197,7 @@ class InstanceService:
 
     async def register(self, body: InstanceCreate) -> Instance:
         spec = _spec_of(body, self._slo_defaults)
-        _validate_spec(spec, self._allowlist, self._allowed_env)
+        validate_spec(spec, self._allowlist, self._allowed_env)
         try:
             stored = await self._instances.create(body.instance_id, spec, self._clock())
         except InstanceExistsError:
@@ -263,14 +215,14 @@ class InstanceService:
                 [ErrorDetail(field="body.instance_id", message=f"must equal {instance_id!r}", type="invalid")],
             )
         spec = _spec_of(body, self._slo_defaults)
-        _validate_spec(spec, self._allowlist, self._allowed_env)
+        validate_spec(spec, self._allowlist, self._allowed_env)
         stored = await self._instances.replace(instance_id, spec, self._clock())
         if stored is None:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
         return to_instance(stored)
 
     async def get(self, instance_id: str) -> Instance:
-        return to_instance(await self._require(instance_id))
+        return to_instance(await self.require(instance_id))
 
     async def list(
         self, *, engine: str | None = None, status: str | None = None, labels: list[str] | None = None
@@ -289,9 +241,9 @@ class InstanceService:
         Why after: a refused or failed delete must leave the instance monitored. Should the hook
         fail, the error reaches the caller, and the next start resolves what it left firing.
         """
-        stored = await self._require(instance_id)
-        if self._active_workflow_finder is not None:
-            workflow_id = await self._active_workflow_finder(instance_id)
+        stored = await self.require(instance_id)
+        if self._active_workflows is not None:
+            workflow_id = await self._active_workflows.active_workflow_of(instance_id)
             if workflow_id is not None:
                 raise ConflictError(
                     f"Instance {instance_id!r} is part of active workflow {workflow_id}; finish or abort it first.",
@@ -303,32 +255,11 @@ class InstanceService:
         if self._instance_deleted_hook is not None:
             await self._instance_deleted_hook(stored, self._clock())
 
-    async def collect(self, engine: str, body: CollectRequest) -> InstanceSnapshot:
-        existing = await self._instances.get(body.instance_id)
-        if existing is not None and existing.spec.engine != engine:
-            raise UnprocessableError(
-                f"Instance {body.instance_id!r} is registered as {existing.spec.engine}, not {engine}.",
-                error="engine_mismatch",
-                context={"registered_engine": existing.spec.engine, "requested_engine": engine},
-            )
-        base = existing.spec if existing is not None else InstanceSpec(engine=engine, endpoint=body.endpoint)
-        changes: dict[str, object] = {"engine": engine, "endpoint": body.endpoint}
-        for name in ("metrics_path", "headers", "tls_verify", "ca_bundle"):
-            value = getattr(body, name)
-            if value is not msgspec.UNSET:
-                changes[name] = value
-        spec = msgspec.structs.replace(base, **changes)
-        _validate_spec(spec, self._allowlist, self._allowed_env)
-        stored, _ = await self._instances.upsert(body.instance_id, spec, self._clock())
-        timeout_s = body.timeout_s if body.timeout_s is not msgspec.UNSET else self._default_timeout_s
-        try:
-            return await self._collection.scrape(stored, timeout_s=timeout_s)
-        except ScrapeFailure as failure:
-            raise scrape_failure_to_api_error(failure) from None
-
-    async def history(self, instance_id: str, *, hours: int, limit: int) -> bytes:
-        """Stored snapshots as one JSON array, newest first, joined without re-encoding."""
-        await self._require(instance_id)
-        since = self._clock() - timedelta(hours=hours)
-        rows = await self._snapshots.history_json(instance_id, since, limit)
-        return b"[" + b",".join(rows) + b"]"
+    async def replace_slo(self, instance_id: str, update: SloTargetsUpdate) -> Instance:
+        """Replace the instance's targets: named ones as given, the others from the configured defaults."""
+        stored = await self.require(instance_id)
+        spec = msgspec.structs.replace(stored.spec, slo=update.over(self._slo_defaults))
+        replaced = await self._instances.replace(instance_id, spec, self._clock())
+        if replaced is None:  # deleted between the read and the write
+            raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
+        return to_instance(replaced)

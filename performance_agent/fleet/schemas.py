@@ -20,11 +20,12 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from performance_agent.analysis.schemas import SloTargets, SloTargetsUpdate
 from performance_agent.engines.registry import SUPPORTED_ENGINES
+from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
 
 __all__ = (
     "ENGINE_PATTERN",
+    "HEADER_ENV_SETTING",
     "INSTANCE_ID_PATTERN",
     "REDACTED",
     "CollectRequest",
@@ -40,11 +41,14 @@ __all__ = (
     "InstanceSpec",
     "InstanceStatus",
     "ModelInfo",
+    "metrics_url",
 )
 
 INSTANCE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 ENGINE_PATTERN = "^(" + "|".join(SUPPORTED_ENGINES) + ")$"
 REDACTED = "REDACTED"
+#: The setting that lists the environment variables a scrape header may reference.
+HEADER_ENV_SETTING = "PERF_AGENT_SCRAPE_HEADER_ENV"
 
 InstanceId = Annotated[
     str,
@@ -200,3 +204,8 @@ class CollectRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     headers: Headers | msgspec.UnsetType = msgspec.UNSET
     tls_verify: bool | msgspec.UnsetType = msgspec.UNSET
     ca_bundle: CaBundle | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def metrics_url(endpoint: str, metrics_path: str) -> str:
+    """The URL a registration is scraped at."""
+    return endpoint.rstrip("/") + metrics_path

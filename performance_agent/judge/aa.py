@@ -10,7 +10,6 @@ pause here with probability at most alpha * AA_ALPHA_SHARE (0.01 by default).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -43,9 +42,9 @@ def aa_check(
     threshold = round(max(len(metrics), 1) / (plan.alpha * alpha_share), 9)
     aa_plan = msgspec.structs.replace(plan, metrics=metrics, threshold=threshold)
     _, judgement = judge_window(JudgeState(), aa_plan, first_canary, rest)
-    log_threshold = math.log(threshold)
-    failing = [metric for metric in judgement.metrics if metric.log_evidence >= log_threshold]
     reasons = [
         f"first canary cohort already worse than the rest before any change: {reason}" for reason in judgement.reasons
     ]
-    return AaResult(passed=not failing, threshold=threshold, reasons=reasons, metrics=judgement.metrics)
+    return AaResult(
+        passed=judgement.decision == "continue", threshold=threshold, reasons=reasons, metrics=judgement.metrics
+    )

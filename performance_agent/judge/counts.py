@@ -10,33 +10,52 @@ rather than guessed at.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from performance_agent.metrics.histogram import merge_histograms
-from performance_agent.metrics.snapshot import CumulativeHistogram
-
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from performance_agent.metrics.snapshot import RawSeries
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = (
     "LATENCY_METRICS",
     "PER_TOKEN_METRICS",
     "BucketCounts",
     "CohortCounts",
+    "HistogramLike",
+    "SeriesLike",
     "bucket_counts",
     "cohort_counts",
     "merge_cohorts",
     "request_scaled",
+    "summed_counts",
 )
 
 #: Latency histograms the judge knows (concept keys of `engines/base.py`).
 LATENCY_METRICS = ("ttft_s", "itl_s", "e2e_s", "queue_s")
 #: Histograms that observe once per generated token, not once per request.
 PER_TOKEN_METRICS = frozenset({"itl_s"})
+
+
+class HistogramLike(Protocol):
+    """What the judge reads of the agent's `metrics.snapshot.CumulativeHistogram`.
+
+    Protocols instead of imports keep the judge a leaf package: `metrics` converts its windows
+    into judge counts, so the judge must not depend on `metrics` (import-linter's acyclic check).
+    """
+
+    @property
+    def buckets(self) -> Sequence[tuple[float, float]]: ...
+
+
+class SeriesLike(Protocol):
+    """What the judge reads of the agent's `metrics.snapshot.RawSeries` (one instance's increase)."""
+
+    @property
+    def histograms(self) -> Mapping[str, HistogramLike]: ...
+
+    @property
+    def counters(self) -> Mapping[str, float]: ...
 
 
 class BucketCounts(msgspec.Struct, kw_only=True):
@@ -116,7 +135,7 @@ def request_scaled(counts: BucketCounts, requests: float) -> BucketCounts | None
     )
 
 
-def bucket_counts(histogram: CumulativeHistogram) -> BucketCounts | None:
+def bucket_counts(histogram: HistogramLike) -> BucketCounts | None:
     """Judge counts from the agent's cumulative (or delta) histogram; None without a `+Inf` bucket."""
     ordered = sorted(histogram.buckets, key=lambda bucket: bucket[0])
     if not ordered or ordered[-1][0] != math.inf:
@@ -129,20 +148,36 @@ def bucket_counts(histogram: CumulativeHistogram) -> BucketCounts | None:
     )
 
 
-def cohort_counts(increases: Iterable[RawSeries]) -> CohortCounts:
-    """A cohort's counts from each instance's increase over the window (`metrics.builder.scrape_step` sums).
+def summed_counts(parts: Iterable[BucketCounts]) -> BucketCounts | None:
+    """The sum of valid bucket counts at the edges they all have (as `metrics.histogram.merge_histograms`
+    sums the agent's histograms: counts at a common edge are exact, other edges are dropped).
+    Invalid parts (resets) are left out; None when nothing is left."""
+    valid = [part for part in parts if part.is_valid()]
+    if not valid:
+        return None
+    common = set(valid[0].edges).intersection(*(part.edges for part in valid[1:]))
+    positions = [dict(zip(part.edges, part.counts_le, strict=True)) for part in valid]
+    edges = sorted(common)
+    return BucketCounts(
+        edges=edges,
+        counts_le=[math.fsum(position[edge] for position in positions) for edge in edges],
+        total=math.fsum(part.total for part in valid),
+    )
 
-    Histograms are summed with `merge_histograms` (only edges every instance has), counters are
-    added; an instance without a counter leaves that counter unknown for the cohort only if no
-    instance has it.
+
+def cohort_counts(increases: Iterable[SeriesLike]) -> CohortCounts:
+    """A cohort's counts from each instance's increase over the window (`metrics.builder` increases).
+
+    Histograms are summed with `summed_counts` (only edges every instance has), counters are
+    added; a counter no instance has stays unknown.
     """
     series = list(increases)
     histograms: dict[str, BucketCounts] = {}
     for metric in LATENCY_METRICS:
-        merged = merge_histograms(item.histograms[metric] for item in series if metric in item.histograms)
-        converted = None if merged is None else bucket_counts(merged)
-        if converted is not None:
-            histograms[metric] = converted
+        parts = [bucket_counts(item.histograms[metric]) for item in series if metric in item.histograms]
+        summed = summed_counts(part for part in parts if part is not None)
+        if summed is not None:
+            histograms[metric] = summed
     return CohortCounts(
         instances=len(series),
         requests=_summed(series, "requests_finished") or 0.0,
@@ -152,30 +187,22 @@ def cohort_counts(increases: Iterable[RawSeries]) -> CohortCounts:
     )
 
 
-def _summed(series: list[RawSeries], key: str) -> float | None:
+def _summed(series: list[SeriesLike], key: str) -> float | None:
     values = [item.counters[key] for item in series if key in item.counters]
     return math.fsum(values) if values else None
-
-
-def _as_histogram(counts: BucketCounts) -> CumulativeHistogram:
-    buckets = [*zip(counts.edges, counts.counts_le, strict=True), (math.inf, counts.total)]
-    return CumulativeHistogram(buckets=buckets, sum=0.0, count=counts.total)
 
 
 def merge_cohorts(cohorts: Iterable[CohortCounts]) -> CohortCounts:
     """The sum of several cohorts' counts (e.g. the baseline from the first canary cohort and the rest).
 
-    Histograms are summed as `merge_histograms` does (only edges every cohort has); an invalid
-    histogram (a reset) is left out. A counter unknown in every cohort stays unknown.
+    Histograms are summed with `summed_counts`; a counter unknown in every cohort stays unknown.
     """
     items = list(cohorts)
     histograms: dict[str, BucketCounts] = {}
     for metric in LATENCY_METRICS:
-        parts = [item.histograms[metric] for item in items if metric in item.histograms]
-        merged = merge_histograms(_as_histogram(part) for part in parts if part.is_valid())
-        converted = None if merged is None else bucket_counts(merged)
-        if converted is not None:
-            histograms[metric] = converted
+        summed = summed_counts(item.histograms[metric] for item in items if metric in item.histograms)
+        if summed is not None:
+            histograms[metric] = summed
     errors = [item.errors for item in items if item.errors is not None]
     preemptions = [item.preemptions for item in items if item.preemptions is not None]
     return CohortCounts(

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from performance_agent.judge.counts import BucketCounts, CohortCounts
     from performance_agent.judge.plan import EdgePlan, MetricPlan
 
-__all__ = ("EdgeWindow", "metric_window")
+__all__ = ("EdgeWindow", "edge_key", "metric_window")
 
 # Shares are kept strictly inside (0, 1) so that every logarithm stays finite.
 _SHARE_CEILING = 1.0 - 1e-9
@@ -123,12 +123,15 @@ def _additive_log_psi(canary: tuple[float, float], reference: tuple[float, float
     return math.log(odds(boundary + increase)) - math.log(odds(boundary))
 
 
-def _edge_key(plan: EdgePlan) -> str:
+def edge_key(plan: EdgePlan) -> str:
     return f"{plan.source}:{plan.edge!r}"
 
 
 def _latency(
-    plan: MetricPlan, canary: CohortCounts, reference: CohortCounts | None, alternatives: Sequence[float]
+    plan: MetricPlan,
+    canary: CohortCounts,
+    reference: CohortCounts | None,
+    alternatives: Sequence[float],
 ) -> list[EdgeWindow]:
     windows = []
     canary_counts = {source: canary.histogram(source) for source in {edge.source for edge in plan.edges}}
@@ -137,7 +140,7 @@ def _latency(
         seen = _above(canary_counts[edge.source], edge.edge)
         if seen is None:
             continue
-        key = _edge_key(edge)
+        key = edge_key(edge)
         if plan.kind == "latency_limit":
             windows.append(_one_sample(key, edge.edge, seen, edge.tolerated_share, alternatives))
         elif reference is None:
@@ -154,7 +157,10 @@ def _latency(
 
 
 def _counts(
-    plan: MetricPlan, canary: CohortCounts, reference: CohortCounts | None, alternatives: Sequence[float]
+    plan: MetricPlan,
+    canary: CohortCounts,
+    reference: CohortCounts | None,
+    alternatives: Sequence[float],
 ) -> list[EdgeWindow]:
     kind = plan.kind
     if kind == "error_rate" or (kind == "error_rate_increase" and reference is None):
@@ -172,7 +178,8 @@ def _counts(
             return []
         seen = (min(canary.errors, canary.requests), canary.requests)
         other = (min(reference.errors, reference.requests), reference.requests)
-        return [_two_sample(kind, None, seen, other, _additive_log_psi(seen, other, plan.tolerance), alternatives)]
+        log_psi = _additive_log_psi(seen, other, plan.tolerance)
+        return [_two_sample(kind, None, seen, other, log_psi, alternatives)]
     if kind == "throughput":
         return [
             _rate_test(
@@ -230,7 +237,10 @@ def _rate_test(
 
 
 def metric_window(
-    plan: MetricPlan, canary: CohortCounts, reference: CohortCounts | None, alternatives: Sequence[float]
+    plan: MetricPlan,
+    canary: CohortCounts,
+    reference: CohortCounts | None,
+    alternatives: Sequence[float],
 ) -> list[EdgeWindow]:
     """This window's evidence for one metric: one entry per edge (or one for a count metric) that had data."""
     if plan.kind in ("latency", "latency_limit", "goodput"):

@@ -147,10 +147,13 @@ def _goodput_edge(counts: BucketCounts | None, target: float) -> float | None:
     return next((edge for edge in reversed(counts.edges) if edge <= target), None)
 
 
-def _count_share(baseline: CohortCounts, value: float | None) -> tuple[float, float] | None:
-    if value is None or baseline.requests <= 0:
-        return None
-    return min(value, baseline.requests), baseline.requests
+#: Count-based metrics: (metric and kind, guardrail, critical).
+_COUNT_METRICS: tuple[tuple[MetricKind, str, bool], ...] = (
+    ("error_rate", "max_error_rate", True),
+    ("error_rate_increase", "max_error_rate_increase", False),
+    ("throughput", "max_throughput_decrease", False),
+    ("preemptions", "max_preemptions_increase", False),
+)
 
 
 def plan_margins(baseline: CohortCounts, tolerances: Tolerances, settings: JudgeSettings | None = None) -> JudgePlan:
@@ -193,51 +196,24 @@ def plan_margins(baseline: CohortCounts, tolerances: Tolerances, settings: Judge
                     )
                 ]
             metrics.append(plan)
-    if tolerances.slo_targets_s:
-        metrics.append(_goodput_plan(baseline, tolerances, delta))
-    if tolerances.max_error_rate is not None:
+    if tolerances.slo_targets_s and tolerances.max_goodput_decrease is not None:
+        metrics.append(_goodput_plan(baseline, tolerances.slo_targets_s, tolerances.max_goodput_decrease, delta))
+    for kind, guardrail, critical in _COUNT_METRICS:
+        tolerance = getattr(tolerances, guardrail)
+        if tolerance is None:
+            continue
+        tolerated = tolerance if kind == "error_rate" else None
+        if kind == "error_rate_increase" and baseline.errors is not None and baseline.requests > 0:
+            errors = min(baseline.errors, baseline.requests)
+            tolerated = min(upper_confidence_bound(errors, baseline.requests, delta) + tolerance, 0.999)
         metrics.append(
             MetricPlan(
-                metric="error_rate",
-                guardrail="max_error_rate",
-                kind="error_rate",
-                tolerance=tolerances.max_error_rate,
-                critical=True,
-                tolerated_share=tolerances.max_error_rate,
-            )
-        )
-    if tolerances.max_error_rate_increase is not None:
-        share = _count_share(baseline, baseline.errors)
-        tolerated = (
-            None
-            if share is None
-            else min(upper_confidence_bound(share[0], share[1], delta) + tolerances.max_error_rate_increase, 0.999)
-        )
-        metrics.append(
-            MetricPlan(
-                metric="error_rate_increase",
-                guardrail="max_error_rate_increase",
-                kind="error_rate_increase",
-                tolerance=tolerances.max_error_rate_increase,
+                metric=kind,
+                guardrail=guardrail,
+                kind=kind,
+                tolerance=tolerance,
+                critical=critical,
                 tolerated_share=tolerated,
-            )
-        )
-    if tolerances.max_throughput_decrease is not None:
-        metrics.append(
-            MetricPlan(
-                metric="throughput",
-                guardrail="max_throughput_decrease",
-                kind="throughput",
-                tolerance=tolerances.max_throughput_decrease,
-            )
-        )
-    if tolerances.max_preemptions_increase is not None:
-        metrics.append(
-            MetricPlan(
-                metric="preemptions",
-                guardrail="max_preemptions_increase",
-                kind="preemptions",
-                tolerance=tolerances.max_preemptions_increase,
             )
         )
     return JudgePlan(
@@ -250,9 +226,8 @@ def plan_margins(baseline: CohortCounts, tolerances: Tolerances, settings: Judge
     )
 
 
-def _goodput_plan(baseline: CohortCounts, tolerances: Tolerances, delta: float) -> MetricPlan:
-    decrease = tolerances.max_goodput_decrease
-    targets = sorted(tolerances.slo_targets_s.items())
+def _goodput_plan(baseline: CohortCounts, slo_targets_s: dict[str, float], decrease: float, delta: float) -> MetricPlan:
+    targets = sorted(slo_targets_s.items())
     edges = []
     for metric, target in targets:
         counts = baseline.histogram(metric)
@@ -282,7 +257,6 @@ def _enabled_count(tolerances: Tolerances) -> int:
     count += sum(
         absolute is not None and getattr(tolerances, absolute) is not None for _, _, absolute in LATENCY_GUARDRAILS
     )
-    count += bool(tolerances.slo_targets_s)
-    for name in ("max_error_rate", "max_error_rate_increase", "max_throughput_decrease", "max_preemptions_increase"):
-        count += getattr(tolerances, name) is not None
+    count += bool(tolerances.slo_targets_s) and tolerances.max_goodput_decrease is not None
+    count += sum(getattr(tolerances, guardrail) is not None for _, guardrail, _ in _COUNT_METRICS)
     return count

@@ -54,7 +54,8 @@ class Tolerances(msgspec.Struct, kw_only=True, frozen=True):
 
     `max_queue_p99_increase` is None (not judged) by default: queueing is already inside TTFT and
     e2e, and at light load queue times sit in the lowest buckets, where a harmless shift of a
-    millisecond is a large ratio. `slo_targets_s` maps latency keys to SLO targets for goodput.
+    millisecond is a large ratio. `slo_targets_s` maps latency keys to SLO targets for goodput,
+    which is judged only when targets are given and `max_goodput_decrease` is not None.
     """
 
     max_ttft_p99_increase: float | None = 0.2
@@ -68,7 +69,7 @@ class Tolerances(msgspec.Struct, kw_only=True, frozen=True):
     max_ttft_p99_s: float | None = None
     max_itl_p99_s: float | None = None
     max_e2e_p99_s: float | None = None
-    max_goodput_decrease: float = 0.02
+    max_goodput_decrease: float | None = 0.02
     slo_targets_s: dict[str, float] = msgspec.field(default_factory=dict)
 
     @classmethod
@@ -76,6 +77,8 @@ class Tolerances(msgspec.Struct, kw_only=True, frozen=True):
         """Every field of `guardrails` (a `Guardrails` or any object) that the judge knows, by name."""
         names = [name for name in cls.__struct_fields__ if name != "slo_targets_s"]
         values = {name: getattr(guardrails, name) for name in names if hasattr(guardrails, name)}
+        if values.get("max_goodput_decrease", 0.0) is None:
+            values.pop("max_goodput_decrease")  # an unset guardrail keeps the judge's default
         return cls(**values, slo_targets_s=dict(slo_targets_s or {}))
 
 

@@ -1,14 +1,18 @@
 """Judge one window: add its likelihood ratios to the running evidence and decide.
 
-Per metric the running evidence is an e-process: the mean over edges of the mean over
-alternatives of the product of the windows' likelihood ratios. Under the null (the canary no
-worse than tolerated) each product is a nonnegative supermartingale starting at 1, and so is any
-average of them; Ville's inequality then bounds the chance that it *ever* reaches 1/a by a. That
-is why looking at every window, extending a stage or carrying the evidence into the next stage
-does not inflate false rollbacks: the threshold K / (alpha * 0.7) is crossed by a harmless
-canary with probability at most alpha * 0.7 / K per metric, whenever and however often one looks.
+Per metric the running evidence is an e-process: the mean over edges and alternatives of a
+mixture over start times of products of the windows' likelihood ratios (the product from window
+s on, weighted w_s = 1/2 for s = 1 and 1 / (2 s (s - 1)) after, the weights summing to 1), so that
+a regression that only starts late is not buried under the evidence of the harmless windows
+before it. Under the null (the canary no worse than tolerated) every product is a nonnegative
+supermartingale starting at 1, and so is any such average; Ville's inequality then bounds the
+chance that it *ever* reaches 1/a by a. That is why looking at every window, extending a stage or
+carrying the evidence into the next stage does not inflate false rollbacks: the threshold
+K / (alpha * 0.7) is crossed by a harmless canary with probability at most alpha * 0.7 / K per
+metric, whenever and however often one looks.
 
-`JudgeState` only holds the running sums of log ratios (per metric, edge and alternative), so a
+`JudgeState` holds, per metric, edge and alternative, the log of the started part of that mixture
+(S_t = LR_t (S_{t-1} + w_t)); the e-value is S_t plus the weight not started yet, 1 / (2t). A
 window costs the new window's ratios and nothing more.
 """
 
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from performance_agent.judge.evidence import EdgeWindow, metric_window
+from performance_agent.judge.evidence import EdgeWindow, edge_key, metric_window
 from performance_agent.judge.likelihood import log_mean_exp
 
 if TYPE_CHECKING:
@@ -35,7 +39,7 @@ _DISPLAY_CAP = 1e300
 
 
 class MetricState(msgspec.Struct, kw_only=True):
-    """Running log likelihood ratios of one metric: edge key -> one sum per alternative."""
+    """Running evidence of one metric: edge key -> log S_t per alternative (see the module docstring)."""
 
     edges: dict[str, list[float]] = msgspec.field(default_factory=dict)
     windows: int = 0
@@ -111,21 +115,47 @@ def _share(above: float | None, total: float | None) -> float | None:
     return above / total
 
 
-def _edge_count(plan: MetricPlan) -> int:
-    return len(plan.edges) if plan.kind in ("latency", "latency_limit", "goodput") else 1
+def _edge_keys(plan: MetricPlan) -> list[str]:
+    if plan.kind in ("latency", "latency_limit", "goodput"):
+        return [edge_key(edge) for edge in plan.edges]
+    return [plan.kind]
 
 
-def _metric_log_evidence(plan: MetricPlan, state: MetricState) -> float:
-    """log of the mean over the plan's edges of each edge's e-value (1 for an edge never seen)."""
-    count = _edge_count(plan)
-    if count == 0:
+def _log_start_weight(window_index: int) -> float:
+    """log w_t: half the weight starts at the first window, 1 / (2 t (t - 1)) at window t >= 2."""
+    if window_index <= 1:
+        return math.log(0.5)
+    return -math.log(2.0 * window_index * (window_index - 1))
+
+
+def _log_unstarted(window_index: int) -> float:
+    """log of the weight not started after `window_index` windows: 1 / (2 t), 1 before any."""
+    return 0.0 if window_index <= 0 else -math.log(2.0 * window_index)
+
+
+def _log_add(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    top = max(a, b)
+    return top + math.log(math.exp(a - top) + math.exp(b - top))
+
+
+def _edge_log_evidence(started: list[float] | None, window_index: int) -> float:
+    """log e-value of one edge: the mean over alternatives of started part + unstarted weight."""
+    if started is None:
         return 0.0
-    per_edge = [log_mean_exp(sums) for sums in state.edges.values()]
-    per_edge.extend([0.0] * max(count - len(per_edge), 0))
-    return log_mean_exp(per_edge)
+    unstarted = _log_unstarted(window_index)
+    return log_mean_exp([_log_add(value, unstarted) for value in started])
 
 
-def _edge_evidence(window: EdgeWindow, sums: list[float], kind: str) -> EdgeEvidence:
+def _metric_log_evidence(plan: MetricPlan, edges: dict[str, list[float]], window_index: int) -> float:
+    keys = _edge_keys(plan)
+    if not keys:
+        return 0.0
+    return log_mean_exp([_edge_log_evidence(edges.get(key), window_index) for key in keys])
+
+
+def _edge_evidence(window: EdgeWindow, log_before: float, log_evidence: float, kind: str) -> EdgeEvidence:
     rate_test = kind in ("throughput", "preemptions")
     return EdgeEvidence(
         key=window.key,
@@ -138,8 +168,8 @@ def _edge_evidence(window: EdgeWindow, sums: list[float], kind: str) -> EdgeEvid
         reference_share=None if rate_test else _share(window.reference_above, window.reference_total),
         margin=window.null_odds_ratio,
         tolerated_share=window.null_share if not rate_test else None,
-        window_evidence=_shown(log_mean_exp(window.log_ratios)),
-        evidence=_shown(log_mean_exp(sums)),
+        window_evidence=_shown(log_evidence - log_before),
+        evidence=_shown(log_evidence),
     )
 
 
@@ -149,21 +179,30 @@ def _judge_metric(
     canary: CohortCounts,
     reference: CohortCounts | None,
     judge: JudgePlan,
+    window_index: int,
 ) -> tuple[MetricState, MetricEvidence]:
-    windows = metric_window(plan, canary, reference, judge.alternatives) if _edge_count(plan) else []
-    edges = {key: list(sums) for key, sums in previous.edges.items()} if previous is not None else {}
-    shown = []
-    for window in windows:
-        sums = edges.get(window.key) or [0.0] * len(window.log_ratios)
-        sums = [total + ratio for total, ratio in zip(sums, window.log_ratios, strict=True)]
-        edges[window.key] = sums
-        shown.append(_edge_evidence(window, sums, plan.kind))
-    state = MetricState(edges=edges, windows=(previous.windows if previous is not None else 0) + 1)
-    log_evidence = _metric_log_evidence(plan, state)
-    count = _edge_count(plan)
-    window_log = (
-        log_mean_exp([log_mean_exp(w.log_ratios) for w in windows] + [0.0] * (count - len(windows))) if count else 0.0
+    """Window t multiplies every started component by its ratio (1 without data) after starting w_t more."""
+    before = previous.edges if previous is not None else {}
+    keys = _edge_keys(plan)
+    windows = (
+        {window.key: window for window in metric_window(plan, canary, reference, judge.alternatives)} if keys else {}
     )
+    log_weight = _log_start_weight(window_index)
+    alternatives = len(judge.alternatives)
+    edges: dict[str, list[float]] = {}
+    shown = []
+    for key in keys:
+        window = windows.get(key)
+        ratios = window.log_ratios if window is not None else [0.0] * alternatives
+        old = before.get(key)
+        start = old if old is not None and len(old) == alternatives else [-math.inf] * alternatives
+        edges[key] = [_log_add(value, log_weight) + ratio for value, ratio in zip(start, ratios, strict=True)]
+        if window is not None:
+            log_before = _edge_log_evidence(old, window_index - 1)
+            shown.append(_edge_evidence(window, log_before, _edge_log_evidence(edges[key], window_index), plan.kind))
+    state = MetricState(edges=edges, windows=(previous.windows if previous is not None else 0) + 1)
+    log_evidence = _metric_log_evidence(plan, edges, window_index)
+    log_before = _metric_log_evidence(plan, before, window_index - 1) if before else 0.0
     evidence = MetricEvidence(
         metric=plan.metric,
         guardrail=plan.guardrail,
@@ -171,7 +210,7 @@ def _judge_metric(
         tolerance=plan.tolerance,
         critical=plan.critical,
         judged=bool(windows),
-        window_evidence=_shown(window_log),
+        window_evidence=_shown(log_evidence - log_before),
         evidence=_shown(log_evidence),
         log_evidence=log_evidence,
         threshold=judge.threshold,
@@ -215,7 +254,7 @@ def judge_window(
     shown: list[MetricEvidence] = []
     for metric_plan in plan.metrics:
         metric_state, evidence = _judge_metric(
-            metric_plan, state.metrics.get(metric_plan.metric), canary, reference, plan
+            metric_plan, state.metrics.get(metric_plan.metric), canary, reference, plan, state.windows + 1
         )
         metrics[metric_plan.metric] = metric_state
         shown.append(evidence)

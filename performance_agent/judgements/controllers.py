@@ -7,46 +7,26 @@ changes anything, so the key a Flagger or Argo Rollouts installation holds can b
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
-from litestar.params import PathParameter
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, SkipValidation
 
-from performance_agent.context import AgentDependency
 from performance_agent.judgements import examples
 from performance_agent.judgements.schemas import FlaggerCheck, FlaggerHook, Judgement, JudgementCreate
-from performance_agent.judgements.service import JudgementDefaults, JudgementService
+from performance_agent.judgements.service import JudgementService
 from performance_agent.openapi_spec import example_body, responses
-from performance_agent.security import Role
-from performance_agent.storage.judgements import SqliteJudgementRepository
-from performance_agent.workflows.controllers import request_actor, workflow_defaults
-from performance_agent.workflows.policy import MonitorPolicy
+from performance_agent.security import KeyRingDependency, Role
+from performance_agent.workflows.controllers import request_actor
 
-if TYPE_CHECKING:
-    from performance_agent.context import AgentContext
-
-__all__ = ("JudgementsController", "judgement_defaults", "judgement_service")
+__all__ = ("JudgementsController", "JudgementsDependency")
 
 _OPERATOR = {"role": Role.operator}
 JudgementIdPath = Annotated[str, PathParameter(min_length=1, max_length=128, description="The judgement's id.")]
 
-
-def judgement_defaults(agent: AgentContext) -> JudgementDefaults:
-    """The workflow defaults: the same guardrails, judge and window interval as a rollout would get."""
-    defaults = workflow_defaults(agent)
-    return JudgementDefaults(
-        guardrails=defaults.guardrails, judge=defaults.judge, interval_s=MonitorPolicy().interval_s
-    )
-
-
-def judgement_service(agent: AgentContext) -> JudgementService:
-    return JudgementService(
-        judgements=SqliteJudgementRepository(agent.database),
-        instances=agent.instances,
-        defaults=judgement_defaults(agent),
-        clock=time.time,
-    )
+#: How handlers receive the app's one `JudgementService` (built by the composition root).
+JudgementsDependency = NamedDependency[SkipValidation[JudgementService]]
 
 
 class JudgementsController(Controller):
@@ -64,7 +44,8 @@ class JudgementsController(Controller):
     async def start(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        judgements: JudgementsDependency,
+        key_ring: KeyRingDependency,
         data: Annotated[JudgementCreate, example_body("Judge two canaries against six controls", examples.CREATE)],
     ) -> Judgement:
         """For Argo Rollouts and Flagger: they move the traffic, the agent says whether the canary is worse.
@@ -73,7 +54,7 @@ class JudgementsController(Controller):
         true until the evidence says the canary is slower than tolerated (then `verdict: fail` for
         good). 422 for unknown, repeated or shared instances.
         """
-        return await judgement_service(agent).create(data, actor=request_actor(request, agent))
+        return await judgements.create(data, actor=request_actor(request, key_ring))
 
     @get(
         "/{judgement_id:str}",
@@ -81,9 +62,9 @@ class JudgementsController(Controller):
         summary="A judgement's verdict, `ok` flag and latest evidence (an Argo Rollouts `web` metric)",
         responses=responses(200, Judgement, examples.JUDGEMENT, "The judgement", 404),
     )
-    async def get_judgement(self, agent: AgentDependency, judgement_id: JudgementIdPath) -> Judgement:
+    async def get_judgement(self, judgements: JudgementsDependency, judgement_id: JudgementIdPath) -> Judgement:
         """Point an Argo Rollouts `web` metric here with `jsonPath: "{$.ok}"` and `successCondition: result == true`."""
-        return await judgement_service(agent).get(judgement_id)
+        return await judgements.get(judgement_id)
 
     @delete(
         "/{judgement_id:str}",
@@ -93,12 +74,12 @@ class JudgementsController(Controller):
         summary="Stop a judgement now, with its final verdict",
         responses=responses(200, Judgement, examples.JUDGEMENT_STOPPED, "The stopped judgement", 404, 409),
     )
-    async def stop(self, agent: AgentDependency, judgement_id: JudgementIdPath) -> Judgement:
+    async def stop(self, judgements: JudgementsDependency, judgement_id: JudgementIdPath) -> Judgement:
         """`pass` if it never failed and the canary served `judge.min_canary_requests`; else `inconclusive` (or `fail`).
 
         409 `judgement_finished` when it had already stopped.
         """
-        return await judgement_service(agent).stop(judgement_id)
+        return await judgements.stop(judgement_id)
 
     @post(
         "/{judgement_id:str}/flagger",
@@ -109,9 +90,9 @@ class JudgementsController(Controller):
     )
     async def flagger(
         self,
-        agent: AgentDependency,
+        judgements: JudgementsDependency,
         judgement_id: JudgementIdPath,
         data: Annotated[FlaggerHook | None, example_body("What Flagger posts", examples.FLAGGER_HOOK)] = None,
     ) -> FlaggerCheck:
         """Flagger reads only the status: 200 passes the check, 409 `judgement_failed` fails it (and 404 too)."""
-        return await judgement_service(agent).flagger(judgement_id)
+        return await judgements.flagger(judgement_id)

@@ -24,6 +24,7 @@ __all__ = (
     "FlaggerHook",
     "Judgement",
     "JudgementCreate",
+    "JudgementSetup",
     "JudgementStatus",
     "JudgementVerdict",
 )
@@ -62,7 +63,20 @@ class FlaggerCheck(msgspec.Struct, kw_only=True):
     ok: bool
 
 
-class Judgement(msgspec.Struct, kw_only=True):
+class JudgementSetup(msgspec.Struct, kw_only=True):
+    """What a judgement was started with, resolved against the defaults: shown by the API and stored."""
+
+    judgement_id: str
+    canary_instance_ids: list[str]
+    control_instance_ids: list[str]
+    interval_s: float
+    max_duration_s: float
+    guardrails: Guardrails
+    judge: JudgeSettings
+    created_by: str
+
+
+class Judgement(JudgementSetup, kw_only=True):
     """A judgement's current state. `ok` is false only once the canary failed: use it as the pass signal.
 
     `verdict` is `running` until the judgement stops (by `DELETE` or after `max_duration_s`), then
@@ -71,18 +85,10 @@ class Judgement(msgspec.Struct, kw_only=True):
     soon as the evidence crossed the threshold or an absolute limit was breached, and it stays.
     """
 
-    judgement_id: str
     status: JudgementStatus
     verdict: JudgementVerdict
     ok: bool
     reason: str | None
-    canary_instance_ids: list[str]
-    control_instance_ids: list[str]
-    interval_s: float
-    max_duration_s: float
-    guardrails: Guardrails
-    judge: JudgeSettings
-    created_by: str
     created_at: datetime
     updated_at: datetime
     ends_at: datetime

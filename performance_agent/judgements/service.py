@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from performance_agent.clock import utc
 from performance_agent.errors import ApiError, ConflictError, ErrorDetail, NotFoundError, RequestValidationError
 from performance_agent.judge import JudgeSettings
 from performance_agent.judgements.schemas import FlaggerCheck, Judgement
 from performance_agent.judgements.state import JudgementDoc, final_verdict
 from performance_agent.storage.judgements import JudgementVersionConflict
 from performance_agent.workflows.policy import Guardrails, resolve_guardrails, resolve_judge
-from performance_agent.workflows.views import utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from performance_agent.judgements.schemas import JudgementCreate
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.judgements import SqliteJudgementRepository, StoredJudgement
+    from performance_agent.workflows.validation import CreateDefaults
 
 __all__ = ("DEFAULT_MAX_DURATION_S", "JudgementDefaults", "JudgementFailed", "JudgementService", "to_view")
 
@@ -46,6 +47,11 @@ class JudgementDefaults:
     interval_s: float
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     max_duration_s: float = DEFAULT_MAX_DURATION_S
+
+    @classmethod
+    def of_workflows(cls, defaults: CreateDefaults) -> JudgementDefaults:
+        """The same guardrails, judge and window interval as a rollout would get."""
+        return cls(guardrails=defaults.guardrails, judge=defaults.judge, interval_s=defaults.monitor.interval_s)
 
 
 def to_view(stored: StoredJudgement) -> Judgement:

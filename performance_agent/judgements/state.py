@@ -18,22 +18,13 @@ from __future__ import annotations
 
 import msgspec
 
-from performance_agent.judge import JudgePlan, JudgeSettings, JudgeState, WindowJudgement
-from performance_agent.judgements.schemas import JudgementStatus, JudgementVerdict
-from performance_agent.workflows.policy import Guardrails
+from performance_agent.judge import JudgePlan, JudgeState, WindowJudgement
+from performance_agent.judgements.schemas import JudgementSetup, JudgementStatus, JudgementVerdict
 
 __all__ = ("JudgementDoc", "final_verdict")
 
 
-class JudgementDoc(msgspec.Struct, kw_only=True):
-    judgement_id: str
-    canary_instance_ids: list[str]
-    control_instance_ids: list[str]
-    interval_s: float
-    max_duration_s: float
-    guardrails: Guardrails
-    judge: JudgeSettings
-    created_by: str
+class JudgementDoc(JudgementSetup, kw_only=True):
     created_at: float
     updated_at: float
     status: JudgementStatus = "running"

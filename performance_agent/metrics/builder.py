@@ -57,8 +57,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "COMPOSITE_TTFT",
+    "AggregateFigures",
     "RawScrape",
-    "WindowFigures",
     "aggregate_steps",
     "aggregate_window",
     "build_snapshot",
@@ -91,7 +91,7 @@ class RawScrape(msgspec.Struct, kw_only=True):
     models: dict[str, RawSeries] = msgspec.field(default_factory=dict)
 
 
-class WindowFigures(msgspec.Struct, kw_only=True):
+class AggregateFigures(msgspec.Struct, kw_only=True):
     """Figures of one instance over a longer window, or of a group of instances (a cohort).
 
     Rates and gauge counts are sums over the instances (PromQL `sum(rate(...))`); divide by
@@ -201,7 +201,7 @@ def build_snapshot(
 
 def aggregate_window(
     scrapes: Sequence[RawScrape], *, model_name: str | None = None, goodput_targets: Sequence[LatencyTarget] = ()
-) -> WindowFigures:
+) -> AggregateFigures:
     """Figures of one instance over the span of its stored scrapes (the server total, or one model).
 
     Increases are summed scrape to scrape, so a restart inside the window loses nothing, as with
@@ -216,7 +216,7 @@ def cohort_figures(
     *,
     model_name: str | None = None,
     goodput_targets: Sequence[LatencyTarget] = (),
-) -> WindowFigures:
+) -> AggregateFigures:
     """Figures of a group of instances (canary or control cohort) over their windows.
 
     Quantiles come from the bucket increases summed over all instances, rates are the sum of each
@@ -263,23 +263,23 @@ def aggregate_steps(
     *,
     model_name: str | None = None,
     goodput_targets: Sequence[LatencyTarget] = (),
-) -> WindowFigures:
+) -> AggregateFigures:
     """`aggregate_window` of scrapes `first` .. `last` (oldest first) from their `scrape_step`s.
 
     The result is identical to `aggregate_window` over the same scrapes: the steps are summed in
     the same order.
     """
     if not steps:
-        return WindowFigures()
+        return AggregateFigures()
     return _window_of([_increase_of_steps(first, last, steps, model_name)], goodput_targets)
 
 
-def _window_of(increases: list[_Increase], goodput_targets: Sequence[LatencyTarget] = ()) -> WindowFigures:
+def _window_of(increases: list[_Increase], goodput_targets: Sequence[LatencyTarget] = ()) -> AggregateFigures:
     if not increases:
-        return WindowFigures()
+        return AggregateFigures()
     latency, throughput, load, errors, composite = _figures(increases)
     windows = [increase.seconds for increase in increases if increase.seconds is not None]
-    return WindowFigures(
+    return AggregateFigures(
         window_s=max(windows) if windows else None,
         instances=len(increases),
         latency=latency,

@@ -12,66 +12,64 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
-from performance_agent.analysis.slo import goodput_targets
+from performance_agent.clock import utc_now
 from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
-from performance_agent.fleet.schemas import HeaderFromEnv, HeaderValue, InstanceError
-from performance_agent.metrics.builder import build_snapshot, raw_scrape
-from performance_agent.metrics.exposition import ExpositionError, parse_page
-from performance_agent.metrics.scraper import ScrapeFailure, TlsOptions, fetch_page
+from performance_agent.fleet.schemas import HEADER_ENV_SETTING, HeaderFromEnv, HeaderValue, InstanceError, metrics_url
+from performance_agent.metrics.builder import build_snapshot, encode_raw_scrape, raw_scrape
+from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
+from performance_agent.metrics.goodput import goodput_targets
+from performance_agent.metrics.scraper import ScrapeFailure, fetch_page
+from performance_agent.outbound.pinned import TlsOptions
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
-from performance_agent.storage.snapshots import encode_raw
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import datetime
 
-    from performance_agent.metrics.scraper import ScrapeClients
+    from prometheus_client import CollectorRegistry
+
     from performance_agent.metrics.snapshot import InstanceSnapshot
+    from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = (
-    "HEADER_ENV_SETTING",
-    "INSTANCES_BY_STATUS",
-    "SCRAPE_DURATION",
-    "SCRAPE_FAILURES",
     "CollectionService",
-    "metrics_url",
+    "ScrapeMetrics",
     "resolve_headers",
 )
 
 logger = logging.getLogger("performance_agent.metrics.collection")
 
-HEADER_ENV_SETTING = "PERF_AGENT_SCRAPE_HEADER_ENV"
 
-SCRAPE_DURATION = Histogram(
-    "performance_agent_scrape_duration_seconds",
-    "Time to scrape, parse and store one instance's metrics page, by engine and outcome (ok or the error code).",
-    ("engine", "outcome"),
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
-SCRAPE_FAILURES = Counter(
-    "performance_agent_scrape_failures_total",
-    "Scrapes that stored no snapshot, by engine and reason (the API error code).",
-    ("engine", "reason"),
-)
-INSTANCES_BY_STATUS = Gauge(
-    "performance_agent_instances",
-    "Registered instances by the outcome of their last scrape (pending: never scraped).",
-    ("status",),
-)
+class ScrapeMetrics:
+    """Scrape durations and failures, registered on one app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "performance_agent_scrape_duration_seconds",
+            "Time to scrape, parse and store one instance's metrics page, by engine and outcome (ok or the error "
+            "code).",
+            ("engine", "outcome"),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=registry,
+        )
+        self.failures = Counter(
+            "performance_agent_scrape_failures_total",
+            "Scrapes that stored no snapshot, by engine and reason (the API error code).",
+            ("engine", "reason"),
+            registry=registry,
+        )
+
+
 _encoder = msgspec.json.Encoder()
-
-
-def metrics_url(endpoint: str, metrics_path: str) -> str:
-    return endpoint.rstrip("/") + metrics_path
 
 
 def resolve_headers(
@@ -104,14 +102,18 @@ class CollectionService:
         *,
         instances: InstanceRepository,
         snapshots: SnapshotRepository,
-        clients: ScrapeClients,
+        clients: PinnedClients,
         allowlist: TargetAllowlist,
         resolver: Resolver,
         max_bytes: int,
         allowed_header_env: frozenset[str],
+        metrics: ScrapeMetrics,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self._metrics = metrics
+        #: What parsing learnt from earlier pages, kept for this service's life (one per app).
+        self._parser_cache = ParserCache()
         self._instances = instances
         self._snapshots = snapshots
         self._clients = clients
@@ -120,7 +122,7 @@ class CollectionService:
         self._max_bytes = max_bytes
         self._allowed_header_env = allowed_header_env
         self._environ = environ if environ is not None else os.environ
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        self._clock = clock if clock is not None else utc_now
 
     async def scrape(self, instance: StoredInstance, *, timeout_s: float) -> InstanceSnapshot:
         """Scrape, store and return a snapshot; on failure record it and raise `ScrapeFailure`."""
@@ -129,14 +131,14 @@ class CollectionService:
         try:
             snapshot = await self._scrape(instance, timeout_s)
         except ScrapeFailure as failure:
-            SCRAPE_FAILURES.labels(engine, failure.reason).inc()
-            SCRAPE_DURATION.labels(engine, failure.reason).observe(time.perf_counter() - started)
+            self._metrics.failures.labels(engine, failure.reason).inc()
+            self._metrics.duration.labels(engine, failure.reason).observe(time.perf_counter() - started)
             error = InstanceError(
                 code=failure.reason, message=failure.message, at=self._clock(), upstream_status=failure.upstream_status
             )
             await self._instances.record_failure(instance.instance_id, error)
             raise
-        SCRAPE_DURATION.labels(engine, "ok").observe(time.perf_counter() - started)
+        self._metrics.duration.labels(engine, "ok").observe(time.perf_counter() - started)
         return snapshot
 
     async def _scrape(self, instance: StoredInstance, timeout_s: float) -> InstanceSnapshot:
@@ -160,7 +162,12 @@ class CollectionService:
         collected_at = self._clock()
         try:
             # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
-            page = parse_page(fetched.text, openmetrics=fetched.openmetrics, keep=FAMILY_FILTERS[spec.engine])
+            page = parse_page(
+                fetched.text,
+                openmetrics=fetched.openmetrics,
+                keep=FAMILY_FILTERS[spec.engine],
+                cache=self._parser_cache,
+            )
         except ExpositionError as invalid:
             raise ScrapeFailure(
                 "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
@@ -187,7 +194,10 @@ class CollectionService:
             goodput_targets=goodput_targets(spec.slo) if spec.slo is not None else (),
         )
         stored = await self._snapshots.add(
-            instance.instance_id, collected_at, _encoder.encode(snapshot), encode_raw(raw_scrape(adapted, collected_at))
+            instance.instance_id,
+            collected_at,
+            _encoder.encode(snapshot),
+            encode_raw_scrape(raw_scrape(adapted, collected_at)),
         )
         if not stored:
             logger.info(

@@ -18,20 +18,20 @@ import contextlib
 import logging
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
+from prometheus_client.core import GaugeMetricFamily
 
+from performance_agent.clock import utc_now
 from performance_agent.fleet.schemas import InstanceError
-from performance_agent.metrics.collection import INSTANCES_BY_STATUS
 from performance_agent.metrics.scraper import ScrapeFailure
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     from performance_agent.background import Heartbeat
-    from performance_agent.context import AgentContext
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     AfterScrape = Callable[[StoredInstance, InstanceSnapshot], Awaitable[object]]
     from performance_agent.storage.snapshots import SnapshotRepository
 
-__all__ = ("PRUNE_INTERVAL_S", "Collector", "CycleReport", "RetentionPruner", "start_background_collection")
+__all__ = ("PRUNE_INTERVAL_S", "Collector", "CycleReport", "InstanceStatusCollector", "RetentionPruner")
 
 logger = logging.getLogger("performance_agent.metrics.collector")
 
@@ -82,6 +82,8 @@ class Collector:
         self._rng = rng if rng is not None else random.Random()
         self._next_due: dict[str, float] = {}
         self._in_flight: dict[str, asyncio.Task[bool]] = {}
+        #: Registered instances by status, as of the last dispatch pass (None before the first one).
+        self.status_counts: dict[str, int] | None = None
         #: How long the loop sleeps between two dispatch passes.
         self.tick_s = min(1.0, max(interval_s / 4, 0.01))
 
@@ -124,8 +126,7 @@ class Collector:
             started.append(instance_id)
         for forgotten in set(self._next_due) - known:
             del self._next_due[forgotten]
-        for status, count in counts.items():
-            INSTANCES_BY_STATUS.labels(status).set(count)
+        self.status_counts = counts
         return started
 
     def _forget(self, task: asyncio.Task[bool]) -> None:
@@ -173,7 +174,7 @@ class Collector:
             except Exception as exc:
                 logger.exception("scrape crashed", extra={"instance": instance.instance_id})
                 error = InstanceError(
-                    code="internal_error", message=f"the scrape crashed: {type(exc).__name__}", at=datetime.now(UTC)
+                    code="internal_error", message=f"the scrape crashed: {type(exc).__name__}", at=utc_now()
                 )
                 with contextlib.suppress(Exception):
                     await self._instances.record_failure(instance.instance_id, error)
@@ -203,8 +204,12 @@ class RetentionPruner:
         self._snapshots = snapshots
         self._retention = timedelta(hours=retention_hours)
         self._interval_s = interval_s
-        self._now = now if now is not None else (lambda: datetime.now(UTC))
+        self._now = now if now is not None else utc_now
         self._sleep = sleep
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval_s
 
     async def prune_once(self) -> int:
         removed = await self._snapshots.prune(self._now() - self._retention)
@@ -219,23 +224,21 @@ class RetentionPruner:
             await self._sleep(self._interval_s)
 
 
-def start_background_collection(
-    agent: AgentContext, after_scrape: AfterScrape | None = None
-) -> tuple[Collector, RetentionPruner]:
-    """Start the collector and the retention pruner as supervised loops (from the app's lifespan)."""
-    from performance_agent.fleet.instances import InstanceService
+class InstanceStatusCollector:
+    """`performance_agent_instances{status}`, read from the collector's last pass at scrape time."""
 
-    settings = agent.settings
-    collector = Collector(
-        instances=agent.instances,
-        collection=InstanceService.of(agent).collection,
-        interval_s=settings.scrape_interval_s,
-        concurrency=settings.scrape_concurrency,
-        timeout_s=settings.scrape_timeout_s,
-        after_scrape=after_scrape,
-    )
-    pruner = RetentionPruner(agent.snapshots, settings.history_retention_hours)
-    if settings.scrape_background:
-        agent.loops.start("collector", collector.run, stale_after_s=max(30.0, collector.tick_s * 10))
-    agent.loops.start("history-retention", pruner.run, stale_after_s=PRUNE_INTERVAL_S * 3)
-    return collector, pruner
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self._collector.status_counts
+        if counts is None:
+            return
+        family = GaugeMetricFamily(
+            "performance_agent_instances",
+            "Registered instances by the outcome of their last scrape (pending: never scraped).",
+            labels=("status",),
+        )
+        for status, count in counts.items():
+            family.add_metric((status,), count)
+        yield family

@@ -1,4 +1,4 @@
-"""OpenAPI examples of the instances, collect and history endpoints.
+"""OpenAPI examples of the collect and history endpoints.
 
 The snapshot is a real one: the SGLang fixture page (Llama-3.1-8B under load) run through the
 parser, adapter and builder, rounded. `tests/api/test_openapi_contract.py` decodes every
@@ -9,45 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ("COLLECT_REQUEST", "INSTANCE", "INSTANCE_CREATE", "INSTANCE_REPLACE", "SNAPSHOT")
-
-INSTANCE_CREATE: dict[str, Any] = {
-    "instance_id": "vllm-llama-0",
-    "engine": "vllm",
-    "endpoint": "http://10.0.0.5:8000",
-    "metrics_path": "/metrics",
-    "labels": {"team": "search", "pool": "a"},
-    "slo": {"ttft_p99_s": 2.0, "itl_p99_s": 0.1, "error_rate": 0.01},
-    "engine_args": {"--max-num-seqs": 256, "--gpu-memory-utilization": 0.9},
-    "gpu": {"model": "H100-80GB", "memory_gib": 80, "count": 1},
-    "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "architecture": "LlamaForCausalLM", "parameters_b": 8},
-    "headers": {"Authorization": {"env": "VLLM_TOKEN", "prefix": "Bearer "}},
-}
-
-INSTANCE_REPLACE: dict[str, Any] = {key: value for key, value in INSTANCE_CREATE.items() if key != "instance_id"}
-
-INSTANCE: dict[str, Any] = {
-    **INSTANCE_CREATE,
-    # the targets the body named, the rest from the configured defaults (here the built-in ones)
-    "slo": {
-        "ttft_p99_s": 2.0,
-        "ttft_p95_s": 1.0,
-        "itl_p99_s": 0.1,
-        "e2e_p99_s": 30.0,
-        "error_rate": 0.01,
-        "min_generation_tokens_per_s": None,
-        "target_ratio": 0.99,
-    },
-    "tls_verify": True,
-    "ca_bundle": None,
-    "status": "up",
-    "last_seen": "2026-01-01T12:00:00Z",
-    "last_scrape_at": "2026-01-01T12:00:00Z",
-    "last_error": None,
-    "consecutive_failures": 0,
-    "created_at": "2026-01-01T09:30:00Z",
-    "updated_at": "2026-01-01T09:30:00Z",
-}
+__all__ = ("COLLECT_REQUEST", "SNAPSHOT")
 
 COLLECT_REQUEST: dict[str, Any] = {
     "instance_id": "sglang-llama-0",

@@ -43,33 +43,48 @@ from performance_agent.metrics.page import MetricFamily, MetricsPage, Sample
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("ExpositionError", "clear_parser_caches", "parse_page")
+__all__ = ("ExpositionError", "ParserCache", "parse_page")
 
 _new_sample: Final = tuple.__new__
 
-# Label texts, label-name tokens and metric names already proven valid, shared by every parse:
-# a scraper re-reads the same servers' pages every few seconds, and instances serving one model
-# repeat each other's label sets. Each entry is a pure function of its key and is never handed
-# out (samples get copies), so sharing changes no result. The bound keeps a server with
-# high-cardinality labels from growing memory without limit: past it, everything is forgotten.
-_SHARED_CACHE_LIMIT: Final = 50_000
-_label_cache: Final[dict[str, dict[str, str]]] = {}
-_label_tokens: Final[dict[str, str]] = {}
-_known_names: Final[set[str]] = set()
+
+class ParserCache:
+    """Label texts, label-name tokens and metric names already proven valid, kept across parses.
+
+    Why: a scraper re-reads the same servers' pages every few seconds, and instances serving one
+    model repeat each other's label sets. Each entry is a pure function of its key and is never
+    handed out (samples get copies), so keeping them changes no result. The owner decides how
+    long they live (the collection service keeps one per app); `parse_page` without one starts
+    empty, as a fresh process would. `limit` keeps a server with high-cardinality labels from
+    growing memory without bound: past it, everything is forgotten.
+    """
+
+    __slots__ = ("labels", "limit", "names", "tokens")
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self.labels: dict[str, dict[str, str]] = {}
+        self.tokens: dict[str, str] = {}
+        self.names: set[str] = set()
+
+    def clear(self) -> None:
+        self.labels.clear()
+        self.tokens.clear()
+        self.names.clear()
+
 
 # name, `name{`, its length, the appends of the name's series and of its family's samples,
 # ... and whether the caller's `keep` declined the family (its samples are skipped unparsed).
 _Route = tuple[str, str, int, "Callable[[Sample], None]", "Callable[[Sample], None]", bool]
 
 
-def clear_parser_caches() -> None:
-    """Forget every remembered label set and name, as in a fresh process (benchmarks of a first parse use it)."""
-    _label_cache.clear()
-    _label_tokens.clear()
-    _known_names.clear()
-
-
-def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[str], bool] | None = None) -> MetricsPage:
+def parse_page(
+    text: str,
+    *,
+    openmetrics: bool | None = None,
+    keep: Callable[[str], bool] | None = None,
+    cache: ParserCache | None = None,
+) -> MetricsPage:
     """Parse a whole page; `openmetrics=None` guesses the format from a trailing `# EOF`.
 
     A page cut between two lines parses (a histogram simply has fewer buckets), because partial
@@ -79,6 +94,7 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
     a third of a vLLM page) skip the rest: their families are still declared in `page.families`
     (engine detection looks at names), but their samples are neither parsed nor stored, so a
     malformed value inside a skipped family goes unnoticed. Without `keep` everything is checked.
+    `cache` carries what earlier parses learnt (see `ParserCache`).
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n")
@@ -94,11 +110,13 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
     page = MetricsPage()
     families = page.families
     series = page.series
-    if len(_label_cache) > _SHARED_CACHE_LIMIT or len(_known_names) > _SHARED_CACHE_LIMIT:
-        clear_parser_caches()
-    label_cache = _label_cache
-    label_tokens = _label_tokens
-    known_names = _known_names
+    if cache is None:
+        cache = ParserCache()
+    elif len(cache.labels) > cache.limit or len(cache.names) > cache.limit:
+        cache.clear()
+    label_cache = cache.labels
+    label_tokens = cache.tokens
+    known_names = cache.names
     sample_type = Sample
     no_labels = NO_LABELS
     routes: dict[str, _Route] = {}
@@ -137,7 +155,8 @@ def parse_page(text: str, *, openmetrics: bool | None = None, keep: Callable[[st
             brace = line.find("{")
             if keep is not None:
                 name = line[:brace] if brace > 0 else line.partition(" ")[0]
-                if name != last_name and name in known_names:
+                # Learnt first if new, so a declined family is skipped whatever earlier parses saw.
+                if name != last_name and (name in known_names or learn_name(name, known_names)):
                     route = routes.get(name)
                     if route is None:
                         route = routes[name] = _route_for(name, series, families, keep)

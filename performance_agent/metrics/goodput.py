@@ -33,9 +33,10 @@ import msgspec
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.snapshot import CumulativeHistogram
 
-__all__ = ("Goodput", "LatencyTarget", "ShareBounds", "TargetShare", "goodput", "share_within")
+__all__ = ("Goodput", "LatencyTarget", "ShareBounds", "TargetShare", "goodput", "goodput_targets", "share_within")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +153,19 @@ def goodput(histograms: Mapping[str, CumulativeHistogram], targets: Sequence[Lat
     joint = max(0.0, 1.0 - math.fsum(1.0 - share.share for share in per_request))
     exact = len(per_request) == 1 and per_request[0].exact
     return Goodput(share=joint, exact=exact, targets=shares, missing=missing)
+
+
+def goodput_targets(targets: SloTargets) -> tuple[LatencyTarget, ...]:
+    """The per-request latency limits goodput judges: the p99 objectives of TTFT, e2e and ITL.
+
+    Why the p99 targets: a p99 target is the limit almost every request must meet, so a request
+    above it is a bad request. `ttft_p95_s` is a stricter limit that 5% of requests may exceed,
+    not a per-request limit; counting it too would also charge one slow TTFT twice in the joint
+    bound. ITL is observed per token (`per_token`), so it is reported but not part of the
+    request share (see `metrics.goodput`).
+    """
+    return (
+        LatencyTarget("ttft_p99_s", "ttft_s", targets.ttft_p99_s),
+        LatencyTarget("e2e_p99_s", "e2e_s", targets.e2e_p99_s),
+        LatencyTarget("itl_p99_s", "itl_s", targets.itl_p99_s, per_token=True),
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.params import PathParameter
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, SkipValidation
 
-from performance_agent.context import AgentDependency
 from performance_agent.openapi_spec import example_body, responses
 from performance_agent.optimization.api import PLAN_ID_PATTERN, OptimizeRequest
 from performance_agent.optimization.examples import optimize_request_example, plan_example
@@ -16,6 +16,9 @@ from performance_agent.optimization.service import OptimizationService
 from performance_agent.security import Role
 
 __all__ = ("OptimizeController",)
+
+#: How handlers receive the app's one `OptimizationService` (built by the composition root).
+OptimizationDependency = NamedDependency[SkipValidation[OptimizationService]]
 
 _PLAN_EXAMPLE = plan_example()
 
@@ -34,7 +37,7 @@ class OptimizeController(Controller):
     )
     async def optimize(
         self,
-        agent: AgentDependency,
+        optimization: OptimizationDependency,
         data: Annotated[OptimizeRequest, example_body("Balanced, low quality risk", optimize_request_example())],
     ) -> OptimizationPlan:
         """Analyse the instance's last `window_minutes` and plan changes for its findings.
@@ -46,7 +49,7 @@ class OptimizeController(Controller):
         `executable` by a rollout workflow. 404 unknown instance; 409 `insufficient_data` as for
         `POST /analyze`.
         """
-        return await OptimizationService.of(agent).optimize(data)
+        return await optimization.optimize(data)
 
     @get(
         "/{plan_id:str}",
@@ -63,7 +66,7 @@ class OptimizeController(Controller):
     )
     async def get_plan(
         self,
-        agent: AgentDependency,
+        optimization: OptimizationDependency,
         plan_id: Annotated[str, PathParameter(pattern=PLAN_ID_PATTERN, description="`plan-` and 32 hex digits.")],
     ) -> PlanWithOutcomes:
         """The plan exactly as `POST /optimize` stored it (plans never change; rollouts start from them).
@@ -74,4 +77,4 @@ class OptimizeController(Controller):
         relative change's confidence interval excludes the range on that side), or null with a
         `reason` when the impact has no measured counterpart or could not be measured.
         """
-        return await OptimizationService.of(agent).get_with_outcomes(plan_id)
+        return await optimization.get_with_outcomes(plan_id)

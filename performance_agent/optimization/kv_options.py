@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ("FP8_KV_DTYPE", "kv_options")
 
-# the FP8 spelling each engine accepts for --kv-cache-dtype (engine-knobs.md §1.1, §2.1, §3.1);
+# the FP8 spelling each engine accepts for --kv-cache-dtype (vLLM `config/cache.py`, TGI
+# `launcher.md`, SGLang `server_arguments.md`; docs/sources.md);
 # SGLang e5m2 needs no scaling factors, e4m3 would fall back to scale 1.0 without them
 FP8_KV_DTYPE = {"vllm": "fp8", "tgi": "fp8_e4m3fn", "sglang": "fp8_e5m2"}
 MAX_MEMORY_FRACTION = {"vllm": 0.95, "sglang": 0.92}

@@ -9,7 +9,7 @@ import msgspec
 
 from performance_agent.analysis.schemas import BottleneckType, Finding, OptimizationType
 from performance_agent.engines.knobs import ConfigValue
-from performance_agent.judge.effects import ImpactOutcome
+from performance_agent.metrics.effects import ImpactOutcome
 
 __all__ = (
     "RISK_RANK",

@@ -7,33 +7,32 @@ planner's inputs; the planner itself never sees API shapes or storage.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from performance_agent.analysis.detectors import summarize
-from performance_agent.analysis.service import AnalysisService
+from performance_agent.clock import utc_now
 from performance_agent.errors import NotFoundError
 from performance_agent.optimization.config import normalize_arg_name
 from performance_agent.optimization.planner import build_plan
 from performance_agent.optimization.schemas import GpuSpec, ModelSpec, OptimizationPlan, PlanWithOutcomes
-from performance_agent.storage.plans import SqlitePlanRepository
-from performance_agent.storage.workflows import SqliteWorkflowRepository
-from performance_agent.workflows.effects import plan_outcomes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
-    from performance_agent.context import AgentContext
+    from performance_agent.analysis.service import AnalysisService
     from performance_agent.fleet.schemas import InstanceSpec
     from performance_agent.optimization.api import OptimizeRequest
+    from performance_agent.optimization.schemas import PlanOutcome
     from performance_agent.storage.plans import PlanRepository
 
-__all__ = ("OptimizationService", "declared_gpu", "declared_model")
+    #: The measured outcomes of a plan's executed recommendations (`workflows.effects.stored_plan_outcomes`,
+    #: injected by the composition root: the optimizer never imports the rollouts).
+    PlanOutcomesOf = Callable[[OptimizationPlan], Awaitable[list[PlanOutcome]]]
 
-#: Workflows read back with a plan: far more rollouts than one plan's recommendations ever need.
-_MAX_PLAN_WORKFLOWS = 1000
+__all__ = ("OptimizationService", "declared_gpu", "declared_model")
 
 
 def declared_gpu(spec: InstanceSpec) -> GpuSpec | None:
@@ -64,21 +63,13 @@ class OptimizationService:
         *,
         analysis: AnalysisService,
         plans: PlanRepository,
-        workflows: SqliteWorkflowRepository,
+        outcomes: PlanOutcomesOf | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._analysis = analysis
         self._plans = plans
-        self._workflows = workflows
-        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
-
-    @classmethod
-    def of(cls, agent: AgentContext) -> OptimizationService:
-        return cls(
-            analysis=AnalysisService.of(agent),
-            plans=SqlitePlanRepository(agent.database),
-            workflows=SqliteWorkflowRepository(agent.database),
-        )
+        self._outcomes = outcomes
+        self._clock = clock if clock is not None else utc_now
 
     async def optimize(self, body: OptimizeRequest) -> OptimizationPlan:
         """404 unknown instance, 409 `insufficient_data` as for `POST /analyze`; otherwise a stored plan."""
@@ -126,5 +117,5 @@ class OptimizationService:
     async def get_with_outcomes(self, plan_id: str) -> PlanWithOutcomes:
         """The stored plan and the measured outcomes of the recommendations its workflows executed."""
         plan = await self.get(plan_id)
-        executed = await self._workflows.of_plan(plan_id, _MAX_PLAN_WORKFLOWS)
-        return PlanWithOutcomes(**msgspec.structs.asdict(plan), outcomes=plan_outcomes(plan, executed))
+        outcomes = await self._outcomes(plan) if self._outcomes is not None else []
+        return PlanWithOutcomes(**msgspec.structs.asdict(plan), outcomes=outcomes)

@@ -2,7 +2,7 @@
 
 The simulator stands in for remote inference servers. It imports nothing of the agent (not
 `engines/`, `metrics/`, `storage/`, settings): its metric names, types, labels and bucket edges
-are written here from `shared/reference/engine-metrics.md`, so a wrong name in the agent's
+are written here from the engines' own sources (docs/sources.md, "Engine metrics"), so a wrong name in the agent's
 adapters cannot hide behind a shared table.
 
 Modules
@@ -60,8 +60,8 @@ from __future__ import annotations
 
 from performance_agent.simulator.control import Faults
 from performance_agent.simulator.fleet import InstanceHandle, ManualClock, SimulatedFleet, build_specs, start_simulator
-from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
-from performance_agent.simulator.knobs import Hardware, ModelSpec
+from performance_agent.simulator.instance import SimulatedInstance, SimulatedServerSpec
+from performance_agent.simulator.knobs import Hardware, SimulatedModel
 from performance_agent.simulator.load_model import Workload
 from performance_agent.simulator.shape import SHAPE_PRESETS, LatencyShape
 
@@ -70,12 +70,12 @@ __all__ = (
     "Faults",
     "Hardware",
     "InstanceHandle",
-    "InstanceSpec",
     "LatencyShape",
     "ManualClock",
-    "ModelSpec",
     "SimulatedFleet",
     "SimulatedInstance",
+    "SimulatedModel",
+    "SimulatedServerSpec",
     "Workload",
     "build_specs",
     "start_simulator",

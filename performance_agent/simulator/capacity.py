@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from performance_agent.simulator.knobs import EngineParams, StartError
 
 if TYPE_CHECKING:
-    from performance_agent.simulator.knobs import Flags, Hardware, ModelSpec
+    from performance_agent.simulator.knobs import Flags, Hardware, SimulatedModel
 
 __all__ = ("derive_sglang", "derive_tgi", "derive_vllm", "sglang_defaults")
 
@@ -50,7 +50,7 @@ class _Memory:
     flops: float
 
 
-def _memory(hw: Hardware, model: ModelSpec, parallel: int, dtype: str | None, quant: str | None) -> _Memory:
+def _memory(hw: Hardware, model: SimulatedModel, parallel: int, dtype: str | None, quant: str | None) -> _Memory:
     if parallel < 1:
         raise StartError(f"parallel size must be >= 1, got {parallel}")
     factor, overhead = _weight_factor(quant)
@@ -64,12 +64,12 @@ def _memory(hw: Hardware, model: ModelSpec, parallel: int, dtype: str | None, qu
     )
 
 
-def _kv_bytes_per_token(model: ModelSpec, kv_dtype: str | None, dtype: str | None) -> float:
+def _kv_bytes_per_token(model: SimulatedModel, kv_dtype: str | None, dtype: str | None) -> float:
     element = _KV_BYTES.get(kv_dtype or "auto", _model_bytes(dtype))
     return 2.0 * model.layers * model.kv_heads * model.head_dim * element
 
 
-def derive_vllm(flags: Flags, hw: Hardware, model: ModelSpec) -> EngineParams:
+def derive_vllm(flags: Flags, hw: Hardware, model: SimulatedModel) -> EngineParams:
     """KV pool = memory share - weights - activation reserve (grows with the token budget), in blocks."""
     util = flags.number("gpu_memory_utilization")
     seqs, budget, block = (
@@ -117,7 +117,7 @@ def derive_vllm(flags: Flags, hw: Hardware, model: ModelSpec) -> EngineParams:
     )  # fmt: skip
 
 
-def derive_tgi(flags: Flags, env: dict[str, str], hw: Hardware, model: ModelSpec) -> EngineParams:
+def derive_tgi(flags: Flags, env: dict[str, str], hw: Hardware, model: SimulatedModel) -> EngineParams:
     """KV slots = what warmup leaves after weights and the prefill peak; requests reserve their full budget."""
     shards = flags.integer("num_shard", 1)
     total = flags.integer("max_total_tokens", model.max_position)
@@ -175,7 +175,7 @@ def sglang_defaults(flags: Flags, hw: Hardware) -> tuple[int, int, float]:
     return chunk, graph_bs, (gib * 1024 - reserved_mb) / (gib * 1024)
 
 
-def derive_sglang(flags: Flags, hw: Hardware, model: ModelSpec) -> EngineParams:
+def derive_sglang(flags: Flags, hw: Hardware, model: SimulatedModel) -> EngineParams:
     """KV pool = static memory fraction - weights (activations live outside the fraction)."""
     chunk, _graph_bs, fraction = sglang_defaults(flags, hw)
     tp = flags.integer("tp_size", 1)

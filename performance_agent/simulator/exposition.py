@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from performance_agent.simulator.shape import LatencyShaper
+    from performance_agent.simulator.shape import LatencyShaper, PendingTokens
 
 __all__ = (
     "Histogram",
@@ -44,7 +44,7 @@ Labels = tuple[tuple[str, str], ...]
 
 
 def edges(text: str) -> tuple[float, ...]:
-    """Bucket edges written as the reference lists them: space-separated numbers."""
+    """Bucket edges written as the engines' sources list them: space-separated numbers."""
     return tuple(float(part) for part in text.split())
 
 
@@ -108,6 +108,7 @@ class Histogram:
     total: float = 0.0
     count: int = 0
     carry: float = 0.0
+    pending: PendingTokens | None = None  # shaped token observations not drawn yet
 
     def __post_init__(self) -> None:
         if not self.counts:
@@ -122,19 +123,25 @@ class Histogram:
 
     def observe_weighted(self, value: float, weight: float, shaper: LatencyShaper | None = None) -> None:
         """`weight` observations of `value`; with a `shaper`, each one times its own latency multiplier."""
+        if shaper is not None and not shaper.is_identity:
+            shaper.add_tokens(self, value, weight)  # drawn into the buckets at the end of the tick
+            return
+        if self.pending is not None and shaper is not None:  # the shape was just turned off
+            self.add_drawn(shaper.draw(self.pending))
+            self.carry, self.pending = self.carry + self.pending.total, None
         self.carry += weight
         whole = int(self.carry + 1e-9)  # 10 * 0.35 must count as 3.5, not 3.4999...
-        if whole <= 0:
-            return
-        self.carry -= whole
-        if shaper is None or shaper.is_identity:
+        if whole > 0:
+            self.carry -= whole
             self.observe(value, whole)
-            return
-        buckets, total = shaper.spread(self.edges, value, whole)
-        for index, count in buckets:
-            self.counts[index] += count
-        self.total += total
-        self.count += whole
+
+    def add_drawn(self, drawn: tuple[list[tuple[int, int]], int, float] | None) -> None:
+        if drawn is not None:
+            buckets, count, total = drawn
+            for index, bucket_count in buckets:
+                self.counts[index] += bucket_count
+            self.count += count
+            self.total += total
 
     def cumulative(self) -> list[int]:
         running, out = 0, []

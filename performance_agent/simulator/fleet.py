@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
-from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
+from performance_agent.simulator.instance import SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.server import SimulatorServer
 from performance_agent.simulator.shape import SHAPE_PRESETS, LatencyShape
 
@@ -76,7 +76,7 @@ def build_specs(
     flags: dict[str, object] | None = None,
     workload: Workload | None = None,
     latency_shape: LatencyShape | str | None = None,
-) -> list[InstanceSpec]:
+) -> list[SimulatedServerSpec]:
     """`count` instances of one engine named `{engine}-{i}`, seeds `seed + i`.
 
     `latency_shape` is a `LatencyShape` or a preset name (`heavy-tailed`); each instance draws
@@ -88,7 +88,7 @@ def build_specs(
         if latency_shape not in SHAPE_PRESETS:
             raise ValueError(f"unknown latency shape {latency_shape!r}; choose from {', '.join(SHAPE_PRESETS)}")
         latency_shape = SHAPE_PRESETS[latency_shape]
-    base = InstanceSpec(
+    base = SimulatedServerSpec(
         engine=engine, version=version, flags=dict(flags or {}), latency_shape=latency_shape or LatencyShape()
     )
     if workload is not None:
@@ -99,7 +99,7 @@ def build_specs(
 class SimulatedFleet:
     def __init__(
         self,
-        specs: Sequence[InstanceSpec],
+        specs: Sequence[SimulatedServerSpec],
         *,
         base_port: int = 0,
         single_port: bool = False,

@@ -18,7 +18,7 @@ from performance_agent.simulator.knobs import (
     EngineParams,
     Flags,
     Hardware,
-    ModelSpec,
+    SimulatedModel,
     StartError,
     canonical_knob,
     coerce_value,
@@ -38,7 +38,7 @@ from performance_agent.simulator.shape import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("GARBAGE_PAGE", "REGRESSION_ENV", "TTFT_REGRESSION_ENV", "InstanceSpec", "Reply", "SimulatedInstance")
+__all__ = ("GARBAGE_PAGE", "REGRESSION_ENV", "TTFT_REGRESSION_ENV", "Reply", "SimulatedInstance", "SimulatedServerSpec")
 
 GARBAGE_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
@@ -54,7 +54,7 @@ TTFT_REGRESSION_ENV = "SIMULATOR_TTFT_REGRESSION"
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceSpec:
+class SimulatedServerSpec:
     """How to launch one simulated server. `flags` accepts `--max-num-seqs` or `max_num_seqs`.
 
     `seed` seeds the load model and, with the instance id, the latency shape's own stream.
@@ -68,7 +68,7 @@ class InstanceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workload: Workload = field(default_factory=Workload)
     hardware: Hardware = field(default_factory=Hardware)
-    model: ModelSpec = field(default_factory=ModelSpec)
+    model: SimulatedModel = field(default_factory=SimulatedModel)
     latency_shape: LatencyShape = field(default_factory=LatencyShape)
 
 
@@ -108,7 +108,7 @@ class _Rank:
 
 class SimulatedInstance:
     def __init__(
-        self, spec: InstanceSpec, instance_id: str, clock: Callable[[], float], time_scale: float = 1.0
+        self, spec: SimulatedServerSpec, instance_id: str, clock: Callable[[], float], time_scale: float = 1.0
     ) -> None:
         if spec.engine not in ENGINES:
             raise ValueError(f"unknown engine {spec.engine!r}; choose from {', '.join(ENGINES)}")

@@ -1,6 +1,7 @@
 """Launch flags of each simulated engine: names, types, defaults, and parsing as the engine's CLI would.
 
-Flag names, defaults and value sets come from `shared/reference/engine-knobs.md`. The engines
+Flag names, defaults and value sets come from the engines' launcher docs and config code (docs/sources.md,
+"Engine flags"). The engines
 are told apart only by their own flag spellings; `capacity.py` turns each engine's flags into the
 same engine-neutral `EngineParams` the load model runs on.
 """
@@ -17,7 +18,7 @@ __all__ = (
     "Flags",
     "Hardware",
     "KnobSpec",
-    "ModelSpec",
+    "SimulatedModel",
     "StartError",
     "canonical_knob",
     "coerce_value",
@@ -53,7 +54,7 @@ class Hardware:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class SimulatedModel:
     """Llama-3.1-8B-shaped by default; `max_position` is the simulated context limit."""
 
     name: str = "meta-llama/Llama-3.1-8B-Instruct"

@@ -85,8 +85,8 @@ class SimRequest:
         stretches the part before the first token by `ttft_scale`, so queue, prefill, TTFT and e2e
         move together and decode does not. Unstretched, it is exactly `end - start`.
         """
-        if self.latency_scale == 1.0 and self.ttft_scale == 1.0:
-            return end - start
+        if self.ttft_scale == 1.0:
+            return end - start if self.latency_scale == 1.0 else (end - start) * self.latency_scale
         return self._stretched(end) - self._stretched(start)
 
     def _stretched(self, at: float) -> float:
@@ -389,6 +389,8 @@ class LoadModel:
                 now = min(next_arrival, end)
                 continue
             now = self._run_segment(now, min(next_arrival, end))
+        if self.shaper is not None:
+            self.shaper.flush()  # shaped token latencies reach their buckets with the tick's other counters
         hit_rate = self._tick_hits / self._tick_queries if self._tick_queries else self._last[1]
         self._last = (self._tick_generated, hit_rate, self._tick_preemptions)
 

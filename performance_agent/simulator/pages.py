@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from performance_agent.simulator.capacity import derive_sglang, derive_tgi, derive_vllm
-from performance_agent.simulator.knobs import ENGINE_KNOBS, EngineParams, Flags, Hardware, KnobSpec, ModelSpec
+from performance_agent.simulator.knobs import ENGINE_KNOBS, EngineParams, Flags, Hardware, KnobSpec, SimulatedModel
 from performance_agent.simulator.load_model import EventSink, ModelGauges
 from performance_agent.simulator.sglang_page import SGLANG_VERSIONS, SglangRank, render_sglang, sglang_server_info
 from performance_agent.simulator.tgi_page import TGI_VERSIONS, TgiRank, render_tgi, tgi_info
@@ -44,7 +44,7 @@ class EngineBinding:
     name: str
     versions: dict[str, str]
     knobs: tuple[KnobSpec, ...]
-    derive: Callable[[Flags, dict[str, str], Hardware, ModelSpec], EngineParams]
+    derive: Callable[[Flags, dict[str, str], Hardware, SimulatedModel], EngineParams]
     new_rank: Callable[[str, EngineParams, Flags], EventSink]
     render: Callable[[str, PageContext, Ranks], str]
     rank_count: Callable[[Flags], int]

@@ -1,8 +1,8 @@
-"""SGLang metrics as `python/sglang/srt/metrics/collector.py` records them (reference §3).
+"""SGLang metrics as `python/sglang/srt/metrics/collector.py` records them (@00ae9c15, 2026).
 
 SGLang always serves `/metrics` through `prometheus_client`'s multiprocess collector, so the
 page has sorted labels, `_sum` before the buckets and no `_created` series (the 2024 sample in
-`shared/fixtures/metrics` shows exactly this). Two profiles:
+`tests/fixtures/metrics` shows exactly this). Two profiles:
 
 * `current` — the 2026 collector: scheduler gauges and counters labelled `engine_type`,
   `model_name`, `moe_ep_rank`, `pp_rank`, `tp_rank`; request (tokenizer) metrics labelled

@@ -14,11 +14,12 @@ capacity. Per request, one M is drawn when the request enters the queue and scal
 timeline (queue, prefill, TTFT, decode, e2e, per-request TPOT), so the phases stay consistent.
 Inter-token latency is observed per decode step for many tokens at once (`n_decode * steps`
 observations of one step time); drawing an M per token would cost one draw per generated token,
-so the tokens of one observation are spread over the histogram's own buckets instead: bucket
+so each observation's tokens are spread over the histogram's own buckets instead: bucket
 probabilities come from the mixture's CDF (two `math.erf` per edge, cached per edge set and step
-time to within 0.5%), and the counts are one multinomial draw (sequential binomials). The
-histogram's `_sum` grows by each bucket's count times the conditional mean of M in that bucket,
-so sum and buckets agree.
+time to within 0.5%), the expected counts accumulate, and at the end of each load-model tick
+(when every other counter moves too) one multinomial draw (sequential binomials) turns the
+tick's whole tokens into bucket counts. The histogram's `_sum` grows by each bucket's count times
+the conditional mean of the observed value in that bucket, so sum and buckets agree.
 
 Each instance owns one `random.Random` stream, seeded from the instance's seed and id (or a
 seed set over the control API), separate from the load model's stream: turning a shape on or off
@@ -29,16 +30,20 @@ all, so an unshaped server behaves exactly as before the knob existed.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from performance_agent.simulator.exposition import Histogram
 
 __all__ = (
     "SHAPE_PRESETS",
     "LatencyShape",
     "LatencyShaper",
+    "PendingTokens",
     "ShapeError",
     "binomial",
     "parse_shape",
@@ -163,24 +168,39 @@ def binomial(rng: random.Random, n: int, p: float) -> int:
         return 0
     if p >= 1.0:
         return n
-    if p > 0.5:
-        return n - binomial(rng, n, 1.0 - p)
+    flip = p > 0.5
+    if flip:
+        p = 1.0 - p
     mean = n * p
     if mean >= _SMALL_MEAN:
-        return min(n, max(0, round(rng.gauss(mean, math.sqrt(mean * (1.0 - p))))))
-    q = 1.0 - p
-    ratio, scale = p / q, (n + 1) * p / q
-    mass, u, x = q**n, rng.random(), 0
-    while u > mass and x < n:
-        u -= mass
-        x += 1
-        mass *= scale / x - ratio
-    return x
+        x = min(n, max(0, round(rng.gauss(mean, math.sqrt(mean * (1.0 - p))))))
+    else:
+        q = 1.0 - p
+        ratio, scale = p / q, (n + 1) * p / q
+        mass, u, x = q**n, rng.random(), 0
+        while u > mass and x < n:
+            u -= mass
+            x += 1
+            mass *= scale / x - ratio
+    return n - x if flip else x
 
 
-# A bucket table: for each bucket with probability > 0, (bucket index, P(bucket | not in an
-# earlier listed bucket), conditional mean of the observed value in the bucket).
+# A bucket table: for each bucket the mixture can reach, (bucket index, probability, conditional
+# mean of the observed value in that bucket).
 _Table = tuple[tuple[int, float, float], ...]
+
+
+@dataclass(slots=True)
+class PendingTokens:
+    """Token observations of one histogram not yet drawn into bucket counts.
+
+    `weights[i]` is the expected number of pending tokens in bucket i, `sums[i]` their expected
+    sum of values, `total` the pending tokens (fractional, like a histogram's carry).
+    """
+
+    weights: list[float]
+    sums: list[float]
+    total: float = 0.0
 
 
 class LatencyShaper:
@@ -190,11 +210,12 @@ class LatencyShaper:
     it, and every rank sees the change at once.
     """
 
-    __slots__ = ("_rng", "_shape", "_tables")
+    __slots__ = ("_dirty", "_rng", "_shape", "_tables")
 
     def __init__(self, shape: LatencyShape, rng: random.Random) -> None:
         self._shape, self._rng = shape, rng
         self._tables: dict[tuple[tuple[float, ...], int], _Table] = {}
+        self._dirty: dict[int, Histogram] = {}  # histograms with pending tokens, in first-touched order
 
     @property
     def shape(self) -> LatencyShape:
@@ -219,28 +240,58 @@ class LatencyShaper:
             scale *= shape.slow_factor
         return scale
 
-    def spread(self, edges: tuple[float, ...], value: float, count: int) -> tuple[list[tuple[int, int]], float]:
-        """`count` observations of `value`, each times its own M, as (bucket index, count) pairs and their sum.
+    def add_tokens(self, histogram: Histogram, value: float, weight: float) -> None:
+        """`weight` observations of `value`, each times its own M: spread their expectation over the buckets.
 
-        Buckets are `le` buckets over `edges` plus +Inf (index `len(edges)`).
+        They stay pending until `flush()` (the load model calls it at the end of every tick, when
+        all its counters move anyway), which draws each histogram's whole pending tokens at once:
+        one multinomial per histogram and tick instead of one per decode step. Expected counts are
+        exact; the variance is at most a multinomial's.
         """
-        if count <= 0:
-            return [], 0.0
-        if self._shape.is_identity or value <= 0.0:
-            return [(bisect.bisect_left(edges, value), count)], value * count
-        table = self._table(edges, value)
+        pending = histogram.pending
+        if pending is None:
+            size = len(histogram.edges) + 1
+            pending = histogram.pending = PendingTokens([0.0] * size, [0.0] * size)
+        self._dirty[id(histogram)] = histogram
+        edges = histogram.edges
+        if value > 0.0:
+            for index, probability, mean in self._table(edges, value):
+                pending.weights[index] += weight * probability
+                pending.sums[index] += weight * probability * mean
+        else:
+            pending.weights[0] += weight
+        pending.total += weight
+
+    def flush(self) -> None:
+        """Draw the pending tokens of every histogram touched since the last flush into its counts."""
+        for histogram in self._dirty.values():
+            if histogram.pending is not None:
+                histogram.add_drawn(self.draw(histogram.pending))
+        self._dirty.clear()
+
+    def draw(self, pending: PendingTokens) -> tuple[list[tuple[int, int]], int, float] | None:
+        """Draw the whole pending tokens into bucket counts; the fraction left stays pending."""
+        whole = int(pending.total + 1e-9)
+        if whole <= 0:
+            return None
         out: list[tuple[int, int]] = []
-        total, left = 0.0, count
-        last = len(table) - 1
-        for position, (index, conditional, mean) in enumerate(table):
-            drawn = left if position == last else binomial(self._rng, left, conditional)
+        total, left, mass = 0.0, whole, pending.total
+        for index, weight in enumerate(pending.weights):
+            if weight <= 0.0:
+                continue
+            drawn = binomial(self._rng, left, weight / mass) if mass > weight else left
+            mass -= weight
             if drawn:
                 out.append((index, drawn))
-                total += drawn * mean
+                total += drawn * pending.sums[index] / weight
                 left -= drawn
                 if not left:
                     break
-        return out, total
+        keep = (pending.total - whole) / pending.total
+        pending.weights = [w * keep for w in pending.weights]
+        pending.sums = [v * keep for v in pending.sums]
+        pending.total -= whole
+        return out, whole, total
 
     def _table(self, edges: tuple[float, ...], value: float) -> _Table:
         if self._shape.sigma == 0.0:  # two point masses: exact, no rounding of the value
@@ -274,8 +325,4 @@ class LatencyShaper:
             below_p, below_m = cdf, partial
             if cdf >= 1.0:
                 break
-        remaining, table = 1.0, []
-        for index, mass, mean in rows:
-            table.append((index, min(1.0, mass / remaining) if remaining > 0 else 1.0, mean))
-            remaining -= mass
-        return tuple(table)
+        return tuple(rows)

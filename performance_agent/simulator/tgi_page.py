@@ -1,6 +1,6 @@
 """Hugging Face TGI metrics as `router/src/server.rs` and `backends/v3` record them.
 
-From `shared/reference/engine-metrics.md` §2 and the router source it cites: counters have no
+From TGI `router/src/server.rs` @db931fcf (after v3.3.7; docs/sources.md): counters have no
 `_total` suffix, every `*duration` histogram uses 35 geometric buckets `0.0001 * 1.5^k`
 (computed by repeated multiplication, as the router does, so the edges carry its rounding),
 token histograms use 100 linear buckets up to `max_input_tokens` / `max_total_tokens`,

@@ -1,9 +1,9 @@
 """vLLM (V1 engine) metrics as `vllm/v1/metrics/loggers.py` records and exposes them.
 
-Names, types, labels and bucket edges are copied from `shared/reference/engine-metrics.md` §1
-(never from the agent's adapters). Three version profiles:
+Names, types, labels and bucket edges are copied from vLLM's `loggers.py` (~0.8, ~0.10, ~0.12) and
+`docs/usage/metrics.md` (2026) as listed in docs/sources.md (never from the agent's adapters). Three version profiles:
 
-* `current` — the newest families in the reference (`kv_cache_usage_perc`,
+* `current` — the newest families in vLLM's 2026 docs (`kv_cache_usage_perc`,
   `inter_token_latency_seconds`, per-request TPOT, `num_requests_waiting_by_reason`,
   `prompt_tokens_by_source`, `request_num_preemptions`, `engine_sleep_state`), `engine` label.
 * `0.10` — the transition release: the deprecated `gpu_cache_usage_perc` and

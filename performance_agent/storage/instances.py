@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.fleet.schemas import InstanceError, InstanceSpec, InstanceStatus
 from performance_agent.storage.database import Database
 
@@ -96,7 +97,7 @@ _error_decoder = msgspec.json.Decoder(InstanceError)
 
 
 def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    return None if value is None else utc(value)
 
 
 def _row_to_instance(row: tuple[Any, ...]) -> StoredInstance:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-import msgspec
-
-from performance_agent.metrics.builder import RawScrape
+from performance_agent.metrics.builder import decode_raw_scrape
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import MemoryStore, StoredSnapshotRow
 
@@ -24,17 +22,15 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
+    from performance_agent.metrics.builder import RawScrape
+
 __all__ = (
     "MemorySnapshotRepository",
     "SnapshotRepository",
     "SqliteSnapshotRepository",
     "StampedHistory",
-    "decode_raw",
-    "encode_raw",
 )
 
-_raw_encoder = msgspec.msgpack.Encoder()
-_raw_decoder = msgspec.msgpack.Decoder(RawScrape)
 _PRUNE_BATCH = 5000
 # Snapshots at or after a stamp and, unless the bound is NULL, after the newest one a reader holds.
 _NEWER = (
@@ -43,14 +39,6 @@ _NEWER = (
 )
 _NEWER_SNAPSHOTS = f"SELECT collected_at, snapshot {_NEWER}"
 _NEWER_RAWS = f"SELECT collected_at, raw {_NEWER}"
-
-
-def encode_raw(raw: RawScrape) -> bytes:
-    return _raw_encoder.encode(raw)
-
-
-def decode_raw(data: bytes) -> RawScrape:
-    return _raw_decoder.decode(data)
 
 
 class StampedHistory(NamedTuple):
@@ -86,7 +74,7 @@ class SnapshotRepository(Protocol):
         ...
 
     async def raw_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
-        """`history_after` for the stored cumulative series (encoded; `decode_raw` reads them)."""
+        """`history_after` for the stored cumulative series (encoded; `decode_raw_scrape` reads them)."""
         ...
 
     async def count(self, instance_id: str) -> int: ...
@@ -127,7 +115,7 @@ class SqliteSnapshotRepository:
             return None if row is None else bytes(row[0])
 
         data = await self._db.run(work)
-        return None if data is None else decode_raw(data)
+        return None if data is None else decode_raw_scrape(data)
 
     async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
         stamp = since.timestamp()
@@ -151,7 +139,7 @@ class SqliteSnapshotRepository:
             ).fetchall()
             return [row[0] for row in rows]
 
-        return [decode_raw(data) for data in await self._db.run(work)]
+        return [decode_raw_scrape(data) for data in await self._db.run(work)]
 
     async def history_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
         return await self._stamped(_NEWER_SNAPSHOTS, instance_id, since, known_until)
@@ -222,7 +210,7 @@ class MemorySnapshotRepository:
 
     async def latest_raw(self, instance_id: str) -> RawScrape | None:
         rows = self._store.snapshots.get(instance_id)
-        return decode_raw(rows[-1].raw) if rows else None
+        return decode_raw_scrape(rows[-1].raw) if rows else None
 
     async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
         stamp = since.timestamp()
@@ -233,7 +221,7 @@ class MemorySnapshotRepository:
     async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
         low, high = since.timestamp(), until.timestamp()
         rows = self._store.snapshots.get(instance_id, [])
-        return [decode_raw(row.raw) for row in rows if low <= row.collected_at <= high]
+        return [decode_raw_scrape(row.raw) for row in rows if low <= row.collected_at <= high]
 
     async def history_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
         return self._stamped(instance_id, since, known_until, raw=False)

@@ -15,11 +15,11 @@ call instead of inventing a new one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.storage.database import Database
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
@@ -137,7 +137,7 @@ def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Seq
         seq += 1
         event = WorkflowEvent(
             seq=seq,
-            at=datetime.fromtimestamp(draft.at, UTC),
+            at=utc(draft.at),
             type=draft.type,
             action=draft.action,
             from_status=draft.from_status,

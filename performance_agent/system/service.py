@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from performance_agent import __version__
+from performance_agent.clock import utc_now
 from performance_agent.settings import SECRET_FIELDS
 from performance_agent.system.schemas import CheckResult, CheckStatus, ConfigReport, DetailedHealth
 
@@ -24,7 +24,7 @@ SLOW_STORAGE_S = 0.5
 
 
 def _write_and_read(connection: sqlite3.Connection) -> str:
-    stamp = datetime.now(UTC).isoformat()
+    stamp = utc_now().isoformat()
     connection.execute(
         "INSERT INTO health_probe (id, written_at) VALUES (1, ?) "
         "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",

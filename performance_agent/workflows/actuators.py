@@ -9,69 +9,29 @@ and the outbox that keeps `event_id` stable live in the reconciler.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import httpx
 import msgspec
 
-from performance_agent.metrics.scraper import post_json_pinned
-from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
-from performance_agent.workflows.payloads import decode_payload, signature_headers
+from performance_agent.outbound.webhooks import Delivery, HttpPoster, signature_headers
+from performance_agent.workflows.payloads import decode_payload
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from performance_agent.metrics.scraper import ScrapeClients
-    from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.workflows.payloads import ActuatorPayload
     from performance_agent.workflows.schemas import ActuatorSpec, FlagValue
 
-__all__ = ("Actuator", "Delivery", "HttpPoster", "SimulatorActuator", "WebhookActuator", "simulator_bodies")
+__all__ = ("Actuator", "SimulatorActuator", "WebhookActuator", "simulator_bodies")
 
 _json = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    ok: bool
-    error: str | None = None
 
 
 class Actuator(Protocol):
     async def deliver(self, spec: ActuatorSpec, payload: bytes) -> Delivery:
         """One attempt at the call whose exact body is `payload`."""
         ...
-
-
-class HttpPoster:
-    """POSTs through the guard and the pinned clients: the only way workflow code reaches the network."""
-
-    def __init__(
-        self, clients: ScrapeClients, allowlist: TargetAllowlist, resolver: Resolver, timeout_s: float
-    ) -> None:
-        self._clients = clients
-        self._allowlist = allowlist
-        self._resolver = resolver
-        self._timeout_s = timeout_s
-
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Delivery:
-        try:
-            target = await check_url(url, self._allowlist, self._resolver)
-        except TargetRefusedError as refused:
-            return Delivery(False, f"target_not_allowed: {refused.reason}")
-        except ResolutionError as unresolved:
-            return Delivery(False, f"unreachable: {unresolved}")
-        try:
-            response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s, headers=headers)
-        except (TimeoutError, httpx.TimeoutException):
-            return Delivery(False, f"timeout: no answer within {self._timeout_s:g} s")
-        except httpx.HTTPError as exc:
-            return Delivery(False, f"unreachable: {type(exc).__name__}: {exc}")
-        if 200 <= response.status_code < 300:
-            return Delivery(True)
-        return Delivery(False, f"HTTP {response.status_code}: {response.text[:200]}")
 
 
 class WebhookActuator:

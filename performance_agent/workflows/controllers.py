@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import HeaderParameter, PathParameter, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, PathParameter, QueryParameter, SkipValidation
 
-from performance_agent.context import AgentContext, AgentDependency
 from performance_agent.errors import ErrorDetail, RequestValidationError
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.openapi_spec import example_body, responses
-from performance_agent.outbound.target_guard import parse_allowlist
-from performance_agent.security import Role, principal_of
-from performance_agent.storage.plans import SqlitePlanRepository
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.security import ApiKeyRing, KeyRingDependency, Role, principal_of
 from performance_agent.workflows import examples
 from performance_agent.workflows.machine import UserAction, WorkflowStatus
-from performance_agent.workflows.plans import stored_plan_lookup
-from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import (
     ActionBody,
-    ActuatorSpec,
     ApprovalBody,
     Workflow,
     WorkflowCreate,
     WorkflowEvent,
 )
 from performance_agent.workflows.service import WorkflowService
-from performance_agent.workflows.validation import CreateDefaults
 
-if TYPE_CHECKING:
-    from performance_agent.workflows.plans import PlanLookup
-
-__all__ = (
-    "ANONYMOUS",
-    "WorkflowsController",
-    "plan_lookup_of",
-    "request_actor",
-    "workflow_defaults",
-    "workflow_service",
-)
+__all__ = ("ANONYMOUS", "WorkflowsController", "WorkflowsDependency", "request_actor")
 
 ANONYMOUS = "anonymous"
 _START = {"role": Role.operator}
@@ -67,47 +49,14 @@ IfMatch = Annotated[
 ]
 
 
-def workflow_defaults(agent: AgentContext) -> CreateDefaults:
-    settings = agent.settings
-    url = settings.workflow_actuator_url
-    actuator = None
-    if url is not None or settings.workflow_actuator_type == "simulator":
-        actuator = ActuatorSpec(type=settings.workflow_actuator_type, url=url)
-    return CreateDefaults(
-        guardrails=Guardrails(
-            min_samples=settings.workflow_min_samples,
-            max_ttft_p99_increase=settings.workflow_max_ttft_p99_increase,
-            max_itl_p99_increase=settings.workflow_max_itl_p99_increase,
-            max_e2e_p99_increase=settings.workflow_max_e2e_p99_increase,
-            max_error_rate=settings.workflow_max_error_rate,
-            max_preemptions_per_s=settings.workflow_max_preemptions_per_s,
-            consecutive_failures=settings.workflow_consecutive_failures,
-            on_canary_scrape_error=settings.workflow_on_canary_scrape_error,
-        ),
-        monitor=MonitorPolicy(),
-        actuator=actuator,
-        webhook_allowlist=parse_allowlist(settings.webhook_allowlist, "PERF_AGENT_WEBHOOK_ALLOWLIST"),
-    )
+#: How handlers receive the app's one `WorkflowService` (built by the composition root).
+WorkflowsDependency = NamedDependency[SkipValidation[WorkflowService]]
 
 
-def plan_lookup_of(agent: AgentContext) -> PlanLookup:
-    return stored_plan_lookup(SqlitePlanRepository(agent.database))
-
-
-def workflow_service(agent: AgentContext) -> WorkflowService:
-    return WorkflowService(
-        workflows=SqliteWorkflowRepository(agent.database),
-        instances=agent.instances,
-        defaults=workflow_defaults(agent),
-        plans=plan_lookup_of(agent),
-        clock=time.time,
-    )
-
-
-def request_actor(request: Request[Any, Any, Any], agent: AgentContext, named: str | None = None) -> str:
+def request_actor(request: Request[Any, Any, Any], key_ring: ApiKeyRing, named: str | None = None) -> str:
     """Who acts: the API key's name with auth on, else the name the body gave, else `anonymous`."""
-    if agent.key_ring.enabled:
-        principal = principal_of(request.scope, agent.key_ring)
+    if key_ring.enabled:
+        principal = principal_of(request.scope, key_ring)
         if principal is not None:
             return principal.name
     return named or ANONYMOUS
@@ -151,7 +100,8 @@ class WorkflowsController(Controller):
     async def start(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         data: Annotated[
             WorkflowCreate, example_body("Roll a flag change out with approvals", examples.WORKFLOW_CREATE)
         ],
@@ -164,9 +114,7 @@ class WorkflowsController(Controller):
         `target_not_allowed` for an actuator URL outside PERF_AGENT_WEBHOOK_ALLOWLIST. Without
         `approval.required` the workflow starts in `capturing_baseline`.
         """
-        result = await workflow_service(agent).create(
-            data, actor=request_actor(request, agent), idempotency_key=idempotency_key
-        )
+        result = await workflows.create(data, actor=request_actor(request, key_ring), idempotency_key=idempotency_key)
         return _with_etag(result.workflow, 201)
 
     @get(
@@ -183,7 +131,7 @@ class WorkflowsController(Controller):
     )
     async def list_workflows(
         self,
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
         status: Annotated[WorkflowStatus | None, QueryParameter(description="Only workflows in this status.")] = None,
         instance_id: Annotated[
             str | None,
@@ -195,7 +143,7 @@ class WorkflowsController(Controller):
         ] = None,
     ) -> Response[list[Workflow]]:
         """Summaries without health windows (read one workflow for its windows)."""
-        items, next_cursor = await workflow_service(agent).list_page(
+        items, next_cursor = await workflows.list_page(
             status=None if status is None else status.value, instance_id=instance_id, limit=limit, cursor=cursor
         )
         headers = {"X-Next-Cursor": next_cursor} if next_cursor is not None else {}
@@ -207,9 +155,9 @@ class WorkflowsController(Controller):
         summary="One workflow: status, stage, cohorts, baseline, health windows, approvals",
         responses=responses(200, Workflow, examples.WORKFLOW, "The workflow", 404, 422),
     )
-    async def get_workflow(self, agent: AgentDependency, workflow_id: WorkflowIdPath) -> Response[Workflow]:
+    async def get_workflow(self, workflows: WorkflowsDependency, workflow_id: WorkflowIdPath) -> Response[Workflow]:
         """`ETag` carries the version to send back as `If-Match` with an action."""
-        workflow, _ = await workflow_service(agent).get(workflow_id)
+        workflow, _ = await workflows.get(workflow_id)
         return _with_etag(workflow)
 
     @get(
@@ -218,14 +166,15 @@ class WorkflowsController(Controller):
         summary="The workflow's append-only audit trail",
         responses=responses(200, list[WorkflowEvent], examples.EVENTS, "Every event, oldest first", 404, 422),
     )
-    async def events(self, agent: AgentDependency, workflow_id: WorkflowIdPath) -> list[WorkflowEvent]:
+    async def events(self, workflows: WorkflowsDependency, workflow_id: WorkflowIdPath) -> list[WorkflowEvent]:
         """Creation, every human action (actor, time, comment) and every automatic transition (with its reason)."""
-        return await workflow_service(agent).events(workflow_id)
+        return await workflows.events(workflow_id)
 
     async def _decide(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentContext,
+        workflows: WorkflowService,
+        key_ring: ApiKeyRing,
         workflow_id: str,
         action: UserAction,
         body: ApprovalBody | ActionBody | None,
@@ -234,10 +183,10 @@ class WorkflowsController(Controller):
         approver = body.approver if isinstance(body, ApprovalBody) else None
         comment = body.comment if isinstance(body, ApprovalBody) else None
         reason = body.reason if isinstance(body, ActionBody) else None
-        workflow = await workflow_service(agent).act(
+        workflow = await workflows.act(
             workflow_id,
             action,
-            actor=request_actor(request, agent, approver),
+            actor=request_actor(request, key_ring, approver),
             comment=comment,
             reason=reason,
             if_match=_version(if_match),
@@ -255,14 +204,15 @@ class WorkflowsController(Controller):
     async def approve(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ApprovalData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """Valid in `pending_approval` and `awaiting_approval`. The same actor approving the same gate again
         gets 200 with no second event; anything else not allowed now is 409 `invalid_transition`."""
-        return await self._decide(request, agent, workflow_id, UserAction.APPROVE, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.APPROVE, data, if_match)
 
     @post(
         "/{workflow_id:str}/reject",
@@ -275,13 +225,14 @@ class WorkflowsController(Controller):
     async def reject(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ApprovalData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval` → `rejected`; `awaiting_approval` → `rolling_back`."""
-        return await self._decide(request, agent, workflow_id, UserAction.REJECT, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.REJECT, data, if_match)
 
     @post(
         "/{workflow_id:str}/abort",
@@ -294,14 +245,15 @@ class WorkflowsController(Controller):
     async def abort(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval`/`capturing_baseline` → `cancelled`; `applying`, `monitoring`,
         `awaiting_approval`, `paused` → `rolling_back`."""
-        return await self._decide(request, agent, workflow_id, UserAction.ABORT, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.ABORT, data, if_match)
 
     @post(
         "/{workflow_id:str}/cancel",
@@ -314,13 +266,14 @@ class WorkflowsController(Controller):
     async def cancel(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval`/`capturing_baseline` → `cancelled`."""
-        return await self._decide(request, agent, workflow_id, UserAction.CANCEL, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.CANCEL, data, if_match)
 
     @post(
         "/{workflow_id:str}/pause",
@@ -333,13 +286,14 @@ class WorkflowsController(Controller):
     async def pause(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`monitoring`/`awaiting_approval` → `paused`; a guardrail breach still rolls back."""
-        return await self._decide(request, agent, workflow_id, UserAction.PAUSE, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.PAUSE, data, if_match)
 
     @post(
         "/{workflow_id:str}/resume",
@@ -352,13 +306,14 @@ class WorkflowsController(Controller):
     async def resume(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`paused` → `monitoring`: the stage is watched for `duration_s` again; gates still apply."""
-        return await self._decide(request, agent, workflow_id, UserAction.RESUME, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.RESUME, data, if_match)
 
     @post(
         "/{workflow_id:str}/retry-rollback",
@@ -371,10 +326,11 @@ class WorkflowsController(Controller):
     async def retry_rollback(
         self,
         request: Request[Any, Any, Any],
-        agent: AgentDependency,
+        workflows: WorkflowsDependency,
+        key_ring: KeyRingDependency,
         workflow_id: WorkflowIdPath,
         data: ActionData = None,
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`failed` → `rolling_back`, resending the rollback calls with their original `event_id`s."""
-        return await self._decide(request, agent, workflow_id, UserAction.RETRY_ROLLBACK, data, if_match)
+        return await self._decide(request, workflows, key_ring, workflow_id, UserAction.RETRY_ROLLBACK, data, if_match)

@@ -3,7 +3,7 @@
 `record_stage_effects` is the reconciler's one call when a stage passes (the last stage's pass
 completes the workflow): it pools the canary's and the reference's stored scrapes over the
 judged part of the stage into bucket counts (`metrics.builder.cohort_counts`) and stores the
-effects `judge.effects.measure_effects` estimates. `plan_outcomes` sets those measurements
+effects `metrics.effects.measure_effects` estimates. `plan_outcomes` sets those measurements
 against each executed recommendation's `estimated_impact` when a plan is read back; it is pure.
 """
 
@@ -15,23 +15,24 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from performance_agent.analysis.schemas import SloTargets
-from performance_agent.analysis.slo import goodput_targets
-from performance_agent.judge.effects import compare_impacts, measure_effects
+from performance_agent.clock import utc
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import cohort_counts
+from performance_agent.metrics.effects import compare_impacts, measure_effects
+from performance_agent.metrics.goodput import goodput_targets
 from performance_agent.optimization.schemas import PlanOutcome
 from performance_agent.workflows.schemas import StageEffects
-from performance_agent.workflows.views import utc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from performance_agent.judge.counts import CohortCounts
     from performance_agent.optimization.schemas import OptimizationPlan
+    from performance_agent.storage.workflows import SqliteWorkflowRepository
     from performance_agent.workflows.observer import CohortObserver
     from performance_agent.workflows.state import WorkflowDoc
 
-__all__ = ("plan_outcomes", "record_stage_effects", "slo_limits")
+__all__ = ("MAX_PLAN_WORKFLOWS", "plan_outcomes", "record_stage_effects", "slo_limits", "stored_plan_outcomes")
 
 logger = logging.getLogger("performance_agent.workflows.effects")
 
@@ -147,4 +148,19 @@ def plan_outcomes(plan: OptimizationPlan, workflows: Sequence[WorkflowDoc]) -> l
                             final=stage.final,
                         )
                     )
+    return outcomes
+
+
+#: Workflows read back with a plan: far more rollouts than one plan's recommendations ever need.
+MAX_PLAN_WORKFLOWS = 1000
+
+
+def stored_plan_outcomes(
+    workflows: SqliteWorkflowRepository, limit: int = MAX_PLAN_WORKFLOWS
+) -> Callable[[OptimizationPlan], Awaitable[list[PlanOutcome]]]:
+    """`plan_outcomes` over the stored workflows started from the plan (the optimizer reads it, never the rollouts)."""
+
+    async def outcomes(plan: OptimizationPlan) -> list[PlanOutcome]:
+        return plan_outcomes(plan, await workflows.of_plan(plan.plan_id, limit))
+
     return outcomes

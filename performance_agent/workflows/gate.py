@@ -4,7 +4,9 @@ Pure on purpose (no I/O, no clock): the reconciler feeds it what the judge said 
 (`performance_agent.judge.judge_window` on the cohorts' bucket counts) or which instances could
 not be read, so every rule here is tested with plain numbers.
 
-Why these rules (issue 10; the statistics are in docs/rollout.md, "How the judge decides"):
+Why these rules (Kayenta's critical metrics, the SRE workbook's concurrent control, Flagger's
+no-data halt: docs/sources.md, "Rollout design"; the statistics are in docs/rollout.md, "How the
+judge decides"):
 - The verdict of a window is the judge's: `fail` once a metric's running evidence reaches the
   threshold (at once for an absolute limit, which is *critical*), else `pass`. Evidence
   accumulates over windows and stages, so looking every window does not inflate false rollbacks,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from performance_agent.judge import JudgeSettings, WindowJudgement
-    from performance_agent.metrics.builder import WindowFigures
+    from performance_agent.metrics.builder import AggregateFigures
     from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 
 __all__ = (
@@ -62,7 +64,7 @@ EVIDENCE_AGAINST_CANARY = "evidence against the canary"
 Step = Literal["rollback", "advance", "pause", "continue"]
 
 
-def cohort_summary(figures: WindowFigures) -> CohortFigures:
+def cohort_summary(figures: AggregateFigures) -> CohortFigures:
     """The display figures of a cohort's (or the baseline's) window; p99s are interpolated inside buckets."""
     latency = figures.latency
     # Finished requests, failed ones included (latency histograms often observe successes only).

@@ -1,6 +1,6 @@
 """The rollout state machine: one `transitions` definition shared by every workflow.
 
-Why it looks like this (see ../shared/reference/rollout-anchors.md §3-§4):
+Why it looks like this (`transitions` 0.9.3 README and transitions#434/#146; docs/sources.md, "Rollout design"):
 - One module-level `Machine(model=None)`; a workflow record is driven as an *unregistered* model
   (`machine.events[name].trigger(record)`), so loading 1,000 workflows builds nothing and nothing
   is kept alive by the machine. `add_model` works on the record too, but binds 50 methods per
@@ -176,7 +176,7 @@ _TRANSITION_TABLE: tuple[dict[str, object], ...] = (
     _rule(_INTERNAL.ROLLBACK_COMPLETE, [_S.ROLLING_BACK], _S.ROLLED_BACK, conditions=[nothing_left_changed]),
     _rule(_INTERNAL.ROLLBACK_FAILED, [_S.ROLLING_BACK], _S.FAILED),
 )
-"""The contract of issue 5 §1/§6, and rollout-anchors.md §4.2 where the issue is silent."""
+"""The contract of issue 5 §1/§6 (docs/rollout.md), with the triggers of docs/rollout.md where the issue is silent."""
 
 _TERMINAL = frozenset({_S.REJECTED, _S.CANCELLED, _S.ROLLED_BACK, _S.COMPLETED})
 

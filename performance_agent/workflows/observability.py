@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from performance_agent.workflows.gate import EVIDENCE_AGAINST_CANARY
 from performance_agent.workflows.machine import WorkflowStatus
@@ -18,44 +18,9 @@ if TYPE_CHECKING:
 
     from performance_agent.workflows.state import TransitionOutcome, WorkflowDoc
 
-__all__ = (
-    "APPROVAL_WAIT",
-    "ROLLBACKS",
-    "STAGE_DURATION",
-    "WINDOW_VERDICTS",
-    "WORKFLOWS_BY_STATUS",
-    "observe_transition",
-    "observe_verdict",
-    "publish_status_counts",
-    "rollback_reason",
-)
+__all__ = ("WorkflowMetrics", "rollback_reason")
 
 _DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
-
-WORKFLOWS_BY_STATUS = Gauge(
-    "performance_agent_workflows", "Rollout workflows by status (terminal ones included).", ("status",)
-)
-ROLLBACKS = Counter(
-    "performance_agent_workflow_rollbacks_total",
-    "Rollbacks started, by reason (evidence: the judge's evidence crossed its threshold; guardrail: an absolute "
-    "limit; consecutive_failures: the canary could not be scraped; apply_failed, approval_timeout, rejected, aborted).",
-    ("reason",),
-)
-STAGE_DURATION = Histogram(
-    "performance_agent_workflow_stage_duration_seconds",
-    "Time from starting to apply a stage until it was left, by how it ended (advanced, completed, rolled_back).",
-    ("outcome",),
-    buckets=_DURATION_BUCKETS,
-)
-APPROVAL_WAIT = Histogram(
-    "performance_agent_workflow_approval_wait_seconds",
-    "Time a workflow waited for a human at a gate (start or stage), by how the wait ended.",
-    ("gate", "outcome"),
-    buckets=_DURATION_BUCKETS,
-)
-WINDOW_VERDICTS = Counter(
-    "performance_agent_workflow_windows_total", "Health windows judged, by verdict.", ("verdict",)
-)
 
 _S = WorkflowStatus
 _STAGE_STATUSES = frozenset({_S.APPLYING, _S.MONITORING, _S.AWAITING_APPROVAL, _S.PAUSED})
@@ -77,27 +42,65 @@ def rollback_reason(trigger: str, status_reason: str | None) -> str:
     return "guardrail"
 
 
-def observe_transition(doc: WorkflowDoc, outcome: TransitionOutcome | None, *, trigger: str) -> None:
-    """Count one transition (`outcome` None: the workflow was just created)."""
-    if outcome is None:
-        return
-    source, dest, now = outcome.from_status, outcome.to_status, doc.updated_at
-    if dest is _S.ROLLING_BACK and source is not _S.ROLLING_BACK and source is not _S.FAILED:
-        ROLLBACKS.labels(rollback_reason(trigger, doc.status_reason)).inc()
-    if source in (_S.PENDING_APPROVAL, _S.AWAITING_APPROVAL) and dest is not source:
-        gate = "start" if source is _S.PENDING_APPROVAL else "stage"
-        ended = {"approve": "approved", "approval_timeout": "timed_out"}.get(trigger, trigger)
-        APPROVAL_WAIT.labels(gate, ended).observe(max(0.0, now - outcome.status_since))
-    left_stage = doc.stage_index != outcome.from_stage_index or dest in (_S.COMPLETED, _S.ROLLING_BACK)
-    if source in _STAGE_STATUSES and left_stage and outcome.stage_started_at is not None:
-        ended = "completed" if dest is _S.COMPLETED else "rolled_back" if dest is _S.ROLLING_BACK else "advanced"
-        STAGE_DURATION.labels(ended).observe(max(0.0, now - outcome.stage_started_at))
+class WorkflowMetrics:
+    """The rollout series of one app's registry, observed where transitions happen."""
 
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.by_status = Gauge(
+            "performance_agent_workflows",
+            "Rollout workflows by status (terminal ones included).",
+            ("status",),
+            registry=registry,
+        )
+        self.rollbacks = Counter(
+            "performance_agent_workflow_rollbacks_total",
+            "Rollbacks started, by reason (evidence: the judge's evidence crossed its threshold; guardrail: an "
+            "absolute limit; consecutive_failures: the canary could not be scraped; apply_failed, approval_timeout, "
+            "rejected, aborted).",
+            ("reason",),
+            registry=registry,
+        )
+        self.stage_duration = Histogram(
+            "performance_agent_workflow_stage_duration_seconds",
+            "Time from starting to apply a stage until it was left, by how it ended (advanced, completed, "
+            "rolled_back).",
+            ("outcome",),
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.approval_wait = Histogram(
+            "performance_agent_workflow_approval_wait_seconds",
+            "Time a workflow waited for a human at a gate (start or stage), by how the wait ended.",
+            ("gate", "outcome"),
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.window_verdicts = Counter(
+            "performance_agent_workflow_windows_total",
+            "Health windows judged, by verdict.",
+            ("verdict",),
+            registry=registry,
+        )
 
-def observe_verdict(verdict: str) -> None:
-    WINDOW_VERDICTS.labels(verdict).inc()
+    def observe_transition(self, doc: WorkflowDoc, outcome: TransitionOutcome | None, *, trigger: str) -> None:
+        """Count one transition (`outcome` None: the workflow was just created)."""
+        if outcome is None:
+            return
+        source, dest, now = outcome.from_status, outcome.to_status, doc.updated_at
+        if dest is _S.ROLLING_BACK and source is not _S.ROLLING_BACK and source is not _S.FAILED:
+            self.rollbacks.labels(rollback_reason(trigger, doc.status_reason)).inc()
+        if source in (_S.PENDING_APPROVAL, _S.AWAITING_APPROVAL) and dest is not source:
+            gate = "start" if source is _S.PENDING_APPROVAL else "stage"
+            ended = {"approve": "approved", "approval_timeout": "timed_out"}.get(trigger, trigger)
+            self.approval_wait.labels(gate, ended).observe(max(0.0, now - outcome.status_since))
+        left_stage = doc.stage_index != outcome.from_stage_index or dest in (_S.COMPLETED, _S.ROLLING_BACK)
+        if source in _STAGE_STATUSES and left_stage and outcome.stage_started_at is not None:
+            ended = "completed" if dest is _S.COMPLETED else "rolled_back" if dest is _S.ROLLING_BACK else "advanced"
+            self.stage_duration.labels(ended).observe(max(0.0, now - outcome.stage_started_at))
 
+    def observe_verdict(self, verdict: str) -> None:
+        self.window_verdicts.labels(verdict).inc()
 
-def publish_status_counts(counts: Mapping[str, int]) -> None:
-    for status in WorkflowStatus:
-        WORKFLOWS_BY_STATUS.labels(status.value).set(counts.get(status.value, 0))
+    def publish_status_counts(self, counts: Mapping[str, int]) -> None:
+        for status in WorkflowStatus:
+            self.by_status.labels(status.value).set(counts.get(status.value, 0))

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from performance_agent.clock import utc
 from performance_agent.metrics.scraper import ScrapeFailure
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from performance_agent.analysis.schemas import SloTargets
+    from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.builder import RawScrape
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository
@@ -42,10 +42,6 @@ class Observation:
 
     collected_at: float | None
     error: str | None = None
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 class CohortObserver:
@@ -101,7 +97,7 @@ class CohortObserver:
         return dict(zip(instance_ids, results, strict=True))
 
     async def scrapes_between(self, instance_id: str, since: float, until: float) -> list[RawScrape]:
-        return await self._snapshots.raw_between(instance_id, _utc(since), _utc(until))
+        return await self._snapshots.raw_between(instance_id, utc(since), utc(until))
 
     async def slo_targets(self, instance_id: str) -> SloTargets | None:
         """The instance's registered SLO targets; None when it declares none or is no longer registered."""

@@ -1,19 +1,13 @@
-"""What an actuator is sent: the webhook body and its signature. Pure, so both are tested byte for byte.
+"""What an actuator is sent: the webhook body (signed by `outbound.webhooks`). Pure, so it is tested byte for byte.
 
 The body is built once per stage and action and stored in the outbox before the first attempt;
 retries and a restarted agent send exactly the same bytes with the same `event_id`, so a
 receiver can de-duplicate on it. Only the signature's timestamp changes between attempts
 (a receiver rejecting stale timestamps must not reject a legitimate retry).
-
-Signature: HMAC-SHA256 over `timestamp + "." + body`, hex, sent as
-`X-Signature-SHA256: sha256=<hex>` with `X-Signature-Timestamp: <unix seconds>`, as Stripe and
-GitHub do; without a secret neither header is sent.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -26,17 +20,10 @@ if TYPE_CHECKING:
     from performance_agent.workflows.state import WorkflowDoc
 
 __all__ = (
-    "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
     "ActuatorPayload",
     "build_payload",
     "decode_payload",
-    "signature_headers",
-    "verify_signature",
 )
-
-SIGNATURE_HEADER = "X-Signature-SHA256"
-TIMESTAMP_HEADER = "X-Signature-Timestamp"
 
 
 class ActuatorPayload(msgspec.Struct, kw_only=True):
@@ -87,20 +74,3 @@ def build_payload(
 
 def decode_payload(body: bytes) -> ActuatorPayload:
     return _decoder.decode(body)
-
-
-def _digest(secret: str, timestamp: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def signature_headers(secret: str | None, timestamp: int, body: bytes) -> dict[str, str]:
-    if not secret:
-        return {}
-    stamp = str(timestamp)
-    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: "sha256=" + _digest(secret, stamp, body)}
-
-
-def verify_signature(secret: str, timestamp: str, signature: str, body: bytes) -> bool:
-    """What a receiver does (used by tests and documented for integrators)."""
-    expected = "sha256=" + _digest(secret, timestamp, body)
-    return hmac.compare_digest(expected, signature)

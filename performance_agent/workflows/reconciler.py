@@ -17,6 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from performance_agent.clock import utc
 from performance_agent.judge import (
     INSUFFICIENT_CANARY_TRAFFIC,
     JudgeState,
@@ -37,10 +38,8 @@ from performance_agent.workflows.gate import (
     scrape_failure,
 )
 from performance_agent.workflows.machine import InternalTrigger, WorkflowStatus, is_active
-from performance_agent.workflows.observability import observe_transition, observe_verdict, publish_status_counts
 from performance_agent.workflows.schemas import BaselineSummary, WindowRecord
 from performance_agent.workflows.state import EventDraft, apply_event_id, cohorts_of, transition
-from performance_agent.workflows.views import utc
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     from performance_agent.judge import CohortCounts, JudgePlan
     from performance_agent.metrics.builder import RawScrape
     from performance_agent.storage.workflows import OutboxUpdate, SqliteWorkflowRepository, StoredWorkflow
+    from performance_agent.workflows.observability import WorkflowMetrics
     from performance_agent.workflows.observer import CohortObserver, Observation
     from performance_agent.workflows.outbox import CallOutcome, OutboxDriver
     from performance_agent.workflows.schemas import CohortFigures
@@ -111,6 +111,7 @@ class Reconciler:
         workflows: SqliteWorkflowRepository,
         observer: CohortObserver,
         outbox: OutboxDriver,
+        metrics: WorkflowMetrics,
         clock: Callable[[], float],
         tick_s: float = 1.0,
         concurrency: int = 32,
@@ -122,6 +123,7 @@ class Reconciler:
         self._slo_targets = slo_targets
         self._observer = observer
         self._outbox = outbox
+        self._metrics = metrics
         self._clock = clock
         self._tick_s = tick_s
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -133,7 +135,7 @@ class Reconciler:
         while True:
             beat()
             await self.tick()
-            publish_status_counts(await self._workflows.count_by_status())
+            self._metrics.publish_status_counts(await self._workflows.count_by_status())
             await self._sleep(self._tick_s)
 
     async def tick(self) -> list[str]:
@@ -184,9 +186,9 @@ class Reconciler:
             pending.doc, pending.stored.version, pending.events, window=pending.window, outbox=pending.outbox
         )
         for outcome, trigger in pending.moves:
-            observe_transition(pending.doc, outcome, trigger=trigger)
+            self._metrics.observe_transition(pending.doc, outcome, trigger=trigger)
         if pending.window is not None:
-            observe_verdict(pending.window.verdict)
+            self._metrics.observe_verdict(pending.window.verdict)
 
     # ------------------------------------------------------------------------- approvals
     def _approval_deadline(self, pending: _Pending, now: float) -> bool:

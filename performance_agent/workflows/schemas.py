@@ -16,7 +16,7 @@ from msgspec import Meta
 
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.judge import AaResult, CohortCounts, JudgeSettings, WindowJudgement
-from performance_agent.judge.effects import MeasuredEffect
+from performance_agent.metrics.effects import MeasuredEffect
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 
 __all__ = (
@@ -226,7 +226,7 @@ class WindowRecord(msgspec.Struct, kw_only=True):
 
 
 class StageEffects(msgspec.Struct, kw_only=True):
-    """The measured effect of the change over one passed stage (`judge.effects`), canary against reference.
+    """The measured effect of the change over one passed stage (`metrics.effects`), canary against reference.
 
     Counts are pooled over the judged part of the stage (`window_start`, after the warm-up, to
     `window_end`, when the stage passed); the reference is the control cohort, or the baseline

@@ -15,11 +15,11 @@ import binascii
 import dataclasses
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.clock import utc
 from performance_agent.errors import ConflictError, ErrorDetail, NotFoundError, RequestValidationError
 from performance_agent.storage.workflows import (
     IdempotencyClaim,
@@ -28,7 +28,6 @@ from performance_agent.storage.workflows import (
     VersionConflict,
 )
 from performance_agent.workflows.machine import InvalidTransition, UserAction, WorkflowStatus, allowed_actions
-from performance_agent.workflows.observability import observe_transition
 from performance_agent.workflows.plans import PlanLookup, resolve_plan_changes
 from performance_agent.workflows.schemas import Workflow
 from performance_agent.workflows.state import EventDraft, TransitionOutcome, WorkflowDoc, transition
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.workflows import SqliteWorkflowRepository, StoredWorkflow
+    from performance_agent.workflows.observability import WorkflowMetrics
     from performance_agent.workflows.schemas import FlagValue, WorkflowCreate, WorkflowEvent
 
 __all__ = ("ACTION_RETRIES", "WINDOWS_SHOWN", "CreateResult", "WorkflowService", "decode_cursor", "encode_cursor")
@@ -83,9 +83,11 @@ class WorkflowService:
         instances: InstanceRepository,
         defaults: CreateDefaults,
         plans: PlanLookup | None,
+        metrics: WorkflowMetrics,
         clock: Callable[[], float],
         on_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._metrics = metrics
         self._workflows = workflows
         self._instances = instances
         self._defaults = defaults
@@ -160,7 +162,7 @@ class WorkflowService:
                 context={"workflow_id": mismatch.workflow_id},
             ) from None
         if created:
-            observe_transition(doc, None, trigger="create")
+            self._metrics.observe_transition(doc, None, trigger="create")
             if self._on_change is not None:
                 await self._on_change()
         return CreateResult(workflow=await self._view(stored), created=created)
@@ -225,7 +227,7 @@ class WorkflowService:
                     raise _version_conflict(fresh.doc, fresh.version, first_seen[2]) from None
                 stored = fresh
                 continue
-            observe_transition(doc, moved_by, trigger=action.value)
+            self._metrics.observe_transition(doc, moved_by, trigger=action.value)
             if self._on_change is not None:
                 await self._on_change()
             return await self._view(dataclasses.replace(stored, doc=doc, version=version))
@@ -255,9 +257,7 @@ class WorkflowService:
         details: dict[str, object] = {}
         if action is UserAction.APPROVE:
             gate = 0 if outcome.from_status is WorkflowStatus.PENDING_APPROVAL else doc.stage_index
-            doc.approvals.append(
-                ApprovalRecord(gate=gate, actor=actor, at=datetime.fromtimestamp(now, UTC), comment=comment)
-            )
+            doc.approvals.append(ApprovalRecord(gate=gate, actor=actor, at=utc(now), comment=comment))
             details["gate"] = gate
         event = EventDraft(
             type="action",

@@ -4,8 +4,8 @@ Why a document: a workflow is read and written whole (status, stage, deadlines, 
 approvals), always under one optimistic version check, so one JSON column is simpler and safer
 than twenty; the columns the database must search (status, due time, instances) are kept beside
 it by the repository. Times are epoch seconds from the injectable clock, so a restarted agent
-recomputes every deadline from what is stored (rollout-anchors.md §0: persist the state, never
-the timer).
+recomputes every deadline from what is stored (persist the state, never the timer, as Argo Rollouts'
+`rollout/pause.go` does; docs/sources.md).
 
 `transition` is the only way a status changes: it fires the machine on a throwaway record,
 copies the result back, and sets the deadlines the new status needs. It does no I/O.

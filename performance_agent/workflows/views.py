@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from performance_agent.clock import utc
 from performance_agent.workflows.machine import allowed_actions
 from performance_agent.workflows.schemas import CohortView, Workflow
 from performance_agent.workflows.state import cohorts_of
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from performance_agent.workflows.schemas import WindowRecord
     from performance_agent.workflows.state import WorkflowDoc
 
-__all__ = ("to_view", "utc")
-
-
-def utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+__all__ = ("to_view",)
 
 
 def _maybe(epoch: float | None) -> datetime | None:

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from performance_agent.engines.registry import adapt_page
-from performance_agent.metrics.builder import build_snapshot, raw_scrape
+from performance_agent.metrics.builder import build_snapshot, encode_raw_scrape, raw_scrape
 from performance_agent.metrics.exposition import parse_page
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance, Workload
-from performance_agent.storage.snapshots import encode_raw
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec, Workload
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -52,7 +51,7 @@ def simulated(
 ) -> tuple[SimulatedInstance, ManualClock]:
     clock = ManualClock()
     instance = SimulatedInstance(
-        InstanceSpec(engine=engine, seed=seed, workload=workload or Workload(), flags=flags or {}),
+        SimulatedServerSpec(engine=engine, seed=seed, workload=workload or Workload(), flags=flags or {}),
         engine,
         clock,
     )
@@ -92,7 +91,7 @@ def seed_history(
         )
         previous = raw_scrape(adapted, collected_at)
         raws.append(previous)
-        stored.append((collected_at, _encoder.encode(snapshot), encode_raw(previous)))
+        stored.append((collected_at, _encoder.encode(snapshot), encode_raw_scrape(previous)))
         clock.advance(interval_s)
 
     async def write() -> None:

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 from litestar.testing import TestClient
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
-from performance_agent.analysis.alerting import ALERTS_FIRING, SLO_BURN_RATE, AlertEvaluator, AlertWebhook
+from performance_agent.analysis.alerting import AlertEvaluator, AlertMetrics, AlertWebhook
 from performance_agent.analysis.alerts import alert_fingerprint, resolve_unmonitored
-from performance_agent.analysis.schemas import AlertEvent, AlertState, SloTargets
+from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.app import create_app
 from performance_agent.fleet.schemas import InstanceSpec
-from performance_agent.metrics.scraper import ScrapeClients
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
+from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist
 from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
 from performance_agent.storage.instances import MemoryStore, StoredInstance
@@ -35,13 +36,17 @@ START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 STEP_S = 30.0
 
 
+#: The series of the evaluators these tests build (apps built by `client_factory` have their own).
+REGISTRY = CollectorRegistry()
+METRICS = AlertMetrics(REGISTRY)
+
+
 @pytest.fixture(autouse=True)
 def exported_alerts_end_with_the_test() -> Iterator[None]:
-    """The alert gauges live in the process-wide registry: series left firing here (burn-3 ends
-    firing) would show on every later test's `/metrics` page, so each test removes its own."""
+    """The tests' evaluators share one registry: each test removes the series it left (burn-3 ends firing)."""
     yield
-    ALERTS_FIRING.clear()
-    SLO_BURN_RATE.clear()
+    METRICS.firing.clear()
+    METRICS.burn_rate.clear()
 
 
 @pytest.fixture
@@ -90,13 +95,19 @@ def stored_instance(instance_id: str, slo: SloTargets | None = None) -> tuple[Me
 def test_an_alert_fires_after_sustained_burn_and_resolves_when_it_stops() -> None:
     store, instance = stored_instance("burn-0")
     alerts = MemoryAlertRepository()
-    evaluator = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    evaluator = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     good, bad = 0.05, 0.5
-    # 30 min good (scrapes 0-59), then bad. Burn rates divide by the observed time: at scrape n the 1h
-    # window holds n + 1 windows of which n - 59 are bad, and (n - 59) / (n + 1) >= 14.4% first at n = 70.
+    # 30 min good (scrapes 0-59), then bad. Long windows use the data they hold (as PromQL's rate()):
+    # at scrape n the 1h and 6h windows hold n + 1 windows of which n - 59 are bad. The slow pair needs
+    # 6% and its 30m window (60 scrapes) covered: (n - 59) / (n + 1) >= 6% first at n = 63.
     events = asyncio.run(drive(evaluator, store, instance, [good] * 60 + [bad] * 10))
-    assert events == []
-    assert firing_value("burn-0") is None
+    assert [(e.kind, e.alert.pair, e.at) for e in events] == [
+        ("fire", "6h/30m", START + timedelta(seconds=STEP_S * 63))
+    ]
+    assert firing_value("burn-0") is None  # the 1h/5m series
+    # The fast pair needs 14.4%: (n - 59) / (n + 1) >= 14.4% first at n = 70.
     events = asyncio.run(drive_more(evaluator, store, instance, start_index=70, pattern=[bad]))
     assert [(e.kind, e.alert.objective, e.alert.pair) for e in events] == [("fire", "itl_p99_s", "1h/5m")]
     fired = events[0]
@@ -104,7 +115,7 @@ def test_an_alert_fires_after_sustained_burn_and_resolves_when_it_stops() -> Non
     assert fired.alert.burn_rate_long == pytest.approx((11 / 71) / 0.01)
     assert fired.alert.burn_rate_short == pytest.approx(100.0)
     assert firing_value("burn-0") == 1.0
-    assert asyncio.run(alerts.firing("burn-0"))[0].started_at == fired.at
+    assert {a.pair: a.started_at for a in asyncio.run(alerts.firing("burn-0"))}["1h/5m"] == fired.at
 
     # Good again from scrape 71: the 1h window still holds 11 bad windows, and 11 / (n + 1) falls below
     # 14.4% at n = 76, before the 5m window clears (79): one window of the pair is enough to resolve.
@@ -131,35 +142,46 @@ async def drive_more(
 def test_the_instance_targets_are_used_and_too_little_data_never_fires() -> None:
     store, instance = stored_instance("burn-1", slo=SloTargets(itl_p99_s=1.0))
     evaluator = AlertEvaluator(
-        snapshots=MemorySnapshotRepository(store), alerts=MemoryAlertRepository(), defaults=SloTargets()
+        snapshots=MemorySnapshotRepository(store),
+        alerts=MemoryAlertRepository(),
+        defaults=SloTargets(),
+        metrics=METRICS,
     )
     # 0.5 s breaks the default target (0.1) but meets the instance's own (1.0).
     assert asyncio.run(drive(evaluator, store, instance, [0.5] * 90)) == []
     store, instance = stored_instance("burn-2")
     evaluator = AlertEvaluator(
-        snapshots=MemorySnapshotRepository(store), alerts=MemoryAlertRepository(), defaults=SloTargets()
+        snapshots=MemorySnapshotRepository(store),
+        alerts=MemoryAlertRepository(),
+        defaults=SloTargets(),
+        metrics=METRICS,
     )
     # All bad but only 20 minutes of data: the 1h burn rate needs half an hour, so nothing fires.
-    assert asyncio.run(drive(evaluator, store, instance, [0.5] * 40)) == []
+    assert asyncio.run(drive(evaluator, store, instance, [0.5] * 8)) == []
 
 
 def test_a_restart_reads_the_time_line_back_from_storage() -> None:
     store, instance = stored_instance("burn-3")
     alerts = MemoryAlertRepository()
-    first = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
-    assert asyncio.run(drive(first, store, instance, [0.05] * 60 + [0.5] * 10)) == []
-    restarted = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    first = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
+    before = asyncio.run(drive(first, store, instance, [0.05] * 60 + [0.5] * 10))
+    assert [e.alert.pair for e in before] == ["6h/30m"]
+    restarted = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     events = asyncio.run(drive_more(restarted, store, instance, start_index=70, pattern=[0.5]))
-    assert [e.kind for e in events] == ["fire"]
+    assert [(e.kind, e.alert.pair) for e in events] == [("fire", "1h/5m")]
 
 
-def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook, ScrapeClients, list[float]]:
+def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook, PinnedClients, list[float]]:
     waits: list[float] = []
 
     async def no_wait(seconds: float) -> None:
         waits.append(seconds)
 
-    clients = ScrapeClients()
+    clients = PinnedClients()
 
     async def loopback(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]
@@ -171,6 +193,7 @@ def webhook(url: str, allow: list[str], attempts: int = 3) -> tuple[AlertWebhook
         resolver=loopback,
         receiver="performance-agent",
         external_url="http://127.0.0.1:8000",
+        metrics=METRICS,
         attempts=attempts,
         sleep=no_wait,
     )
@@ -353,7 +376,9 @@ def test_deleting_an_instance_resolves_its_firing_alerts_everywhere(
     ]
 
 
-def test_a_refused_delete_leaves_the_alerts_firing(client_factory: ClientFactory, tmp_path: Path) -> None:
+def test_a_refused_delete_leaves_the_alerts_firing(
+    client_factory: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = str(tmp_path / "agent.db")
     seed_database(path, ["vllm-0"], [firing_alert("vllm-0")])
     api = client_factory(database=path, scrape_background=False)
@@ -361,7 +386,7 @@ def test_a_refused_delete_leaves_the_alerts_firing(client_factory: ClientFactory
     async def in_a_workflow(instance_id: str) -> str | None:
         return "wf-1"
 
-    api.app.state.context.active_workflow_finder = in_a_workflow
+    monkeypatch.setattr(api.app.state.context.storage.workflows, "active_workflow_of", in_a_workflow)
     assert_envelope(api.delete("/api/v1/instances/vllm-0"), 409, "workflow_conflict")
     assert_envelope(api.delete("/api/v1/instances/vllm-9"), 404, "not_found")
     firing = api.get("/api/v1/alerts", params={"state": "firing"}).json()
@@ -387,15 +412,19 @@ def test_alerts_of_instances_deleted_before_are_resolved_at_start(
 def test_a_scrape_in_flight_at_delete_does_not_fire_again_but_a_new_registration_does() -> None:
     store, instance = stored_instance("burn-4")
     alerts = MemoryAlertRepository()
-    evaluator = AlertEvaluator(snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets())
+    evaluator = AlertEvaluator(
+        snapshots=MemorySnapshotRepository(store), alerts=alerts, defaults=SloTargets(), metrics=METRICS
+    )
     fired = asyncio.run(drive(evaluator, store, instance, [0.05] * 60 + [0.5] * 11))
-    assert [e.kind for e in fired] == ["fire"]
+    assert [(e.kind, e.alert.pair) for e in fired] == [("fire", "6h/30m"), ("fire", "1h/5m")]
     burn_rate = {"instance_id": "burn-4", "objective": "itl_p99_s", "window": "5m"}
     assert REGISTRY.get_sample_value("performance_agent_slo_burn_rate", burn_rate) == pytest.approx(100.0)
 
     deleted_at = START + timedelta(seconds=STEP_S * 71)
     events = asyncio.run(evaluator.instance_deleted(instance, deleted_at))
-    assert [(e.kind, e.at, e.alert.started_at) for e in events] == [("resolve", deleted_at, fired[0].at)]
+    assert sorted((e.kind, e.at, e.alert.started_at) for e in events) == sorted(
+        ("resolve", deleted_at, e.at) for e in fired
+    )
     assert firing_value("burn-4") is None
     assert REGISTRY.get_sample_value("performance_agent_slo_burn_rate", burn_rate) is None
     assert asyncio.run(alerts.firing("burn-4")) == []
@@ -407,7 +436,7 @@ def test_a_scrape_in_flight_at_delete_does_not_fire_again_but_a_new_registration
     # registered again under the same id: evaluated as a new instance
     again = msgspec.structs.replace(instance, created_at=deleted_at)
     events = asyncio.run(drive_more(evaluator, store, again, start_index=72, pattern=[0.5]))
-    assert [e.kind for e in events] == ["fire"]
+    assert [e.kind for e in events] == ["fire", "fire"]
     assert firing_value("burn-4") == 1.0
 
 

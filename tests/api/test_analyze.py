@@ -9,9 +9,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from performance_agent.analysis.schemas import SloTargets
-from performance_agent.analysis.slo import goodput_targets
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import aggregate_window
+from performance_agent.metrics.goodput import goodput_targets
 from performance_agent.simulator import start_simulator
 from tests.api.analysis_support import register, seed_history, simulated
 from tests.conftest import KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope

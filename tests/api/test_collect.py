@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.context import AgentContext
-from performance_agent.outbound.target_guard import ResolutionError
+from performance_agent.outbound.target_guard import ResolutionError, Resolver
 from tests.conftest import KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 from tests.scrape_support import ScriptedServer, fixture_page, scripted_server
 
@@ -279,14 +279,13 @@ def test_forbidden_targets_are_a_403_and_register_nothing(api: TestClient[Litest
     assert api.get("/api/v1/instances").json() == []
 
 
-def test_a_host_name_resolving_to_metadata_is_refused_at_scrape_time(api: TestClient[Litestar]) -> None:
+def test_a_host_name_resolving_to_metadata_is_refused_at_scrape_time(client_factory: ClientFactory) -> None:
     async def rebinding(host: str, port: int) -> Sequence[str]:
         if host == "innocent.internal":
             return ["169.254.169.254"]
         raise ResolutionError(f"{host} does not resolve")
 
-    listed = allow_internal_names(api)
-    listed.scrape_resolver = rebinding
+    api = allowing_internal_names(client_factory, rebinding)
     response = api.post(
         "/api/v1/collect/vllm", json={"instance_id": "inst-0", "endpoint": "http://innocent.internal:8000"}
     )
@@ -297,22 +296,18 @@ def test_a_host_name_resolving_to_metadata_is_refused_at_scrape_time(api: TestCl
     assert_envelope(unknown, 502, "upstream_unreachable")
 
 
-def allow_internal_names(client: TestClient[Litestar]) -> AgentContext:
-    """Allow `*.internal` by name (as an operator would), so only the resolved address can refuse."""
-    from performance_agent.outbound.target_guard import parse_allowlist
-
-    context = context_of(client)
-    context.scrape_allowlist = parse_allowlist(["127.0.0.1/32", "*.internal"])
-    return context
+def allowing_internal_names(client_factory: ClientFactory, resolver: Resolver) -> TestClient[Litestar]:
+    """An agent allowing `*.internal` by name (as an operator would), so only the resolved address can refuse."""
+    return client_factory(scrape_background=False, scrape_allowlist=["127.0.0.1/32", "*.internal"], resolver=resolver)
 
 
 def test_a_host_name_resolving_to_an_allowed_address_is_scraped_there(
-    api: TestClient[Litestar], scripted_server: ScriptedServer
+    client_factory: ClientFactory, scripted_server: ScriptedServer
 ) -> None:
     async def resolver(host: str, port: int) -> Sequence[str]:
         return ["127.0.0.1"] if host == "sglang-0.internal" else []
 
-    allow_internal_names(api).scrape_resolver = resolver
+    api = allowing_internal_names(client_factory, resolver)
     scripted_server.serve("/metrics", SGLANG_PAGE)
     response = api.post(
         "/api/v1/collect/sglang",

@@ -16,13 +16,13 @@ from typing import TypeVar
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from performance_agent.fleet.schemas import InstanceSpec
-from performance_agent.metrics.collection import CollectionService
-from performance_agent.metrics.collector import Collector, RetentionPruner
-from performance_agent.metrics.scraper import ScrapeClients
+from performance_agent.metrics.collection import CollectionService, ScrapeMetrics
+from performance_agent.metrics.collector import Collector, InstanceStatusCollector, RetentionPruner
 from performance_agent.metrics.snapshot import InstanceSnapshot
+from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, StoredInstance
 from performance_agent.storage.snapshots import MemorySnapshotRepository
@@ -66,7 +66,7 @@ class Harness:
         self.store = MemoryStore()
         self.instances = MemoryInstanceRepository(self.store)
         self.snapshots = MemorySnapshotRepository(self.store)
-        self.clients = ScrapeClients()
+        self.clients = PinnedClients()
         kind = CrashingCollection if crashing else CollectionService
         self.collection = kind(
             instances=self.instances,
@@ -76,6 +76,7 @@ class Harness:
             resolver=system_resolver,
             max_bytes=1 << 20,
             allowed_header_env=frozenset(),
+            metrics=ScrapeMetrics(CollectorRegistry()),
         )
         self.clock = FakeClock()
         self.collector = Collector(
@@ -246,10 +247,13 @@ def test_concurrency_is_bounded(slow_server: ScriptedServer) -> None:
     assert slow_server.max_active <= 2
 
 
-def test_instances_by_status_are_published(scripted_server: ScriptedServer) -> None:
+def test_instances_by_status_are_read_from_the_last_pass_at_scrape_time(scripted_server: ScriptedServer) -> None:
     scripted_server.serve("/metrics", PAGE)
+    registry = CollectorRegistry()
 
     async def test(h: Harness) -> None:
+        registry.register(InstanceStatusCollector(h.collector))
+        assert registry.get_sample_value("performance_agent_instances", {"status": "up"}) is None  # no pass yet
         await h.register("up-0", scripted_server.endpoint)
         await h.register("down-0", "http://127.0.0.1:1")
         await h.collector.dispatch_due()
@@ -261,7 +265,7 @@ def test_instances_by_status_are_published(scripted_server: ScriptedServer) -> N
     run(test)
 
     def gauge(status: str) -> float | None:
-        return REGISTRY.get_sample_value("performance_agent_instances", {"status": status})
+        return registry.get_sample_value("performance_agent_instances", {"status": status})
 
     assert (gauge("up"), gauge("down"), gauge("pending")) == (1.0, 1.0, 1.0)
 

@@ -15,9 +15,13 @@ import pytest
 from litestar import Litestar, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 
+from performance_agent.edge import install_edge
 from performance_agent.errors import ConflictError, exception_handlers
-from performance_agent.observability import add_request_id_header
+from performance_agent.observability import RequestMetrics
+from performance_agent.ratelimit import RateLimiter
+from performance_agent.security import ApiKeyRing
 from performance_agent.validation import StrictRequest
 from tests.conftest import ClientFactory, assert_envelope
 
@@ -55,10 +59,11 @@ def rig() -> Iterator[TestClient[Litestar]]:
         route_handlers=[create_rollout, read_item],
         exception_handlers=exception_handlers(),
         request_class=StrictRequest,
-        before_send=[add_request_id_header],
         request_max_body_size=2048,
         debug=False,
     )
+    metrics = RequestMetrics(CollectorRegistry())
+    install_edge(app, limiter=RateLimiter([]), ring=ApiKeyRing([]), trusted_proxies=[], metrics=metrics)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -196,7 +201,8 @@ def test_real_app_rate_limit_is_429_with_headers(client_factory: ClientFactory) 
     client.get("/api/v1/config")
     limited = client.get("/api/v1/capabilities")
     body = assert_envelope(limited, 429, "rate_limited")
-    assert limited.headers["retry-after"] == "60"
-    assert body["context"]["retry_after_s"] == 60
+    # Two per minute: one request's worth of budget drains in 30 s.
+    assert limited.headers["retry-after"] == "30"
+    assert body["context"]["retry_after_s"] == 30
     for path in ("/api/v1/health", "/api/v1/health/ready", "/api/v1/health/detailed", "/metrics"):
         assert client.get(path).status_code == 200, path  # probes are never rate limited

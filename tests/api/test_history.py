@@ -10,9 +10,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.context import AgentContext
-from performance_agent.metrics.builder import RawScrape
+from performance_agent.metrics.builder import RawScrape, encode_raw_scrape
 from performance_agent.metrics.snapshot import InstanceSnapshot, Load, RawSeries
-from performance_agent.storage.snapshots import encode_raw
 from tests.conftest import KEYS, VIEWER_KEY, ClientFactory, assert_envelope
 
 
@@ -39,7 +38,7 @@ def store(client: TestClient[Litestar], ages_minutes: list[float], instance_id: 
                 collected_at=stamp,
                 load=Load(requests_running=age),
             )
-            raw = encode_raw(RawScrape(collected_at=stamp, total=RawSeries()))
+            raw = encode_raw_scrape(RawScrape(collected_at=stamp, total=RawSeries()))
             assert await context.snapshots.add(instance_id, stamp, msgspec.json.encode(snapshot), raw)
 
     portal = client.blocking_portal  # the app's own event loop, where its database lives

@@ -244,7 +244,9 @@ def test_delete_removes_the_instance_and_its_history(api: TestClient[Litestar]) 
     assert_envelope(api.get("/api/v1/history/vllm-0"), 404, "not_found")
 
 
-def test_delete_is_refused_while_a_workflow_is_active(api: TestClient[Litestar]) -> None:
+def test_delete_is_refused_while_a_workflow_is_active(
+    api: TestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert api.post(BASE, json=body("vllm-0")).status_code == 201
     assert api.post(BASE, json=body("vllm-1")).status_code == 201
     asked: list[str] = []
@@ -253,7 +255,7 @@ def test_delete_is_refused_while_a_workflow_is_active(api: TestClient[Litestar])
         asked.append(instance_id)
         return "wf-42" if instance_id == "vllm-0" else None
 
-    context_of(api).active_workflow_finder = active_workflow
+    monkeypatch.setattr(context_of(api).storage.workflows, "active_workflow_of", active_workflow)
     envelope = assert_envelope(api.delete(f"{BASE}/vllm-0"), 409, "workflow_conflict")
     assert envelope["context"] == {"instance_id": "vllm-0", "workflow_id": "wf-42"}
     assert api.get(f"{BASE}/vllm-0").status_code == 200

@@ -33,7 +33,8 @@ def _handlers() -> list[tuple[str, HTTPRouteHandler]]:
         for handler in getattr(route, "route_handlers", []):
             if isinstance(handler, HTTPRouteHandler) and handler.include_in_schema:
                 found.append((route.path, handler))
-    return found
+    # route handlers of one path come from a set: sorted, so every pytest-xdist worker collects one order
+    return sorted(found, key=lambda item: (item[0], sorted(item[1].http_methods)))
 
 
 HANDLERS = _handlers()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
-from performance_agent.judge.effects import MeasuredEffect
+from performance_agent.metrics.effects import MeasuredEffect
 from performance_agent.optimization.schemas import OptimizationPlan
 from performance_agent.storage.plans import SqlitePlanRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository

@@ -1,7 +1,7 @@
 """Every human action in every status, through the API; and two concurrent actions on one workflow.
 
-The expected table is written out from issue 5 §6 (and rollout-anchors.md §4.2 where the issue is
-silent), not derived from the machine, so a drift in either shows up here. Workflows are put into
+The expected table is written out from issue 5 §6 (and the user actions of docs/rollout.md where the
+issue is silent), not derived from the machine, so a drift in either shows up here. Workflows are put into
 each status by writing their stored document, as the reconciler would have left it.
 """
 
@@ -156,10 +156,9 @@ def test_two_concurrent_actions_exactly_one_wins(client: TestClient[Litestar]) -
     workflow_id = start(client)["workflow_id"]
     force(client, workflow_id, S.MONITORING)
     context = client.app.state.context
-    from performance_agent.workflows.controllers import workflow_service
 
     async def race() -> tuple[object, object]:
-        service = workflow_service(context)
+        service = context.workflows
         outcomes = await asyncio.gather(
             service.act(workflow_id, UserAction.PAUSE, actor="alice"),
             service.act(workflow_id, UserAction.ABORT, actor="bob"),
@@ -183,8 +182,7 @@ def test_an_action_survives_a_concurrent_write_that_did_not_move_the_workflow(cl
     workflow_id = start(client)["workflow_id"]
     force(client, workflow_id, S.MONITORING)
     context = client.app.state.context
-    repository = SqliteWorkflowRepository(context.database)
-    from performance_agent.workflows.controllers import workflow_service
+    repository = context.storage.workflows
 
     async def race() -> tuple[object, object]:
         async def reconciler_write() -> None:
@@ -193,7 +191,7 @@ def test_an_action_survives_a_concurrent_write_that_did_not_move_the_workflow(cl
             stored.doc.next_due_at = 1.0
             await repository.save(stored.doc, stored.version)
 
-        service = workflow_service(context)
+        service = context.workflows
         # The write starts first, so it reads and saves before the abort saves: the abort loses the race.
         outcomes = await asyncio.gather(
             reconciler_write(), service.act(workflow_id, UserAction.ABORT, actor="alice"), return_exceptions=True
@@ -207,4 +205,4 @@ def test_an_action_survives_a_concurrent_write_that_did_not_move_the_workflow(cl
     assert final["status"] == "rolling_back"
     assert final["version"] == 4  # start, force, the concurrent write, the abort
     with pytest.raises(ConflictError):
-        client.blocking_portal.call(lambda: workflow_service(context).act(workflow_id, UserAction.PAUSE, actor="x"))
+        client.blocking_portal.call(lambda: context.workflows.act(workflow_id, UserAction.PAUSE, actor="x"))

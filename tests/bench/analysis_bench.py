@@ -29,11 +29,16 @@ from litestar.testing import TestClient
 
 from performance_agent.app import create_app
 from performance_agent.engines.registry import adapt_page
-from performance_agent.metrics.builder import RawScrape, build_snapshot, raw_scrape
+from performance_agent.metrics.builder import (
+    RawScrape,
+    build_snapshot,
+    decode_raw_scrape,
+    encode_raw_scrape,
+    raw_scrape,
+)
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.metrics.snapshot import InstanceSnapshot
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance, Workload
-from performance_agent.storage.snapshots import decode_raw, encode_raw
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec, Workload
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
 
@@ -58,7 +63,9 @@ class Server:
 
     def __init__(self) -> None:
         self.clock = ManualClock()
-        self.instance = SimulatedInstance(InstanceSpec(engine="vllm", seed=7, workload=Workload()), "vllm", self.clock)
+        self.instance = SimulatedInstance(
+            SimulatedServerSpec(engine="vllm", seed=7, workload=Workload()), "vllm", self.clock
+        )
         self.clock.advance(120.0)
 
     def scrape(self, collected_at: datetime, previous: RawScrape | None) -> tuple[Row, RawScrape]:
@@ -72,7 +79,7 @@ class Server:
             previous=previous,
         )
         raw = raw_scrape(adapted, collected_at)
-        return (collected_at, _encoder.encode(snapshot), encode_raw(raw)), raw
+        return (collected_at, _encoder.encode(snapshot), encode_raw_scrape(raw)), raw
 
 
 def simulated_history(server: Server, count: int, end: datetime) -> list[Row]:
@@ -105,9 +112,11 @@ def store_history(client: TestClient[Litestar], rows: list[Row]) -> None:
             snapshot.collected_at += shift
             for model in snapshot.models:
                 model.collected_at += shift
-            scrape = decode_raw(raw)
+            scrape = decode_raw_scrape(raw)
             scrape.collected_at += shift
-            if not await snapshots.add("vllm-0", collected_at + shift, _encoder.encode(snapshot), encode_raw(scrape)):
+            if not await snapshots.add(
+                "vllm-0", collected_at + shift, _encoder.encode(snapshot), encode_raw_scrape(scrape)
+            ):
                 raise AssertionError("the instance vanished while its history was stored")
 
     _call(client, fill)

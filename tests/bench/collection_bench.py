@@ -18,19 +18,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import msgspec
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
-from performance_agent.fleet.instances import InstanceService
 from performance_agent.metrics.collector import Collector
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/collection_bench.py)"
 FLEET = 200
 
@@ -46,7 +44,7 @@ def simulated_fleet(count: int) -> Iterator[str]:
     port = _free_port()
     command = [sys.executable, "-m", "performance_agent", "simulate", "--engine", "vllm", "--count", str(count),
                "--single-port", "--base-port", str(port)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -78,7 +76,7 @@ def _collection_cycle(tmp: str) -> list[Figure]:
         agent = client.app.state.context
         collector = Collector(
             instances=agent.instances,
-            collection=InstanceService.of(agent).collection,
+            collection=agent.collection,
             interval_s=15,
             concurrency=settings.scrape_concurrency,
             timeout_s=settings.scrape_timeout_s,

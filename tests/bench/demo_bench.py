@@ -11,11 +11,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.bench.figures import Figure
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/demo_bench.py; the run itself is `make demo`)"
 SECTION = "Guided demo (`make demo`: 7 simulated servers, the agent under uvicorn, two rollouts)"
 TARGET_S = 120.0
@@ -27,7 +26,7 @@ def _time_one_run() -> tuple[float, int]:
     started = time.monotonic()
     finished = subprocess.run(
         [sys.executable, "-m", "performance_agent", "demo"],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -17,15 +17,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.bench.figures import Figure
+from tests.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/http_bench.py)"
 
 
@@ -53,9 +52,10 @@ def serve(factory: str, env: dict[str, str]) -> Iterator[str]:
     port = _free_port()
     command = [
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--no-server-header",
+        "--log-level", "warning",
+    ]  # fmt: skip  # the settings of `performance_agent serve` and the Containerfile
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}/api/v1/health"
     try:
         deadline = time.monotonic() + 30

@@ -2,9 +2,9 @@
 
 The page is rendered by `prometheus_client.generate_latest` (the library vLLM itself uses), so its
 formatting, label order, `_created` families and float spelling are the real ones; only the values
-come from a seeded generator. Families, labels and bucket edges follow
-`/work/shared/reference/engine-metrics.md` §1 (the default-on V1 families; flag-gated ones such as
-speculative decoding, LoRA, MFU and KV-block residency are left out, as on a plain deployment).
+come from a seeded generator. Families, labels and bucket edges follow vLLM's
+`vllm/v1/metrics/loggers.py` (docs/sources.md, "vLLM metrics"; the default-on V1 families; flag-gated
+ones such as speculative decoding, LoRA, MFU and KV-block residency are left out, as on a plain deployment).
 """
 
 from __future__ import annotations

@@ -35,19 +35,15 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from performance_agent.context import AgentContext
+from performance_agent.clock import utc
+from performance_agent.composition import build_agent
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.security import ApiKeyRing
 from performance_agent.simulator.fleet import ManualClock, start_simulator
-from performance_agent.storage.database import Database
-from performance_agent.storage.workflows import SqliteWorkflowRepository
-from performance_agent.workflows.controllers import workflow_defaults
-from performance_agent.workflows.runtime import build_reconciler
 from performance_agent.workflows.schemas import WorkflowCreate
-from performance_agent.workflows.service import WorkflowService
-from performance_agent.workflows.views import utc
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder, free_port
 
 if TYPE_CHECKING:
@@ -56,7 +52,6 @@ if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet
     from performance_agent.workflows.reconciler import Reconciler
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "make bench  (tests/bench/rollout_bench.py)"
 INTERVAL_S = 15.0
 TICK_S = 1.0
@@ -154,7 +149,7 @@ def simulator_process(count: int) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "performance_agent", "simulate", "--engine", "vllm", "--count", str(count),
                "--single-port", "--base-port", str(port)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -203,19 +198,13 @@ async def _scale(endpoint: str, database: str) -> ScaleFigures:
     rss_before, _ = _rss_mb()
     receiver = WebhookReceiver().start()
     settings = make_settings(database=database, scrape_background=False, workflow_tick_s=TICK_S)
-    agent = AgentContext(settings, Database(settings.database), ApiKeyRing([]))
-    await agent.database.open()
+    agent = build_agent(settings, ApiKeyRing([]))
+    await agent.storage.open()
     started = time.monotonic()
     try:
-        workflows = SqliteWorkflowRepository(agent.database)
-        reconciler = build_reconciler(agent)
-        service = WorkflowService(
-            workflows=workflows,
-            instances=agent.instances,
-            defaults=workflow_defaults(agent),
-            plans=None,
-            clock=time.time,
-        )
+        workflows = agent.storage.workflows
+        reconciler = agent.reconciler
+        service = agent.workflows
         for index in range(2 * WORKFLOWS):
             path = f"/i/vllm-{index}/metrics"
             spec = msgspec.convert({"engine": "vllm", "endpoint": endpoint, "metrics_path": path}, InstanceSpec)
@@ -258,8 +247,8 @@ async def _scale(endpoint: str, database: str) -> ScaleFigures:
         return ScaleFigures(rss_before, rss, peak, cpu, wall, due, setup_s)
     finally:
         receiver.stop()
-        await agent.scrape_clients.aclose()
-        await agent.database.close()
+        await agent.clients.aclose()
+        await agent.storage.close()
 
 
 def scale() -> ScaleFigures:

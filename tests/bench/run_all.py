@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench.figures import Figure
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-REPORT = ROOT / "docs" / "benchmarks.md"
+REPORT = REPO_ROOT / "docs" / "benchmarks.md"
 
 #: Benchmark modules, each exposing `run() -> list[Figure]`, in the order they are reported.
 BENCHMARKS = (
@@ -41,7 +41,7 @@ def _machine() -> str:
     except OSError:
         pass
     sha = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
     ).stdout.strip()
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, git {sha or 'unknown'}"
 
@@ -69,6 +69,16 @@ def _render(figures: list[Figure], machine: str) -> str:
     return "\n".join(lines)
 
 
+def _kept_sections() -> str:
+    """Sections other tools write into the report (between their markers) survive a rerun."""
+    text = REPORT.read_text() if REPORT.exists() else ""
+    kept = []
+    for start, end in (("<!-- judge-eval:start -->", "<!-- judge-eval:end -->"),):
+        if start in text and end in text:
+            kept.append(start + text.split(start, 1)[1].split(end, 1)[0] + end)
+    return "".join(f"\n{section}\n" for section in kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", action="append", help="run only benchmark modules containing this text")
@@ -84,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {figure.name}: {figure.value}  (target {figure.target}){met}", flush=True)
             figures.append(figure)
     if not args.no_write:
-        REPORT.write_text(_render(figures, _machine()))
-        print(f"wrote {REPORT.relative_to(ROOT)}")
+        REPORT.write_text(_render(figures, _machine()) + _kept_sections())
+        print(f"wrote {REPORT.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -23,10 +23,10 @@ from performance_agent.metrics.scraper import FailureReason
 from tests.conftest import make_settings
 from tests.docs.tour_parse import Tour, TourSyntaxError, parse_tour
 from tests.docs.tour_run import Outcome, TourRunner, uncovered_routes
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API_DOC = REPO_ROOT / "docs" / "api.md"
 _ERROR_LITERAL = re.compile(r"""\berror\s*=\s*"([a-z_]+)\"""")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO_ROOT
+
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 #: Written by make targets (`make openapi`, `make bench`); a fresh clone may not have run them yet.
 GENERATED = frozenset({REPO_ROOT / "docs" / "openapi.json", REPO_ROOT / "docs" / "benchmarks.md"})

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,17 +26,20 @@ from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator.fleet import start_simulator
 from tests.agent_process import free_port
 from tests.conftest import make_settings
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "performance-agent.json"
-#: Families that only carry samples after SLO alerts were evaluated over long scrape history.
+DASHBOARD = REPO_ROOT / "docs" / "grafana" / "performance-agent.json"
+#: Families that only carry samples after SLO alerts were evaluated over long scrape history (or
+#: were sent to an Alertmanager, which this agent has none of).
 ALERT_FAMILIES = frozenset(
     {
         "performance_agent_slo_alert_firing",
         "performance_agent_slo_burn_rate",
         "performance_agent_slo_alert_transitions_total",
         "performance_agent_alert_webhook_deliveries_total",
+        "performance_agent_alertmanager_posts_total",
     }
 )
 #: Labels Prometheus adds to every series it scrapes (the target's), not written by the agent.

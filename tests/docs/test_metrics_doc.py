@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -19,8 +18,8 @@ import pytest
 from performance_agent.engines.base import GAUGE_COMBINE
 from performance_agent.engines.registry import ADAPTERS
 from performance_agent.metrics.snapshot import Errors, InstanceSnapshot, Latency, Load, Quantiles, Throughput
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC = REPO_ROOT / "docs" / "metrics.md"
 APPROXIMATION_SOURCES = (
     *sorted((REPO_ROOT / "performance_agent" / "engines").glob("*.py")),

@@ -32,13 +32,13 @@ from tests.docs.tour_parse import (
     parse_curl,
     shell_words,
 )
+from tests.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from performance_agent.simulator.fleet import SimulatedFleet
 
 __all__ = ("ENVELOPE_KEYS", "Outcome", "TourRunner", "missing_keys", "route_of", "uncovered_routes")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVELOPE_KEYS = frozenset({"error", "message", "details", "timestamp", "path", "request_id", "context"})
 _ADDRESS = re.compile(r"127\.0\.0\.1:(\d+)")
 _PARAMETER = re.compile(r"\{[^}:]+:([^}]+)\}")

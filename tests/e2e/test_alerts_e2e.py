@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from performance_agent.analysis.alerting import AlertEvaluator, AlertWebhook
-from performance_agent.analysis.schemas import SloTargets
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector
-from performance_agent.outbound.target_guard import parse_allowlist
+from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.simulator import ManualClock, Workload, start_simulator
 from performance_agent.storage.alerts import SqliteAlertRepository
 from tests.api.analysis_support import Receiver
@@ -57,26 +57,29 @@ def test_alerts_fire_and_resolve_against_the_simulator(client_factory: ClientFac
         collection = CollectionService(
             instances=context.instances,
             snapshots=context.snapshots,
-            clients=context.scrape_clients,
-            allowlist=context.scrape_allowlist,
-            resolver=context.scrape_resolver,
+            clients=context.clients,
+            allowlist=parse_allowlist(context.settings.scrape_allowlist),
+            resolver=system_resolver,
             max_bytes=context.settings.scrape_max_bytes,
             allowed_header_env=frozenset(),
+            metrics=context.metrics.scrapes,
             clock=lambda: datetime.fromtimestamp(clock(), UTC),
         )
         webhook = AlertWebhook(
             receiver.url,
-            clients=context.scrape_clients,
+            clients=context.clients,
             allowlist=parse_allowlist(["127.0.0.1/32"]),
-            resolver=context.scrape_resolver,
+            resolver=system_resolver,
             receiver="performance-agent",
             external_url="http://127.0.0.1:8000",
+            metrics=context.metrics.alerts,
         )
         evaluator = AlertEvaluator(
             snapshots=context.snapshots,
             alerts=SqliteAlertRepository(context.database),
             defaults=SloTargets(),
             webhook=webhook,
+            metrics=context.metrics.alerts,
         )
         collector = Collector(
             instances=context.instances,
@@ -99,7 +102,7 @@ def test_alerts_fire_and_resolve_against_the_simulator(client_factory: ClientFac
                 clock.advance(SCRAPE_S)
                 assert portal.call(cycle) == 1
 
-        run(30)  # healthy: half an hour of data so the 1h burn rate is defined
+        run(30)  # healthy: half an hour of good data
         assert alerts(client, "firing") == []
         assert receiver.bodies == []
 
@@ -113,7 +116,12 @@ def test_alerts_fire_and_resolve_against_the_simulator(client_factory: ClientFac
         assert fired["ended_at"] is None
         sent = [body for body in receiver.bodies if body["status"] == "firing"]
         assert sent, receiver.bodies
-        notified = next(a for b in sent for a in b["alerts"] if a["labels"]["objective"] == "itl_p99_s")
+        notified = next(
+            a
+            for b in sent
+            for a in b["alerts"]
+            if a["labels"]["objective"] == "itl_p99_s" and a["labels"]["short_window"] == "5m"
+        )
         assert notified["labels"]["alertname"] == "PerformanceAgentSLOBurnRate"
         assert notified["labels"]["instance_id"] == "sim-0"
         assert notified["startsAt"] == fired["started_at"]
@@ -137,7 +145,7 @@ def test_alerts_fire_and_resolve_against_the_simulator(client_factory: ClientFac
             for body in receiver.bodies
             if body["status"] == "resolved"
             for a in body["alerts"]
-            if a["labels"]["objective"] == "itl_p99_s"
+            if a["labels"]["objective"] == "itl_p99_s" and a["labels"]["short_window"] == "5m"
         ]
         assert [a["endsAt"] for a in closing] == [resolved[ITL_ALERT]["ended_at"]]
         assert firing_line not in client.get("/metrics").text

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.containerfile import REPO_ROOT, Containerfile, Instruction, parse_containerfile
+from tests.containerfile import Containerfile, Instruction, parse_containerfile
+from tests.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from performance_agent.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.simulator.fleet import start_simulator
-from performance_agent.workflows.payloads import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.workflows.state import outbox_event_id
 from tests.rollout_support import APPROVER, AgentProcess, OffsetClock, WebhookReceiver, fleet_forwarder
 
@@ -141,6 +141,8 @@ def test_a_regressing_change_is_rolled_back_automatically_in_its_first_stage(
     agent: AgentProcess, fleet: SimulatedFleet, receiver: WebhookReceiver
 ) -> None:
     ids = ["vllm-4", "vllm-5", "vllm-6", "vllm-7"]
+    for instance_id in ids:  # heavy tails do not hide a harmful change (they make harmless ones trip today's gate)
+        fleet.set_shape(instance_id, preset="heavy-tailed")
     restarts = {i: fleet.state(i)["restarts"] for i in ids}
     created = agent.post("/api/v1/workflows", rollout(ids, receiver.url, {"max_num_seqs": 2}))
     assert created.status_code == 201, created.text

@@ -8,17 +8,16 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedFleet, start_simulator
+from performance_agent.simulator import ManualClock, SimulatedFleet, SimulatedServerSpec, start_simulator
 from performance_agent.simulator.cli import main
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def values(text: str) -> dict[str, float]:
@@ -47,7 +46,11 @@ def clock() -> ManualClock:
 
 
 def test_mixed_fleet_serves_each_engine_and_its_info_route(clock: ManualClock) -> None:
-    specs = [InstanceSpec("vllm", "v"), InstanceSpec("tgi", "t"), InstanceSpec("sglang", "s", version="old")]
+    specs = [
+        SimulatedServerSpec("vllm", "v"),
+        SimulatedServerSpec("tgi", "t"),
+        SimulatedServerSpec("sglang", "s", version="old"),
+    ]
     with SimulatedFleet(specs, clock=clock) as fleet, httpx.Client(timeout=5) as client:
         clock.advance(30)
         pages = {h.instance_id: client.get(h.metrics_url) for h in fleet.instances}
@@ -153,7 +156,9 @@ def test_restart_and_apply_over_http(clock: ManualClock) -> None:
 
 
 def test_single_port_serves_many_instances_under_their_paths(clock: ManualClock) -> None:
-    specs = [InstanceSpec(engine, f"{engine}-{i}", seed=i) for i in range(20) for engine in ("vllm", "tgi", "sglang")]
+    specs = [
+        SimulatedServerSpec(engine, f"{engine}-{i}", seed=i) for i in range(20) for engine in ("vllm", "tgi", "sglang")
+    ]
     with SimulatedFleet(specs, single_port=True, clock=clock) as fleet, httpx.Client(timeout=5) as client:
         assert len({h.endpoint for h in fleet.instances}) == 1
         clock.advance(20)
@@ -183,13 +188,13 @@ def _free_port() -> int:
 def simulate_process(*args: str) -> subprocess.Popen[str]:
     """`simulate` in a child process, as an operator runs it; its stdout lists the instances."""
     code = "import sys; from performance_agent.simulator.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env,
     )
 
@@ -248,14 +253,14 @@ def raw_exchange(port: int, request: bytes) -> bytes:
 def test_malformed_requests_get_an_error_and_the_connection_closes(
     clock: ManualClock, request_bytes: bytes, status: bytes
 ) -> None:
-    with SimulatedFleet([InstanceSpec("tgi", "t")], single_port=True, clock=clock) as fleet:
+    with SimulatedFleet([SimulatedServerSpec("tgi", "t")], single_port=True, clock=clock) as fleet:
         reply = raw_exchange(port_of(fleet.instances[0].endpoint), request_bytes)
     assert reply.split(b" ")[1] == status
     assert b"Connection: close" in reply
 
 
 def test_http_1_0_gets_its_answer_then_the_connection_closes(clock: ManualClock) -> None:
-    with SimulatedFleet([InstanceSpec("vllm", "v")], clock=clock) as fleet:
+    with SimulatedFleet([SimulatedServerSpec("vllm", "v")], clock=clock) as fleet:
         reply = raw_exchange(port_of(fleet.instances[0].endpoint), b"GET /metrics HTTP/1.0\r\n\r\n")
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
@@ -265,7 +270,7 @@ def test_http_1_0_gets_its_answer_then_the_connection_closes(clock: ManualClock)
 
 
 def test_python_api_controls_match_the_http_ones(clock: ManualClock) -> None:
-    specs = [InstanceSpec("vllm", "v", flags={"max_num_seqs": 64}), InstanceSpec("tgi", "t")]
+    specs = [SimulatedServerSpec("vllm", "v", flags={"max_num_seqs": 64}), SimulatedServerSpec("tgi", "t")]
     with SimulatedFleet(specs, clock=clock) as fleet:
         assert fleet.state("v")["flags"] == {"--max-num-seqs": 64}
         assert fleet.set_config("v", {"--max-num-seqs": 32})["derived"]["max_running"] == 32  # type: ignore[index]
@@ -284,7 +289,7 @@ def test_python_api_controls_match_the_http_ones(clock: ManualClock) -> None:
 
 def test_fleet_refuses_bad_specs_and_busy_ports(clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="unique"):
-        SimulatedFleet([InstanceSpec("tgi", "a"), InstanceSpec("vllm", "a")])
+        SimulatedFleet([SimulatedServerSpec("tgi", "a"), SimulatedServerSpec("vllm", "a")])
     with pytest.raises(ValueError, match="count"):
         start_simulator("tgi", 0)
     threads_before = threading.active_count()

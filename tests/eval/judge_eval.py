@@ -27,6 +27,7 @@ from performance_agent.judge import (
     plan_margins,
 )
 from tests.eval.judge_sim import SHAPES, TTFT_EDGES, Shape, cohort_window
+from tests.paths import REPO_ROOT
 
 __all__ = ("CELLS", "Cell", "CellResult", "main", "render", "run_cell", "run_cells")
 
@@ -42,7 +43,7 @@ SCENARIOS = (
 )
 RATES = (120.0, 15.0)
 WORKFLOWS = 1000
-REPORT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+REPORT = REPO_ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- judge-eval:start -->", "<!-- judge-eval:end -->"
 
 
@@ -169,16 +170,20 @@ def cells(workflows: int = WORKFLOWS) -> list[Cell]:
 CELLS = cells()
 
 
-def run_cells(selected: list[Cell], processes: int = 2) -> list[CellResult]:
+def run_cells(selected: list[Cell], processes: int = 2, *, progress: bool = False) -> list[CellResult]:
     """Cells in parallel (each one seeded on its own, so the result does not depend on the order)."""
     ordered = sorted(selected, key=lambda cell: cell.slowdown)  # slow cells first: better packing
     if processes <= 1:
         results = [run_cell(cell) for cell in ordered]
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
-            results = list(pool.map(run_cell, ordered, chunksize=1))
-    index = {id(cell): position for position, cell in enumerate(selected)}
-    return sorted(results, key=lambda result: index[id(result.cell)])
+            results = []
+            for result in pool.map(run_cell, ordered, chunksize=1):
+                results.append(result)
+                if progress:
+                    print(render([result]).splitlines()[-1], file=sys.stderr, flush=True)
+    index = {cell.seed: position for position, cell in enumerate(selected)}
+    return sorted(results, key=lambda result: index[result.cell.seed])
 
 
 def target(result: CellResult) -> tuple[str, bool | None]:
@@ -254,7 +259,8 @@ _DESIGN = (
     "`Tolerances()` and `JudgeSettings()` (alpha 0.05, K = 7 metrics, threshold 200). Jitter: each window "
     "scales both cohorts' traffic and latency by 1 + U(-0.1, 0.1). Errors 0.2% and 0.01 preemptions per request "
     "in both cohorts. Shapes: lognormal median 60 ms sigma 0.5; median 250 ms sigma 0.8; 93% lognormal median "
-    "200 ms sigma 0.5 + 7% six times slower."
+    "200 ms sigma 0.5 + 7% six times slower. With 1000 workflows per cell, 0 rollbacks bound the true rate "
+    "below 0.3% (95%, one-sided)."
 )
 
 
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args(argv)
-    results = run_cells(cells(args.workflows), args.processes)
+    results = run_cells(cells(args.workflows), args.processes, progress=True)
     table = render(results)
     print(table)
     if args.write:

@@ -26,8 +26,14 @@ from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.optimization.planner import build_plan
 from performance_agent.optimization.schemas import GpuSpec, ModelSpec
-from performance_agent.simulator import Hardware, InstanceSpec, ManualClock, SimulatedInstance, Workload
-from performance_agent.simulator import ModelSpec as SimulatedModel
+from performance_agent.simulator import (
+    Hardware,
+    ManualClock,
+    SimulatedInstance,
+    SimulatedModel,
+    SimulatedServerSpec,
+    Workload,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -238,7 +244,7 @@ def variant_setup(scenario: Scenario, engine: str, variant: int) -> tuple[Setup,
 
 def _simulate(engine: str, setup: Setup, seed: int) -> tuple[list[RawScrape], list[bytes], dict[str, object]]:
     clock = ManualClock()
-    spec = InstanceSpec(
+    spec = SimulatedServerSpec(
         engine=engine, seed=seed, workload=setup.workload, flags=setup.flags, hardware=setup.hardware, model=setup.model
     )
     server = SimulatedInstance(spec, f"{engine}-eval", clock)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.eval.scenarios import EXCLUDED, SCENARIOS, Outcome
 from tests.eval.suite import MIN_SCORE, VARIANTS, run_suite, score
 
 
+@pytest.mark.slow
 def test_the_scenario_suite_passes() -> None:
     result = run_suite(VARIANTS)
     expected = sum(len(s.engines) for s in SCENARIOS) * VARIANTS

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from performance_agent.analysis.schemas import SloTargets
 from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
-from performance_agent.metrics.builder import RawScrape
+from performance_agent.fleet.slo import SloTargets
+from performance_agent.metrics.builder import RawScrape, encode_raw_scrape
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import (
@@ -21,12 +21,7 @@ from performance_agent.storage.instances import (
     MemoryStore,
     SqliteInstanceRepository,
 )
-from performance_agent.storage.snapshots import (
-    MemorySnapshotRepository,
-    SnapshotRepository,
-    SqliteSnapshotRepository,
-    encode_raw,
-)
+from performance_agent.storage.snapshots import MemorySnapshotRepository, SnapshotRepository, SqliteSnapshotRepository
 
 __all__ = ("T0", "Repos", "full_spec", "open_repos", "raw_at", "run_with_repos")
 
@@ -91,4 +86,4 @@ def raw_at(minutes: float, requests: float = 10.0) -> tuple[datetime, bytes]:
         gauges={"requests_running": 3.0},
         process_start_time_s=T0.timestamp() - 60,
     )
-    return collected_at, encode_raw(RawScrape(collected_at=collected_at, total=series))
+    return collected_at, encode_raw_scrape(RawScrape(collected_at=collected_at, total=series))

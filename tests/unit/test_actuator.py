@@ -9,16 +9,23 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
+from performance_agent.clock import utc
 from performance_agent.fleet.schemas import InstanceSpec
-from performance_agent.metrics.scraper import ScrapeClients
+from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
+from performance_agent.outbound.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Delivery,
+    HttpPoster,
+    verify_signature,
+)
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import SqliteInstanceRepository
-from performance_agent.workflows.actuators import Delivery, HttpPoster, SimulatorActuator, WebhookActuator
-from performance_agent.workflows.payloads import SIGNATURE_HEADER, TIMESTAMP_HEADER, build_payload, verify_signature
+from performance_agent.workflows.actuators import SimulatorActuator, WebhookActuator
+from performance_agent.workflows.payloads import build_payload
 from performance_agent.workflows.schemas import ActuatorSpec
-from performance_agent.workflows.views import utc
 from tests.rollout_support import WebhookReceiver
 from tests.unit.test_workflow_payloads import doc
 
@@ -38,7 +45,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 async def post_once(actuator_for: str, url: str, *, timeout_s: float = 2.0, secret: str | None = SECRET) -> Delivery:
-    clients = ScrapeClients()
+    clients = PinnedClients()
     try:
         poster = HttpPoster(clients, LOOPBACK, system_resolver, timeout_s)
         actuator = WebhookActuator(poster, secret, clock=lambda: 1_700_000_000.0)
@@ -101,7 +108,7 @@ def test_the_simulator_actuator_uses_the_hub_or_each_instance_s_own_url() -> Non
         async def scenario() -> tuple[Delivery, Delivery, Delivery]:
             database = Database(":memory:")
             await database.open()
-            clients = ScrapeClients()
+            clients = PinnedClients()
             try:
                 instances = SqliteInstanceRepository(database)
                 own = fleet.handle("vllm-1")

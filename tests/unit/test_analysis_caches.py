@@ -20,7 +20,13 @@ from performance_agent.analysis.slo_history import SloHistory
 from performance_agent.analysis.slo_timeline import OBJECTIVES, SloTimeline
 from performance_agent.analysis.window import decode_scrape_figures, timeline
 from performance_agent.analysis.window_history import WindowHistory
-from performance_agent.metrics.builder import RawScrape, aggregate_steps, aggregate_window, scrape_step
+from performance_agent.metrics.builder import (
+    RawScrape,
+    aggregate_steps,
+    aggregate_window,
+    encode_raw_scrape,
+    scrape_step,
+)
 from performance_agent.metrics.snapshot import (
     CumulativeHistogram,
     Errors,
@@ -29,7 +35,6 @@ from performance_agent.metrics.snapshot import (
     Quantiles,
     RawSeries,
 )
-from performance_agent.storage.snapshots import encode_raw
 from tests.unit.storage_support import Repos, full_spec, run_with_repos
 
 if TYPE_CHECKING:
@@ -69,7 +74,7 @@ async def _store(repos: Repos, instance_id: str, at: datetime, ttft: float, requ
         model_name=model,
     )
     raw = _raw(at, requests, start, model)
-    assert await repos.snapshots.add(instance_id, at, _encoder.encode(snapshot), encode_raw(raw))
+    assert await repos.snapshots.add(instance_id, at, _encoder.encode(snapshot), encode_raw_scrape(raw))
 
 
 def _columns(line: SloTimeline) -> list[object]:

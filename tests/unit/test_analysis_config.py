@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from performance_agent.analysis.config import detector_thresholds, parse_pairs, slo_defaults
+from performance_agent.analysis.config import detector_thresholds
+from performance_agent.config_pairs import parse_pairs
+from performance_agent.fleet.slo import slo_defaults
 from performance_agent.settings import SettingsError, load_settings
 
 

@@ -14,7 +14,7 @@ from performance_agent.analysis.window import (
     timeline,
     window_figures,
 )
-from performance_agent.metrics.builder import RawScrape, WindowFigures, aggregate_window
+from performance_agent.metrics.builder import AggregateFigures, RawScrape, aggregate_window
 from performance_agent.metrics.snapshot import (
     Approximation,
     CumulativeHistogram,
@@ -108,7 +108,7 @@ def test_no_scrape_is_no_data() -> None:
 
 
 def test_for_analysis_keeps_the_builders_figures_and_merges_approximations() -> None:
-    built = WindowFigures(
+    built = AggregateFigures(
         window_s=60.0,
         instances=1,
         throughput=Throughput(requests_per_s=2.0),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from performance_agent.metrics.builder import RawScrape, WindowFigures, aggregate_window, cohort_figures
+from performance_agent.metrics.builder import AggregateFigures, RawScrape, aggregate_window, cohort_figures
 from performance_agent.metrics.histogram import histogram_quantile
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 
@@ -130,8 +130,8 @@ def test_cohort_gauges_sum_counts_and_take_the_fullest_kv_cache() -> None:
 
 def test_instances_without_two_scrapes_do_not_count() -> None:
     lonely = [scrape(0, [1, 1, 1, 1], 0.1, {"requests_finished": 1})]
-    assert cohort_figures([lonely]) == WindowFigures()
-    assert cohort_figures([]) == WindowFigures()
+    assert cohort_figures([lonely]) == AggregateFigures()
+    assert cohort_figures([]) == AggregateFigures()
     assert aggregate_window(lonely).instances == 0
     pair = [
         scrape(0, [1, 1, 1, 1], 0.1, {"requests_finished": 1}),

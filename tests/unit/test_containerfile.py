@@ -17,7 +17,6 @@ from uvicorn.main import main as uvicorn_cli
 
 from performance_agent import __version__
 from tests.containerfile import (
-    REPO_ROOT,
     Containerfile,
     ContainerIgnore,
     Instruction,
@@ -25,6 +24,7 @@ from tests.containerfile import (
     parse_containerfile,
     parse_containerignore,
 )
+from tests.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,6 +115,10 @@ def _command_problems(cf: Containerfile) -> list[str]:
         problems.append("CMD does not bind 0.0.0.0; the published port would be unreachable")
     if _option_value(argv, "--loop") != "uvloop" or _option_value(argv, "--http") != "httptools":
         problems.append("CMD does not select uvloop and httptools")
+    if "--no-proxy-headers" not in argv:
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (a sidecar, anyone on the pod) and
+        # hand each request a fresh rate-limit bucket; the agent reads it from PERF_AGENT_TRUSTED_PROXIES.
+        problems.append("CMD leaves uvicorn's proxy headers on")
     known = _uvicorn_options()
     problems.extend(f"uvicorn has no option {arg}" for arg in argv if arg.startswith("--") and arg not in known)
     exposed = [i.body for i in cf.final.all("EXPOSE")]
@@ -343,6 +347,15 @@ MISTAKES: dict[str, tuple[Callable[[Containerfile], Containerfile], str]] = {
             cf, "CMD", '["uvicorn", "performance_agent.app:create_app", "--factory", "--port", "8000", "--workers-max"]'
         ),
         "no option --workers-max",
+    ),
+    "proxy headers on": (
+        lambda cf: _mutated(
+            cf,
+            "CMD",
+            '["uvicorn", "performance_agent.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", '
+            '"--loop", "uvloop", "--http", "httptools"]',
+        ),
+        "proxy headers on",
     ),
     "port mismatch": (lambda cf: _mutated(cf, "EXPOSE", "8080"), "does not match the CMD port"),
     "env port mismatch": (_with_env("PERF_AGENT_PORT=9000"), "disagrees with the CMD port"),

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from performance_agent.judge.counts import BucketCounts, CohortCounts
-from performance_agent.judge.effects import (
+from performance_agent.metrics.effects import (
     IMPACT_METRICS,
     MeasuredEffect,
     binomial_cdf,

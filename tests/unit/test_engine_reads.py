@@ -7,25 +7,21 @@ a name an adapter starts reading without listing it in `reads` fails here.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import ADAPTERS, FAMILY_FILTERS, adapt_page
 from performance_agent.metrics.exposition import parse_page
 from performance_agent.simulator import ManualClock
-from performance_agent.simulator.instance import InstanceSpec, SimulatedInstance
+from performance_agent.simulator.instance import SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.pages import ENGINES
+from tests.paths import METRIC_PAGES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "metrics"
 FIXTURE_ENGINES = {"vllm": "vllm", "tgi": "tgi", "sglang": "sglang"}
 
 
 def _fixture_pages() -> list[tuple[str, str, str]]:
-    if not FIXTURES.is_dir():  # pragma: no cover - shared/ is laid beside every checkout
-        return []
-    return [(path.name, path.name.split("-")[0], path.read_text()) for path in sorted(FIXTURES.glob("*.prom"))]
+    return [(path.name, path.name.split("-")[0], path.read_text()) for path in sorted(METRIC_PAGES.glob("*.prom"))]
 
 
 def _simulated_pages() -> list[tuple[str, str, str]]:
@@ -34,7 +30,7 @@ def _simulated_pages() -> list[tuple[str, str, str]]:
         for version in binding.versions:
             clock = ManualClock(1_700_000_000.0)
             flags = {"--data-parallel-size": 2} if engine == "vllm" else {}
-            spec = InstanceSpec(engine=engine, version=version, seed=7, flags=flags)
+            spec = SimulatedServerSpec(engine=engine, version=version, seed=7, flags=flags)
             instance = SimulatedInstance(spec, f"{engine}-{version}", clock)
             instance.metrics_text()
             clock.advance(30.0)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
-from performance_agent.metrics import exposition
-from performance_agent.metrics.exposition import ExpositionError, clear_parser_caches, parse_page
+from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
 from performance_agent.metrics.page import Sample
-
-FIXTURES = Path("/work/shared/fixtures/metrics")
+from tests.paths import METRIC_PAGES
 
 
 def test_histogram_samples_attach_to_the_declared_family_in_page_order() -> None:
@@ -145,26 +142,25 @@ def test_each_sample_owns_its_labels() -> None:
 
 
 def test_label_sets_remembered_from_an_earlier_page_do_not_mislead_a_later_one() -> None:
-    clear_parser_caches()
-    parse_page('m{a="x"} 1\nm{a="x",b="y"} 2\n')
-    later = parse_page('m{a="x} {b=\\"y\\"} 3"} 3\nm{a="x",b="y}"} 4\nm{a="x"} 5\n')
+    cache = ParserCache()
+    parse_page('m{a="x"} 1\nm{a="x",b="y"} 2\n', cache=cache)
+    later = parse_page('m{a="x} {b=\\"y\\"} 3"} 3\nm{a="x",b="y}"} 4\nm{a="x"} 5\n', cache=cache)
     assert [(s.labels, s.value) for s in later.series["m"]] == [
         ({"a": 'x} {b="y"} 3'}, 3.0),
         ({"a": "x", "b": "y}"}, 4.0),
         ({"a": "x"}, 5.0),
     ]
     with pytest.raises(ExpositionError, match=r"^line 1: invalid value"):
-        parse_page('m{a="x"}b="y"} 6\n')
+        parse_page('m{a="x"}b="y"} 6\n', cache=cache)
 
 
-def test_shared_caches_are_forgotten_past_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exposition, "_SHARED_CACHE_LIMIT", 5)
-    clear_parser_caches()
+def test_a_cache_is_forgotten_past_its_bound() -> None:
+    cache = ParserCache(limit=5)
     many = "".join(f'm{{i="{index}"}} {index}\n' for index in range(20))
-    parse_page(many)
-    assert len(exposition._label_cache) == 20
-    page = parse_page('m{i="3"} 7\n')
-    assert len(exposition._label_cache) == 1
+    parse_page(many, cache=cache)
+    assert len(cache.labels) == 20
+    page = parse_page('m{i="3"} 7\n', cache=cache)
+    assert len(cache.labels) == 1
     assert page.series["m"] == [Sample("m", {"i": "3"}, 7.0, None)]
 
 
@@ -251,7 +247,7 @@ def test_empty_page_and_eof_only_page() -> None:
     ],
 )
 def test_fixture_values(fixture: str, series: str, labels: dict[str, str] | None, value: float) -> None:
-    page = parse_page((FIXTURES / fixture).read_text(encoding="utf-8"))
+    page = parse_page((METRIC_PAGES / fixture).read_text(encoding="utf-8"))
     sample = page.series[series][0]
     assert sample.value == value
     if labels is not None:
@@ -259,10 +255,10 @@ def test_fixture_values(fixture: str, series: str, labels: dict[str, str] | None
 
 
 def test_fixture_families_and_types() -> None:
-    page = parse_page((FIXTURES / "vllm-aibrix-runtime-docs-v0.7.prom").read_text(encoding="utf-8"))
+    page = parse_page((METRIC_PAGES / "vllm-aibrix-runtime-docs-v0.7.prom").read_text(encoding="utf-8"))
     assert page.families["vllm:cache_config_info"].samples[0].labels["num_gpu_blocks"] == "81767"
     assert page.families["vllm:num_preemptions_total"].type == "counter"
-    tgi = parse_page((FIXTURES / "tgi-aiongke-grep-request-count.prom").read_text(encoding="utf-8"))
+    tgi = parse_page((METRIC_PAGES / "tgi-aiongke-grep-request-count.prom").read_text(encoding="utf-8"))
     assert tgi.families["tgi_request_count"].type == "counter"
     assert [s.name for s in tgi.families["tgi_request_count"].samples] == ["tgi_request_count"]
 

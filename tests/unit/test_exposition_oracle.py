@@ -12,12 +12,12 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 
 from tests.bench.oracle import SampleKey, our_samples, reference_openmetrics_samples, reference_samples
 from tests.bench.pages import realistic_vllm_page
+from tests.paths import METRIC_PAGES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-FIXTURES = Path("/work/shared/fixtures/metrics")
-FIXTURE_PAGES = sorted(FIXTURES.glob("*.prom"))
+FIXTURE_PAGES = sorted(METRIC_PAGES.glob("*.prom"))
 
 NASTY_LABEL_VALUES = (
     "",

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.metrics.exposition import clear_parser_caches, parse_page
+from performance_agent.metrics.exposition import ParserCache, parse_page
 from performance_agent.metrics.exposition_grammar import learn_plain_labels, read_labels
 from tests.bench.pages import realistic_vllm_page
-
-FIXTURES = Path("/work/shared/fixtures/metrics")
+from tests.paths import METRIC_PAGES
 
 METRIC_NAMES = st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,12}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True)
@@ -120,6 +118,7 @@ def assert_page_holds(text: str, expected: list[GeneratedSample]) -> None:
     assert sum(len(family.samples) for family in page.families.values()) == len(expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(generated=generated_pages())
 def test_every_line_boundary_prefix_parses_to_the_samples_it_holds(
@@ -134,7 +133,7 @@ def test_every_line_boundary_prefix_parses_to_the_samples_it_holds(
 
 
 def _prefix_pages() -> list[tuple[str, str]]:
-    pages = [(path.name, path.read_text(encoding="utf-8")) for path in sorted(FIXTURES.glob("*.prom"))]
+    pages = [(path.name, path.read_text(encoding="utf-8")) for path in sorted(METRIC_PAGES.glob("*.prom"))]
     return [*pages, ("realistic-vllm-1-rank", realistic_vllm_page(ranks=1))]
 
 
@@ -201,9 +200,9 @@ LINE_POOL = st.sampled_from(
 )
 
 
-def _parse_or_error(text: str) -> list[object]:
+def _parse_or_error(text: str, cache: ParserCache) -> list[object]:
     try:
-        return sorted((repr(s) for samples in parse_page(text).series.values() for s in samples), key=str)
+        return sorted((repr(s) for samples in parse_page(text, cache=cache).series.values() for s in samples), key=str)
     except ValueError:
         return ["error"]
 
@@ -211,14 +210,14 @@ def _parse_or_error(text: str) -> list[object]:
 @given(lines=st.lists(LINE_POOL, max_size=12))
 def test_a_page_parses_like_its_lines_parsed_one_by_one(lines: list[str]) -> None:
     """The label and name caches, cold or warmed by other pages, never change a result."""
-    clear_parser_caches()
-    cold = _parse_or_error("\n".join(lines))
+    cache = ParserCache()
+    cold = _parse_or_error("\n".join(lines), cache)
     one_by_one: list[object] = []
     for line in lines:
-        alone = _parse_or_error(line)
+        alone = _parse_or_error(line, cache)
         one_by_one.extend(alone)
         if alone == ["error"]:
             break
-    warm = _parse_or_error("\n".join(lines))
+    warm = _parse_or_error("\n".join(lines), cache)
     expected = ["error"] if "error" in one_by_one else sorted(one_by_one, key=str)
     assert cold == warm == expected

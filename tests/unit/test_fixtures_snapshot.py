@@ -1,9 +1,8 @@
-"""Every real page in shared/fixtures/metrics: parsed, recognised, adapted, and its figures checked by hand."""
+"""Every real page in tests/fixtures/metrics: parsed, recognised, adapted, and its figures checked by hand."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -13,11 +12,11 @@ from performance_agent.engines.base import detect_engine
 from performance_agent.engines.registry import adapt_page
 from performance_agent.metrics.builder import build_snapshot, raw_scrape
 from performance_agent.metrics.exposition import parse_page
+from tests.paths import METRIC_PAGES
 
 if TYPE_CHECKING:
     from performance_agent.metrics.snapshot import InstanceSnapshot
 
-FIXTURES = Path("/work/shared/fixtures/metrics")
 COLLECTED_AT = datetime(2025, 3, 22, 7, 0, 0, tzinfo=UTC)
 ENGINES = {
     "sglang-docs-2024-llama31-8b-loaded.prom": "sglang",
@@ -29,7 +28,7 @@ ENGINES = {
 
 
 def fixture_snapshot(name: str) -> InstanceSnapshot:
-    page = parse_page((FIXTURES / name).read_text())
+    page = parse_page((METRIC_PAGES / name).read_text())
     engine = ENGINES[name]
     return build_snapshot(
         instance_id="fixture",
@@ -42,12 +41,12 @@ def fixture_snapshot(name: str) -> InstanceSnapshot:
 
 
 def test_every_fixture_is_covered_here() -> None:
-    assert sorted(path.name for path in FIXTURES.glob("*.prom")) == sorted(ENGINES)
+    assert sorted(path.name for path in METRIC_PAGES.glob("*.prom")) == sorted(ENGINES)
 
 
 @pytest.mark.parametrize(("name", "engine"), sorted(ENGINES.items()))
 def test_each_fixture_is_recognised_and_gives_a_json_safe_snapshot(name: str, engine: str) -> None:
-    assert detect_engine(parse_page((FIXTURES / name).read_text())) == engine
+    assert detect_engine(parse_page((METRIC_PAGES / name).read_text())) == engine
     encoded = msgspec.json.encode(fixture_snapshot(name))
     assert b"NaN" not in encoded
     assert b"Infinity" not in encoded
@@ -111,7 +110,7 @@ class TestSglang2024LoadedServer:
         assert fields == ["load.prefix_cache_hit_rate", "throughput.requests_per_s"]
 
     def test_a_second_scrape_gives_window_rates(self) -> None:
-        page = (FIXTURES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text()
+        page = (METRIC_PAGES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text()
         first = adapt_page("sglang", parse_page(page))
         later_page = page.replace(
             'sglang:generation_tokens_total{model_name="meta-llama/Llama-3.1-8B-Instruct"} 7.557572e+06',
@@ -196,7 +195,7 @@ class TestVllmV0Aibrix:
         assert self.snap.latency.ttft_s.count is None  # the excerpt stops inside iteration_tokens_total
 
     def test_raw_counters(self) -> None:
-        adapted = adapt_page("vllm", parse_page((FIXTURES / "vllm-aibrix-runtime-docs-v0.7.prom").read_text()))
+        adapted = adapt_page("vllm", parse_page((METRIC_PAGES / "vllm-aibrix-runtime-docs-v0.7.prom").read_text()))
         assert adapted.total.counters == {
             "requests_finished": 4.0,
             "requests_failed": 0.0,
@@ -221,6 +220,6 @@ class TestVllmV1Prodstack:
         assert self.snap.engine_config == {}
 
     def test_process_start_time_is_the_counting_start(self) -> None:
-        adapted = adapt_page("vllm", parse_page((FIXTURES / self.name).read_text()))
+        adapted = adapt_page("vllm", parse_page((METRIC_PAGES / self.name).read_text()))
         assert adapted.total.process_start_time_s == 1.74262400557e09
         assert adapted.models["Qwen/Qwen2.5-Coder-32B-Instruct"].process_start_time_s == 1.74262400557e09

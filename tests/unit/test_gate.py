@@ -20,7 +20,7 @@ from performance_agent.judge import (
     judge_window,
     plan_margins,
 )
-from performance_agent.metrics.builder import WindowFigures
+from performance_agent.metrics.builder import AggregateFigures
 from performance_agent.metrics.snapshot import Errors, Latency, Load, Quantiles, Throughput
 from performance_agent.workflows.gate import (
     GateResult,
@@ -123,7 +123,7 @@ def test_a_control_scrape_error_is_inconclusive_and_a_clean_window_is_none() -> 
 
 
 def test_cohort_summary_reads_the_window_figures() -> None:
-    figures = WindowFigures(
+    figures = AggregateFigures(
         window_s=10.0,
         instances=2,
         latency=Latency(
@@ -143,11 +143,11 @@ def test_cohort_summary_reads_the_window_figures() -> None:
         error_rate=0.01,
         preemptions_per_s_per_instance=0.5,
     )
-    no_rate = WindowFigures(window_s=10.0, instances=1, latency=Latency(e2e_s=Quantiles(count=25.0)))
+    no_rate = AggregateFigures(window_s=10.0, instances=1, latency=Latency(e2e_s=Quantiles(count=25.0)))
     assert cohort_summary(no_rate).requests == 25.0
-    ttft_only = WindowFigures(instances=1, latency=Latency(ttft_s=Quantiles(count=12.0)))
+    ttft_only = AggregateFigures(instances=1, latency=Latency(ttft_s=Quantiles(count=12.0)))
     assert cohort_summary(ttft_only).requests == 12.0
-    assert cohort_summary(WindowFigures()).requests_per_s_per_instance is None
+    assert cohort_summary(AggregateFigures()).requests_per_s_per_instance is None
 
 
 # ------------------------------------------------------------------------------ decisions

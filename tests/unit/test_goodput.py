@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from performance_agent.analysis.schemas import SloTargets
-from performance_agent.analysis.slo import goodput_targets
 from performance_agent.engines.base import AdaptedPage
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import RawScrape, aggregate_window, build_snapshot
-from performance_agent.metrics.goodput import LatencyTarget, goodput, share_within
+from performance_agent.metrics.goodput import LatencyTarget, goodput, goodput_targets, share_within
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 
 INF = math.inf

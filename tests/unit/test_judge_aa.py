@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from performance_agent.judge import BucketCounts, CohortCounts, Tolerances, aa_check, merge_cohorts, plan_margins
-
-EDGES = [0.1, 0.2, 0.4, 0.8]
-
-
-def cohort(requests: float, shares_above: tuple[float, ...], instances: int, errors: float = 0.0) -> CohortCounts:
-    counts_le = [float(round(requests * (1 - share))) for share in shares_above]
-    return CohortCounts(
-        instances=instances,
-        requests=requests,
-        errors=errors,
-        preemptions=0,
-        histograms={"ttft_s": BucketCounts(edges=EDGES, counts_le=counts_le, total=requests)},
-    )
-
-
-NORMAL = (0.8, 0.4, 0.1, 0.01)
+from performance_agent.judge import Tolerances, aa_check, merge_cohorts, plan_margins
+from tests.unit.judge_support import NORMAL, cohort
 
 
 def test_identical_cohorts_pass() -> None:
-    first, rest = cohort(300, NORMAL, 1), cohort(2700, NORMAL, 9)
+    first, rest = cohort(300, NORMAL, instances=1), cohort(2700, NORMAL, instances=9)
     result = aa_check(first, rest, plan_margins(merge_cohorts([first, rest]), Tolerances()))
     assert result.passed
     assert result.reasons == []
@@ -38,14 +23,14 @@ def test_identical_cohorts_pass() -> None:
 
 
 def test_a_first_cohort_that_is_already_slower_pauses_the_workflow() -> None:
-    first, rest = cohort(300, (0.95, 0.8, 0.4, 0.1), 1), cohort(2700, NORMAL, 9)
+    first, rest = cohort(300, (0.95, 0.8, 0.4, 0.1), instances=1), cohort(2700, NORMAL, instances=9)
     result = aa_check(first, rest, plan_margins(merge_cohorts([first, rest]), Tolerances()))
     assert not result.passed
     assert result.reasons[0].startswith("first canary cohort already worse than the rest before any change: ttft_s")
 
 
 def test_absolute_limits_are_not_part_of_the_check() -> None:
-    first, rest = cohort(300, NORMAL, 1, errors=30), cohort(2700, NORMAL, 9, errors=270)
+    first, rest = cohort(300, NORMAL, instances=1, errors=30), cohort(2700, NORMAL, instances=9, errors=270)
     plan = plan_margins(merge_cohorts([first, rest]), Tolerances(max_ttft_p99_s=0.3))
     result = aa_check(first, rest, plan)
     assert result.passed  # 10% errors everywhere: the rollout's absolute limit will say so, not the A/A check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -11,16 +12,9 @@ from performance_agent.judge import BucketCounts, CohortCounts, JudgeSettings, T
 from performance_agent.judge.likelihood import upper_confidence_bound
 from performance_agent.judge.plan import JudgePlan, MetricPlan
 from performance_agent.workflows.policy import Guardrails
+from tests.unit.judge_support import EDGES, cohort
 
-EDGES = [0.1, 0.2, 0.4, 0.8]
-# Shares above: 0.8, 0.4, 0.1, 0.01.
-BASELINE = CohortCounts(
-    instances=10,
-    requests=1000,
-    errors=4,
-    preemptions=0,
-    histograms={"ttft_s": BucketCounts(edges=EDGES, counts_le=[200, 600, 900, 990], total=1000)},
-)
+BASELINE = cohort(1000, instances=10, errors=4)  # shares above 0.1/0.2/0.4/0.8 s: 80%, 40%, 10%, 1%
 
 
 def metric(plan: JudgePlan, name: str) -> MetricPlan:
@@ -131,3 +125,14 @@ def test_tolerances_mirror_the_guardrails_by_name() -> None:
 def test_a_plan_survives_storage() -> None:
     plan = plan_margins(BASELINE, Tolerances(max_ttft_p99_s=0.3))
     assert msgspec.json.decode(msgspec.json.encode(plan), type=JudgePlan) == plan
+
+
+def test_goodput_is_judged_only_with_targets_and_a_tolerance() -> None:
+    assert "goodput" not in [item.metric for item in plan_margins(BASELINE, Tolerances()).metrics]
+    off = plan_margins(BASELINE, Tolerances(slo_targets_s={"ttft_s": 0.3}, max_goodput_decrease=None))
+    assert "goodput" not in [item.metric for item in off.metrics]
+    assert off.metric_count == 7
+    unset = Tolerances.from_guardrails(Guardrails(), {"ttft_s": 0.3})
+    assert unset.max_goodput_decrease == 0.02
+    assert Tolerances.from_guardrails(SimpleNamespace(max_goodput_decrease=None)).max_goodput_decrease == 0.02
+    assert Tolerances.from_guardrails(SimpleNamespace(max_goodput_decrease=0.05)).max_goodput_decrease == 0.05

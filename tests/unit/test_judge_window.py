@@ -17,31 +17,10 @@ from performance_agent.judge import (
     plan_margins,
 )
 from performance_agent.judge.plan import JudgePlan
+from tests.unit.judge_support import EDGES, cohort
 
-EDGES = [0.1, 0.2, 0.4, 0.8]
-BASELINE = CohortCounts(
-    instances=10,
-    requests=10_000,
-    errors=10,
-    preemptions=100,
-    histograms={"ttft_s": BucketCounts(edges=EDGES, counts_le=[2000, 6000, 9000, 9900], total=10_000)},
-)
+BASELINE = cohort(10_000, instances=10, errors=10, preemptions=100)
 PLAN = plan_margins(BASELINE, Tolerances(slo_targets_s={"ttft_s": 0.4}))
-
-
-def cohort(
-    requests: float,
-    shares_above: tuple[float, float, float, float] = (0.8, 0.4, 0.1, 0.01),
-    *,
-    instances: int = 1,
-    errors: float | None = 0.0,
-    preemptions: float | None = 0.0,
-) -> CohortCounts:
-    counts_le = [round(requests * (1 - share)) for share in shares_above]
-    histogram = BucketCounts(edges=EDGES, counts_le=[float(count) for count in counts_le], total=requests)
-    return CohortCounts(
-        instances=instances, requests=requests, errors=errors, preemptions=preemptions, histograms={"ttft_s": histogram}
-    )
 
 
 def metric_of(judgement: WindowJudgement, name: str) -> dict[str, object]:
@@ -103,8 +82,11 @@ def test_evidence_multiplies_across_windows_and_survives_storage() -> None:
     state, second = judge_window(stored, PLAN, slower, cohort(540, instances=9))
     edge_first = next(e for e in first.metrics[0].edges if e.edge == 0.4)
     edge_second = next(e for e in second.metrics[0].edges if e.edge == 0.4)
-    assert edge_second.window_evidence == pytest.approx(edge_first.window_evidence)
+    # A window's evidence is the factor by which it changed the running e-value.
+    assert edge_second.evidence == pytest.approx(edge_first.evidence * edge_second.window_evidence)
     assert edge_second.evidence > edge_first.evidence
+    metric_first, metric_second = first.metrics[0], second.metrics[0]
+    assert metric_second.evidence == pytest.approx(metric_first.evidence * metric_second.window_evidence)
     sums = state.metrics["ttft_s"].edges["ttft_s:0.4"]
     assert len(sums) == len(PLAN.alternatives)
     assert state.metrics["ttft_s"].windows == 2
@@ -174,7 +156,8 @@ def test_large_counts_stay_exact_and_finite() -> None:
     # Within the margin: millions of requests prove a difference, but not one beyond the tolerance.
     _, within = judge_window(state, PLAN, cohort(5_000_000, (0.8, 0.4, 0.12, 0.01)), cohort(5_000_000, instances=9))
     assert within.decision == "continue"
-    _, judgement = judge_window(state, PLAN, cohort(5_000_000, (0.8, 0.4, 0.3, 0.01)), cohort(5_000_000, instances=9))
+    fresh = JudgeState()
+    _, judgement = judge_window(fresh, PLAN, cohort(5_000_000, (0.8, 0.4, 0.3, 0.01)), cohort(5_000_000, instances=9))
     assert judgement.decision == "rollback"
     assert finite_everywhere(msgspec.to_builtins(judgement))
 
@@ -185,3 +168,16 @@ def test_a_plan_without_edges_never_decides_on_latency() -> None:
     _, judgement = judge_window(JudgeState(), plan, cohort(120), cohort(1080, instances=9))
     assert metric_of(judgement, "ttft_s")["evidence"] == 1.0
     assert judgement.decision == "continue"
+
+
+def test_a_regression_that_starts_late_is_still_caught() -> None:
+    """Harmless windows pile up evidence for the null; the mixture over start times forgets it."""
+    state = JudgeState()
+    for _ in range(40):
+        state, judgement = judge_window(state, PLAN, cohort(600, instances=5), cohort(600, instances=5))
+        assert judgement.decision == "continue"
+    sums = state.metrics["ttft_s"].edges["ttft_s:0.4"]
+    assert all(math.isfinite(value) for value in sums)
+    slower = cohort(600, (0.95, 0.8, 0.4, 0.1), instances=5)
+    state, judgement = judge_window(state, PLAN, slower, cohort(600, instances=5))
+    assert judgement.decision == "rollback"

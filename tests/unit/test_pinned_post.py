@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 import pytest
 
-from performance_agent.metrics.scraper import ScrapeClients, TlsOptions, post_json_pinned
+from performance_agent.outbound.pinned import PinnedClients, TlsOptions, post_json_pinned
 from performance_agent.outbound.target_guard import ResolvedTarget, check_url, parse_allowlist
 from tests.rollout_support import WebhookReceiver
 
@@ -44,7 +44,7 @@ def test_the_post_reaches_the_checked_address_as_json_with_the_callers_headers(r
     port = port_of(receiver)
 
     async def post() -> httpx.Response:
-        clients = ScrapeClients()
+        clients = PinnedClients()
         try:
             return await post_json_pinned(
                 clients, await pinned(port), b'{"a": 1}', timeout_s=5.0, headers={"X-Signature": "sha256=ab"}
@@ -67,7 +67,7 @@ def test_an_error_status_is_returned_and_the_pin_ends_with_the_call(receiver: We
     port = port_of(receiver)
 
     async def post_then_reuse_unpinned() -> tuple[int, BaseException | None]:
-        clients = ScrapeClients()
+        clients = PinnedClients()
         try:
             response = await post_json_pinned(clients, await pinned(port), b"{}", timeout_s=5.0)
             try:
@@ -94,7 +94,7 @@ def test_a_receiver_that_never_answers_raises_a_timeout() -> None:
         port = int(silent.getsockname()[1])
 
         async def post() -> None:
-            clients = ScrapeClients()
+            clients = PinnedClients()
             try:
                 await post_json_pinned(clients, await pinned(port), b"{}", timeout_s=0.3)
             finally:
@@ -110,7 +110,7 @@ def test_a_closed_port_raises_a_transport_error() -> None:
         port = int(probe.getsockname()[1])
 
     async def post() -> None:
-        clients = ScrapeClients()
+        clients = PinnedClients()
         try:
             await post_json_pinned(clients, await pinned(port), b"{}", timeout_s=5.0)
         finally:

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from performance_agent.ratelimit import RateLimiter, client_identity
 from performance_agent.security import ApiKeyRing, Role
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class FakeClock:
@@ -21,14 +27,43 @@ def test_minute_window_blocks_and_recovers() -> None:
     results = [limiter.hit("a") for _ in range(3)]
     assert [ok for ok, _ in results] == [True, True, True]
     assert [state.remaining for _, state in results] == [2, 1, 0]
+    # The bucket is full again 20 s per request later: 60 s after three at once.
+    assert results[-1][1].reset_s == 60
     allowed, state = limiter.hit("a")
     assert not allowed
-    assert (state.limit, state.window_s, state.reset_s) == (3, 60, 60)
-    clock.now += 30
+    # One request's worth (60 s / 3) must drain before the next is let in.
+    assert (state.limit, state.window_s, state.reset_s, state.remaining) == (3, 60, 20, 0)
+    clock.now += 10
+    allowed, state = limiter.hit("a")
+    assert not allowed
+    assert state.reset_s == 10
+    clock.now += 10
+    allowed, state = limiter.hit("a")
+    assert allowed
+    assert state.remaining == 0
     assert not limiter.hit("a")[0]
-    assert limiter.hit("a")[1].reset_s == 30
-    clock.now += 30.5
+
+
+def test_refused_requests_do_not_push_the_client_further_out() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(2, 60)], clock=clock)
     assert limiter.hit("a")[0]
+    assert limiter.hit("a")[0]
+    for _ in range(50):
+        assert not limiter.hit("a")[0]
+    clock.now += 30
+    assert limiter.hit("a")[0]
+
+
+def test_budget_refills_at_the_window_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(100, 60)], clock=clock)
+    assert all(limiter.hit("a")[0] for _ in range(100))
+    assert not limiter.hit("a")[0]
+    clock.now += 6  # 6 s refill 10 requests at 100 per minute
+    assert [limiter.hit("a")[0] for _ in range(11)] == [True] * 10 + [False]
+    clock.now += 60
+    assert limiter.hit("a")[1].remaining == 99
 
 
 def test_clients_are_counted_apart() -> None:
@@ -47,7 +82,8 @@ def test_hour_window_applies_when_minute_allows() -> None:
     allowed, state = limiter.hit("a")
     assert not allowed
     assert state.window_s == 3600
-    assert state.reset_s == 3600 - 5 * 61
+    # Five hit at 61 s intervals used 5 x 720 s of the hour's budget, 305 s of which have drained.
+    assert state.reset_s == 5 * 720 - 5 * 61 + 720 - 3600
 
 
 def test_headers_report_the_tighter_window() -> None:
@@ -58,17 +94,73 @@ def test_headers_report_the_tighter_window() -> None:
 
 
 def test_zero_limits_disable_the_limiter() -> None:
-    assert not RateLimiter([(0, 60), (0, 3600)]).enabled
+    limiter = RateLimiter([(0, 60), (0, 3600)])
+    assert not limiter.enabled
+    with pytest.raises(RuntimeError, match="disabled"):
+        limiter.hit("a")
 
 
-def test_idle_clients_are_evicted_when_the_table_is_full() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter([(10, 60)], clock=clock, max_clients=2)
-    limiter.hit("a")
-    limiter.hit("b")
-    clock.now += 120
-    limiter.hit("c")
-    assert set(limiter._logs) == {"c"}
+def test_a_cap_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_clients"):
+        RateLimiter([(10, 60)], max_clients=0)
+
+
+def test_the_table_never_exceeds_its_cap_and_evicts_the_least_recently_seen() -> None:
+    limiter = RateLimiter([(10, 60)], clock=FakeClock(), max_clients=3)
+    for client in ("a", "b", "c"):
+        limiter.hit(client)
+    limiter.hit("a")  # a is now the most recently seen
+    limiter.hit("d")
+    assert limiter.tracked_clients == 3
+    assert limiter.clients_oldest_first() == ["c", "a", "d"]
+    limiter.hit("e")
+    assert limiter.clients_oldest_first() == ["a", "d", "e"]
+
+
+def test_active_clients_are_evicted_too_when_newcomers_flood_the_table() -> None:
+    """The old table only dropped idle clients, so a flood of busy ones grew it without bound."""
+    limiter = RateLimiter([(10, 60)], clock=FakeClock(), max_clients=100)
+    for number in range(10_000):
+        limiter.hit(f"ip:{number}")
+    assert limiter.tracked_clients == 100
+    assert limiter.clients_oldest_first() == [f"ip:{number}" for number in range(9_900, 10_000)]
+
+
+def test_an_evicted_client_starts_again_from_a_full_budget() -> None:
+    limiter = RateLimiter([(1, 60)], clock=FakeClock(), max_clients=1)
+    assert limiter.hit("a")[0]
+    assert not limiter.hit("a")[0]
+    assert limiter.hit("b")[0]  # evicts a
+    assert limiter.hit("a")[0]
+
+
+class _CountingTable(OrderedDict[str, list[float]]):
+    """Counts every walk over the table; a hit must never walk it, however full it is."""
+
+    walks = 0
+
+    def __iter__(self) -> Iterator[str]:
+        type(self).walks += 1
+        return super().__iter__()
+
+    def items(self) -> Any:
+        type(self).walks += 1
+        return super().items()
+
+    def values(self) -> Any:
+        type(self).walks += 1
+        return super().values()
+
+
+def test_a_hit_never_walks_the_client_table() -> None:
+    limiter = RateLimiter([(10, 60), (100, 3600)], clock=FakeClock(), max_clients=1_000)
+    table = _CountingTable()
+    limiter._buckets = table
+    for number in range(5_000):  # fills the table, then evicts on every newcomer
+        limiter.hit(f"ip:{number}")
+        limiter.hit("ip:0")
+    assert len(table) == 1_000
+    assert _CountingTable.walks == 0
 
 
 def _scope(peer: str, headers: list[tuple[bytes, bytes]] | None = None) -> Any:

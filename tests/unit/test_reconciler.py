@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from performance_agent.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.machine import UserAction
-from performance_agent.workflows.payloads import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from performance_agent.workflows.state import outbox_event_id
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder
 
@@ -73,6 +73,7 @@ def calls(receiver: WebhookReceiver) -> list[tuple[str, int, list[str]]]:
     return [(d.payload["action"], d.payload["stage_index"], d.payload["instance_ids"]) for d in receiver.accepted()]
 
 
+@pytest.mark.slow
 def test_a_good_change_goes_through_every_stage_and_the_gate(
     clock: ManualClock, fleet: SimulatedFleet, receiver: WebhookReceiver
 ) -> None:
@@ -130,6 +131,7 @@ def test_a_good_change_goes_through_every_stage_and_the_gate(
     run(scenario)
 
 
+@pytest.mark.slow
 def test_a_regressing_change_is_rolled_back_in_its_first_stage(
     clock: ManualClock, fleet: SimulatedFleet, receiver: WebhookReceiver
 ) -> None:

@@ -6,7 +6,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from prometheus_client import REGISTRY
 
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.machine import UserAction
@@ -97,7 +96,9 @@ def test_the_loop_ticks_publishes_statuses_and_survives_a_broken_workflow(
             assert stored is not None
             assert stored.doc.baseline_started_at is not None  # processed on the next tick
             counts = {
-                status: REGISTRY.get_sample_value("performance_agent_workflows", {"status": status})
+                status: harness.agent.metrics.registry.get_sample_value(
+                    "performance_agent_workflows", {"status": status}
+                )
                 for status in ("pending_approval", "capturing_baseline", "completed")
             }
             assert counts == {"pending_approval": 1.0, "capturing_baseline": 1.0, "completed": 0.0}

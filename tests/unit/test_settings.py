@@ -100,6 +100,7 @@ def _serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_serve_refuses_an_invalid_setting_with_one_line() -> None:
     result = _serve({"PERF_AGENT_PORT": "not-a-port"})
     assert result.returncode == 2
@@ -108,6 +109,7 @@ def test_serve_refuses_an_invalid_setting_with_one_line() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_production_without_keys_refuses_to_start() -> None:
     result = _serve({"PERF_AGENT_ENVIRONMENT": "production", "PERF_AGENT_DATABASE": ":memory:"})
     assert result.returncode == 2
@@ -116,6 +118,7 @@ def test_production_without_keys_refuses_to_start() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_serve_refuses_a_database_another_agent_owns(tmp_path: Path) -> None:
     import asyncio
 

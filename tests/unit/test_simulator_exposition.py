@@ -154,6 +154,7 @@ def _blocks(text: str) -> set[str]:
     return {"# HELP" + block for block in text.split("# HELP") if block}
 
 
+@pytest.mark.e2e
 def test_multiprocess_page_matches_the_multiprocess_collector() -> None:
     expected = subprocess.run(
         [sys.executable, "-c", MULTIPROCESS_ORACLE], check=True, capture_output=True, text=True, timeout=60

@@ -7,13 +7,13 @@ import json
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance, Workload
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec, Workload
 from performance_agent.simulator.instance import GARBAGE_PAGE, Reply
 
 
 def make(engine: str = "vllm", **spec: object) -> tuple[SimulatedInstance, ManualClock]:
     clock = ManualClock()
-    instance = SimulatedInstance(InstanceSpec(engine, seed=2, **spec), f"{engine}-0", clock)  # type: ignore[arg-type]
+    instance = SimulatedInstance(SimulatedServerSpec(engine, seed=2, **spec), f"{engine}-0", clock)  # type: ignore[arg-type]
     return instance, clock
 
 

@@ -13,7 +13,7 @@ from performance_agent.simulator.knobs import (
     Flags,
     Hardware,
     KnobSpec,
-    ModelSpec,
+    SimulatedModel,
     StartError,
     canonical_knob,
     coerce_value,
@@ -73,38 +73,38 @@ def test_values_the_engine_cli_would_reject(spec: KnobSpec, raw: object, message
 
 
 def test_vllm_pool_is_memory_share_minus_weights_minus_activation_reserve() -> None:
-    params = derive_vllm(flags("vllm"), Hardware(), ModelSpec())
+    params = derive_vllm(flags("vllm"), Hardware(), SimulatedModel())
     free = 40 * GIB * 0.9 - 8.03e9 * 2 - (1 * GIB + 2048 * 0.5 * 2**20)
     blocks = int(free // (LLAMA_8B_KV_BYTES * 16))
     assert params.kv_bytes_per_token == LLAMA_8B_KV_BYTES == 131072
     assert params.kv_capacity_tokens == blocks * 16 == 155984
     assert params.weight_bytes == pytest.approx(16.06e9)
-    fp8 = derive_vllm(flags("vllm", kv_cache_dtype="fp8"), Hardware(), ModelSpec())
+    fp8 = derive_vllm(flags("vllm", kv_cache_dtype="fp8"), Hardware(), SimulatedModel())
     assert fp8.kv_bytes_per_token == LLAMA_8B_KV_BYTES / 2
     assert fp8.kv_capacity_tokens == int(free // (LLAMA_8B_KV_BYTES / 2 * 16)) * 16
     fp32_flags = flags("vllm", dtype="float32", gpu_memory_utilization=1.0)
-    fp32 = derive_vllm(fp32_flags, Hardware(gpu_memory_gib=80), ModelSpec())
+    fp32 = derive_vllm(fp32_flags, Hardware(gpu_memory_gib=80), SimulatedModel())
     assert fp32.weight_bytes == pytest.approx(8.03e9 * 4)
     assert fp32.kv_bytes_per_token == LLAMA_8B_KV_BYTES * 2
 
 
 def test_tensor_parallelism_pools_memory_and_bandwidth() -> None:
-    one = derive_vllm(flags("vllm"), Hardware(), ModelSpec())
-    two = derive_vllm(flags("vllm", tensor_parallel_size=2), Hardware(), ModelSpec())
+    one = derive_vllm(flags("vllm"), Hardware(), SimulatedModel())
+    two = derive_vllm(flags("vllm", tensor_parallel_size=2), Hardware(), SimulatedModel())
     assert two.kv_capacity_tokens > 2 * one.kv_capacity_tokens  # the weights are paid for once
     assert two.bandwidth_bytes_s == pytest.approx(2 * 0.9 * one.bandwidth_bytes_s)
 
 
 def test_tgi_infers_the_pool_and_requests_reserve_their_whole_budget() -> None:
-    params = derive_tgi(flags("tgi"), {}, Hardware(), ModelSpec())
+    params = derive_tgi(flags("tgi"), {}, Hardware(), SimulatedModel())
     free = 40 * GIB * 0.98 - 16.06e9 - (GIB + 4096 * 0.5 * 2**20)
     assert params.kv_capacity_tokens == int(free // LLAMA_8B_KV_BYTES)
     assert (params.admission, params.max_in_system, params.max_model_len, params.max_input_tokens) == (
         "reserve_full", 128, 8192, 8191,
     )  # fmt: skip
     assert params.prefix_caching is True
-    assert derive_tgi(flags("tgi"), {"PREFIX_CACHING": "0"}, Hardware(), ModelSpec()).prefix_caching is False
-    explicit = derive_tgi(flags("tgi", max_batch_total_tokens=100_000), {}, Hardware(), ModelSpec())
+    assert derive_tgi(flags("tgi"), {"PREFIX_CACHING": "0"}, Hardware(), SimulatedModel()).prefix_caching is False
+    explicit = derive_tgi(flags("tgi", max_batch_total_tokens=100_000), {}, Hardware(), SimulatedModel())
     assert explicit.kv_capacity_tokens == 100_000
 
 
@@ -113,7 +113,7 @@ def test_sglang_default_memory_fraction_follows_its_reservation_formula() -> Non
     reserved_mb = 512 + max(4096, 2048) * 1.5 + 32 * 2 + 1 / 8 * 1024
     assert (chunk, graph_bs) == (4096, 32)
     assert fraction == pytest.approx((40 * 1024 - reserved_mb) / (40 * 1024))
-    params = derive_sglang(flags("sglang"), Hardware(), ModelSpec())
+    params = derive_sglang(flags("sglang"), Hardware(), SimulatedModel())
     assert params.kv_capacity_tokens == int((40 * GIB * fraction - 16.06e9) // LLAMA_8B_KV_BYTES)
     assert params.max_running == min(params.kv_capacity_tokens // 2, 4096)
     assert params.reserve_ratio == pytest.approx(0.7)
@@ -146,9 +146,9 @@ def test_impossible_flags_stop_the_engine_with_its_message(
     engine: str, overrides: dict[str, int | float | str | bool | None], message: str
 ) -> None:
     derive: Callable[[Flags], EngineParams] = {
-        "vllm": lambda f: derive_vllm(f, Hardware(), ModelSpec()),
-        "tgi": lambda f: derive_tgi(f, {}, Hardware(), ModelSpec()),
-        "sglang": lambda f: derive_sglang(f, Hardware(), ModelSpec()),
+        "vllm": lambda f: derive_vllm(f, Hardware(), SimulatedModel()),
+        "tgi": lambda f: derive_tgi(f, {}, Hardware(), SimulatedModel()),
+        "sglang": lambda f: derive_sglang(f, Hardware(), SimulatedModel()),
     }[engine]
     with pytest.raises(StartError, match=message.replace("(", r"\(").replace(")", r"\)")):
         derive(flags(engine, **overrides))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance, Workload
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec, Workload
 
 Values = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -18,7 +18,7 @@ def launch(
     engine: str = "vllm", *, rate: float = 8.0, flags: dict[str, object] | None = None, seed: int = 1, **kw: object
 ) -> tuple[SimulatedInstance, ManualClock]:
     clock = ManualClock()
-    spec = InstanceSpec(engine, seed=seed, flags=flags or {}, workload=Workload(arrival_rate_per_s=rate), **kw)  # type: ignore[arg-type]
+    spec = SimulatedServerSpec(engine, seed=seed, flags=flags or {}, workload=Workload(arrival_rate_per_s=rate), **kw)  # type: ignore[arg-type]
     return SimulatedInstance(spec, f"{engine}-0", clock, time_scale=1.0), clock
 
 
@@ -218,7 +218,7 @@ def test_arrivals_stop_when_the_offered_load_is_zero() -> None:
 
 def test_time_scale_runs_simulated_time_faster_than_the_clock() -> None:
     clock = ManualClock()
-    fast = SimulatedInstance(InstanceSpec("sglang"), "s", clock, time_scale=10.0)
+    fast = SimulatedInstance(SimulatedServerSpec("sglang"), "s", clock, time_scale=10.0)
     clock.advance(6.0)
     assert fast.state()["sim_time_s"] == pytest.approx(60.0)
 

@@ -1,21 +1,19 @@
 """Names, types, labels and bucket edges of every simulated page, read back by the oracle parser.
 
-Expected values are copied from `shared/reference/engine-metrics.md` (and, for the older
-profiles, from the real pages in `shared/fixtures/metrics`), never from the simulator's tables.
+Expected values are copied from the engines' sources listed in docs/sources.md (and, for the older
+profiles, from the real pages in `tests/fixtures/metrics`), never from the simulator's tables.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from performance_agent.simulator import InstanceSpec, ManualClock, SimulatedInstance
+from performance_agent.simulator import ManualClock, SimulatedInstance, SimulatedServerSpec
 from performance_agent.simulator.load_model import Workload
-
-FIXTURES = Path("/work/shared/fixtures/metrics")
+from tests.paths import METRIC_PAGES
 
 
 def numbers(text: str) -> list[float]:
@@ -52,7 +50,7 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 def page(engine: str, version: str = "current", seconds: float = 60.0, **spec: object) -> str:
     clock = ManualClock()
-    instance = SimulatedInstance(InstanceSpec(engine, version=version, seed=5, **spec), f"{engine}-0", clock)  # type: ignore[arg-type]
+    instance = SimulatedInstance(SimulatedServerSpec(engine, version=version, seed=5, **spec), f"{engine}-0", clock)  # type: ignore[arg-type]
     clock.advance(seconds)
     return instance.metrics_text()
 
@@ -194,14 +192,14 @@ def test_vllm_0_10_ships_old_and_new_names_side_by_side() -> None:
 
 
 def test_vllm_old_matches_the_v0_8_sample_and_counts_prefix_blocks() -> None:
-    fixture = families((FIXTURES / "vllm-prodstack318-v1-0.8.prom").read_text())
+    fixture = families((METRIC_PAGES / "vllm-prodstack318-v1-0.8.prom").read_text())
     ours_text = page("vllm", "old")
     ours = families(ours_text)
     for name, (kind, samples) in fixture.items():
         assert ours[name][0] == kind, name
         for _, labels, _ in samples:
             assert set(ours[name][1][0][1]) == set(labels), name
-    for line in (FIXTURES / "vllm-prodstack318-v1-0.8.prom").read_text().splitlines():
+    for line in (METRIC_PAGES / "vllm-prodstack318-v1-0.8.prom").read_text().splitlines():
         if line.startswith("# HELP vllm:"):
             assert line in ours_text
     assert "vllm:kv_cache_usage_perc" not in ours
@@ -261,7 +259,7 @@ def test_tgi_families_suffixes_and_buckets() -> None:
 def test_tgi_failures_appear_only_once_something_failed() -> None:
     assert "tgi_request_failure" not in page("tgi")
     clock = ManualClock()
-    instance = SimulatedInstance(InstanceSpec("tgi", seed=1), "tgi-0", clock)
+    instance = SimulatedInstance(SimulatedServerSpec("tgi", seed=1), "tgi-0", clock)
     instance.set_faults({"error_burst": 0.5})
     clock.advance(30)
     fams = families(instance.metrics_text())
@@ -304,7 +302,7 @@ def test_sglang_current_families_labels_and_buckets() -> None:
 
 
 def test_sglang_old_matches_the_2024_sample() -> None:
-    fixture = families((FIXTURES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text())
+    fixture = families((METRIC_PAGES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text())
     ours_text = page("sglang", "old")
     ours = families(ours_text)
     assert {n: k for n, (k, _) in ours.items()} == {n: k for n, (k, _) in fixture.items()}
@@ -312,15 +310,15 @@ def test_sglang_old_matches_the_2024_sample() -> None:
         assert {k for _, labels, _ in samples for k in labels} == {k for _, labels, _ in ours[name][1] for k in labels}
         if kind == "histogram" and edges(samples):
             assert edges(ours[name][1]) == edges(samples), name
-    for line in (FIXTURES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text().splitlines():
+    for line in (METRIC_PAGES / "sglang-docs-2024-llama31-8b-loaded.prom").read_text().splitlines():
         if line.startswith("# HELP"):
             assert line in ours_text
 
 
 def test_unknown_engine_and_version_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown engine"):
-        SimulatedInstance(InstanceSpec("triton"), "x", ManualClock())
+        SimulatedInstance(SimulatedServerSpec("triton"), "x", ManualClock())
     with pytest.raises(ValueError, match="version"):
-        SimulatedInstance(InstanceSpec("tgi", version="0.10"), "x", ManualClock())
+        SimulatedInstance(SimulatedServerSpec("tgi", version="0.10"), "x", ManualClock())
     with pytest.raises(ValueError, match="time_scale"):
-        SimulatedInstance(InstanceSpec("tgi"), "x", ManualClock(), time_scale=0)
+        SimulatedInstance(SimulatedServerSpec("tgi"), "x", ManualClock(), time_scale=0)

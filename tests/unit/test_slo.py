@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from performance_agent.analysis.schemas import ObjectiveReport, SloReport, SloTargets, WindowFigures
+from performance_agent.analysis.schemas import ObjectiveReport, SloReport, WindowFigures
 from performance_agent.analysis.slo import BURN_RATE_PAIRS, evaluate_slo, format_lookback, parse_slo_targets
+from performance_agent.fleet.slo import SloTargets
 from tests.unit.test_detectors_support import healthy_figures
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -78,16 +79,28 @@ def test_good_objectives_burn_nothing() -> None:
     }
 
 
-def test_short_history_gives_no_long_burn_rates_and_says_why() -> None:
+def test_short_windows_need_covering_while_long_windows_use_what_exists() -> None:
     report = evaluate_slo(minute_windows(20, bad=set()), SloTargets(), compliance_window_s=900, period_s=168 * 3600)
     ttft = objective(report, "ttft_p99_s")
 
     assert ttft.burn_rates["5m"].value == 0.0
-    assert ttft.burn_rates["30m"].value == 0.0  # 20 of 30 minutes >= half
-    assert ttft.burn_rates["1h"].value is None
-    assert ttft.burn_rates["1h"].reason == "only 1200 s of data in the last 1h; a burn rate needs at least 50% of it"
-    assert ttft.burn_rates["6h"].value is None
+    assert ttft.burn_rates["30m"].value is None  # a short window: 20 of 30 minutes < 90%
+    assert ttft.burn_rates["30m"].reason == (
+        "only 1200 s of data in the last 30m; a short window's burn rate needs at least 90% of it"
+    )
+    assert ttft.burn_rates["1h"].value == 0.0  # long windows: the 20 minutes that exist, as PromQL's rate()
+    assert ttft.burn_rates["6h"].value == 0.0
     assert ttft.period_coverage == pytest.approx(1200 / (168 * 3600))
+
+
+def test_a_short_window_counts_from_ninety_percent_covered() -> None:
+    bad = set(range(27))
+    covered = evaluate_slo(minute_windows(27, bad=bad), SloTargets(), compliance_window_s=900, period_s=3600)
+    short = evaluate_slo(minute_windows(26, bad=bad), SloTargets(), compliance_window_s=900, period_s=3600)
+
+    assert objective(covered, "ttft_p99_s").burn_rates["30m"].value == pytest.approx(100.0)
+    assert objective(short, "ttft_p99_s").burn_rates["30m"].value is None
+    assert objective(short, "ttft_p99_s").burn_rates["6h"].value == pytest.approx(100.0)
 
 
 def test_windows_are_weighted_by_the_time_they_cover() -> None:

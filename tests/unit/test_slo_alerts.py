@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from performance_agent.analysis.alerts import ALERT_NAME, alert_fingerprint, alertmanager_payload, evaluate_alerts
-from performance_agent.analysis.schemas import AlertState, BurnRate, ObjectiveReport, SloReport, SloTargets
+from performance_agent.analysis.alerts import (
+    ALERT_NAME,
+    alert_fingerprint,
+    alertmanager_payload,
+    evaluate_alerts,
+    postable_alert,
+)
+from performance_agent.analysis.schemas import AlertState, BurnRate, ObjectiveReport, SloReport
 from performance_agent.analysis.slo import evaluate_slo
+from performance_agent.fleet.slo import SloTargets
 from tests.unit.test_slo import NOW, minute_windows
 
 SEVEN_HOURS = 7 * 60
@@ -254,3 +261,21 @@ def test_utc_is_used_for_timestamps_from_other_zones() -> None:
 
     assert payload.alerts[0].starts_at == "2026-01-01T12:00:00Z"
     assert plus_two.astimezone(UTC) == NOW
+
+
+def test_alertmanager_alerts_end_ahead_while_firing_and_when_they_resolved() -> None:
+    fired = evaluate_alerts("i-1", report_with_bad_minutes(LAST_HOUR_BAD), [], NOW)
+    firing = next(s for s in fired.states if s.pair == "1h/5m")
+    resolved = msgspec.structs.replace(firing, state="resolved", ended_at=NOW + timedelta(minutes=3))
+
+    sent = postable_alert(firing, NOW + timedelta(minutes=1), 240.0, "http://agent/api/v1/alerts?instance_id=i-1")
+    closed = postable_alert(resolved, NOW + timedelta(minutes=9), 240.0, "g")
+
+    assert msgspec.to_builtins(sent) == {
+        "labels": firing.labels,
+        "annotations": firing.annotations,
+        "startsAt": "2026-01-01T12:00:00Z",
+        "endsAt": "2026-01-01T12:05:00Z",
+        "generatorURL": "http://agent/api/v1/alerts?instance_id=i-1",
+    }
+    assert closed.ends_at == "2026-01-01T12:03:00Z"

@@ -16,9 +16,8 @@ import pytest
 
 from performance_agent.fleet.schemas import InstanceError
 from performance_agent.storage.database import Database, StorageLockedError
+from tests.paths import REPO_ROOT
 from tests.unit.storage_support import T0, Repos, full_spec, open_repos, raw_at, run_with_repos
-
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_instances_state_and_history_survive_a_restart(tmp_path: Path) -> None:
@@ -90,14 +89,15 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_kill_9_while_writing_leaves_a_consistent_file_with_every_committed_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "agent.db"
     writer = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(path)],
-        cwd=REPOSITORY_ROOT,
+        cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert writer.stdout is not None
     committed = 0

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from performance_agent.metrics.builder import decode_raw_scrape, encode_raw_scrape
 from performance_agent.storage.database import Database
-from performance_agent.storage.snapshots import SqliteSnapshotRepository, decode_raw, encode_raw
+from performance_agent.storage.snapshots import SqliteSnapshotRepository
 from tests.unit.storage_support import T0, Repos, full_spec, raw_at, run_with_repos
 
 
@@ -106,7 +107,7 @@ def test_sqlite_prunes_a_backlog_larger_than_one_batch(tmp_path: Path) -> None:
 
 def test_raw_series_survive_encoding() -> None:
     collected_at, raw = raw_at(7, requests=4.0)
-    decoded = decode_raw(raw)
+    decoded = decode_raw_scrape(raw)
     assert decoded.collected_at == collected_at
     assert decoded.total.histograms["ttft_s"].buckets[-1] == (math.inf, 4.0)
-    assert encode_raw(decoded) == raw
+    assert encode_raw_scrape(decoded) == raw

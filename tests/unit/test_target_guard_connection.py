@@ -17,7 +17,8 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from performance_agent.metrics.scraper import ACCEPT_HEADER, ScrapeClients, ScrapeFailure, TlsOptions, fetch_page
+from performance_agent.metrics.scraper import ACCEPT_HEADER, ScrapeFailure, fetch_page
+from performance_agent.outbound.pinned import ClientsClosedError, OutboundConfigError, PinnedClients, TlsOptions
 from performance_agent.outbound.target_guard import ResolvedTarget, check_url, parse_allowlist
 from tests.scrape_support import ScriptedServer, scripted_server
 
@@ -28,9 +29,9 @@ LOOPBACK = parse_allowlist(["127.0.0.0/8"])
 NAME = "scrape-target.test"
 
 
-def run(work: Callable[[ScrapeClients], Awaitable[T]]) -> T:
+def run(work: Callable[[PinnedClients], Awaitable[T]]) -> T:
     async def main() -> T:
-        clients = ScrapeClients()
+        clients = PinnedClients()
         try:
             return await work(clients)
         finally:
@@ -77,7 +78,7 @@ def test_the_connection_goes_to_the_checked_address_with_the_host_name_kept(scri
 
 
 def test_the_client_refuses_to_dial_anything_the_guard_did_not_pin(scripted_server: ScriptedServer) -> None:
-    async def unguarded(clients: ScrapeClients) -> None:
+    async def unguarded(clients: PinnedClients) -> None:
         await clients.client(TlsOptions()).get(f"{scripted_server.endpoint}/metrics")
 
     with pytest.raises(httpx.ConnectError, match="not checked by the target guard"):
@@ -166,22 +167,31 @@ def test_the_openmetrics_content_type_is_reported(scripted_server: ScriptedServe
 
 
 def test_clients_are_shared_per_tls_setting_and_closed_for_good() -> None:
-    async def work(clients: ScrapeClients) -> None:
+    target = pinned(f"http://{NAME}:9/metrics")
+
+    async def work(clients: PinnedClients) -> None:
         default = clients.client(TlsOptions())
         assert clients.client(TlsOptions()) is default
         assert clients.client(TlsOptions(verify=False)) is not default
         await clients.aclose()
         assert default.is_closed
-        with pytest.raises(ScrapeFailure, match="shut down"):
+        with pytest.raises(ClientsClosedError, match="shut down"):
             clients.client(TlsOptions())
+        with pytest.raises(ScrapeFailure, match="shut down") as caught:
+            await fetch_page(clients, target, headers={}, timeout_s=5, max_bytes=64)
+        assert caught.value.reason == "internal_error"
 
     run(work)
 
 
 def test_an_unreadable_ca_bundle_is_a_configuration_error(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.pem")
+    with pytest.raises(OutboundConfigError, match="cannot be loaded"):
+        PinnedClients().client(TlsOptions(ca_bundle=missing))
+    target = pinned(f"https://{NAME}:9/metrics")
+    tls = TlsOptions(ca_bundle=missing)
     with pytest.raises(ScrapeFailure) as caught:
-        ScrapeClients().client(TlsOptions(ca_bundle=missing))
+        run(lambda clients: fetch_page(clients, target, headers={}, timeout_s=5, max_bytes=64, tls=tls))
     assert caught.value.reason == "scrape_config_invalid"
 
 

@@ -193,6 +193,7 @@ def test_main_checks_the_committed_document_by_default() -> None:
     assert main(["--check"]) == 0
 
 
+@pytest.mark.e2e
 def test_module_entry_point_checks_the_document() -> None:
     repo = DEFAULT_DOC_PATH.parents[1]
     finished = subprocess.run(

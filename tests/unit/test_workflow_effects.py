@@ -14,14 +14,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
-from performance_agent.judge.effects import compare_with_impact
+from performance_agent.metrics.effects import compare_with_impact
 from performance_agent.optimization.schemas import OptimizationPlan
-from performance_agent.optimization.service import OptimizationService
-from performance_agent.storage.plans import SqlitePlanRepository
-from performance_agent.workflows.controllers import workflow_defaults
 from performance_agent.workflows.effects import plan_outcomes, record_stage_effects
-from performance_agent.workflows.plans import stored_plan_lookup
-from performance_agent.workflows.service import WorkflowService
 from performance_agent.workflows.state import WorkflowDoc
 from tests.rollout_support import ReconcilerHarness
 from tests.unit.test_reconciler import DONE, GUARDRAILS, MONITOR, clock, fleet, receiver
@@ -77,14 +72,7 @@ def test_every_passed_stage_stores_its_effects_and_the_plan_shows_their_outcomes
 ) -> None:
     async def scenario() -> None:
         async with ReconcilerHarness(clock) as harness:
-            plans = SqlitePlanRepository(harness.agent.database)
-            harness.service = WorkflowService(
-                workflows=harness.workflows,
-                instances=harness.agent.instances,
-                defaults=workflow_defaults(harness.agent),
-                plans=stored_plan_lookup(plans),
-                clock=clock,
-            )
+            plans = harness.agent.storage.plans  # the agent's workflows look plans up here (composition root)
             ids = await harness.register_fleet(fleet, max_num_seqs=256)
             await plans.add(plan(ids[0]))
             workflow = await harness.start(
@@ -118,7 +106,7 @@ def test_every_passed_stage_stores_its_effects_and_the_plan_shows_their_outcomes
                 if effect.low is not None and effect.high is not None:
                     assert effect.low <= effect.high
 
-            service = OptimizationService.of(harness.agent)
+            service = harness.agent.optimization
             shown = await service.get_with_outcomes("plan-effects")
             assert shown.recommendations[0].id == "r-seqs"
             assert len(shown.outcomes) == 3 * len(PREDICTED)  # three stages, three predicted impacts each

@@ -1,6 +1,6 @@
 """The workflow state machine: the full status x action matrix, reconciler triggers and the pure API around them.
 
-Expectations are written out by hand from issue 5 and rollout-anchors.md §4.2, not read back from
+Expectations are written out by hand from issue 5 and docs/rollout.md ("User actions"), not read back from
 the machine, so a wrong edge in the machine fails here.
 """
 

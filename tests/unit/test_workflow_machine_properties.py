@@ -10,6 +10,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -141,6 +142,7 @@ def push_forward(observer: Observer) -> None:
     assert observer.record.status is S.COMPLETED
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(record=workflows(), triggers=st.lists(TRIGGERS, max_size=60))
 def test_random_histories_keep_the_invariants_and_wind_down(record: WorkflowRecord, triggers: list[str]) -> None:

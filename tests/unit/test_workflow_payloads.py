@@ -11,15 +11,9 @@ import msgspec
 import pytest
 
 from performance_agent.errors import RequestValidationError, UnprocessableError
+from performance_agent.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers, verify_signature
 from performance_agent.workflows.actuators import simulator_bodies
-from performance_agent.workflows.payloads import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    build_payload,
-    decode_payload,
-    signature_headers,
-    verify_signature,
-)
+from performance_agent.workflows.payloads import build_payload, decode_payload
 from performance_agent.workflows.plans import PlanRecommendation, PlanView, resolve_plan_changes
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec, WorkflowCreate

@@ -4,6 +4,8 @@ The rollout judge decides *whether* a canary is worse than tolerated; this modul
 the change moved each figure, so the outcome can be compared with what the optimization plan
 predicted (`estimated_impact`). Inputs are the two cohorts' pooled bucket counts and counters
 (`CohortCounts`), never interpolated quantiles. Pure: plain numbers in, plain numbers out.
+It reads the judge's counts but lives in `metrics/`, beside the PromQL interpolation its point
+estimates use: the judge package imports nothing of the agent (a leaf, see pyproject's import contracts).
 
 Figures and their intervals (two-sided, `confidence` 0.95 by default):
 
