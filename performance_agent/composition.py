@@ -26,6 +26,8 @@ from performance_agent.judgements.runner import JudgementRunner
 from performance_agent.judgements.service import JudgementDefaults, JudgementService
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
+from performance_agent.metrics.page_limits import PageLimits
+from performance_agent.metrics.page_reader import ScrapedPageReader
 from performance_agent.metrics.service import CollectService
 from performance_agent.optimization.service import OptimizationService
 from performance_agent.outbound.alertmanager import AlertmanagerClient
@@ -33,6 +35,7 @@ from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.prometheus.service import PrometheusService
 from performance_agent.storage.factory import open_storage
+from performance_agent.storage.health import StorageProbe
 from performance_agent.workflows.effects import stored_plan_outcomes
 from performance_agent.workflows.plans import stored_plan_lookup
 from performance_agent.workflows.runtime import build_observer, build_reconciler, slo_latency_targets, workflow_defaults
@@ -88,6 +91,18 @@ def build_agent(
     storage = open_storage(settings.database)
     metrics = AgentMetrics()
     clients = PinnedClients(max_connections=max(64, settings.scrape_concurrency * 2))
+    # One page reader per app, shared by every collection service: large pages are parsed in its
+    # worker process (started and closed with the agent, see `AgentContext.start`).
+    page_reader = ScrapedPageReader(
+        limits=PageLimits(
+            max_families=settings.scrape_max_families,
+            max_series=settings.scrape_max_series,
+            max_label_values=settings.scrape_max_label_values,
+            max_label_value_length=settings.scrape_max_label_value_length,
+        ),
+        inline_max_bytes=settings.scrape_inline_max_bytes,
+        budget_s=settings.scrape_parse_budget_s,
+    )
     collection = CollectionService(
         instances=storage.instances,
         snapshots=storage.snapshots,
@@ -98,6 +113,7 @@ def build_agent(
         allowed_header_env=parsed.scrape_header_env,
         metrics=metrics.scrapes,
         environ=environ if environ is not None else os.environ,
+        reader=page_reader,
     )
     external_url = f"http://{settings.host}:{settings.port}"
     webhook = alert_webhook(
@@ -169,6 +185,7 @@ def build_agent(
         scrape_allowlist=parsed.scrape_allowlist,
         resolver=resolver,
         scrape_metrics=metrics.scrapes,
+        reader=page_reader,
         clock=clock,
     )
     slo_targets = slo_latency_targets(storage.instances, parsed.slo_defaults)
@@ -176,7 +193,9 @@ def build_agent(
         settings=settings,
         key_ring=key_ring,
         storage=storage,
+        storage_probe=StorageProbe(storage.database),
         clients=clients,
+        page_reader=page_reader,
         loops=BackgroundLoops(),
         metrics=metrics,
         fleet=fleet,
@@ -209,7 +228,9 @@ def build_agent(
             series={engine: adapter.objective_series for engine, adapter in ADAPTERS.items()},
         ),
         collector=collector,
-        pruner=RetentionPruner(storage.snapshots, settings.history_retention_hours),
+        pruner=RetentionPruner(
+            storage.snapshots, settings.history_retention_hours, max_bytes=settings.history_max_bytes
+        ),
         reconciler=build_reconciler(
             settings,
             storage=storage,

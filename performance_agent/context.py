@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from performance_agent.judgements.service import JudgementService
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.metrics.collector import Collector, RetentionPruner
+    from performance_agent.metrics.page_reader import ScrapedPageReader
     from performance_agent.metrics.service import CollectService
     from performance_agent.optimization.service import OptimizationService
     from performance_agent.outbound.alertmanager import AlertmanagerClient
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from performance_agent.settings import Settings
     from performance_agent.storage.database import Database
     from performance_agent.storage.factory import Storage
+    from performance_agent.storage.health import StorageProbe
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
     from performance_agent.workflows.reconciler import Reconciler
@@ -75,7 +77,9 @@ class AgentContext:
         settings: Settings,
         key_ring: ApiKeyRing,
         storage: Storage,
+        storage_probe: StorageProbe,
         clients: PinnedClients,
+        page_reader: ScrapedPageReader,
         loops: BackgroundLoops,
         metrics: AgentMetrics,
         fleet: InstanceService,
@@ -97,7 +101,11 @@ class AgentContext:
         self.settings = settings
         self.key_ring = key_ring
         self.storage = storage
+        #: The health endpoints' storage probe (its last passing answer is reused for a second).
+        self.storage_probe = storage_probe
         self.clients = clients
+        #: Parses large pages off the event loop; started and closed with the agent.
+        self.page_reader = page_reader
         self.loops = loops
         #: The agent's own Prometheus metrics (`GET /metrics`); one registry per app.
         self.metrics = metrics
@@ -138,6 +146,7 @@ class AgentContext:
     async def start(self) -> None:
         """Open storage and start the background loops (from the app's lifespan)."""
         await self.storage.open()
+        self.page_reader.start()
         await self.alerting.restore()
         settings = self.settings
         if self.alert_webhook is not None:
@@ -159,6 +168,7 @@ class AgentContext:
         self.ready = False
         await self.loops.stop()
         await self.clients.aclose()
+        self.page_reader.close()
         await self.storage.close()
 
 

@@ -8,6 +8,7 @@ every non-2xx answer has the same shape and clients can branch on `error`.
      ├── UnauthorizedError        401 unauthorized
      ├── ForbiddenError           403 forbidden (and domain 403s such as target_not_allowed)
      ├── NotFoundError            404 not_found
+     ├── UnsupportedMediaTypeError 415 unsupported_media_type
      ├── ConflictError            409 conflict (and domain 409s)
      ├── RequestValidationError   422 validation_error (+ invalid_fields)
      ├── UnprocessableError       422 with a domain code (engine_mismatch, ...)
@@ -45,6 +46,7 @@ __all__ = (
     "RequestValidationError",
     "UnauthorizedError",
     "UnprocessableError",
+    "UnsupportedMediaTypeError",
     "UpstreamError",
     "envelope_of",
     "exception_handlers",
@@ -60,6 +62,7 @@ ERROR_CODE_BY_STATUS: dict[int, str] = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
     500: "internal_server_error",
@@ -152,6 +155,11 @@ class ConflictError(ApiError):
 class UnprocessableError(ApiError):
     status_code = 422
     error = "validation_error"
+
+
+class UnsupportedMediaTypeError(ApiError):
+    status_code = 415
+    error = "unsupported_media_type"
 
 
 class RequestValidationError(ApiError):
@@ -270,6 +278,7 @@ _RESPONSE_DESCRIPTIONS: dict[int, str] = {
     404: "Unknown resource (`not_found`).",
     409: "Conflict with the resource's current state (`conflict` or a domain code).",
     413: "Request body larger than PERF_AGENT_MAX_BODY_BYTES (`payload_too_large`).",
+    415: "A body sent without `Content-Type: application/json` (`unsupported_media_type`).",
     422: "Schema, type or range violation (`validation_error`, with `invalid_fields`) or a domain code.",
     429: "Rate limited (`rate_limited`); see Retry-After and RateLimit-* headers.",
     500: "Unexpected error (`internal_server_error`); nothing internal is leaked.",
@@ -284,7 +293,7 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     from litestar.openapi import ResponseSpec
     from litestar.openapi.spec import Example
 
-    common = (400, 401, 403, 429, 500)
+    common = (400, 401, 403, 415, 429, 500)
     documented: dict[int, Any] = {}
     for status in sorted({*statuses, *common}):
         error = ERROR_CODE_BY_STATUS.get(status, "error")

@@ -140,6 +140,7 @@ validation errors only; `context` carries machine-readable specifics
 such as `allowed_actions`, `workflow_id`, `upstream_status` or `detected_engine`. Generic codes:
 `400 invalid_json`, `401 unauthorized`, `403 forbidden`, `404 not_found`,
 `405 method_not_allowed` (with `Allow`), `409 conflict`, `413 payload_too_large`,
+`415 unsupported_media_type` (a body without `Content-Type: application/json`),
 `422 validation_error`, `429 rate_limited` (with `Retry-After` and `RateLimit-*` headers),
 `500 internal_server_error`; each operation lists its own domain codes. Bodies are validated
 strictly: a string where a number belongs is a `422`, never coerced.

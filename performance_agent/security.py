@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
 from performance_agent.errors import ForbiddenError, UnauthorizedError
+from performance_agent.operator_files import OperatorFileError, read_operator_file
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -110,9 +111,9 @@ class ApiKeyRing:
         if settings.api_keys_file:
             path = Path(settings.api_keys_file)
             try:
-                lines = path.read_text().splitlines()
-            except OSError as exc:
-                raise ValueError(f"PERF_AGENT_API_KEYS_FILE: cannot read {path}: {exc.strerror}") from None
+                lines = read_operator_file(str(path)).decode().splitlines()
+            except (OperatorFileError, UnicodeDecodeError) as exc:
+                raise ValueError(f"PERF_AGENT_API_KEYS_FILE: {exc}") from None
             file_entries = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
             entries += parse_api_keys(file_entries, f"PERF_AGENT_API_KEYS_FILE ({path})")
             names = [name for name, _, _ in entries]

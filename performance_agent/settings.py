@@ -98,6 +98,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     scrape_max_bytes: Annotated[
         int, _doc("Largest metrics page read from a server; the read stops there.", ge=1024)
     ] = 10 * 1024 * 1024
+    scrape_max_families: Annotated[
+        int, _doc("Most metric families one page may declare; a page with more is refused, nothing stored.", ge=1)
+    ] = 10_000
+    scrape_max_series: Annotated[
+        int,
+        _doc("Most samples one page may hold in the families the engine adapter reads; more is refused.", ge=1),
+    ] = 50_000
+    scrape_max_label_values: Annotated[
+        int,
+        _doc("Most distinct values of one label (models, ranks, buckets) on one page; more is refused.", ge=1),
+    ] = 256
+    scrape_max_label_value_length: Annotated[
+        int, _doc("Longest label value accepted on a page, in characters; a longer one refuses the page.", ge=1)
+    ] = 1024
+    scrape_inline_max_bytes: Annotated[
+        int,
+        _doc(
+            "Pages up to this size are parsed on the event loop; larger ones in the page-reader process "
+            "started with the agent, so parsing never holds other requests.",
+            ge=0,
+        ),
+    ] = 256 * 1024
+    scrape_parse_budget_s: Annotated[
+        float,
+        _doc("Longest time reading one large page may take in the page-reader process; over it, refused.", gt=0),
+    ] = 10.0
     scrape_interval_s: Annotated[
         float, _doc("Seconds between two background collections of every registered instance.", ge=0.05)
     ] = 15.0
@@ -126,6 +152,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         list[str], _doc("Comma-separated CIDRs and host names that actuator and alert webhooks may reach.")
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_PRIVATE_ALLOWLIST))
     history_retention_hours: Annotated[int, _doc("Snapshots older than this are pruned.", ge=1, le=24 * 365)] = 168
+    history_max_bytes: Annotated[
+        int,
+        _doc(
+            "Most bytes of stored history (snapshots with their raw series); past it the oldest snapshots are "
+            "pruned, every five minutes, each instance's latest kept.",
+            ge=1024 * 1024,
+        ),
+    ] = 2 * 1024 * 1024 * 1024
     slo_period_hours: Annotated[
         int, _doc("Period over which SLO error budgets are counted (at most the history retention).", ge=1)
     ] = 168

@@ -8,6 +8,7 @@ field is checked on its own so the client gets one detail per bad field, not jus
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 import weakref
@@ -17,9 +18,9 @@ import msgspec
 from litestar import Request
 from litestar.params import BodyKwarg
 
-from performance_agent.errors import BadRequestError, ErrorDetail, RequestValidationError
+from performance_agent.errors import BadRequestError, ErrorDetail, RequestValidationError, UnsupportedMediaTypeError
 
-__all__ = ("StrictRequest", "validation_details")
+__all__ = ("StrictRequest", "check_json_shape", "validation_details")
 
 #: One strict decoder per route handler, built on first use. Weak keys: handlers of an app that is
 #: gone must not pin memory, nor (as `id()` keys would) hand their decoder to a new handler.
@@ -116,6 +117,42 @@ def validation_details(raw: bytes, body_type: Any, prefix: str = "body") -> list
     return details
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKeyError(key)
+        found[key] = value
+    return found
+
+
+def check_json_shape(raw: bytes) -> None:
+    """400 for JSON that msgspec would accept silently or not at all: duplicate keys, absurd nesting.
+
+    Why: msgspec keeps the last of two equal keys (`{"a": 1, "a": 2}` is a = 2), so a proxy or
+    signature check that reads the first one sees another request than the agent does; and a
+    body nested 1,200 levels deep exhausted the recursion limit (a 500). The standard library's
+    parser reports every key pair and stops deep nesting with `RecursionError`.
+    """
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKeyError as duplicate:
+        raise BadRequestError(f"The request body repeats the key {duplicate.args[0]!r}; send each key once.") from None
+    except RecursionError:
+        raise BadRequestError("The request body is nested too deeply to be a request of this API.") from None
+    except ValueError:
+        return  # not JSON at all: msgspec reports it, with its own position and wording
+
+
+def _is_json_media(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 class StrictRequest(Request[Any, Any, Any]):
     """Request whose `json()` is a strict, typed, single-pass decode of the handler's body type."""
 
@@ -124,11 +161,23 @@ class StrictRequest(Request[Any, Any, Any]):
         if decoder is None:
             return await super().json()
         raw = await self.body()
+        if raw.strip():
+            if not _is_json_media(self.headers.get("content-type")):
+                raise UnsupportedMediaTypeError(
+                    "Send the body as JSON with `Content-Type: application/json`.",
+                    context={"content_type": self.headers.get("content-type")},
+                )
+            check_json_shape(raw)
         try:
             return decoder.decode(raw)
-        except msgspec.ValidationError:
-            details = validation_details(raw, decoder.type)
+        except msgspec.ValidationError as error:
+            try:
+                details = validation_details(raw, decoder.type) or [_detail(error, "body")]
+            except RecursionError:
+                raise BadRequestError("The request body is nested too deeply to be a request of this API.") from None
             summary = "; ".join(f"{d.field}: {d.message}" for d in details)
             raise RequestValidationError(f"The request body is not valid: {summary}", details) from None
         except msgspec.DecodeError as error:
             raise BadRequestError(f"The request body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise BadRequestError("The request body is nested too deeply to be a request of this API.") from None

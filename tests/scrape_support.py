@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,15 @@ class Answer:
     close_delimited: bool = False  # no Content-Length: the body ends when the connection closes
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A client hanging up mid-answer (the agent refusing a page) is part of the script, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class ScriptedServer:
     def __init__(self, tls: tuple[str, str] | None = None) -> None:
         """`tls`: (certificate file, key file) to serve HTTPS."""
@@ -61,6 +71,11 @@ class ScriptedServer:
                     with server._lock:
                         server.active -= 1
 
+            def do_POST(self) -> None:
+                """Webhook receivers: the body is read and dropped, the route's answer scripted as for GET."""
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
             def _answer(self) -> None:
                 answer = server.routes.get(self.path, Answer(status=404, body=b"not found"))
                 if answer.stall:
@@ -82,7 +97,7 @@ class ScriptedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

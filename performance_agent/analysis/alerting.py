@@ -220,13 +220,13 @@ class AlertWebhook:
         if isinstance(target, str):
             return target
         try:
-            response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s)
+            answer = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s)
         except (TimeoutError, httpx.HTTPError) as error:
             logger.warning("alert webhook unreachable", extra={"error": f"{type(error).__name__}: {error}"})
             return "failed"
-        if 200 <= response.status_code < 300:
+        if 200 <= answer.status_code < 300:
             return "ok"
-        logger.warning("alert webhook answered an error", extra={"status": response.status_code})
+        logger.warning("alert webhook answered an error", extra={"status": answer.status_code})
         return "failed"
 
 

@@ -6,13 +6,13 @@ Invalid instance ids are a 422 `validation_error` everywhere, in bodies and in p
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter, SkipValidation
 
-from performance_agent.errors import error_responses
+from performance_agent.errors import ForbiddenError, error_responses
 from performance_agent.fleet import examples
 from performance_agent.fleet.instances import InstanceService
 from performance_agent.fleet.schemas import (
@@ -25,7 +25,7 @@ from performance_agent.fleet.schemas import (
 )
 from performance_agent.fleet.slo import SloTargetsUpdate
 from performance_agent.openapi_spec import example_body, responses
-from performance_agent.security import Role
+from performance_agent.security import ApiKeyRing, KeyRingDependency, Role, principal_of
 
 __all__ = ("FleetDependency", "InstanceIdPath", "InstancesController", "SloController")
 
@@ -40,9 +40,23 @@ InstanceIdPath = Annotated[
     PathParameter(
         pattern=INSTANCE_ID_PATTERN,
         max_length=128,
-        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters.",
+        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters; not `.` nor `..`.",
     ),
 ]
+
+
+def _admin_name(request: Request[Any, Any, Any], key_ring: ApiKeyRing) -> str:
+    """The caller's key name when it is an admin's; without keys the API is open and the caller anonymous."""
+    if not key_ring.enabled:
+        return "anonymous"
+    principal = principal_of(request.scope, key_ring)
+    if principal is None or principal.role < Role.admin:
+        role = principal.role.name if principal is not None else "none"
+        raise ForbiddenError(
+            f"force=true needs the admin role; this key has {role}.",
+            context={"required_role": Role.admin.name, "role": role},
+        )
+    return principal.name
 
 
 class InstancesController(Controller):
@@ -125,14 +139,29 @@ class InstancesController(Controller):
         opt=_WRITE,
         operation_id="DeleteInstance",
         summary="Remove an instance and its history",
-        responses=error_responses(404, 409, 422),
+        responses=error_responses(403, 404, 409, 422),
     )
-    async def delete_instance(self, fleet: FleetDependency, instance_id: InstanceIdPath) -> None:
+    async def delete_instance(
+        self,
+        request: Request[Any, Any, Any],
+        fleet: FleetDependency,
+        key_ring: KeyRingDependency,
+        instance_id: InstanceIdPath,
+        force: Annotated[
+            bool,
+            QueryParameter(
+                description="Admin only, last resort: release the instance from its active workflow first "
+                "(recorded in that workflow's audit trail)."
+            ),
+        ] = False,
+    ) -> None:
         """Remove the instance and every stored snapshot of it (204).
 
-        409 `workflow_conflict` while the instance takes part in an active rollout workflow.
+        409 `workflow_conflict` while the instance takes part in an active rollout workflow, unless
+        an admin passes `force=true` (403 for any other role).
         """
-        await fleet.delete(instance_id)
+        force_by = _admin_name(request, key_ring) if force else None
+        await fleet.delete(instance_id, force_by=force_by)
 
 
 class SloController(Controller):

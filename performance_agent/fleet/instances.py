@@ -7,6 +7,7 @@ with resolution, at every scrape (a name can start resolving elsewhere at any ti
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -27,6 +28,7 @@ from performance_agent.fleet.schemas import (
     InstanceSpec,
     metrics_url,
 )
+from performance_agent.operator_files import OperatorFileError, read_operator_file
 from performance_agent.outbound.target_guard import TargetRefusedError, check_static
 from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
@@ -54,6 +56,11 @@ class ActiveWorkflows(Protocol):
 
     async def active_workflow_of(self, instance_id: str) -> str | None:
         """The id of the active workflow the instance takes part in, or None."""
+        ...
+
+    async def force_release(self, instance_id: str, *, actor: str, at: float, reason: str) -> str | None:
+        """Release the instance from its active workflow (an admin's force delete), recorded in that
+        workflow's audit trail; the workflow's id, or None when none held it."""
         ...
 
 
@@ -109,8 +116,24 @@ def parse_label_filters(filters: list[str]) -> dict[str, str]:
     return wanted
 
 
-def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
-    """Cross-field and environment-dependent rules the body types cannot express (422 or 403)."""
+def _ca_bundle_problem(ca_bundle: str | None) -> str | None:
+    """Why `ca_bundle` cannot serve as a CA bundle (None: it can); reads the file, so run it in a thread."""
+    if ca_bundle is None:
+        return None
+    try:
+        ssl.create_default_context(cadata=read_operator_file(ca_bundle).decode("ascii"))
+    except OperatorFileError as exc:
+        return str(exc)
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        return "not a readable PEM CA bundle on the agent"
+    return None
+
+
+async def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: frozenset[str]) -> None:
+    """Cross-field and environment-dependent rules the body types cannot express (422 or 403).
+
+    The CA bundle is read in a worker thread: the event loop never waits on a file.
+    """
     details: list[ErrorDetail] = []
     for name, value in spec.headers.items():
         if name.lower() in FORBIDDEN_HEADERS:
@@ -132,13 +155,9 @@ def validate_spec(spec: InstanceSpec, allowlist: TargetAllowlist, allowed_env: f
                     type="invalid",
                 )
             )
-    if spec.ca_bundle is not None:
-        try:
-            ssl.create_default_context(cafile=spec.ca_bundle)
-        except (OSError, ssl.SSLError):
-            details.append(
-                ErrorDetail(field="body.ca_bundle", message="not a readable PEM CA bundle on the agent", type="invalid")
-            )
+    ca_problem = await asyncio.to_thread(_ca_bundle_problem, spec.ca_bundle)
+    if ca_problem is not None:
+        details.append(ErrorDetail(field="body.ca_bundle", message=ca_problem, type="invalid"))
     if details:
         raise RequestValidationError(
             "The request body is not valid: " + "; ".join(f"{d.field}: {d.message}" for d in details), details
@@ -184,9 +203,9 @@ class InstanceService:
         """The configured targets, for an instance that declares none."""
         return self._slo_defaults
 
-    def check_spec(self, spec: InstanceSpec) -> None:
+    async def check_spec(self, spec: InstanceSpec) -> None:
         """The registration rules (422/403), for the other use cases that write a spec (POST /collect)."""
-        validate_spec(spec, self._allowlist, self._allowed_env)
+        await validate_spec(spec, self._allowlist, self._allowed_env)
 
     async def require(self, instance_id: str) -> StoredInstance:
         """The registration, or a 404 `not_found`."""
@@ -197,7 +216,7 @@ class InstanceService:
 
     async def register(self, body: InstanceCreate) -> Instance:
         spec = _spec_of(body, self._slo_defaults)
-        validate_spec(spec, self._allowlist, self._allowed_env)
+        await validate_spec(spec, self._allowlist, self._allowed_env)
         try:
             stored = await self._instances.create(body.instance_id, spec, self._clock())
         except InstanceExistsError:
@@ -215,7 +234,7 @@ class InstanceService:
                 [ErrorDetail(field="body.instance_id", message=f"must equal {instance_id!r}", type="invalid")],
             )
         spec = _spec_of(body, self._slo_defaults)
-        validate_spec(spec, self._allowlist, self._allowed_env)
+        await validate_spec(spec, self._allowlist, self._allowed_env)
         stored = await self._instances.replace(instance_id, spec, self._clock())
         if stored is None:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
@@ -235,18 +254,30 @@ class InstanceService:
             if all(stored.spec.labels.get(key) == value for key, value in wanted.items())
         ]
 
-    async def delete(self, instance_id: str) -> None:
+    async def delete(self, instance_id: str, *, force_by: str | None = None) -> None:
         """Delete the registration, then let the hook resolve what was left firing for it.
 
         Why after: a refused or failed delete must leave the instance monitored. Should the hook
         fail, the error reaches the caller, and the next start resolves what it left firing.
+        `force_by` (an admin's name) first releases the instance from its active workflow, the
+        release recorded in that workflow's audit trail: the last resort when a rollout can
+        neither finish nor be aborted.
         """
         stored = await self.require(instance_id)
         if self._active_workflows is not None:
+            if force_by is not None:
+                now = self._clock()
+                await self._active_workflows.force_release(
+                    instance_id,
+                    actor=force_by,
+                    at=now.timestamp(),
+                    reason=f"instance {instance_id} deleted with force=true by {force_by}",
+                )
             workflow_id = await self._active_workflows.active_workflow_of(instance_id)
             if workflow_id is not None:
                 raise ConflictError(
-                    f"Instance {instance_id!r} is part of active workflow {workflow_id}; finish or abort it first.",
+                    f"Instance {instance_id!r} is part of active workflow {workflow_id}; finish or abort it first "
+                    "(an admin may delete it with ?force=true as a last resort).",
                     error="workflow_conflict",
                     context={"instance_id": instance_id, "workflow_id": workflow_id},
                 )

@@ -26,6 +26,7 @@ from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
 __all__ = (
     "ENGINE_PATTERN",
     "HEADER_ENV_SETTING",
+    "HEADER_VALUE_PATTERN",
     "INSTANCE_ID_PATTERN",
     "REDACTED",
     "CollectRequest",
@@ -44,7 +45,9 @@ __all__ = (
     "metrics_url",
 )
 
-INSTANCE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+#: `.` and `..` are refused: no client can address them in a URL path (they normalise away), and
+#: a path built from them would leave its per-instance prefix.
+INSTANCE_ID_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$"
 ENGINE_PATTERN = "^(" + "|".join(SUPPORTED_ENGINES) + ")$"
 REDACTED = "REDACTED"
 #: The setting that lists the environment variables a scrape header may reference.
@@ -56,7 +59,7 @@ InstanceId = Annotated[
         pattern=INSTANCE_ID_PATTERN,
         min_length=1,
         max_length=128,
-        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters.",
+        description="Letters, digits, `.`, `_` and `-`; 1 to 128 characters; not `.` nor `..`.",
         examples=["vllm-llama-0"],
     ),
 ]
@@ -87,7 +90,10 @@ LabelKey = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 LabelValue = Annotated[str, Meta(max_length=256)]
 Labels = Annotated[dict[LabelKey, LabelValue], Meta(max_length=64, examples=[{"team": "search", "zone": "a"}])]
 HeaderName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
-LiteralHeader = Annotated[str, Meta(max_length=8192, pattern=r"^[^\r\n\x00]*$")]
+#: Visible ASCII, space and tab only: a header value is sent as ASCII bytes, so anything else
+#: (accents, emoji, control characters) could never be sent and is refused at registration.
+HEADER_VALUE_PATTERN = r"^[\t\x20-\x7e]*$"
+LiteralHeader = Annotated[str, Meta(max_length=8192, pattern=HEADER_VALUE_PATTERN)]
 FiniteFloat = Annotated[float, Meta(ge=-1e300, le=1e300)]
 ConfigValue = str | int | FiniteFloat | bool | None
 EngineArgKey = Annotated[str, Meta(pattern=r"^-{0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
@@ -99,7 +105,7 @@ class HeaderFromEnv(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A header value read from the agent's environment at each scrape (the variable must be allowlisted)."""
 
     env: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", examples=["VLLM_TOKEN"])]
-    prefix: Annotated[str, Meta(max_length=64, pattern=r"^[^\r\n\x00]*$", examples=["Bearer "])] = ""
+    prefix: Annotated[str, Meta(max_length=64, pattern=HEADER_VALUE_PATTERN, examples=["Bearer "])] = ""
 
 
 HeaderValue = LiteralHeader | HeaderFromEnv

@@ -42,6 +42,7 @@ from performance_agent.metrics.snapshot import (
     CumulativeHistogram,
     Errors,
     InstanceSnapshot,
+    InvalidFigure,
     Latency,
     Load,
     Quantiles,
@@ -50,7 +51,7 @@ from performance_agent.metrics.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from performance_agent.engines.base import AdaptedPage
     from performance_agent.metrics.goodput import LatencyTarget
@@ -65,6 +66,7 @@ __all__ = (
     "cohort_counts",
     "cohort_figures",
     "decode_raw_scrape",
+    "drop_impossible",
     "encode_raw_scrape",
     "raw_scrape",
     "scrape_step",
@@ -107,6 +109,7 @@ class AggregateFigures(msgspec.Struct, kw_only=True):
     errors: Errors = msgspec.field(default_factory=Errors)
     approximations: list[Approximation] = msgspec.field(default_factory=list)
     goodput: Goodput | None = None
+    invalid: list[InvalidFigure] = msgspec.field(default_factory=list)
 
 
 _RAW_ENCODER = msgspec.msgpack.Encoder()
@@ -162,7 +165,7 @@ def build_snapshot(
 
     def snapshot_of(raw: RawSeries, before: RawSeries | None, model_name: str | None) -> InstanceSnapshot:
         increase = _increase_since(before, raw, collected_at, window_s)
-        latency, throughput, load, errors, _ = _figures([increase])
+        latency, throughput, load, errors, _, invalid = _figures([increase])
         return InstanceSnapshot(
             instance_id=instance_id,
             engine=engine,
@@ -178,6 +181,7 @@ def build_snapshot(
             engine_version=current.engine_version,
             approximations=list(current.approximations),
             goodput=_goodput([increase], goodput_targets),
+            invalid=invalid,
         )
 
     names = sorted(current.models)
@@ -277,7 +281,7 @@ def aggregate_steps(
 def _window_of(increases: list[_Increase], goodput_targets: Sequence[LatencyTarget] = ()) -> AggregateFigures:
     if not increases:
         return AggregateFigures()
-    latency, throughput, load, errors, composite = _figures(increases)
+    latency, throughput, load, errors, composite, invalid = _figures(increases)
     windows = [increase.seconds for increase in increases if increase.seconds is not None]
     return AggregateFigures(
         window_s=max(windows) if windows else None,
@@ -288,6 +292,7 @@ def _window_of(increases: list[_Increase], goodput_targets: Sequence[LatencyTarg
         errors=errors,
         approximations=[_COMPOSITE_TTFT_APPROXIMATION] if composite else [],
         goodput=_goodput(increases, goodput_targets),
+        invalid=invalid,
     )
 
 
@@ -438,7 +443,40 @@ def _gauge(increases: list[_Increase], key: str) -> float | None:
     return finite_or_none(combine_gauge(key, values))
 
 
-def _figures(increases: list[_Increase]) -> tuple[Latency, Throughput, Load, Errors, bool]:
+#: Figures that are rates (never negative) and fractions (within 0..1), by their dotted field name.
+_RATES = (
+    ("throughput", "requests_per_s"),
+    ("throughput", "prompt_tokens_per_s"),
+    ("throughput", "generation_tokens_per_s"),
+    ("load", "preemptions_per_s"),
+    ("errors", "requests_failed_per_s"),
+)
+_FRACTIONS = (("load", "kv_cache_usage"), ("load", "prefix_cache_hit_rate"), ("errors", "error_rate"))
+_COUNTS = (("load", "requests_running"), ("load", "requests_waiting"))
+
+
+def drop_impossible(groups: dict[str, msgspec.Struct]) -> list[InvalidFigure]:
+    """Set to None every figure its meaning rules out, and say which and why.
+
+    Negative rates come from counters a broken exporter wrote negative (or that went down without
+    a restart); KV usage or a hit rate above 1 from a gauge in the wrong unit.
+    """
+    invalid: list[InvalidFigure] = []
+
+    def check(checks: tuple[tuple[str, str], ...], bad: Callable[[float], bool], reason: str) -> None:
+        for group, name in checks:
+            value = getattr(groups[group], name)
+            if value is not None and bad(value):
+                setattr(groups[group], name, None)
+                invalid.append(InvalidFigure(field=f"{group}.{name}", value=value, reason=reason))
+
+    check(_RATES, lambda value: value < 0, "a negative rate: a counter went down without a restart")
+    check(_COUNTS, lambda value: value < 0, "a negative count of requests")
+    check(_FRACTIONS, lambda value: not 0 <= value <= 1, "a fraction outside 0..1")
+    return invalid
+
+
+def _figures(increases: list[_Increase]) -> tuple[Latency, Throughput, Load, Errors, bool, list[InvalidFigure]]:
     ttft = _summed_histogram(increases, "ttft_s")
     composite = False
     if ttft is not None:
@@ -477,4 +515,5 @@ def _figures(increases: list[_Increase]) -> tuple[Latency, Throughput, Load, Err
             _summed_counter(increases, "requests_failed"), _summed_counter(increases, "requests_finished")
         ),
     )
-    return latency, throughput, load, errors, composite
+    invalid = drop_impossible({"throughput": throughput, "load": load, "errors": errors})
+    return latency, throughput, load, errors, composite, invalid

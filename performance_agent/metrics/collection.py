@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -18,12 +19,18 @@ import msgspec
 from prometheus_client import Counter, Histogram
 
 from performance_agent.clock import utc_now
-from performance_agent.engines.base import detect_engine
-from performance_agent.engines.registry import FAMILY_FILTERS, adapt_page
-from performance_agent.fleet.schemas import HEADER_ENV_SETTING, HeaderFromEnv, HeaderValue, InstanceError, metrics_url
+from performance_agent.fleet.schemas import (
+    HEADER_ENV_SETTING,
+    HEADER_VALUE_PATTERN,
+    HeaderFromEnv,
+    HeaderValue,
+    InstanceError,
+    metrics_url,
+)
 from performance_agent.metrics.builder import build_snapshot, encode_raw_scrape, raw_scrape
-from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
+from performance_agent.metrics.exposition import ParserCache
 from performance_agent.metrics.goodput import goodput_targets
+from performance_agent.metrics.page_reader import ScrapedPageReader
 from performance_agent.metrics.scraper import ScrapeFailure, fetch_page
 from performance_agent.outbound.pinned import TlsOptions
 from performance_agent.outbound.target_guard import ResolutionError, TargetRefusedError, check_url
@@ -79,6 +86,10 @@ def resolve_headers(
     resolved: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(value, HeaderFromEnv):
+            if not re.fullmatch(HEADER_VALUE_PATTERN, value):  # registered before the pattern held
+                raise ScrapeFailure(
+                    "scrape_config_invalid", f"header {name} holds characters other than visible ASCII; replace it"
+                )
             resolved[name] = value
             continue
         if value.env not in allowed_env:
@@ -92,6 +103,10 @@ def resolve_headers(
             )
         if any(character in secret for character in "\r\n\x00"):
             raise ScrapeFailure("scrape_config_invalid", f"{value.env} holds a line break; it cannot be a header")
+        if not re.fullmatch(HEADER_VALUE_PATTERN, secret):
+            raise ScrapeFailure(
+                "scrape_config_invalid", f"{value.env} holds characters other than visible ASCII; it cannot be a header"
+            )
         resolved[name] = value.prefix + secret
     return resolved
 
@@ -110,11 +125,13 @@ class CollectionService:
         metrics: ScrapeMetrics,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        reader: ScrapedPageReader | None = None,
     ) -> None:
         self._metrics = metrics
         #: What parsing learnt from earlier pages, kept for this service's life (one per app).
         self._parser_cache = ParserCache()
         self._instances = instances
+        self._reader = reader if reader is not None else ScrapedPageReader()
         self._snapshots = snapshots
         self._clients = clients
         self._allowlist = allowlist
@@ -160,29 +177,20 @@ class CollectionService:
             tls=TlsOptions(verify=spec.tls_verify, ca_bundle=spec.ca_bundle),
         )
         collected_at = self._clock()
-        try:
-            # Only the families the engine's adapter reads are parsed in full (a third of a vLLM page).
-            page = parse_page(
-                fetched.text,
-                openmetrics=fetched.openmetrics,
-                keep=FAMILY_FILTERS[spec.engine],
-                cache=self._parser_cache,
-            )
-        except ExpositionError as invalid:
-            raise ScrapeFailure(
-                "upstream_invalid_metrics", f"the page is not valid exposition text: {invalid}"
-            ) from None
-        if not page.series and not page.families:
-            raise ScrapeFailure("upstream_invalid_metrics", "the page holds no samples")
-        detected = detect_engine(page)
-        if detected != spec.engine:
+        reading = await self._reader.read(
+            fetched.body, openmetrics=fetched.openmetrics, engine=spec.engine, cache=self._parser_cache
+        )
+        if reading.outcome != "ok":
+            raise ScrapeFailure("upstream_invalid_metrics", reading.message)
+        detected = reading.detected
+        if detected != spec.engine or reading.adapted is None:
             found = f"a {detected} page" if detected else "no vLLM, TGI or SGLang series"
             raise ScrapeFailure(
                 "engine_mismatch",
                 f"expected a {spec.engine} page, found {found}",
                 context={"detected_engine": detected, "expected_engine": spec.engine},
             )
-        adapted = adapt_page(spec.engine, page)
+        adapted = reading.adapted
         previous = await self._snapshots.latest_raw(instance.instance_id)
         snapshot = build_snapshot(
             instance_id=instance.instance_id,

@@ -190,19 +190,25 @@ class Collector:
 
 
 class RetentionPruner:
-    """Deletes snapshots older than the retention, at start-up and every `PRUNE_INTERVAL_S`."""
+    """Deletes snapshots older than the retention, then the oldest ones over `max_bytes`, every `PRUNE_INTERVAL_S`.
+
+    Why a size cap too: a fleet (or one server with a huge page) can store more in an hour than
+    the disk holds for a week; age alone did not bound the database.
+    """
 
     def __init__(
         self,
         snapshots: SnapshotRepository,
         retention_hours: int,
         *,
+        max_bytes: int | None = None,
         interval_s: float = PRUNE_INTERVAL_S,
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._snapshots = snapshots
         self._retention = timedelta(hours=retention_hours)
+        self._max_bytes = max_bytes
         self._interval_s = interval_s
         self._now = now if now is not None else utc_now
         self._sleep = sleep
@@ -215,6 +221,14 @@ class RetentionPruner:
         removed = await self._snapshots.prune(self._now() - self._retention)
         if removed:
             logger.info("pruned old snapshots", extra={"removed": removed})
+        if self._max_bytes is not None:
+            oversize = await self._snapshots.prune_to_size(self._max_bytes)
+            if oversize:
+                logger.warning(
+                    "history over PERF_AGENT_HISTORY_MAX_BYTES: pruned the oldest snapshots",
+                    extra={"removed": oversize, "max_bytes": self._max_bytes},
+                )
+            removed += oversize
         return removed
 
     async def run(self, beat: Heartbeat) -> None:

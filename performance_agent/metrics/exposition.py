@@ -25,6 +25,7 @@ Values match `prometheus_client.parser` on every page it accepts; choices where 
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Final
 
 from performance_agent.metrics.exposition_grammar import (
@@ -39,9 +40,10 @@ from performance_agent.metrics.exposition_grammar import (
     read_value_and_timestamp,
 )
 from performance_agent.metrics.page import MetricFamily, MetricsPage, Sample
+from performance_agent.metrics.page_limits import UNLIMITED, PageLimitError, PageLimits, count_label_values
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 __all__ = ("ExpositionError", "ParserCache", "parse_page")
 
@@ -83,6 +85,7 @@ def parse_page(
     *,
     openmetrics: bool | None = None,
     keep: Callable[[str], bool] | None = None,
+    limits: PageLimits = UNLIMITED,
     cache: ParserCache | None = None,
 ) -> MetricsPage:
     """Parse a whole page; `openmetrics=None` guesses the format from a trailing `# EOF`.
@@ -95,6 +98,10 @@ def parse_page(
     (engine detection looks at names), but their samples are neither parsed nor stored, so a
     malformed value inside a skipped family goes unnoticed. Without `keep` everything is checked.
     `cache` carries what earlier parses learnt (see `ParserCache`).
+
+    `limits` caps the families on the page, the samples kept, the distinct values of each label
+    and their length; parsing stops at the first one too many with `PageLimitError` (see
+    `page_limits`), before the page's bulk is ever held in memory.
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n")
@@ -103,9 +110,9 @@ def parse_page(
         openmetrics = tail == "# EOF" or tail.endswith("\n# EOF")
     timestamp_divisor = 1.0 if openmetrics else 1000.0
 
-    lines = text.split("\n")
+    lines: Iterator[str] = _lines(text)
     if text[:1] in (" ", "\t") or "\n " in text or "\n\t" in text:
-        lines = [line.strip(" \t") for line in lines]
+        lines = map(_strip_blanks, lines)
 
     page = MetricsPage()
     families = page.families
@@ -129,8 +136,15 @@ def parse_page(
     append_to_series: Callable[[Sample], None] = unused.append
     append_to_family: Callable[[Sample], None] = append_to_series
     skipping = False  # whether the previous sample's family is one `keep` declined
+    max_families = limits.max_families
+    series_left = limits.max_series
+    # Label sets are cached (one dict per distinct label text), so a label set is new to this page
+    # when its dict is: only then are its values counted against the per-label caps.
+    page_label_sets: set[int] = set()
+    values_by_label: dict[str, set[str]] = {}
+    last_labels: dict[str, str] = no_labels
 
-    for line_number, line in enumerate(lines, 1):
+    for line_number, line in enumerate(lines, 1):  # `lines` stays an iterator: the EOF check reads on
         if line.startswith(last_prefix):
             if skipping:
                 continue
@@ -147,6 +161,8 @@ def parse_page(
             if declared is None:
                 check_nothing_after_eof(lines, line_number)
                 break
+            if len(families) > max_families:
+                raise _too_many_families(max_families)
             routes.pop(declared, None)
             last_name = ""
             last_prefix = "\n"
@@ -160,6 +176,8 @@ def parse_page(
                     route = routes.get(name)
                     if route is None:
                         route = routes[name] = _route_for(name, series, families, keep)
+                        if len(families) > max_families:
+                            raise _too_many_families(max_families)
                     last_name, last_prefix, prefix_length, append_to_series, append_to_family, skipping = route
                 if skipping and name == last_name:
                     continue
@@ -192,14 +210,55 @@ def parse_page(
             route = routes.get(name)
             if route is None:
                 route = routes[name] = _route_for(name, series, families, keep)
+                if len(families) > max_families:
+                    raise _too_many_families(max_families)
             last_name, last_prefix, prefix_length, append_to_series, append_to_family, skipping = route
             if skipping:
                 continue
+        series_left -= 1
+        if series_left < 0:
+            raise PageLimitError("PERF_AGENT_SCRAPE_MAX_SERIES", limits.max_series, "more series")
+        if labels is not last_labels:
+            last_labels = labels
+            if id(labels) not in page_label_sets:
+                page_label_sets.add(id(labels))
+                count_label_values(labels, values_by_label, limits)
         sample = _new_sample(sample_type, (name, labels.copy(), value, timestamp))
         append_to_series(sample)
         append_to_family(sample)
 
     return page
+
+
+#: Lines are split this many characters at a time: a page of a million short lines never
+#: exists as a million strings at once (about 60 MB), and a refused page is dropped early.
+_BLOCK_CHARS = 1 << 20
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` exactly as `text.split("\n")`, split block by block."""
+    if len(text) <= _BLOCK_CHARS:
+        return iter(text.split("\n"))
+    return itertools.chain.from_iterable(block.split("\n") for block in _blocks(text))
+
+
+def _blocks(text: str) -> Iterator[str]:
+    start = 0
+    while True:
+        end = text.find("\n", start + _BLOCK_CHARS)
+        if end == -1:
+            yield text[start:]
+            return
+        yield text[start:end]
+        start = end + 1
+
+
+def _strip_blanks(line: str) -> str:
+    return line.strip(" \t")
+
+
+def _too_many_families(limit: int) -> PageLimitError:
+    return PageLimitError("PERF_AGENT_SCRAPE_MAX_FAMILIES", limit, "more metric families")
 
 
 def _route_for(

@@ -8,9 +8,12 @@ the line, so a bad scrape can be found in the page that produced it.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from performance_agent.metrics.page import MetricFamily
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = (
     "NO_LABELS",
@@ -55,8 +58,9 @@ class ExpositionError(ValueError):
         self.reason = reason
 
 
-def check_nothing_after_eof(lines: list[str], eof_line_number: int) -> None:
-    for offset, line in enumerate(lines[eof_line_number:], eof_line_number + 1):
+def check_nothing_after_eof(rest: Iterable[str], eof_line_number: int) -> None:
+    """`rest`: the lines after the `# EOF` line."""
+    for offset, line in enumerate(rest, eof_line_number + 1):
         if line.strip():
             raise ExpositionError(offset, "content after # EOF", line)
 

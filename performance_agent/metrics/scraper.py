@@ -2,7 +2,8 @@
 
 The connection goes through the pinned outbound clients (`outbound.pinned`), so only the address
 the target guard checked is dialled. Redirects are never followed (a 3xx is an
-`upstream_error`); the page is read up to `PERF_AGENT_SCRAPE_MAX_BYTES` of decoded body.
+`upstream_error`); the page is read up to `PERF_AGENT_SCRAPE_MAX_BYTES` of decoded body, decoded by
+the agent itself within that budget (`outbound.bounded`: one known content coding, bombs refused).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import httpx
 
+from performance_agent.outbound.bounded import ACCEPT_ENCODING, BodyEncodingError, BodyTooLargeError, read_bounded
 from performance_agent.outbound.pinned import ClientsClosedError, OutboundConfigError, TlsOptions, pinned_to
 
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ FailureReason = Literal[
 ]
 
 ACCEPT_HEADER = "text/plain;version=0.0.4;q=1.0, application/openmetrics-text;version=1.0.0;q=0.5, */*;q=0.1"
-_CHUNK = 64 * 1024
 
 
 class ScrapeFailure(Exception):
@@ -65,10 +66,16 @@ class ScrapeFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FetchedPage:
-    text: str
+    """The page as read: UTF-8 `body` bytes (checked), decoded by whoever parses it (maybe another process)."""
+
+    body: bytes
     openmetrics: bool | None
     size_bytes: int
     duration_s: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
 
 
 def _is_openmetrics(content_type: str | None) -> bool | None:
@@ -83,23 +90,22 @@ def _is_openmetrics(content_type: str | None) -> bool | None:
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ScrapeFailure(
-            "upstream_invalid_metrics",
-            f"the page is {declared} bytes, more than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes})",
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes(_CHUNK):  # decoded bytes: a compressed bomb is capped too
-        size += len(chunk)
-        if size > max_bytes:
+    try:
+        return await read_bounded(response, max_bytes)
+    except BodyTooLargeError:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise ScrapeFailure(
                 "upstream_invalid_metrics",
-                f"the page is larger than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes} bytes); reading stopped there",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+                f"the page is {declared} bytes, more than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes})",
+            ) from None
+        raise ScrapeFailure(
+            "upstream_invalid_metrics",
+            f"the page is larger than PERF_AGENT_SCRAPE_MAX_BYTES ({max_bytes} bytes) once decompressed; "
+            "reading stopped there",
+        ) from None
+    except BodyEncodingError as exc:
+        raise ScrapeFailure("upstream_invalid_metrics", f"the page cannot be decoded: {exc}") from None
 
 
 async def fetch_page(
@@ -113,12 +119,12 @@ async def fetch_page(
 ) -> FetchedPage:
     """GET the page at the checked target, within `timeout_s` overall and `max_bytes` of body."""
     try:
-        client = clients.client(tls if tls is not None and target.scheme == "https" else TlsOptions())
+        client = await clients.client_for(tls if tls is not None and target.scheme == "https" else TlsOptions())
     except OutboundConfigError as exc:
         raise ScrapeFailure("scrape_config_invalid", str(exc)) from None
     except ClientsClosedError:
         raise ScrapeFailure("internal_error", "the scrape client is shut down") from None
-    request_headers = {"Accept": ACCEPT_HEADER, **headers}
+    request_headers = {"Accept": ACCEPT_HEADER, **headers, "Accept-Encoding": ACCEPT_ENCODING}
     started = time.perf_counter()
     try:
         with pinned_to(target):
@@ -146,8 +152,9 @@ async def fetch_page(
     except httpx.RequestError as exc:
         raise ScrapeFailure("upstream_error", f"the request failed: {exc}") from None
     duration = time.perf_counter() - started
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScrapeFailure("upstream_invalid_metrics", f"the page is not UTF-8 text: {exc}") from None
-    return FetchedPage(text=text, openmetrics=_is_openmetrics(content_type), size_bytes=len(body), duration_s=duration)
+    if not body.isascii():  # checked without a decoded copy in the common, ASCII case
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ScrapeFailure("upstream_invalid_metrics", f"the page is not UTF-8 text: {exc}") from None
+    return FetchedPage(body=body, openmetrics=_is_openmetrics(content_type), size_bytes=len(body), duration_s=duration)

@@ -79,7 +79,7 @@ class CollectService:
             if value is not msgspec.UNSET:
                 changes[name] = value
         spec = msgspec.structs.replace(base, **changes)
-        self._fleet.check_spec(spec)
+        await self._fleet.check_spec(spec)
         stored, _ = await self._instances.upsert(body.instance_id, spec, self._clock())
         timeout_s = body.timeout_s if body.timeout_s is not msgspec.UNSET else self._default_timeout_s
         try:

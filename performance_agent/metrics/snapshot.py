@@ -72,6 +72,18 @@ class Approximation(msgspec.Struct, kw_only=True):
     formula: str
 
 
+class InvalidFigure(msgspec.Struct, kw_only=True):
+    """A figure the page's numbers made impossible (a negative rate, KV usage above 1): dropped, shown here.
+
+    Why not keep it: a detector or a rollout gate reading a negative throughput or a cache 130% full
+    would draw a confident conclusion from a broken exporter.
+    """
+
+    field: str
+    value: float
+    reason: str
+
+
 class CumulativeHistogram(msgspec.Struct, kw_only=True):
     """Cumulative buckets as read from the page: `buckets` is [[le, cumulative_count], ...] ending at +inf.
 
@@ -116,4 +128,5 @@ class InstanceSnapshot(msgspec.Struct, kw_only=True):
     approximations: list[Approximation] = msgspec.field(default_factory=list)
     #: Share of the window's requests meeting the instance's own latency targets (null: no targets or no histogram).
     goodput: Goodput | None = None
+    invalid: list[InvalidFigure] = msgspec.field(default_factory=list)
     models: list[InstanceSnapshot] = msgspec.field(default_factory=list)

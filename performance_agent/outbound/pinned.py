@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 import httpcore
 import httpx
 
+from performance_agent.operator_files import OperatorFileError, read_operator_file
+from performance_agent.outbound.bounded import ACCEPT_ENCODING, read_answer_head
 from performance_agent.outbound.connection_pool import LinearConnectionPool
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = (
     "OutboundConfigError",
     "PinnedClients",
     "PinnedNetworkBackend",
+    "PostAnswer",
     "TlsOptions",
     "pinned_to",
     "post_json_pinned",
@@ -106,9 +109,13 @@ class PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 
 def _ssl_context(tls: TlsOptions) -> ssl.SSLContext:
+    """The TLS context of `tls`; the CA bundle is read as a capped regular file (never a pipe or device)."""
     try:
-        context = ssl.create_default_context(cafile=tls.ca_bundle)
-    except (OSError, ssl.SSLError) as exc:
+        if tls.ca_bundle is None:
+            context = ssl.create_default_context()
+        else:
+            context = ssl.create_default_context(cadata=read_operator_file(tls.ca_bundle).decode("ascii"))
+    except (OperatorFileError, OSError, ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
         raise OutboundConfigError(f"the CA bundle {tls.ca_bundle!r} cannot be loaded: {exc}") from None
     if not tls.verify:
         context.check_hostname = False
@@ -128,12 +135,19 @@ class PinnedClients:
         self._clients: dict[TlsOptions, httpx.AsyncClient] = {}
         self._closed = False
 
-    def client(self, tls: TlsOptions) -> httpx.AsyncClient:
+    async def client_for(self, tls: TlsOptions) -> httpx.AsyncClient:
+        """`client`, with a new TLS context (and its CA bundle) built in a worker thread, off the loop."""
+        if tls in self._clients or self._closed:
+            return self.client(tls)
+        context = await asyncio.to_thread(_ssl_context, tls)
+        return self.client(tls, context)
+
+    def client(self, tls: TlsOptions, context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
         if self._closed:
             raise ClientsClosedError("the outbound HTTP clients are shut down")
         client = self._clients.get(tls)
         if client is None:
-            context = _ssl_context(tls)
+            context = context if context is not None else _ssl_context(tls)
             transport = httpx.AsyncHTTPTransport(verify=context, limits=self._limits, trust_env=False)
             # httpx has no public hook for the network backend; swap the pool it built for one that
             # dials through the pinned backend (and keeps its bookkeeping linear, see connection_pool).
@@ -157,6 +171,14 @@ class PinnedClients:
             await client.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class PostAnswer:
+    """What an outbound POST answered: the status and at most `ANSWER_MAX_BYTES` of its text."""
+
+    status_code: int
+    text: str
+
+
 async def post_json_pinned(
     clients: PinnedClients,
     target: ResolvedTarget,
@@ -164,20 +186,23 @@ async def post_json_pinned(
     *,
     timeout_s: float,
     headers: Mapping[str, str] | None = None,
-) -> httpx.Response:
+) -> PostAnswer:
     """POST a JSON `body` to the checked target, connecting only to the address the guard checked.
 
     Why it raises instead of answering a failure: its callers (actuators, the alert webhook) each
     report timeouts and transport errors in their own terms. Raises `TimeoutError` or
     `httpx.TimeoutException` when no answer comes within `timeout_s`, and another `httpx.HTTPError`
     when the target cannot be reached; any HTTP status is returned, redirects are not followed.
+    The answer is read only up to `ANSWER_MAX_BYTES` (decompressed), never whole.
     """
     client = clients.client(TlsOptions())
     with pinned_to(target):
         async with asyncio.timeout(timeout_s):
-            return await client.post(
+            async with client.stream(
+                "POST",
                 target.url,
                 content=body,
-                headers={"Content-Type": "application/json", **(headers or {})},
+                headers={"Content-Type": "application/json", **(headers or {}), "Accept-Encoding": ACCEPT_ENCODING},
                 timeout=httpx.Timeout(timeout_s),
-            )
+            ) as response:
+                return PostAnswer(response.status_code, await read_answer_head(response))

@@ -37,10 +37,16 @@ TIMESTAMP_HEADER = "X-Signature-Timestamp"
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The outcome of one POST: ok, or why not (the reason shown to operators)."""
+    """The outcome of one POST: ok, or why not (the reason shown to operators).
+
+    `sent=False` only when the call certainly never reached the receiver: one refused by the
+    guard, whose host does not resolve or whose connection was refused changed nothing, so a
+    rollback has nothing to undo for it.
+    """
 
     ok: bool
     error: str | None = None
+    sent: bool = True
 
 
 class HttpPoster:
@@ -58,18 +64,20 @@ class HttpPoster:
         try:
             target = await check_url(url, self._allowlist, self._resolver)
         except TargetRefusedError as refused:
-            return Delivery(False, f"target_not_allowed: {refused.reason}")
+            return Delivery(False, f"target_not_allowed: {refused.reason}", sent=False)
         except ResolutionError as unresolved:
-            return Delivery(False, f"unreachable: {unresolved}")
+            return Delivery(False, f"unreachable: {unresolved}", sent=False)
         try:
-            response = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s, headers=headers)
+            answer = await post_json_pinned(self._clients, target, body, timeout_s=self._timeout_s, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # no connection, so no byte of the call left
+            return Delivery(False, f"unreachable: {type(exc).__name__}: {exc}", sent=False)
         except (TimeoutError, httpx.TimeoutException):
             return Delivery(False, f"timeout: no answer within {self._timeout_s:g} s")
         except httpx.HTTPError as exc:
             return Delivery(False, f"unreachable: {type(exc).__name__}: {exc}")
-        if 200 <= response.status_code < 300:
+        if 200 <= answer.status_code < 300:
             return Delivery(True)
-        return Delivery(False, f"HTTP {response.status_code}: {response.text[:200]}")
+        return Delivery(False, f"HTTP {answer.status_code}: {answer.text[:200]}")
 
 
 def _digest(secret: str, timestamp: str, body: bytes) -> str:

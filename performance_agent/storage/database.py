@@ -2,9 +2,12 @@
 
 Why one thread: sqlite3 connections must stay on the thread that made them, and one writer
 thread serialises writes without lock contention, while WAL mode lets that thread read
-without blocking on its own writes. Why a lock file: two agents on one file would run two
-reconcilers and apply rollout stages twice, so the second one refuses to start. `flock` is
-released by the kernel when the process dies, so `kill -9` never leaves a stale lock behind.
+without blocking on its own writes. Why a lock: two agents on one file would run two
+reconcilers and apply rollout stages twice, so the second one refuses to start. The `flock` is
+taken on the database file itself, so it belongs to the file (device and inode), not to the
+path text: a symlink, a hard link or another spelling of the path reach the same lock. (SQLite locks with
+`fcntl` byte ranges, which Linux keeps apart from `flock`.) The kernel releases it when the
+process dies, so `kill -9` never leaves a stale lock behind.
 `:memory:` gives a private throwaway database (unit tests, demos) with the same code path.
 """
 
@@ -136,6 +139,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alerts_by_state ON alerts (state, started_at);
     CREATE INDEX alerts_by_instance ON alerts (instance_id, started_at);
     """,
+    # Actuator attempts that may have reached the actuator (a refused connection or a host that
+    # does not resolve certainly did not): an apply never sent has nothing to roll back.
+    """
+    ALTER TABLE workflow_outbox ADD COLUMN sent_attempts INTEGER NOT NULL DEFAULT 0;
+    UPDATE workflow_outbox SET sent_attempts = attempts;
+    """,
     # Canary judgements for outside rollout controllers (Argo Rollouts, Flagger): the document
     # with the columns the background loop searches by.
     """
@@ -150,6 +159,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX judgements_by_due ON judgements (next_due_at) WHERE status = 'running';
     """,
 ]
+
+
+def _flock_owner(device: int, inode: int) -> str | None:
+    """The pid holding a `flock` on the file, from Linux's /proc/locks (None when not found)."""
+    wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return fields[4]
+    return None
 
 
 class StorageError(RuntimeError):
@@ -197,20 +220,20 @@ class Database:
         path = Path(self.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StorageError(f"PERF_AGENT_DATABASE: cannot create {path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            identity = os.fstat(fd)
             os.close(fd)
+            owner = _flock_owner(identity.st_dev, identity.st_ino) or "unknown"
             raise StorageLockedError(
                 f"PERF_AGENT_DATABASE: {path} is already used by another performance-agent process (pid {owner}); "
-                "only one agent may own a database file"
+                f"the lock is on the file itself (device {identity.st_dev}, inode {identity.st_ino}), whatever "
+                "path names it; only one agent may own a database file"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_file = fd
 
     def _connect(self) -> None:

@@ -20,6 +20,7 @@ from performance_agent.storage.instances import MemoryStore, StoredSnapshotRow
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable
     from datetime import datetime
 
     from performance_agent.metrics.builder import RawScrape
@@ -32,6 +33,7 @@ __all__ = (
 )
 
 _PRUNE_BATCH = 5000
+_SIZE_BATCH = 1000
 # Snapshots at or after a stamp and, unless the bound is NULL, after the newest one a reader holds.
 _NEWER = (
     "FROM snapshots WHERE instance_id = ? AND collected_at >= ? AND (? IS NULL OR collected_at > ?) "
@@ -81,6 +83,13 @@ class SnapshotRepository(Protocol):
 
     async def prune(self, older_than: datetime) -> int:
         """Delete snapshots collected before `older_than`; returns how many."""
+        ...
+
+    async def prune_to_size(self, max_bytes: int) -> int:
+        """Delete the oldest snapshots until all stored ones take at most `max_bytes`; returns how many.
+
+        Each instance's latest snapshot is kept whatever its size: the next scrape's window needs it.
+        """
         ...
 
 
@@ -189,6 +198,44 @@ class SqliteSnapshotRepository:
             if deleted < _PRUNE_BATCH:
                 return removed
 
+    async def prune_to_size(self, max_bytes: int) -> int:
+        """Oldest first, in batches of at most `_SIZE_BATCH` rows, each instance's latest row kept."""
+
+        def stored_bytes(connection: sqlite3.Connection) -> int:
+            row = connection.execute("SELECT COALESCE(SUM(length(snapshot) + length(raw)), 0) FROM snapshots")
+            return int(row.fetchone()[0])
+
+        def batch(excess: int) -> Callable[[sqlite3.Connection], tuple[int, int]]:
+            def work(connection: sqlite3.Connection) -> tuple[int, int]:
+                rows = connection.execute(
+                    "SELECT id, length(snapshot) + length(raw) FROM snapshots "
+                    "WHERE id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY instance_id) "
+                    "ORDER BY collected_at, id LIMIT ?",
+                    (_SIZE_BATCH,),
+                ).fetchall()
+                chosen: list[int] = []
+                freed = 0
+                for row_id, size in rows:
+                    if freed >= excess:
+                        break
+                    chosen.append(int(row_id))
+                    freed += int(size)
+                with Database.transaction(connection):
+                    connection.executemany("DELETE FROM snapshots WHERE id = ?", [(row_id,) for row_id in chosen])
+                return len(chosen), freed
+
+            return work
+
+        excess = await self._db.run(stored_bytes) - max_bytes
+        removed = 0
+        while excess > 0:
+            deleted, freed = await self._db.run(batch(excess))
+            if deleted == 0:
+                break  # only latest snapshots are left
+            removed += deleted
+            excess -= freed
+        return removed
+
 
 class MemorySnapshotRepository:
     def __init__(self, store: MemoryStore) -> None:
@@ -249,4 +296,21 @@ class MemorySnapshotRepository:
             kept = [row for row in rows if row.collected_at >= stamp]
             removed += len(rows) - len(kept)
             self._store.snapshots[instance_id] = kept
+        return removed
+
+    async def prune_to_size(self, max_bytes: int) -> int:
+        rows = [
+            (row.collected_at, instance_id, row) for instance_id, kept in self._store.snapshots.items() for row in kept
+        ]
+        excess = sum(len(row.snapshot) + len(row.raw) for _, _, row in rows) - max_bytes
+        latest = {id(kept[-1]) for kept in self._store.snapshots.values() if kept}
+        removed = 0
+        for _, instance_id, row in sorted(rows, key=lambda item: item[0]):
+            if excess <= 0:
+                break
+            if id(row) in latest:
+                continue
+            self._store.snapshots[instance_id].remove(row)
+            excess -= len(row.snapshot) + len(row.raw)
+            removed += 1
         return removed

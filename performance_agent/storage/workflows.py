@@ -23,13 +23,11 @@ from performance_agent.clock import utc
 from performance_agent.storage.database import Database
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
-from performance_agent.workflows.state import WorkflowDoc
+from performance_agent.workflows.state import EventDraft, WorkflowDoc
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
-
-    from performance_agent.workflows.state import EventDraft
 
 __all__ = (
     "IdempotencyClaim",
@@ -104,6 +102,9 @@ class OutboxRow:
     next_attempt_at: float | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+    #: Attempts that may have reached the actuator (counted before each attempt, taken back when
+    #: it certainly did not connect); 0 means the call changed nothing.
+    sent_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class OutboxUpdate:
     next_attempt_at: float | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+    sent_attempts: int | None = None
 
 
 @dataclass(slots=True)
@@ -158,13 +160,15 @@ def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate
     for update in updates:
         connection.execute(
             "UPDATE workflow_outbox SET state = ?, attempts = COALESCE(?, attempts), next_attempt_at = ?, "
-            "last_error = ?, delivered_at = COALESCE(?, delivered_at) WHERE event_id = ?",
+            "last_error = ?, delivered_at = COALESCE(?, delivered_at), "
+            "sent_attempts = COALESCE(?, sent_attempts) WHERE event_id = ?",
             (
                 update.state,
                 update.attempts,
                 update.next_attempt_at,
                 update.last_error,
                 update.delivered_at,
+                update.sent_attempts,
                 update.event_id,
             ),
         )
@@ -297,6 +301,45 @@ class SqliteWorkflowRepository:
 
         return await self._db.run(work)
 
+    async def force_release(self, instance_id: str, *, actor: str, at: float, reason: str) -> str | None:
+        """Release `instance_id` from its active workflow, recording who did it in that workflow's audit trail.
+
+        The last resort of an admin deleting an instance a rollout still holds: one transaction
+        drops the instance's lock and appends the event, so the release is never unrecorded.
+        Returns the workflow it was released from (None: it took part in no active workflow).
+        """
+
+        def work(connection: sqlite3.Connection) -> str | None:
+            with Database.transaction(connection):
+                row = connection.execute(
+                    "SELECT w.workflow_id, w.doc FROM workflow_instances i JOIN workflows w USING (workflow_id) "
+                    "WHERE i.instance_id = ? AND i.active = 1",
+                    (instance_id,),
+                ).fetchone()
+                if row is None:
+                    return None
+                workflow_id = str(row[0])
+                doc = _doc_decoder.decode(row[1])
+                connection.execute(
+                    "UPDATE workflow_instances SET active = 0 WHERE workflow_id = ? AND instance_id = ?",
+                    (workflow_id, instance_id),
+                )
+                event = EventDraft(
+                    type="action",
+                    action="force-delete-instance",
+                    from_status=doc.status,
+                    to_status=doc.status,
+                    actor=actor,
+                    at=at,
+                    stage_index=doc.stage_index,
+                    reason=reason,
+                    details={"instance_id": instance_id},
+                )
+                _insert_events(connection, workflow_id, [event])
+                return workflow_id
+
+        return await self._db.run(work)
+
     async def active_workflow_of(self, instance_id: str) -> str | None:
         def work(connection: sqlite3.Connection) -> str | None:
             row = connection.execute(
@@ -407,7 +450,8 @@ class SqliteWorkflowRepository:
 
 
 _OUTBOX_COLUMNS = (
-    "event_id, workflow_id, action, stage_index, payload, state, attempts, next_attempt_at, last_error, delivered_at"
+    "event_id, workflow_id, action, stage_index, payload, state, attempts, next_attempt_at, last_error, delivered_at, "
+    "sent_attempts"
 )
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 
 from performance_agent import __version__
 from performance_agent.context import AgentDependency
 from performance_agent.openapi_spec import responses
+from performance_agent.security import principal_of
 from performance_agent.system.capabilities import capabilities
 from performance_agent.system.schemas import Capabilities, ConfigReport, DetailedHealth, Health, Readiness
 from performance_agent.system.service import config_report, detailed_health, probe_storage
@@ -27,7 +29,7 @@ _HEALTHY = {
     "agent_name": "performance-agent",
     "uptime_s": 3600.5,
     "checks": [
-        {"name": "storage", "status": "healthy", "latency_s": 0.0004, "detail": "write/read ok (./var/agent.db)"},
+        {"name": "storage", "status": "healthy", "latency_s": 0.0004, "detail": "write/read ok"},
         {"name": "loop:collector", "status": "healthy", "latency_s": None, "detail": "last heartbeat 2.1 s ago"},
     ],
 }
@@ -78,9 +80,13 @@ class SystemController(Controller):
             503: _report(503, DetailedHealth, _UNHEALTHY, "Unhealthy: storage failed"),
         },
     )
-    async def detailed(self, agent: AgentDependency) -> Response[DetailedHealth]:
-        """Storage write/read probe and background loop heartbeats; 503 when unhealthy."""
-        report = await detailed_health(agent)
+    async def detailed(self, request: Request[Any, Any, Any], agent: AgentDependency) -> Response[DetailedHealth]:
+        """Storage write/read probe (at most once a second) and background loop heartbeats; 503 when unhealthy.
+
+        The database path is shown only to a caller sending a valid API key.
+        """
+        keyed = agent.key_ring.enabled and principal_of(request.scope, agent.key_ring) is not None
+        report = await detailed_health(agent, show_paths=keyed)
         return Response(report, status_code=503 if report.status == "unhealthy" else 200)
 
     @get(

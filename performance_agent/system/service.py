@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from performance_agent import __version__
-from performance_agent.clock import utc_now
 from performance_agent.settings import SECRET_FIELDS
 from performance_agent.system.schemas import CheckResult, CheckStatus, ConfigReport, DetailedHealth
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from performance_agent.context import AgentContext
 
 __all__ = ("config_report", "detailed_health", "probe_storage")
@@ -23,30 +19,14 @@ __all__ = ("config_report", "detailed_health", "probe_storage")
 SLOW_STORAGE_S = 0.5
 
 
-def _write_and_read(connection: sqlite3.Connection) -> str:
-    stamp = utc_now().isoformat()
-    connection.execute(
-        "INSERT INTO health_probe (id, written_at) VALUES (1, ?) "
-        "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-        (stamp,),
-    )
-    row = connection.execute("SELECT written_at FROM health_probe WHERE id = 1").fetchone()
-    return str(row[0]) if row and row[0] == stamp else ""
-
-
 async def probe_storage(context: AgentContext) -> CheckResult:
-    started = time.perf_counter()
-    try:
-        echoed = await context.database.run(_write_and_read)
-    except Exception as exc:
-        return CheckResult(name="storage", status="unhealthy", latency_s=None, detail=f"write/read failed: {exc}")
-    latency = round(time.perf_counter() - started, 6)
-    if not echoed:
-        return CheckResult(name="storage", status="unhealthy", latency_s=latency, detail="read back a different value")
+    """The storage probe's answer (reused for a second while it passes, see `storage.health`) as a check."""
+    probed = await context.storage_probe.check()
+    if not probed.ok:
+        return CheckResult(name="storage", status="unhealthy", latency_s=probed.latency_s, detail=probed.detail)
+    latency = probed.latency_s if probed.latency_s is not None else 0.0
     status: CheckStatus = "degraded" if latency > SLOW_STORAGE_S else "healthy"
-    return CheckResult(
-        name="storage", status=status, latency_s=latency, detail=f"write/read ok ({context.database.path})"
-    )
+    return CheckResult(name="storage", status=status, latency_s=probed.latency_s, detail=probed.detail)
 
 
 def _loop_checks(context: AgentContext) -> list[CheckResult]:
@@ -64,8 +44,12 @@ def _loop_checks(context: AgentContext) -> list[CheckResult]:
     return results
 
 
-async def detailed_health(context: AgentContext) -> DetailedHealth:
-    checks = [await probe_storage(context), *_loop_checks(context)]
+async def detailed_health(context: AgentContext, *, show_paths: bool = False) -> DetailedHealth:
+    """`show_paths` (a caller with a valid key) adds the database path: the endpoint itself is open."""
+    storage = await probe_storage(context)
+    if show_paths and storage.status != "unhealthy":
+        storage = msgspec.structs.replace(storage, detail=f"{storage.detail} ({context.database.path})")
+    checks = [storage, *_loop_checks(context)]
     worst: CheckStatus = "healthy"
     if any(c.status == "degraded" for c in checks):
         worst = "degraded"

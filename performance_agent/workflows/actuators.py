@@ -92,12 +92,14 @@ class SimulatorActuator:
     async def deliver(self, spec: ActuatorSpec, payload: bytes) -> Delivery:
         decoded = decode_payload(payload)
         failures: list[str] = []
+        sent = False
         for instance_id, body in simulator_bodies(decoded).items():
             url = await self._control_url(spec, instance_id)
             if url is None:
                 failures.append(f"{instance_id}: not registered")
                 continue
             outcome = await self._poster.post(url, body, {})
+            sent = sent or outcome.sent
             if not outcome.ok:
                 failures.append(f"{instance_id}: {outcome.error}")
-        return Delivery(not failures, "; ".join(failures) or None)
+        return Delivery(not failures, "; ".join(failures) or None, sent=sent)

@@ -239,7 +239,7 @@ class WorkflowsController(Controller):
         opt=_DECIDE,
         status_code=200,
         operation_id="AbortWorkflow",
-        summary="Roll back what changed (cancels when nothing changed yet)",
+        summary="Roll back what changed (cancels when nothing changed yet; releases a failed one)",
         responses=_ACTED,
     )
     async def abort(
@@ -252,7 +252,8 @@ class WorkflowsController(Controller):
         if_match: IfMatch = None,
     ) -> Response[Workflow]:
         """`pending_approval`/`capturing_baseline` → `cancelled`; `applying`, `monitoring`,
-        `awaiting_approval`, `paused` → `rolling_back`."""
+        `awaiting_approval`, `paused` → `rolling_back`; `failed` → `rolled_back` once the instances
+        were reverted by hand (a `reason` saying so is required), releasing them."""
         return await self._decide(request, workflows, key_ring, workflow_id, UserAction.ABORT, data, if_match)
 
     @post(

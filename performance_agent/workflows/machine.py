@@ -106,6 +106,11 @@ def _begin_next_stage(event: EventData) -> None:
     _send_stage(record, record.stage_index + 1)
 
 
+def _released_by_hand(event: EventData) -> None:
+    """An approver aborting a failed rollout states that the instances were reverted by hand."""
+    _record(event).changed_count = 0
+
+
 def _revert_latest_group(event: EventData) -> None:
     record = _record(event)
     record.changed_count = changed_count_after_rollback_step(record.stages, record.instance_count, record.changed_count)
@@ -147,6 +152,8 @@ _TRANSITION_TABLE: tuple[dict[str, object], ...] = (
     _rule(_USER.RESUME.trigger, [_S.PAUSED], _S.CAPTURING_BASELINE, conditions=[nothing_left_changed]),
     _rule(_USER.RESUME.trigger, [_S.PAUSED], _S.MONITORING),
     _rule(_USER.RETRY_ROLLBACK.trigger, [_S.FAILED], _S.ROLLING_BACK),
+    # the way out when retrying cannot succeed: instances fixed by hand, released with a reason
+    _rule(_USER.ABORT.trigger, [_S.FAILED], _S.ROLLED_BACK, effects=[_released_by_hand]),
     # reconciler triggers
     _rule(_INTERNAL.BASELINE_READY, [_S.CAPTURING_BASELINE], _S.APPLYING, effects=[_begin_first_stage]),
     _rule(_INTERNAL.BASELINE_FAILED, [_S.CAPTURING_BASELINE], _S.FAILED),

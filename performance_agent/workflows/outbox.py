@@ -32,12 +32,13 @@ class CallOutcome:
     attempts: int
     error: str | None = None
     retry_at: float | None = None
+    sent_attempts: int | None = None
 
     def settle(self, now: float) -> OutboxUpdate:
         """The outbox change to write together with the transition this outcome causes."""
         if self.state == "delivered":
             return OutboxUpdate(self.event_id, "delivered", delivered_at=now, last_error=None)
-        return OutboxUpdate(self.event_id, "failed", last_error=self.error)
+        return OutboxUpdate(self.event_id, "failed", last_error=self.error, sent_attempts=self.sent_attempts)
 
 
 class OutboxDriver:
@@ -81,10 +82,19 @@ class OutboxDriver:
         elif row.next_attempt_at is not None and now < row.next_attempt_at:
             return CallOutcome("waiting", event_id, row.attempts, row.last_error, row.next_attempt_at)
         attempts = attempts_before + 1
+        # Counted as sent before it is made: a crash mid-call may have delivered it.
         await self._workflows.outbox_update(
-            OutboxUpdate(event_id, "pending", attempts=attempts, next_attempt_at=None, last_error=row.last_error)
+            OutboxUpdate(
+                event_id,
+                "pending",
+                attempts=attempts,
+                next_attempt_at=None,
+                last_error=row.last_error,
+                sent_attempts=row.sent_attempts + 1,
+            )
         )
         actuator = self._actuators.get(doc.actuator.type)
+        sent_attempts = row.sent_attempts
         if actuator is None:
             delivery_error: str | None = f"no {doc.actuator.type} actuator is configured"
         else:
@@ -92,10 +102,18 @@ class OutboxDriver:
             if delivery.ok:
                 return CallOutcome("delivered", event_id, attempts)
             delivery_error = delivery.error
+            sent_attempts += int(delivery.sent)
         if attempts > self._retries:
-            return CallOutcome("exhausted", event_id, attempts, delivery_error)
+            return CallOutcome("exhausted", event_id, attempts, delivery_error, sent_attempts=sent_attempts)
         retry_at = now + self._backoff_s * 2 ** (attempts - 1)
         await self._workflows.outbox_update(
-            OutboxUpdate(event_id, "pending", attempts=attempts, next_attempt_at=retry_at, last_error=delivery_error)
+            OutboxUpdate(
+                event_id,
+                "pending",
+                attempts=attempts,
+                next_attempt_at=retry_at,
+                last_error=delivery_error,
+                sent_attempts=sent_attempts,
+            )
         )
-        return CallOutcome("waiting", event_id, attempts, delivery_error, retry_at)
+        return CallOutcome("waiting", event_id, attempts, delivery_error, retry_at, sent_attempts)

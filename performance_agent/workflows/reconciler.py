@@ -312,14 +312,14 @@ class Reconciler:
                 return
             step = plan[0]
             applied = await self._workflows.outbox_get(apply_event_id(doc.workflow_id, step.stage_index))
-            if applied is None or applied.attempts == 0:
+            if applied is None or applied.sent_attempts == 0:
                 pending.fire(
                     _I.ROLLBACK_STEP_DONE,
                     now,
                     doc.status_reason,
                     stage=step.stage_index,
                     instance_ids=list(step.instance_ids),
-                    skipped="its apply call was never sent",
+                    skipped="its apply call never reached the actuator",
                 )
                 continue
             outcome = await self._outbox.drive(doc, "rollback", step.stage_index, step.instance_ids, now)

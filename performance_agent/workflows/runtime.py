@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from performance_agent.fleet.slo import SloTargets
+    from performance_agent.metrics.page_reader import ScrapedPageReader
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.factory import Storage
@@ -104,6 +105,7 @@ def build_observer(
     scrape_allowlist: TargetAllowlist,
     resolver: Resolver,
     scrape_metrics: ScrapeMetrics,
+    reader: ScrapedPageReader,
     clock: Callable[[], float] = time.time,
 ) -> CohortObserver:
     """How workflows and judgements read their cohorts; `clock` stamps the scrapes it takes."""
@@ -117,6 +119,7 @@ def build_observer(
         allowed_header_env=frozenset(settings.scrape_header_env),
         metrics=scrape_metrics,
         clock=lambda: utc(clock()),
+        reader=reader,
     )
     return CohortObserver(
         instances=storage.instances,

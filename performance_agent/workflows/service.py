@@ -27,7 +27,13 @@ from performance_agent.storage.workflows import (
     InstanceBusy,
     VersionConflict,
 )
-from performance_agent.workflows.machine import InvalidTransition, UserAction, WorkflowStatus, allowed_actions
+from performance_agent.workflows.machine import (
+    InvalidTransition,
+    UserAction,
+    WorkflowStatus,
+    allowed_actions,
+    is_terminal,
+)
 from performance_agent.workflows.plans import PlanLookup, resolve_plan_changes
 from performance_agent.workflows.schemas import Workflow
 from performance_agent.workflows.state import EventDraft, TransitionOutcome, WorkflowDoc, transition
@@ -204,6 +210,12 @@ class WorkflowService:
                 return await self._view(stored)
             if if_match is not None and if_match != stored.version:
                 raise _version_conflict(doc, stored.version, if_match)
+            if action is UserAction.ABORT and doc.status == WorkflowStatus.FAILED and not reason:
+                raise RequestValidationError(
+                    "Aborting a failed workflow releases its instances as they are now; "
+                    "say in `reason` what was done by hand to revert them.",
+                    [ErrorDetail(field="body.reason", message="required to abort a failed workflow", type="missing")],
+                )
             try:
                 outcome = self._apply(doc, action, actor=actor, comment=comment, reason=reason)
             except InvalidTransition as invalid:
@@ -236,8 +248,12 @@ class WorkflowService:
 
     @staticmethod
     def _is_repeated_approval(doc: WorkflowDoc, action: UserAction, actor: str) -> bool:
-        """The same actor approving the gate they already approved: answered 200, recorded once."""
-        if action is not UserAction.APPROVE or "approve" in allowed_actions(doc.status):
+        """The same actor approving the gate they already approved: answered 200, recorded once.
+
+        Only while the workflow is still under way: approving a finished one (cancelled, rolled back...)
+        approves nothing, so it is the 409 of any other action its status refuses.
+        """
+        if action is not UserAction.APPROVE or "approve" in allowed_actions(doc.status) or is_terminal(doc.status):
             return False
         return bool(doc.approvals) and doc.approvals[-1].actor == actor
 

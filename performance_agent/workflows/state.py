@@ -73,6 +73,8 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     #: Absent (null) from documents stored before the sequential judge: see `judge_settings`.
     judge: JudgeSettings | None = None
     actuator: ActuatorSpec
+    #: The actuator's URL is `PERF_AGENT_WORKFLOW_ACTUATOR_URL` (a secret setting): never shown.
+    actuator_url_from_settings: bool = False
     created_by: str
     created_at: float
     updated_at: float

@@ -175,6 +175,7 @@ def validate_create(
         guardrails=resolve_guardrails(body.guardrails, defaults.guardrails),
         judge=resolve_judge(body.judge, body.guardrails, defaults.judge),
         actuator=actuator,
+        actuator_url_from_settings=actuator.url is not None and (body.actuator is None or body.actuator.url is None),
         created_by=actor,
         created_at=now,
         updated_at=now,

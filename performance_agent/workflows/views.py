@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from performance_agent.clock import utc
+from performance_agent.fleet.schemas import REDACTED
 from performance_agent.workflows.machine import allowed_actions
-from performance_agent.workflows.schemas import CohortView, Workflow
+from performance_agent.workflows.schemas import ActuatorSpec, CohortView, Workflow
 from performance_agent.workflows.state import cohorts_of
 
 if TYPE_CHECKING:
@@ -20,6 +21,13 @@ __all__ = ("to_view",)
 
 def _maybe(epoch: float | None) -> datetime | None:
     return None if epoch is None else utc(epoch)
+
+
+def _shown_actuator(doc: WorkflowDoc) -> ActuatorSpec:
+    """The URL taken from PERF_AGENT_WORKFLOW_ACTUATOR_URL is a secret setting: shown as `REDACTED`."""
+    if doc.actuator_url_from_settings:
+        return ActuatorSpec(type=doc.actuator.type, url=REDACTED)
+    return doc.actuator
 
 
 def to_view(doc: WorkflowDoc, version: int, windows: list[WindowRecord] | None) -> Workflow:
@@ -47,7 +55,7 @@ def to_view(doc: WorkflowDoc, version: int, windows: list[WindowRecord] | None) 
         monitor=doc.monitor,
         guardrails=doc.guardrails,
         judge=doc.judge_settings,
-        actuator=doc.actuator,
+        actuator=_shown_actuator(doc),
         created_by=doc.created_by,
         created_at=utc(doc.created_at),
         updated_at=utc(doc.updated_at),

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
+from tests.conftest import ADMIN_KEY, APPROVER_KEY, KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -52,3 +52,13 @@ def test_rate_limit_counts_per_key_name_not_per_address(client_factory: ClientFa
     assert_envelope(client.get("/api/v1/config", headers={"X-API-Key": VIEWER_KEY}), 429, "rate_limited")
     # Same address, another key: its own budget.
     assert client.get("/api/v1/config", headers={"X-API-Key": OPERATOR_KEY}).status_code == 200
+
+
+def test_force_delete_is_for_admins_only(auth_client: TestClient[Litestar]) -> None:
+    body = {"instance_id": "forced-0", "engine": "vllm", "endpoint": "http://127.0.0.1:9"}
+    assert auth_client.post("/api/v1/instances", json=body, headers={"X-API-Key": OPERATOR_KEY}).status_code == 201
+    for key in (OPERATOR_KEY, APPROVER_KEY):
+        refused = auth_client.delete("/api/v1/instances/forced-0?force=true", headers={"X-API-Key": key})
+        assert assert_envelope(refused, 403, "forbidden")["context"]["required_role"] == "admin"
+    deleted = auth_client.delete("/api/v1/instances/forced-0?force=true", headers={"X-API-Key": ADMIN_KEY})
+    assert deleted.status_code == 204

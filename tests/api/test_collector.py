@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -28,7 +29,7 @@ from performance_agent.storage.instances import MemoryInstanceRepository, Memory
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from tests.conftest import ClientFactory
 from tests.scrape_support import ScriptedServer, fixture_page, scripted_server
-from tests.unit.storage_support import raw_at
+from tests.unit.storage_support import T0, Repos, full_spec, raw_at, run_with_repos
 
 __all__ = ("scripted_server",)
 
@@ -191,6 +192,11 @@ def test_a_slow_target_never_delays_the_others(scripted_server: ScriptedServer, 
         await h.until(lambda: fast_scraped(2))
         assert h.collector.in_flight == frozenset({"slow"})
         assert (await h.state("slow")).state.status == "pending"
+
+        async def slow_requested() -> bool:  # its request may still be on its way under load
+            return bool(slow_server.requests)
+
+        await h.until(slow_requested)
 
     run(test)
     assert len(slow_server.requests) == 1
@@ -379,3 +385,27 @@ def test_background_collection_can_be_turned_off(client_factory: ClientFactory) 
     names = {check["name"] for check in client.get("/api/v1/health/detailed").json()["checks"]}
     assert "loop:collector" not in names
     assert "loop:history-retention" in names
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_history_is_pruned_to_its_size_cap_oldest_first_keeping_each_latest(kind: str, tmp_path: Path) -> None:
+    async def check(repos: Repos) -> None:
+        snapshots = repos.snapshots
+        for instance_id in ("a", "b"):
+            await repos.instances.create(instance_id, full_spec(), T0)
+        raw = raw_at(0)[1]
+        await snapshots.add("b", raw_at(0)[0] - timedelta(minutes=1), b"y" * 5000, raw)
+        for minute in range(10):
+            collected_at, raw = raw_at(minute)
+            await snapshots.add("a", collected_at, b"x" * 1000, raw)
+        row_bytes = 1000 + len(raw)
+        now = raw_at(10)[0]
+        pruner = RetentionPruner(snapshots, 24 * 365, max_bytes=4 * row_bytes + 5000 + len(raw), now=lambda: now)
+        assert await pruner.prune_once() == 6
+        assert await snapshots.count("a") == 4
+        assert await snapshots.count("b") == 1  # older than every row of "a", but its instance's latest
+        assert await RetentionPruner(snapshots, 24 * 365, max_bytes=1 << 20, now=lambda: now).prune_once() == 0
+        assert await snapshots.prune_to_size(1) == 3
+        assert (await snapshots.count("a"), await snapshots.count("b")) == (1, 1)
+
+    run_with_repos(kind, tmp_path / "agent.db", check)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from performance_agent.context import AgentContext
+from performance_agent.operator_files import OPERATOR_FILE_MAX_BYTES
 from tests.conftest import OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 
 BASE = "/api/v1/instances"
@@ -91,6 +94,11 @@ def test_a_known_id_is_a_409_instance_exists(api: TestClient[Litestar]) -> None:
         (body(headers={"Bad Header": "x"}), "body.headers"),
         (body(headers={"X-A": "a\r\nInjected: 1"}), "body.headers"),
         (body(color="red"), "body.color"),
+        (body(instance_id="."), "body.instance_id"),
+        (body(instance_id=".."), "body.instance_id"),
+        (body(headers={"X-A": "caf\u00e9"}), "body.headers"),
+        (body(headers={"X-A": "\U0001f600"}), "body.headers"),
+        (body(headers={"X-A": {"env": "TOKEN", "prefix": "Bearer\u00a0"}}), "body.headers"),
     ],
 )
 def test_invalid_bodies_are_422_naming_the_field(
@@ -134,6 +142,33 @@ def test_a_ca_bundle_must_be_a_readable_pem_file(api: TestClient[Litestar], tmp_
     for path in (str(tmp_path / "missing.pem"), str(not_pem)):
         envelope = assert_envelope(api.post(BASE, json=body(ca_bundle=path)), 422, "validation_error")
         assert envelope["invalid_fields"] == ["body.ca_bundle"]
+
+
+def test_a_ca_bundle_that_is_not_a_regular_file_is_refused_at_once(api: TestClient[Litestar], tmp_path: Path) -> None:
+    """A FIFO, a pipe behind /proc/self/fd, a directory or a device once froze the event loop for good."""
+    fifo = tmp_path / "bundle.fifo"
+    os.mkfifo(fifo)
+    read_end, write_end = os.pipe()
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"x" * (OPERATOR_FILE_MAX_BYTES + 1))
+    cases = {
+        str(fifo): "a pipe (FIFO)",
+        f"/proc/self/fd/{read_end}": "a pipe (FIFO)",
+        str(tmp_path): "a directory",
+        "/dev/zero": "a device",
+        str(big): f"more than the {OPERATOR_FILE_MAX_BYTES} allowed",
+    }
+    try:
+        for path, fragment in cases.items():
+            started = time.monotonic()
+            envelope = assert_envelope(api.post(BASE, json=body(ca_bundle=path)), 422, "validation_error")
+            assert time.monotonic() - started < 2.0
+            assert envelope["invalid_fields"] == ["body.ca_bundle"]
+            assert fragment in envelope["details"][0]["message"], envelope
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert api.get(BASE).json() == []
 
 
 @pytest.mark.parametrize(

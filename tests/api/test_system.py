@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from litestar.testing import TestClient
 
@@ -27,6 +27,36 @@ def test_detailed_health_probes_storage(client: TestClient[Litestar]) -> None:
     storage = next(check for check in body["checks"] if check["name"] == "storage")
     assert storage["status"] == "healthy"
     assert storage["latency_s"] >= 0
+
+
+def test_detailed_health_writes_at_most_once_a_second_and_hides_the_path(client: TestClient[Litestar]) -> None:
+    context = client.app.state.context
+    writes: list[str] = []
+    original = context.database.run
+
+    async def counting(work: Any) -> Any:
+        writes.append(getattr(work, "__name__", "?"))
+        return await original(work)
+
+    context.database.run = counting
+    try:
+        for _ in range(50):
+            body = client.get("/api/v1/health/detailed").json()
+            assert client.get("/api/v1/health/ready").status_code == 200
+    finally:
+        del context.database.run
+    assert writes.count("_write_and_read") <= 2  # 100 probes within about a second
+    storage = next(check for check in body["checks"] if check["name"] == "storage")
+    assert storage["detail"] == "write/read ok"
+    assert context.database.path not in client.get("/api/v1/health/detailed").text
+
+
+def test_detailed_health_shows_the_database_path_to_a_keyed_caller(client_factory: ClientFactory) -> None:
+    client = client_factory(api_keys=KEYS)
+    path = client.app.state.context.database.path
+    assert path not in client.get("/api/v1/health/detailed").text
+    keyed = client.get("/api/v1/health/detailed", headers={"X-API-Key": ADMIN_KEY}).json()
+    assert keyed["checks"][0]["detail"] == f"write/read ok ({path})"
 
 
 def test_detailed_health_is_503_when_storage_fails(client: TestClient[Litestar]) -> None:

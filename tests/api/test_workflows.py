@@ -107,7 +107,21 @@ def test_request_values_override_the_settings_defaults(client_factory: ClientFac
     )
     assert response.status_code == 201, response.text
     workflow = response.json()
-    assert workflow["actuator"] == {"type": "webhook", "url": HOOK}
+    # PERF_AGENT_WORKFLOW_ACTUATOR_URL is a secret setting: never shown, not even to the creator
+    assert workflow["actuator"] == {"type": "webhook", "url": "REDACTED"}
+    assert HOOK not in response.text
+    assert HOOK not in client.get(f"{WORKFLOWS}/{workflow['workflow_id']}").text
+    assert HOOK not in client.get(WORKFLOWS).text
+    assert HOOK not in client.get(f"{WORKFLOWS}/{workflow['workflow_id']}/events").text
+    named = client.post(
+        WORKFLOWS,
+        json={
+            "instance_ids": register(client, prefix="named-"),
+            "changes": {"--max-num-seqs": 64},
+            "actuator": {"url": HOOK},
+        },
+    )
+    assert named.json()["actuator"] == {"type": "webhook", "url": HOOK}  # a URL the caller sent is theirs to see
     assert workflow["stages"] == [25, 100]
     assert workflow["monitor"]["duration_s"] == 0.5
     assert workflow["monitor"]["inconclusive_timeout_s"] == 0.5  # follows the stage's own duration

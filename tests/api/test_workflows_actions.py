@@ -55,7 +55,7 @@ EXPECTED: dict[WorkflowStatus, dict[str, str]] = {
     S.ROLLING_BACK: {},
     S.ROLLED_BACK: {},
     S.COMPLETED: {},
-    S.FAILED: {"retry-rollback": "rolling_back"},
+    S.FAILED: {"retry-rollback": "rolling_back", "abort": "rolled_back"},
 }
 _STAGE_OF = {S.COMPLETED: 2}
 _UNCHANGED = {S.PENDING_APPROVAL, S.REJECTED, S.CANCELLED, S.CAPTURING_BASELINE, S.ROLLED_BACK}
@@ -140,6 +140,46 @@ def test_terminal_statuses_absorb_every_action(client: TestClient[Litestar]) -> 
         for action in UserAction:
             response = client.post(f"{WORKFLOWS}/{workflow_id}/{action.value}")
             assert assert_envelope(response, 409, "invalid_transition")["context"]["allowed_actions"] == []
+
+
+def test_a_failed_workflow_is_released_by_an_abort_with_a_reason(client: TestClient[Litestar]) -> None:
+    workflow = start(client)
+    workflow_id, first = workflow["workflow_id"], workflow["instance_ids"][0]
+    force(client, workflow_id, S.FAILED)
+    assert assert_envelope(client.delete(f"/api/v1/instances/{first}"), 409, "workflow_conflict")
+    refused = assert_envelope(client.post(f"{WORKFLOWS}/{workflow_id}/abort"), 422, "validation_error")
+    assert [detail["field"] for detail in refused["details"]] == ["body.reason"]
+    released = client.post(f"{WORKFLOWS}/{workflow_id}/abort", json={"reason": "reverted m-0 by hand"})
+    assert released.status_code == 200, released.text
+    assert (released.json()["status"], released.json()["changed_count"]) == ("rolled_back", 0)
+    event = client.get(f"{WORKFLOWS}/{workflow_id}/events").json()[-1]
+    assert (event["action"], event["reason"], event["from_status"]) == ("abort", "reverted m-0 by hand", "failed")
+    assert client.delete(f"/api/v1/instances/{first}").status_code == 204
+
+
+def test_an_admin_force_delete_releases_the_instance_and_is_audited(client: TestClient[Litestar]) -> None:
+    workflow = start(client)
+    workflow_id, first = workflow["workflow_id"], workflow["instance_ids"][0]
+    force(client, workflow_id, S.FAILED)
+    assert client.delete(f"/api/v1/instances/{first}?force=true").status_code == 204
+    assert client.get(f"/api/v1/instances/{first}").status_code == 404
+    event = client.get(f"{WORKFLOWS}/{workflow_id}/events").json()[-1]
+    assert (event["action"], event["actor"], event["details"]) == (
+        "force-delete-instance",
+        "anonymous",
+        {"instance_id": first},
+    )
+    assert event["from_status"] == event["to_status"] == "failed"
+    assert client.get(f"{WORKFLOWS}/{workflow_id}").json()["status"] == "failed"
+
+
+def test_re_approving_a_cancelled_workflow_is_refused(client: TestClient[Litestar]) -> None:
+    workflow_id = start(client)["workflow_id"]
+    force(client, workflow_id, S.PENDING_APPROVAL)
+    assert client.post(f"{WORKFLOWS}/{workflow_id}/approve", json={"approver": "alice"}).status_code == 200
+    assert client.post(f"{WORKFLOWS}/{workflow_id}/cancel", json={"reason": "not now"}).status_code == 200
+    again = client.post(f"{WORKFLOWS}/{workflow_id}/approve", json={"approver": "alice"})
+    assert assert_envelope(again, 409, "invalid_transition")["context"]["status"] == "cancelled"
 
 
 def test_resume_re_soaks_the_stage(client: TestClient[Litestar]) -> None:

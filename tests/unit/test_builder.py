@@ -300,3 +300,32 @@ def test_raw_scrape_round_trips_through_storage_bytes_with_inf_edges() -> None:
     assert decoded == scrape
     assert decoded.total.histograms["ttft_s"].buckets[-1] == (INF, 50.0)
     assert decoded.collected_at == T0
+
+
+def test_impossible_figures_are_dropped_and_named() -> None:
+    broken = raw(
+        counters={"requests_finished": -400, "generation_tokens": 1000},
+        gauges={"kv_cache_usage": 1.3, "requests_waiting": -2, "requests_running": 1},
+    )
+    snapshot = build_snapshot(
+        instance_id="i", engine="vllm", endpoint="http://x", collected_at=T0, current=adapted(broken), previous=None
+    )
+    assert snapshot.throughput.requests_per_s is None
+    assert snapshot.throughput.generation_tokens_per_s == pytest.approx(5.0)
+    assert (snapshot.load.kv_cache_usage, snapshot.load.requests_waiting) == (None, None)
+    assert snapshot.load.requests_running == 1
+    assert [(item.field, item.value) for item in snapshot.invalid] == [
+        ("throughput.requests_per_s", -2.0),
+        ("load.requests_waiting", -2),
+        ("load.kv_cache_usage", 1.3),
+    ]
+    assert "negative rate" in snapshot.invalid[0].reason
+    assert "outside 0..1" in snapshot.invalid[2].reason
+
+
+def test_sound_figures_leave_nothing_invalid() -> None:
+    snapshot = build_snapshot(
+        instance_id="i", engine="vllm", endpoint="http://x", collected_at=T0, current=adapted(CURRENT), previous=None
+    )
+    assert snapshot.invalid == []
+    assert snapshot.load.kv_cache_usage == 0.4

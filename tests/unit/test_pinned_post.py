@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 import pytest
 
-from performance_agent.outbound.pinned import PinnedClients, TlsOptions, post_json_pinned
+from performance_agent.outbound.pinned import PinnedClients, PostAnswer, TlsOptions, post_json_pinned
 from performance_agent.outbound.target_guard import ResolvedTarget, check_url, parse_allowlist
 from tests.rollout_support import WebhookReceiver
 
@@ -43,7 +43,7 @@ def port_of(receiver: WebhookReceiver) -> int:
 def test_the_post_reaches_the_checked_address_as_json_with_the_callers_headers(receiver: WebhookReceiver) -> None:
     port = port_of(receiver)
 
-    async def post() -> httpx.Response:
+    async def post() -> PostAnswer:
         clients = PinnedClients()
         try:
             return await post_json_pinned(
@@ -53,7 +53,7 @@ def test_the_post_reaches_the_checked_address_as_json_with_the_callers_headers(r
             await clients.aclose()
 
     response = asyncio.run(post())
-    assert (response.status_code, response.content) == (200, b"{}")
+    assert (response.status_code, response.text) == (200, "{}")
     [delivery] = receiver.deliveries
     assert delivery.path == "/hook"
     assert delivery.body == b'{"a": 1}'

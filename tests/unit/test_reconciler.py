@@ -16,6 +16,7 @@ from performance_agent.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEAD
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.machine import UserAction
 from performance_agent.workflows.state import outbox_event_id
+from tests.agent_process import free_port
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder
 
 if TYPE_CHECKING:
@@ -312,7 +313,7 @@ def test_an_actuator_that_keeps_failing_ends_failed_until_retry_rollback(
                 "rollback of stage 0 failed after 3 attempts (HTTP 500: {}); instances still changed: vllm-0"
             )
             assert view.changed_count == 1
-            assert view.allowed_actions == ["retry-rollback"]
+            assert view.allowed_actions == ["abort", "retry-rollback"]
             events = await harness.service.events(workflow_id)
             assert [e.action for e in events if e.type == "transition"][-2:] == ["apply_failed", "rollback_failed"]
             for _ in range(5):  # failed waits for a human
@@ -340,7 +341,7 @@ def test_an_abort_before_the_apply_call_was_sent_reverts_nothing(
             assert receiver.deliveries == []
             events = await harness.service.events(workflow_id)
             skipped = [e for e in events if e.action == "rollback_step_done"]
-            assert skipped[0].details["skipped"] == "its apply call was never sent"
+            assert skipped[0].details["skipped"] == "its apply call never reached the actuator"
 
     run(scenario)
 
@@ -393,5 +394,28 @@ def test_a_restarted_reconciler_continues_from_stored_deadlines(
             view, _ = await second.service.get(workflow_id)
             assert view.windows is not None
             assert view.windows[0].started_at.timestamp() >= progress.warmup_until
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{closed}/hook", "http://no-such-receiver.invalid/hook"])
+def test_an_apply_that_never_reached_the_actuator_releases_the_instances(
+    clock: ManualClock, fleet: SimulatedFleet, url: str
+) -> None:
+    """A refused connection or a host that never resolves changed nothing: rolled back, instances free."""
+    closed = free_port()
+
+    async def scenario() -> None:
+        async with ReconcilerHarness(clock, webhook_retries=1, webhook_backoff_s=1.0) as harness:
+            ids = await harness.register_fleet(fleet)
+            workflow_id = (await harness.start(rollout(ids, url.format(closed=closed)))).workflow_id
+            assert await harness.run_until(workflow_id, DONE, step_s=5.0) == "rolled_back"
+            view, _ = await harness.service.get(workflow_id)
+            assert view.changed_count == 0
+            events = await harness.service.events(workflow_id)
+            skipped = [e for e in events if e.action == "rollback_step_done"]
+            assert skipped[0].details["skipped"] == "its apply call never reached the actuator"
+            assert [e.action for e in events if e.action == "rollback_failed"] == []
+            assert [await harness.workflows.active_workflow_of(i) for i in ids] == [None] * len(ids)
 
     run(scenario)

@@ -60,7 +60,7 @@ def test_keys_file_adds_entries_and_skips_comments(tmp_path: Path) -> None:
 
 
 def test_unreadable_keys_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="PERF_AGENT_API_KEYS_FILE: cannot read"):
+    with pytest.raises(ValueError, match=r"PERF_AGENT_API_KEYS_FILE: .*missing cannot be read"):
         ApiKeyRing.from_settings(make_settings(api_keys_file=str(tmp_path / "missing")))
 
 

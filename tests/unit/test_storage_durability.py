@@ -127,3 +127,32 @@ def test_kill_9_while_writing_leaves_a_consistent_file_with_every_committed_snap
         assert instance.state.last_seen == raw_at(stored - 1)[0]
 
     run_with_repos("sqlite", path, read)  # also proves the dead writer's lock was released
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "hard link", "another path"])
+def test_the_lock_belongs_to_the_file_not_to_the_path_that_names_it(tmp_path: Path, spelling: str) -> None:
+    path = tmp_path / "agent.db"
+    (tmp_path / "sub").mkdir()
+    other = tmp_path / "other.db"
+
+    async def body() -> None:
+        first = Database(str(path))
+        await first.open()
+        try:
+            if spelling == "symlink":
+                other.symlink_to(path)
+                name = str(other)
+            elif spelling == "hard link":
+                other.hardlink_to(path)
+                name = str(other)
+            else:
+                name = os.path.join(tmp_path, "sub", os.pardir, "agent.db")
+            with pytest.raises(StorageLockedError, match=f"pid {os.getpid()}.*inode {path.stat().st_ino}"):
+                await Database(name).open()
+        finally:
+            await first.close()
+        again = Database(str(other) if spelling != "another path" else str(path))
+        await again.open()
+        await again.close()
+
+    asyncio.run(body())

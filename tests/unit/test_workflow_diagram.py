@@ -93,13 +93,14 @@ def test_every_machine_transition_becomes_an_edge() -> None:
         for transition in listed
     ]
     assert sorted((edge.source, edge.trigger, edge.dest) for edge in edges) == sorted(transitions)
-    assert len(edges) == 34  # 32 + the A/A pause (baseline_suspect) and its resume to a new baseline
+    # 32 + abort from failed + the A/A pause (baseline_suspect) and its resume to a new baseline
+    assert len(edges) == 35
 
 
 def test_allowed_actions_table_lists_api_spellings() -> None:
     table = allowed_actions_table().splitlines()
     assert table[0] == "| status | terminal | user actions accepted |"
-    assert "| `failed` | no | `retry-rollback` |" in table
+    assert "| `failed` | no | `abort`, `retry-rollback` |" in table
     assert "| `completed` | yes | none |" in table
     assert "| `monitoring` | no | `abort`, `pause` |" in table
     assert len(table) == 2 + len(WorkflowStatus)

@@ -83,6 +83,7 @@ USER_EXPECTED: dict[tuple[WorkflowStatus, str], tuple[WorkflowStatus, int, int]]
     (S.PAUSED, "abort"): (S.ROLLING_BACK, 1, 5),
     (S.PAUSED, "resume"): (S.MONITORING, 1, 5),
     (S.FAILED, "retry-rollback"): (S.ROLLING_BACK, 1, 5),
+    (S.FAILED, "abort"): (S.ROLLED_BACK, 1, 0),
 }
 ACTIONS = ["approve", "reject", "abort", "cancel", "pause", "resume", "retry-rollback"]
 
@@ -120,7 +121,7 @@ def test_allowed_actions_match_the_matrix(status: WorkflowStatus) -> None:
 def test_allowed_actions_per_status_spelled_out() -> None:
     assert allowed_actions(S.PENDING_APPROVAL) == ["abort", "approve", "cancel", "reject"]
     assert allowed_actions(S.AWAITING_APPROVAL) == ["abort", "approve", "pause", "reject"]
-    assert allowed_actions(S.FAILED) == ["retry-rollback"]
+    assert allowed_actions(S.FAILED) == ["abort", "retry-rollback"]
     assert allowed_actions(S.ROLLING_BACK) == []
     assert allowed_actions(S.COMPLETED) == []
 
@@ -261,6 +262,13 @@ def test_failed_baseline_is_released_by_retry_rollback() -> None:
     assert is_active(record.status)
     apply_trigger(record, "retry-rollback")
     assert apply_trigger(record, "rollback_complete") is S.ROLLED_BACK
+
+
+def test_a_failed_rollout_fixed_by_hand_is_released_by_abort() -> None:
+    record = record_in(S.FAILED)
+    assert apply_trigger(record, "abort", reason="abort by lead: reverted vllm-0 by hand") is S.ROLLED_BACK
+    assert (record.changed_count, record.status_reason) == (0, "abort by lead: reverted vllm-0 by hand")
+    assert not is_active(record.status)
 
 
 def test_status_reason_follows_status_changes_only() -> None:
