@@ -1,28 +1,41 @@
 """Rollout speed and scale: how fast a regression is rolled back, and what 1,000 active workflows cost.
 
-Reaction time runs the real reconciler (`build_reconciler`: scrapes over HTTP, health gate,
-signed webhook through the outbox) against a simulated vLLM fleet on one manual clock: a good
-change reaches stage 0 monitoring, then at a chosen moment the canary's engine slows down
-(`latency_regression`, as a bad flag would), and time moves one reconciler tick (1 s) at a
-time until the receiver gets the rollback webhook. The regression is injected at several
-phases of the health-window cycle; the time is simulated, so the figure is in monitor intervals.
-Guardrails are the defaults except `min_samples` (see `GUARDRAILS`).
+Reaction time runs the real reconciler (`build_reconciler`: health windows judged by the
+sequential judge, signed webhook through the outbox) against a simulated vLLM fleet of 4 on one
+manual clock, background collection off, so every window ends on a new scrape: a harmless change
+reaches stage 0 monitoring and passes two windows, then at a chosen moment the canary's engine
+slows down 4x (`latency_regression`, as a bad flag would), and time moves one reconciler tick
+(1 s) at a time until the receiver gets the rollback webhook. The regression is injected at
+several phases of the window cycle; the time is simulated, so the figure is in monitor
+intervals. Guardrails and judge settings are the defaults. With background collection on, a
+window may instead end on a stored reading up to `min(interval_s,
+PERF_AGENT_WORKFLOW_MAX_READING_AGE_S)` old (docs/rollout.md, "Health windows from stored
+readings"), which can add up to that age (one collector interval by default) to these figures.
 
-Scale runs 1,000 workflows (a canary and a control instance each, so 2,000 simulated servers
-served by a separate simulator process, as real servers would be) on a SQLite file in real
-time with the default monitor interval (15 s) and tick (1 s). Workflows start in 15 groups a
-second apart, as independent rollouts would, so their health windows spread over the interval.
-Once all are monitoring, every tick's CPU seconds (this process: reconciler, scrapes, SQLite)
-and wall time are measured over two intervals; resident memory is read from /proc. Every window
-is scraped and judged, but `consecutive_failures` is set out of reach: between two equal
-simulated servers the p99 of a 15 s window (about 120 requests) differs by more than the default
-20% often enough to roll back a harmless change, and a rolled-back workflow would stop costing.
+Scale measures that production path: one agent on a SQLite file in real time, its background
+collector (`Collector.run`, `PERF_AGENT_SCRAPE_INTERVAL_S` 15 s) scraping 2,000 simulated vLLM
+servers served by a separate simulator process, as real servers would be, and 1,000 workflows
+(a canary and a control instance each, default monitor interval 15 s, tick 1 s) whose windows
+end on the collector's fresh stored readings; the scrapes the reconciler still takes itself are
+counted. The collector runs one interval before the workflows start, so every instance has a
+reading, and workflows start in 15 groups a second apart, as independent rollouts would, so
+their windows spread over the interval. The changes are harmless (identical servers) and the
+guardrails and judge are the defaults: the sequential judge needs evidence beyond the tolerated
+slowdown to roll back, so every workflow must still be monitoring at the end (a rolled-back one
+would also stop costing). Once all are monitoring, each tick is measured over two intervals:
+the reconciler's CPU (the tick, the status gauge's count and what they start until the next
+tick, its database work included), the whole process's CPU and the wall time. The collector
+shares the event loop and the database thread, so `CpuLedger` charges each callback and
+database call to its owner; the collector's CPU is reported on its own, as it is the fleet-wide
+collection the agent does with or without workflows. Resident memory is the whole process's
+(collector, reconciler, workflows), read from /proc.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import statistics
 import subprocess
@@ -31,13 +44,14 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from performance_agent.clock import utc
 from performance_agent.composition import build_agent
 from performance_agent.fleet.schemas import InstanceSpec
+from performance_agent.metrics.collection import CollectionService
 from performance_agent.security import ApiKeyRing
 from performance_agent.simulator.fleet import ManualClock, start_simulator
 from performance_agent.workflows.schemas import WorkflowCreate
@@ -47,9 +61,13 @@ from tests.paths import REPO_ROOT
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder, free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import sqlite3
+    from collections.abc import Callable, Iterator
 
+    from performance_agent.context import AgentContext
+    from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.simulator.fleet import SimulatedFleet
+    from performance_agent.storage.database import Database
     from performance_agent.workflows.reconciler import Reconciler
 
 COMMAND = "make bench  (tests/bench/rollout_bench.py)"
@@ -59,9 +77,8 @@ PHASES = (0.05, 0.3, 0.55, 0.8, 0.95)  # of the interval, how long before a wind
 WORKFLOWS = 1000
 GROUPS = 15
 MEASURED_TICKS = 30
-#: Default guardrails but `min_samples`: a 4x slower canary serves ~60 requests a window here, under the
-#: default 100, which would make its windows inconclusive rather than failed (see the report).
-GUARDRAILS = {"min_samples": 40}
+SETUP_LIMIT_S = 600.0
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- reaction time
@@ -78,7 +95,6 @@ async def _reaction(
         "changes": {"max_num_seqs": 128},
         "actuator": {"type": "webhook", "url": receiver.url},
         "monitor": {"duration_s": 3600, "interval_s": INTERVAL_S, "warmup_s": 30},
-        "guardrails": GUARDRAILS,
     }
     workflow_id = (await harness.start(body)).workflow_id
 
@@ -167,6 +183,68 @@ def simulator_process(count: int) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+_OWNER: contextvars.ContextVar[str] = contextvars.ContextVar("bench_cpu_owner", default="reconciler")
+
+
+class CpuLedger:
+    """CPU seconds of this process by owner: "collector" for the collector's task and what it spawns, else "reconciler".
+
+    The collector and the reconciler share the agent's event loop and database thread, so the
+    process clock cannot tell them apart. Every event-loop callback (`asyncio.Handle._run`, a task
+    step among them) is charged to the owner in its context, and every database call to the
+    owner of the task that made it, each on its own thread's CPU clock.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"collector": 0.0, "reconciler": 0.0}
+        #: Scrapes started (`CollectionService.scrape`, any outcome) by owner.
+        self.scrapes: dict[str, int] = {"collector": 0, "reconciler": 0}
+
+    def charge(self, owner: str, since: float) -> None:
+        self.seconds[owner] = self.seconds.get(owner, 0.0) + time.thread_time() - since
+
+    @contextlib.contextmanager
+    def installed(self, database: Database) -> Iterator[None]:
+        ledger = self
+        original_handle_run = asyncio.Handle._run
+        original_database_run = database.run
+        original_scrape = CollectionService.scrape
+
+        def handle_run(handle: asyncio.Handle) -> None:
+            started = time.thread_time()
+            try:
+                original_handle_run(handle)
+            finally:
+                ledger.charge(handle._context.get(_OWNER, "reconciler"), started)  # type: ignore[attr-defined]
+
+        async def database_run(work: Callable[[sqlite3.Connection], T]) -> T:
+            owner = _OWNER.get()
+
+            def charged(connection: sqlite3.Connection) -> T:
+                started = time.thread_time()
+                try:
+                    return work(connection)
+                finally:
+                    ledger.charge(owner, started)
+
+            return await original_database_run(charged)
+
+        async def scrape(service: CollectionService, *args: Any, **kwargs: Any) -> InstanceSnapshot:
+            owner = _OWNER.get()
+            ledger.scrapes[owner] = ledger.scrapes.get(owner, 0) + 1
+            return await original_scrape(service, *args, **kwargs)
+
+        asyncio.Handle._run = handle_run  # type: ignore[method-assign,assignment]
+        CollectionService.scrape = scrape  # type: ignore[method-assign,assignment]
+        database.run = database_run  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            asyncio.Handle._run = original_handle_run  # type: ignore[method-assign]
+            database.run = original_database_run  # type: ignore[method-assign]
+            CollectionService.scrape = original_scrape  # type: ignore[method-assign]
+
+
 def _rss_mb() -> tuple[float, float]:
     """(current, peak) resident memory of this process in MB."""
     fields = {}
@@ -178,12 +256,17 @@ def _rss_mb() -> tuple[float, float]:
 
 
 class ScaleFigures(msgspec.Struct):
+    workflows: int
     rss_before_mb: float
     rss_mb: float
     peak_rss_mb: float
     cpu_per_tick_s: list[float]
+    process_cpu_per_tick_s: list[float]
     wall_per_tick_s: list[float]
     due_per_tick: list[int]
+    collector_scrapes: int
+    reconciler_scrapes: int
+    collector_cpu_per_s: float
     setup_s: float
 
 
@@ -194,66 +277,124 @@ async def _tick_every_second(reconciler: Reconciler, ticks: int) -> None:
         await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - started)))
 
 
-async def _scale(endpoint: str, database: str) -> ScaleFigures:
-    rss_before, _ = _rss_mb()
+async def _register(agent: AgentContext, endpoint: str, count: int) -> None:
+    for index in range(count):
+        path = f"/i/vllm-{index}/metrics"
+        spec = msgspec.convert({"engine": "vllm", "endpoint": endpoint, "metrics_path": path}, InstanceSpec)
+        await agent.instances.create(f"vllm-{index}", spec, utc(time.time()))
+
+
+async def _start_workflows(agent: AgentContext, receiver_url: str, workflows: int) -> list[str]:
+    """Harmless changes in `GROUPS` groups a second apart, as independent rollouts start, spreading their windows."""
+    per_group = -(-workflows // GROUPS)
+    created: list[str] = []
+    for group in range(GROUPS):
+        for index in range(group * per_group, min((group + 1) * per_group, workflows)):
+            body = {
+                "instance_ids": [f"vllm-{2 * index}", f"vllm-{2 * index + 1}"],
+                "changes": {"max_num_seqs": 128},
+                "actuator": {"type": "webhook", "url": receiver_url},
+                "monitor": {"duration_s": 7200, "warmup_s": 5},
+            }
+            result = await agent.workflows.create(msgspec.convert(body, WorkflowCreate), actor="ops",
+                                                  idempotency_key=None)  # fmt: skip
+            created.append(result.workflow.workflow_id)
+        await _tick_every_second(agent.reconciler, 1)
+    return created
+
+
+async def _left_the_rollout(agent: AgentContext, created: list[str]) -> str:
+    """Which workflows are not monitoring, and why (their `status_reason`), for the failure message."""
+    reasons: dict[tuple[str, str | None], int] = {}
+    for workflow_id in created:
+        stored = await agent.storage.workflows.get(workflow_id)
+        assert stored is not None
+        if stored.doc.status != "monitoring":
+            key = (stored.doc.status, stored.doc.status_reason)
+            reasons[key] = reasons.get(key, 0) + 1
+    return "; ".join(f"{count} x {status}: {reason}" for (status, reason), count in reasons.items())
+
+
+async def _scale(endpoint: str, database: str, workflows: int) -> ScaleFigures:
     receiver = WebhookReceiver().start()
-    settings = make_settings(database=database, scrape_background=False, workflow_tick_s=TICK_S)
+    settings = make_settings(database=database, scrape_background=True, scrape_interval_s=INTERVAL_S,
+                             workflow_tick_s=TICK_S)  # fmt: skip
     agent = build_agent(settings, ApiKeyRing([]))
     await agent.storage.open()
+    ledger = CpuLedger()
     started = time.monotonic()
+    collector_context = contextvars.copy_context()
+    collector_context.run(_OWNER.set, "collector")
+    collector: asyncio.Task[None] | None = None
     try:
-        workflows = agent.storage.workflows
+        storage = agent.storage
         reconciler = agent.reconciler
-        service = agent.workflows
-        for index in range(2 * WORKFLOWS):
-            path = f"/i/vllm-{index}/metrics"
-            spec = msgspec.convert({"engine": "vllm", "endpoint": endpoint, "metrics_path": path}, InstanceSpec)
-            await agent.instances.create(f"vllm-{index}", spec, utc(time.time()))
-        per_group = -(-WORKFLOWS // GROUPS)
-        created: list[str] = []
-        for group in range(GROUPS):  # independent rollouts start at different moments
-            for index in range(group * per_group, min((group + 1) * per_group, WORKFLOWS)):
-                body = {
-                    "instance_ids": [f"vllm-{2 * index}", f"vllm-{2 * index + 1}"],
-                    "changes": {"max_num_seqs": 128},
-                    "actuator": {"type": "webhook", "url": receiver.url},
-                    "monitor": {"duration_s": 7200, "warmup_s": 5},
-                    "guardrails": {"consecutive_failures": 1000},  # judged every window, never rolled back
-                }
-                result = await service.create(msgspec.convert(body, WorkflowCreate), actor="ops", idempotency_key=None)
-                created.append(result.workflow.workflow_id)
-            await _tick_every_second(reconciler, 1)
-        while (counts := await workflows.count_by_status()).get("monitoring", 0) < WORKFLOWS:
+        await _register(agent, endpoint, 2 * workflows)
+        # The agent's collector loop (`Collector.run`, as `AgentContext.start` runs it), charged to "collector".
+        collector = asyncio.create_task(agent.collector.run(lambda: None), context=collector_context)
+        await asyncio.sleep(INTERVAL_S + 2 * TICK_S)  # every instance has a stored reading when the workflows start
+        rss_before, _ = _rss_mb()
+        created = await _start_workflows(agent, receiver.url, workflows)
+        while (counts := await storage.workflows.count_by_status()).get("monitoring", 0) < workflows:
             if set(counts) - {"monitoring", "capturing_baseline", "applying"}:
-                raise AssertionError(f"workflows left the rollout during setup: {counts}")
+                raise AssertionError(f"workflows left the rollout during setup: {counts}: "
+                                     f"{await _left_the_rollout(agent, created)}")  # fmt: skip
+            if time.monotonic() - started > SETUP_LIMIT_S:
+                raise AssertionError(f"setup took over {SETUP_LIMIT_S:g} s: {counts}: "
+                                     f"{await _left_the_rollout(agent, created)}")  # fmt: skip
             await _tick_every_second(reconciler, 1)
         await _tick_every_second(reconciler, int(INTERVAL_S))  # each opens its first health window
         setup_s = time.monotonic() - started
-        cpu, wall, due = [], [], []
-        for _ in range(MEASURED_TICKS):
-            tick_started = time.monotonic()
-            cpu_started = time.process_time()
-            processed = await reconciler.tick()
-            await workflows.count_by_status()  # the loop publishes the status gauge every tick
-            cpu.append(time.process_time() - cpu_started)
-            wall.append(time.monotonic() - tick_started)
-            due.append(len(processed))
-            await asyncio.sleep(max(0.0, TICK_S - wall[-1]))
-        counts = await workflows.count_by_status()
-        if counts.get("monitoring", 0) != WORKFLOWS:
-            reasons = {(await workflows.get(i)).doc.status_reason for i in created[:50]}  # type: ignore[union-attr]
-            raise AssertionError(f"every workflow should still be monitoring: {counts} {reasons}")
+        cpu, process_cpu, wall, due = [], [], [], []
+        with ledger.installed(storage.database):
+            collector_before = ledger.seconds["collector"]
+            measured_from = time.monotonic()
+            for _ in range(MEASURED_TICKS):
+                tick_started = time.monotonic()
+                reconciler_before = ledger.seconds["reconciler"]
+                process_before = time.process_time()
+                processed = await reconciler.tick()
+                await storage.workflows.count_by_status()  # the loop publishes the status gauge every tick
+                wall.append(time.monotonic() - tick_started)
+                due.append(len(processed))
+                await asyncio.sleep(max(0.0, TICK_S - wall[-1]))
+                # Charged per tick period: what the reconciler's tick and its follow-ups cost until the next one.
+                cpu.append(ledger.seconds["reconciler"] - reconciler_before)
+                process_cpu.append(time.process_time() - process_before)
+            elapsed = time.monotonic() - measured_from
+            collector_cpu_per_s = (ledger.seconds["collector"] - collector_before) / elapsed
+        counts = await storage.workflows.count_by_status()
+        if counts.get("monitoring", 0) != workflows:
+            raise AssertionError(f"every workflow should still be monitoring: {counts}: "
+                                 f"{await _left_the_rollout(agent, created)}")  # fmt: skip
         rss, peak = _rss_mb()
-        return ScaleFigures(rss_before, rss, peak, cpu, wall, due, setup_s)
+        return ScaleFigures(
+            workflows=workflows,
+            rss_before_mb=rss_before,
+            rss_mb=rss,
+            peak_rss_mb=peak,
+            cpu_per_tick_s=cpu,
+            process_cpu_per_tick_s=process_cpu,
+            wall_per_tick_s=wall,
+            due_per_tick=due,
+            collector_scrapes=ledger.scrapes["collector"],
+            reconciler_scrapes=ledger.scrapes["reconciler"],
+            collector_cpu_per_s=collector_cpu_per_s,
+            setup_s=setup_s,
+        )
     finally:
+        if collector is not None:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
         receiver.stop()
         await agent.clients.aclose()
         await agent.storage.close()
 
 
-def scale() -> ScaleFigures:
-    with tempfile.TemporaryDirectory(prefix="perf-agent-bench-") as tmp, simulator_process(2 * WORKFLOWS) as endpoint:
-        return asyncio.run(_scale(endpoint, f"{tmp}/rollout.db"))
+def scale(workflows: int = WORKFLOWS) -> ScaleFigures:
+    with tempfile.TemporaryDirectory(prefix="perf-agent-bench-") as tmp, simulator_process(2 * workflows) as endpoint:
+        return asyncio.run(_scale(endpoint, f"{tmp}/rollout.db", workflows))
 
 
 # ------------------------------------------------------------------------------------ report
@@ -277,12 +418,23 @@ def run() -> list[Figure]:
                value=f"{wall * 1000:.0f} ms", target="-", met=None, command=COMMAND),
     ]  # fmt: skip
     measured = scale()
-    section = (f"Rollout scale ({WORKFLOWS:,} active workflows, {2 * WORKFLOWS:,} simulated vLLM servers in another "
-               f"process, interval {INTERVAL_S:g} s, tick {TICK_S:g} s, {MEASURED_TICKS} ticks)")  # fmt: skip
+    section = (f"Rollout scale ({measured.workflows:,} active workflows, {2 * measured.workflows:,} simulated vLLM "
+               f"servers in another process scraped by the background collector, interval {INTERVAL_S:g} s, "
+               f"tick {TICK_S:g} s, {MEASURED_TICKS} ticks)")  # fmt: skip
     cpu = measured.cpu_per_tick_s
+    process_cpu = measured.process_cpu_per_tick_s
     figures += [
-        Figure(section=section, name="reconciler CPU per tick: max / median", value=f"{max(cpu):.2f} / "
-               f"{statistics.median(cpu):.2f} CPU-s", target="< 1 CPU-s", met=max(cpu) < 1.0, command=COMMAND),
+        Figure(section=section, name="reconciler CPU per tick (windows judged from stored readings): max / median",
+               value=f"{max(cpu):.2f} / {statistics.median(cpu):.2f} CPU-s", target="<= 1 CPU-s",
+               met=max(cpu) <= 1.0, command=COMMAND),
+        Figure(section=section, name="background collector CPU (all servers every interval), mean",
+               value=f"{measured.collector_cpu_per_s:.2f} CPU-s per s", target="-", met=None, command=COMMAND),
+        Figure(section=section, name="whole process CPU per tick (reconciler + collector): max / median",
+               value=f"{max(process_cpu):.2f} / {statistics.median(process_cpu):.2f} CPU-s", target="-", met=None,
+               command=COMMAND),
+        Figure(section=section, name="scrapes during the ticks: collector / reconciler (readings not fresh enough)",
+               value=f"{measured.collector_scrapes:,} / {measured.reconciler_scrapes:,}", target="-", met=None,
+               command=COMMAND),
         Figure(section=section, name="wall time per tick: max / median", value=f"{max(measured.wall_per_tick_s):.2f} / "
                f"{statistics.median(measured.wall_per_tick_s):.2f} s", target="-", met=None, command=COMMAND),
         Figure(section=section, name="workflows judged per tick: max / median",
@@ -290,8 +442,10 @@ def run() -> list[Figure]:
                met=None, command=COMMAND),
         Figure(section=section, name="resident memory (whole process) after the ticks / peak",
                value=f"{measured.rss_mb:.0f} MB / {measured.peak_rss_mb:.0f} MB "
-               f"(before the workflows: {measured.rss_before_mb:.0f} MB)", target="< 200 MB",
-               met=measured.peak_rss_mb < 200, command=COMMAND),
+               f"(collector running, before the workflows: {measured.rss_before_mb:.0f} MB)", target="< 250 MB",
+               met=measured.peak_rss_mb < 250, command=COMMAND),
+        Figure(section=section, name="setup (registration, one collector interval, workflows to monitoring)",
+               value=f"{measured.setup_s:.0f} s", target="-", met=None, command=COMMAND),
     ]  # fmt: skip
     return figures
 
