@@ -20,6 +20,7 @@ from performance_agent.context import AgentContext, AgentDependency
 from performance_agent.edge import install_edge
 from performance_agent.errors import exception_handlers
 from performance_agent.fleet.controllers import InstancesController, SloController
+from performance_agent.judgements.controllers import JudgementsController
 from performance_agent.metrics.controllers import CollectController, HistoryController
 from performance_agent.observability import configure_logging
 from performance_agent.openapi_docs import build_openapi_config, docs_assets_router
@@ -103,6 +104,7 @@ def create_app(
             AlertsController,
             OptimizeController,
             WorkflowsController,
+            JudgementsController,
             PrometheusController,
         ],
         before_request=access_check(key_ring),
@@ -146,6 +148,7 @@ def _dependencies(context: AgentContext) -> dict[str, Provide]:
         "alerts": context.storage.alerts,
         "optimization": context.optimization,
         "workflows": context.workflows,
+        "judgements": context.judgements,
         "prometheus": context.prometheus,
     }
     return {name: Provide(_constant(part), sync_to_thread=False, use_cache=True) for name, part in parts.items()}

@@ -23,6 +23,8 @@ from performance_agent.engines.registry import ADAPTERS
 from performance_agent.fleet.discovery import parse_discovery_rules
 from performance_agent.fleet.instances import InstanceService
 from performance_agent.fleet.slo import slo_defaults
+from performance_agent.judgements.runner import JudgementRunner
+from performance_agent.judgements.service import JudgementDefaults, JudgementService
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector, RetentionPruner
 from performance_agent.metrics.page_limits import PageLimits
@@ -38,8 +40,9 @@ from performance_agent.outbound.target_guard import parse_allowlist, system_reso
 from performance_agent.prometheus.service import PrometheusService
 from performance_agent.storage.factory import open_storage
 from performance_agent.storage.health import StorageProbe
+from performance_agent.workflows.effects import stored_plan_outcomes
 from performance_agent.workflows.plans import stored_plan_lookup
-from performance_agent.workflows.runtime import build_reconciler, workflow_defaults
+from performance_agent.workflows.runtime import build_observer, build_reconciler, slo_latency_targets, workflow_defaults
 from performance_agent.workflows.service import WorkflowService
 
 if TYPE_CHECKING:
@@ -205,6 +208,19 @@ def build_agent(
             interval_s=settings.prometheus_discovery_interval_s,
             timeout_s=settings.scrape_timeout_s,
         )
+    rollout_defaults = workflow_defaults(settings, parsed.webhook_allowlist)
+    # Workflows and judgements read their cohorts the same way and judge goodput against the same targets.
+    observer = build_observer(
+        settings,
+        storage=storage,
+        clients=clients,
+        scrape_allowlist=parsed.scrape_allowlist,
+        resolver=resolver,
+        scrape_metrics=metrics.scrapes,
+        reader=page_reader,
+        clock=clock,
+    )
+    slo_targets = slo_latency_targets(storage.instances, parsed.slo_defaults)
     return AgentContext(
         settings=settings,
         key_ring=key_ring,
@@ -224,11 +240,13 @@ def build_agent(
             default_timeout_s=settings.scrape_timeout_s,
         ),
         analysis=analysis,
-        optimization=OptimizationService(analysis=analysis, plans=storage.plans),
+        optimization=OptimizationService(
+            analysis=analysis, plans=storage.plans, outcomes=stored_plan_outcomes(storage.workflows)
+        ),
         workflows=WorkflowService(
             workflows=storage.workflows,
             instances=storage.instances,
-            defaults=workflow_defaults(settings, parsed.webhook_allowlist),
+            defaults=rollout_defaults,
             plans=stored_plan_lookup(storage.plans),
             metrics=metrics.workflows,
             clock=clock,
@@ -248,14 +266,27 @@ def build_agent(
         reconciler=build_reconciler(
             settings,
             storage=storage,
+            observer=observer,
             clients=clients,
             webhook_allowlist=parsed.webhook_allowlist,
-            scrape_allowlist=parsed.scrape_allowlist,
             resolver=resolver,
             metrics=metrics.workflows,
-            scrape_metrics=metrics.scrapes,
-            reader=page_reader,
+            slo_targets=slo_targets,
             clock=clock,
+        ),
+        judgements=JudgementService(
+            judgements=storage.judgements,
+            instances=storage.instances,
+            defaults=JudgementDefaults.of_workflows(rollout_defaults),
+            clock=clock,
+        ),
+        # Ticks as often as the reconciler: a judgement's windows are as long as a workflow's.
+        judgement_runner=JudgementRunner(
+            judgements=storage.judgements,
+            observer=observer,
+            clock=clock,
+            slo_targets=slo_targets,
+            tick_s=settings.workflow_tick_s,
         ),
         discovery=discovery,
     )

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from performance_agent.analysis.service import AnalysisService
     from performance_agent.background import BackgroundLoops
     from performance_agent.fleet.instances import InstanceService
+    from performance_agent.judgements.runner import JudgementRunner
+    from performance_agent.judgements.service import JudgementService
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.metrics.collector import Collector, RetentionPruner
     from performance_agent.metrics.page_reader import ScrapedPageReader
@@ -87,6 +89,7 @@ class AgentContext:
         analysis: AnalysisService,
         optimization: OptimizationService,
         workflows: WorkflowService,
+        judgements: JudgementService,
         alerting: AlertEvaluator,
         alert_webhook: AlertWebhook | None,
         alertmanager: AlertmanagerClient | None,
@@ -94,6 +97,7 @@ class AgentContext:
         collector: Collector,
         pruner: RetentionPruner,
         reconciler: Reconciler,
+        judgement_runner: JudgementRunner,
         discovery: PrometheusDiscovery | None = None,
     ) -> None:
         self.settings = settings
@@ -113,6 +117,7 @@ class AgentContext:
         self.analysis = analysis
         self.optimization = optimization
         self.workflows = workflows
+        self.judgements = judgements
         self.alerting = alerting
         self.alert_webhook = alert_webhook
         self.alertmanager = alertmanager
@@ -120,6 +125,7 @@ class AgentContext:
         self.collector = collector
         self.pruner = pruner
         self.reconciler = reconciler
+        self.judgement_runner = judgement_runner
         #: Registers the servers Prometheus scrapes (None: PERF_AGENT_PROMETHEUS_DISCOVERY unset).
         self.discovery = discovery
         self.started_monotonic = time.monotonic()
@@ -160,6 +166,9 @@ class AgentContext:
         self.loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)
         self.loops.start(
             "workflow-reconciler", self.reconciler.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)
+        )
+        self.loops.start(
+            "judgement-runner", self.judgement_runner.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)
         )
 
     async def stop(self) -> None:

@@ -239,8 +239,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     workflow_tick_s: Annotated[
         float, _doc("Seconds between two passes of the rollout reconciler over due workflows.", gt=0, le=60)
     ] = 1.0
+    workflow_max_reading_age_s: Annotated[
+        float,
+        _doc(
+            "Health windows end on the background collector's stored reading of an instance when it is at most "
+            "this many seconds old (and younger than the window's interval) instead of scraping it again; "
+            "0 scrapes every window.",
+            ge=0,
+            le=3600,
+        ),
+    ] = 15.0
     workflow_min_samples: Annotated[
-        int, _doc("Default guardrail: requests each cohort must serve in a window for a verdict.", ge=0)
+        int,
+        _doc(
+            "Default guardrail `min_samples`, shown with each workflow; no longer a per-window floor (a request that "
+            "sets it without `judge.min_canary_requests` makes it the stage's pooled canary floor).",
+            ge=0,
+        ),
     ] = 100
     workflow_max_ttft_p99_increase: Annotated[
         float, _doc("Default guardrail: largest TTFT p99 increase of canary over control, as a fraction.", ge=0)
@@ -258,7 +273,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         float | None, _doc("Default guardrail: preemptions per second per canary instance that roll back at once.")
     ] = None
     workflow_consecutive_failures: Annotated[
-        int, _doc("Default guardrail: consecutive failed health windows that roll a stage back.", ge=1)
+        int, _doc("Default guardrail: consecutive windows whose canary cannot be scraped that roll a stage back.", ge=1)
     ] = 2
     workflow_on_canary_scrape_error: Annotated[
         Literal["fail", "inconclusive"],

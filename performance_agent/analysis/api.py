@@ -15,6 +15,7 @@ from msgspec import Meta
 from performance_agent.analysis.schemas import AlertState, Finding, NotEvaluated, SloReport, WindowFigures
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
+from performance_agent.metrics.goodput import Goodput
 from performance_agent.metrics.snapshot import Approximation, Errors, Latency, Load, Throughput
 
 __all__ = (
@@ -53,6 +54,7 @@ class WindowFiguresView(msgspec.Struct, kw_only=True):
     load: Load
     errors: Errors
     approximations: list[Approximation]
+    goodput: Goodput | None = None
 
 
 class AnalysisWindow(msgspec.Struct, kw_only=True):
@@ -106,6 +108,7 @@ def figures_view(figures: WindowFigures) -> WindowFiguresView:
         load=figures.load,
         errors=figures.errors,
         approximations=figures.approximations,
+        goodput=figures.goodput,
     )
 
 
@@ -117,6 +120,7 @@ def slo_analysis(report: SloReport, targets: SloTargets, source: TargetsSource) 
         period_s=report.period_s,
         window_start=report.window_start,
         objectives=report.objectives,
+        goodput=report.goodput,
         targets=targets,
         targets_source=source,
     )

@@ -7,6 +7,7 @@ service calls, then turned into JSON builtins, so they are true by construction.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,8 @@ from performance_agent.analysis.detectors import detect_bottlenecks, summarize
 from performance_agent.analysis.schemas import WindowFigures
 from performance_agent.analysis.slo import evaluate_slo
 from performance_agent.fleet.slo import SloTargets
-from performance_agent.metrics.snapshot import Errors, Latency, Load, Quantiles, Throughput
+from performance_agent.metrics.goodput import goodput, goodput_targets
+from performance_agent.metrics.snapshot import CumulativeHistogram, Errors, Latency, Load, Quantiles, Throughput
 
 __all__ = (
     "EXAMPLE_END",
@@ -82,10 +84,25 @@ def analyze_request_example() -> dict[str, Any]:
     return {"instance_id": "vllm-llama-0", "window_minutes": 15, "slo": {"ttft_p99_s": 2.5}}
 
 
+#: Bucket increases consistent with `example_figures` (vLLM's edges near the targets), for goodput.
+_EXAMPLE_HISTOGRAMS = {
+    "ttft_s": CumulativeHistogram(
+        buckets=[(0.5, 3705.0), (1.0, 4000.0), (2.5, 4195.0), (math.inf, 4210.0)], sum=1431.4, count=4210.0
+    ),
+    "e2e_s": CumulativeHistogram(
+        buckets=[(20.0, 4100.0), (30.0, 4170.0), (math.inf, 4180.0)], sum=35948.0, count=4180.0
+    ),
+    "itl_s": CumulativeHistogram(
+        buckets=[(0.05, 1040000.0), (0.1, 1075000.0), (math.inf, 1077000.0)], sum=33387.0, count=1077000.0
+    ),
+}
+
+
 def analysis_example() -> dict[str, Any]:
     figures = example_figures()
     detection = detect_bottlenecks(figures)
     targets = SloTargets(ttft_p99_s=2.5)
+    figures.goodput = goodput(_EXAMPLE_HISTOGRAMS, goodput_targets(targets))
     report = evaluate_slo(
         _timeline(slow=False), targets, compliance_window_s=900.0, period_s=168 * 3600.0, current=figures
     )

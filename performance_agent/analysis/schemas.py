@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 from performance_agent.metrics import builder
+from performance_agent.metrics.goodput import Goodput
 
 __all__ = (
     "BOTTLENECK_TYPES",
@@ -125,6 +126,9 @@ class SloReport(msgspec.Struct, kw_only=True):
     period_s: float
     window_start: datetime | None
     objectives: list[ObjectiveReport]
+    #: Share of the current window's requests meeting the latency targets (`metrics.goodput`); null
+    #: when the window has no histogram for any of them or is a single scrape's own window.
+    goodput: Goodput | None = None
 
 
 class AlertState(msgspec.Struct, kw_only=True):

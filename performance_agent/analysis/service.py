@@ -27,6 +27,7 @@ from performance_agent.analysis.window_history import WindowHistory
 from performance_agent.clock import utc_now
 from performance_agent.errors import ConflictError, NotFoundError
 from performance_agent.fleet.slo import effective_targets
+from performance_agent.metrics.goodput import goodput_targets
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.snapshot import InstanceSnapshot
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from performance_agent.analysis.slo_timeline import SloTimeline
     from performance_agent.analysis.thresholds import Thresholds
     from performance_agent.analysis.window import ScrapeFigures, WindowSource
-    from performance_agent.fleet.slo import SloTargets
+    from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.storage.instances import InstanceRepository, StoredInstance
     from performance_agent.storage.snapshots import SnapshotRepository
@@ -70,6 +71,9 @@ class Evaluation:
     slo_timeline: SloTimeline
     latest: InstanceSnapshot
     collected_now: bool
+    #: The targets the SLO report and goodput are measured against, and where they came from.
+    targets: SloTargets
+    targets_source: TargetsSource
 
 
 class AnalysisService:
@@ -108,9 +112,24 @@ class AnalysisService:
             raise NotFoundError(f"No instance {instance_id!r} is registered.", context={"instance_id": instance_id})
         return stored
 
-    async def evaluate(self, instance_id: str, *, window_minutes: int, model_name: str | None = None) -> Evaluation:
-        """Figures and findings of the instance over the last `window_minutes` (404 unknown, 409 no data)."""
+    async def evaluate(
+        self,
+        instance_id: str,
+        *,
+        window_minutes: int,
+        model_name: str | None = None,
+        slo: SloTargetsUpdate | None = None,
+    ) -> Evaluation:
+        """Figures and findings of the instance over the last `window_minutes` (404 unknown, 409 no data).
+
+        `slo` overrides the instance's targets (goodput is measured against the result).
+        """
         stored = await self._require(instance_id)
+        targets, stored_source = effective_targets(stored, self._defaults)
+        targets_source: TargetsSource = stored_source
+        if slo is not None:
+            targets, targets_source = slo.over(targets), "request"
+        latency_targets = goodput_targets(targets)
         collected_now = False
         scrape_error: str | None = None
         if not await self._snapshots.history_json(instance_id, _EPOCH, 1):  # cheaper than counting them all
@@ -126,11 +145,16 @@ class AnalysisService:
         recent = [decode_scrape_figures(document) for document in documents]
         in_window = [s for s in recent if window_start <= s.collected_at <= now]
         scrape_window = await self._window_history.window(
-            self._snapshots, instance_id, stored.created_at, window_start, now, model_name
+            self._snapshots, instance_id, stored.created_at, window_start, now, model_name, latency_targets
         )
         engine = stored.spec.engine
         computed = window_figures(
-            scrape_window.raws, in_window, engine=engine, model_name=model_name, aggregated=scrape_window.aggregated
+            scrape_window.raws,
+            in_window,
+            engine=engine,
+            model_name=model_name,
+            aggregated=scrape_window.aggregated,
+            goodput_targets=latency_targets,
         )
         if computed is None:
             period = await self._snapshots.history_json(instance_id, period_start, _HISTORY_LIMIT)
@@ -152,6 +176,8 @@ class AnalysisService:
             ),
             latest=_snapshot_decoder.decode(documents[newest]),
             collected_now=collected_now,
+            targets=targets,
+            targets_source=targets_source,
         )
 
     @staticmethod
@@ -181,12 +207,9 @@ class AnalysisService:
 
     async def analyze(self, body: AnalyzeRequest) -> AnalysisResponse:
         evaluation = await self.evaluate(
-            body.instance_id, window_minutes=body.window_minutes, model_name=body.model_name
+            body.instance_id, window_minutes=body.window_minutes, model_name=body.model_name, slo=body.slo
         )
-        targets, targets_source = effective_targets(evaluation.instance, self._defaults)
-        source_named: TargetsSource = targets_source
-        if body.slo is not None:
-            targets, source_named = body.slo.over(targets), "request"
+        targets, targets_source = evaluation.targets, evaluation.targets_source
         report = evaluate_slo_timeline(
             evaluation.slo_timeline,
             targets,
@@ -213,6 +236,6 @@ class AnalysisService:
                 not_evaluated=evaluation.detection.not_evaluated,
             ),
             bottlenecks=evaluation.detection.findings,
-            slo=slo_analysis(report, targets, source_named),
+            slo=slo_analysis(report, targets, targets_source),
             summary=summarize(evaluation.detection),
         )

@@ -223,4 +223,5 @@ def evaluate_slo_timeline(
         period_s=period_s,
         window_start=compliance_since,
         objectives=reports,
+        goodput=current.goodput if current is not None else None,
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from performance_agent.metrics import builder
     from performance_agent.metrics.builder import RawScrape
+    from performance_agent.metrics.goodput import LatencyTarget
 
 __all__ = (
     "ScrapeFigures",
@@ -111,6 +112,7 @@ def for_analysis(
         load=load if load is not None else figures.load,
         errors=figures.errors,
         approximations=merged,
+        goodput=figures.goodput,
         samples=samples,
         ended_at=ended_at,
     )
@@ -167,13 +169,15 @@ def window_figures(
     engine: str,
     model_name: str | None = None,
     aggregated: builder.AggregateFigures | None = None,
+    goodput_targets: Sequence[LatencyTarget] = (),
 ) -> tuple[WindowFigures, WindowSource] | None:
     """Figures of the window the inputs span, or None when they hold no usable data.
 
     Two or more cumulative readings: quantiles and rates from their summed deltas, gauges as the
     mean of every reading in the window. A single reading: that scrape's own figures (since the
     scrape before it, or over the server's lifetime), with the window's start where it is known.
-    `aggregated` is `aggregate_window(raws, model_name=model_name)` when the caller has it already.
+    `aggregated` is `aggregate_window(raws, model_name=model_name, goodput_targets=goodput_targets)`
+    when the caller has it already. Goodput needs bucket increases, so a single reading has none.
     """
     pairs = [(s, select_model(s, model_name)) for s in sorted(scrapes, key=lambda s: s.collected_at)]
     chosen = [(scrape, model) for scrape, model in pairs if model is not None]
@@ -181,7 +185,7 @@ def window_figures(
         if model_name is not None and not chosen:
             return None
         if aggregated is None:
-            aggregated = aggregate_window(raws, model_name=model_name)
+            aggregated = aggregate_window(raws, model_name=model_name, goodput_targets=goodput_targets)
         if aggregated.instances == 0:
             return None
         ended_at = max(raw.collected_at for raw in raws)

@@ -24,9 +24,11 @@ from performance_agent.analysis.history_cache import HistoryCache
 from performance_agent.metrics.builder import aggregate_steps, aggregate_window, decode_raw_scrape, scrape_step
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from performance_agent.metrics.builder import AggregateFigures, RawScrape
+    from performance_agent.metrics.goodput import LatencyTarget
     from performance_agent.metrics.snapshot import RawSeries
     from performance_agent.storage.snapshots import SnapshotRepository, StampedHistory
 
@@ -75,15 +77,16 @@ class _HeldScrapes:
         stamps = self.stamps + array("d", (stamp for stamp, _ in newer))
         return _HeldScrapes(self.loaded_from, stamps, raws, {model: list(steps) for model, steps in self.steps.items()})
 
-    def window(self, until: float, model_name: str | None) -> ScrapeWindow:
+    def window(self, until: float, model_name: str | None, targets: Sequence[LatencyTarget]) -> ScrapeWindow:
         count = bisect.bisect_right(self.stamps, until)
         raws = self.raws[:count]
         if count < 2:
-            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name))
+            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name, goodput_targets=targets))
         steps = self.steps.setdefault(model_name, [])
         for index in range(len(steps), count - 1):
             steps.append(scrape_step(self.raws[index], self.raws[index + 1], model_name=model_name))
-        return ScrapeWindow(raws, aggregate_steps(raws[0], raws[-1], steps[: count - 1], model_name=model_name))
+        summed = aggregate_steps(raws[0], raws[-1], steps[: count - 1], model_name=model_name, goodput_targets=targets)
+        return ScrapeWindow(raws, summed)
 
 
 class WindowHistory:
@@ -102,6 +105,7 @@ class WindowHistory:
         since: datetime,
         until: datetime,
         model_name: str | None = None,
+        goodput_targets: Sequence[LatencyTarget] = (),
     ) -> ScrapeWindow:
         """The scrapes stored in [since, until] (by stored stamp), as `raw_between` returns them, summed."""
 
@@ -116,8 +120,8 @@ class WindowHistory:
         )
         if refresh.held is None:  # out of order: read exactly as `raw_between` does, and keep nothing
             raws = await snapshots.raw_between(instance_id, since, until)
-            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name))
-        return refresh.held.window(until.timestamp(), model_name)
+            return ScrapeWindow(raws, aggregate_window(raws, model_name=model_name, goodput_targets=goodput_targets))
+        return refresh.held.window(until.timestamp(), model_name, goodput_targets)
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -133,19 +133,35 @@ def failed_windows(workflow: Json) -> list[Json]:
     return [window for window in workflow.get("windows") or [] if window.get("verdict") == "fail"]
 
 
-def _check_line(check: Json) -> str:
-    metric, threshold, observed = check.get("metric"), check.get("threshold"), check.get("observed")
-    verdict = {True: "ok", False: "FAILED", None: "skipped"}[check.get("passed")]
-    if check.get("kind") == "absolute":
-        return f"{metric}: canary {_number(observed)} (limit {_number(threshold)}) {verdict}"
-    return (
-        f"{metric}: canary {_number(check.get('canary'))} vs reference {_number(check.get('reference'))}"
-        f" -> {_percent(observed)} (limit {_percent(threshold)}) {verdict}"
+def _edge_line(edge: Json) -> str:
+    """One table of the judge: requests above a bucket edge in each cohort (or a count test's totals)."""
+    where = f"above {_number(edge.get('edge'))} s: " if edge.get("edge") is not None else ""
+    canary = f"canary {_number(edge.get('canary_above'))}/{_number(edge.get('canary_total'))}"
+    reference = ""
+    if edge.get("reference_above") is not None:
+        reference = f" vs reference {_number(edge.get('reference_above'))}/{_number(edge.get('reference_total'))}"
+    bound = (
+        f"margin {_number(edge.get('margin'))}"
+        if edge.get("margin") is not None
+        else f"allowed {_percent(edge.get('tolerated_share'))}"
     )
+    return f"{where}{canary}{reference} ({bound}), evidence {_number(edge.get('evidence'))}"
+
+
+def _metric_lines(metric: Json) -> list[str]:
+    """A judged metric: its guardrail, running evidence against the threshold, and its strongest edge."""
+    verdict = "CROSSED" if metric.get("exceeded") else "ok"
+    line = (
+        f"{metric.get('metric')} ({metric.get('guardrail')} {_number(metric.get('tolerance'))}):"
+        f" evidence {_number(metric.get('evidence'))} of threshold {_number(metric.get('threshold'))} {verdict}"
+    )
+    edges = metric.get("edges") or []
+    strongest = max(edges, key=lambda edge: float(edge.get("evidence") or 0.0), default=None)
+    return [line] if strongest is None else [line, f"  {_edge_line(strongest)}"]
 
 
 def window_lines(window: Json) -> list[str]:
-    """A health window as the evidence a reviewer needs: verdict, reasons, then each check."""
+    """A health window as the evidence a reviewer needs: verdict, reasons, then each metric that crossed."""
     canary = window.get("canary") or {}
     reference = window.get("control") or {}
     lines = [
@@ -154,5 +170,8 @@ def window_lines(window: Json) -> list[str]:
         + (f", control {_number(reference.get('requests'))}" if reference else ""),
     ]
     lines += [f"  reason: {reason}" for reason in window.get("reasons") or []]
-    lines += [f"  {_check_line(check)}" for check in window.get("checks") or []]
+    evidence = window.get("evidence") or {}
+    for metric in evidence.get("metrics") or []:
+        if metric.get("exceeded"):
+            lines += [f"  {text}" for text in _metric_lines(metric)]
     return lines

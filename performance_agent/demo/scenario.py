@@ -13,13 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from performance_agent.simulator import SimulatedFleet, SimulatedServerSpec, Workload
+from performance_agent.simulator import SHAPE_PRESETS, SimulatedFleet, SimulatedServerSpec, Workload
 
 __all__ = (
     "CHAT_GROUP",
     "GUARDRAILS",
     "HARMFUL_CHANGE",
+    "JUDGE",
     "KV_PRESSURE",
+    "LATENCY_SHAPE",
     "MEMBERS",
     "MONITOR",
     "TIME_SCALE",
@@ -47,16 +49,20 @@ MONITOR = {
     "min_passing_windows": 2,
     "inconclusive_timeout_s": 10.0,
 }
-#: Relative p99 limits are loose because a one-second window's p99 sits in wide histogram buckets
-#: (see docs/rollout.md); throughput and error rate catch a harmful change without that noise.
+#: Tolerated slowdowns of the sequential judge (docs/rollout.md). The FP8 KV-cache change shifts
+#: latencies a little at this load, so the tolerance is wider than the 20% default; a harmful
+#: change is caught anyway by its evidence, whatever the servers' heavy tails.
 GUARDRAILS = {
-    "min_samples": 100,
     "max_ttft_p99_increase": 1.0,
     "max_itl_p99_increase": 0.5,
     "max_e2e_p99_increase": 0.5,
     "max_throughput_decrease": 0.5,
-    "consecutive_failures": 2,
 }
+#: A stage of the demo lasts seconds: 300 canary requests (about two windows of one server) are its floor.
+JUDGE = {"min_canary_requests": 300}
+#: Every simulated server reports heavy-tailed latencies, as real TTFT is (lognormal spread plus 7%
+#: of requests 6x slower: long prompts, prefix-cache misses).
+LATENCY_SHAPE = "heavy-tailed"
 #: Capping a busy server at four sequences: its queue grows and it serves a fraction of the requests.
 HARMFUL_CHANGE = {"--max-num-seqs": 4}
 
@@ -104,6 +110,7 @@ def new_fleet(clock: OffsetClock) -> SimulatedFleet:
             seed=index,
             flags=dict(member.flags),
             workload=Workload(arrival_rate_per_s=member.arrival_rate_per_s),
+            latency_shape=SHAPE_PRESETS[LATENCY_SHAPE],
         )
         for index, member in enumerate(MEMBERS)
     ]

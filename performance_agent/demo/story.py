@@ -25,7 +25,15 @@ from performance_agent.demo.answers import (
     window_lines,
 )
 from performance_agent.demo.client import APPROVER
-from performance_agent.demo.scenario import CHAT_GROUP, GUARDRAILS, HARMFUL_CHANGE, MEMBERS, MONITOR, registration
+from performance_agent.demo.scenario import (
+    CHAT_GROUP,
+    GUARDRAILS,
+    HARMFUL_CHANGE,
+    JUDGE,
+    MEMBERS,
+    MONITOR,
+    registration,
+)
 
 if TYPE_CHECKING:
     from performance_agent.demo.client import DemoClient
@@ -142,6 +150,7 @@ class Story:
             "approval": {"required": True},
             "monitor": MONITOR,
             "guardrails": GUARDRAILS,
+            "judge": JUDGE,
             "actuator": self.actuator,
         }
         created = self.client.call("POST", "/api/v1/workflows", body, expect=201)
@@ -185,6 +194,7 @@ class Story:
             "description": "demo: cap concurrent sequences to cut inter-token latency",
             "monitor": MONITOR,
             "guardrails": GUARDRAILS,
+            "judge": JUDGE,
             "actuator": self.actuator,
         }
         created = self.client.call("POST", "/api/v1/workflows", body, expect=201)

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.engines.base import combine_gauge
+from performance_agent.judge import counts as judge_counts
+from performance_agent.metrics.goodput import Goodput, goodput
 from performance_agent.metrics.histogram import (
     counter_delta,
     finite_or_none,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from performance_agent.engines.base import AdaptedPage
+    from performance_agent.metrics.goodput import LatencyTarget
 
 __all__ = (
     "COMPOSITE_TTFT",
@@ -60,6 +63,7 @@ __all__ = (
     "aggregate_steps",
     "aggregate_window",
     "build_snapshot",
+    "cohort_counts",
     "cohort_figures",
     "decode_raw_scrape",
     "drop_impossible",
@@ -104,6 +108,7 @@ class AggregateFigures(msgspec.Struct, kw_only=True):
     load: Load = msgspec.field(default_factory=Load)
     errors: Errors = msgspec.field(default_factory=Errors)
     approximations: list[Approximation] = msgspec.field(default_factory=list)
+    goodput: Goodput | None = None
     invalid: list[InvalidFigure] = msgspec.field(default_factory=list)
 
 
@@ -141,12 +146,14 @@ def build_snapshot(
     collected_at: datetime,
     current: AdaptedPage,
     previous: RawScrape | None,
+    goodput_targets: Sequence[LatencyTarget] = (),
 ) -> InstanceSnapshot:
     """The snapshot of one scrape, over the window since `previous` (or over the lifetime without one).
 
     A `previous` that is not older than `collected_at` (a clock that stepped back) cannot define a
     window, so the lifetime is used. `models` lists per-model snapshots of the same shape when the
     page names more than one model; with a single model its name is the snapshot's `model_name`.
+    `goodput` is measured against `goodput_targets` (none: null).
     """
     window_s: float | None = None
     if previous is not None:
@@ -173,6 +180,7 @@ def build_snapshot(
             engine_config=dict(current.engine_config),
             engine_version=current.engine_version,
             approximations=list(current.approximations),
+            goodput=_goodput([increase], goodput_targets),
             invalid=invalid,
         )
 
@@ -195,29 +203,52 @@ def build_snapshot(
     return snapshot
 
 
-def aggregate_window(scrapes: Sequence[RawScrape], *, model_name: str | None = None) -> AggregateFigures:
+def aggregate_window(
+    scrapes: Sequence[RawScrape], *, model_name: str | None = None, goodput_targets: Sequence[LatencyTarget] = ()
+) -> AggregateFigures:
     """Figures of one instance over the span of its stored scrapes (the server total, or one model).
 
     Increases are summed scrape to scrape, so a restart inside the window loses nothing, as with
     PromQL `increase()` over every sample; passing only the first and last scrape is equivalent
     when the server did not restart. Fewer than two scrapes give `instances == 0` and no figures.
     """
-    return cohort_figures([scrapes], model_name=model_name)
+    return cohort_figures([scrapes], model_name=model_name, goodput_targets=goodput_targets)
 
 
-def cohort_figures(instances: Sequence[Sequence[RawScrape]], *, model_name: str | None = None) -> AggregateFigures:
+def cohort_figures(
+    instances: Sequence[Sequence[RawScrape]],
+    *,
+    model_name: str | None = None,
+    goodput_targets: Sequence[LatencyTarget] = (),
+) -> AggregateFigures:
     """Figures of a group of instances (canary or control cohort) over their windows.
 
     Quantiles come from the bucket increases summed over all instances, rates are the sum of each
     instance's rate, error and hit ratios are ratios of summed increases. Instances with fewer
     than two scrapes contribute nothing and are not counted in `instances`.
     """
+    return _window_of(_increases(instances, model_name), goodput_targets)
+
+
+def cohort_counts(
+    instances: Sequence[Sequence[RawScrape]], *, model_name: str | None = None
+) -> judge_counts.CohortCounts:
+    """What the judge reads of a cohort over a window: summed bucket increases and request counters.
+
+    The same increases as `cohort_figures` (scrape to scrape, restarts handled as there), kept as
+    counts instead of quantiles: histogram buckets per latency key, finished and failed requests,
+    preemptions, and the instances that contributed (two or more scrapes in the window).
+    """
+    return judge_counts.cohort_counts(increase.series for increase in _increases(instances, model_name))
+
+
+def _increases(instances: Sequence[Sequence[RawScrape]], model_name: str | None) -> list[_Increase]:
     increases: list[_Increase] = []
     for scrapes in instances:
         increase = _increase_over(scrapes, model_name)
         if increase is not None:
             increases.append(increase)
-    return _window_of(increases)
+    return increases
 
 
 def scrape_step(before: RawScrape, after: RawScrape, *, model_name: str | None = None) -> RawSeries:
@@ -230,7 +261,12 @@ def scrape_step(before: RawScrape, after: RawScrape, *, model_name: str | None =
 
 
 def aggregate_steps(
-    first: RawScrape, last: RawScrape, steps: Sequence[RawSeries], *, model_name: str | None = None
+    first: RawScrape,
+    last: RawScrape,
+    steps: Sequence[RawSeries],
+    *,
+    model_name: str | None = None,
+    goodput_targets: Sequence[LatencyTarget] = (),
 ) -> AggregateFigures:
     """`aggregate_window` of scrapes `first` .. `last` (oldest first) from their `scrape_step`s.
 
@@ -239,10 +275,10 @@ def aggregate_steps(
     """
     if not steps:
         return AggregateFigures()
-    return _window_of([_increase_of_steps(first, last, steps, model_name)])
+    return _window_of([_increase_of_steps(first, last, steps, model_name)], goodput_targets)
 
 
-def _window_of(increases: list[_Increase]) -> AggregateFigures:
+def _window_of(increases: list[_Increase], goodput_targets: Sequence[LatencyTarget] = ()) -> AggregateFigures:
     if not increases:
         return AggregateFigures()
     latency, throughput, load, errors, composite, invalid = _figures(increases)
@@ -255,6 +291,7 @@ def _window_of(increases: list[_Increase]) -> AggregateFigures:
         load=load,
         errors=errors,
         approximations=[_COMPOSITE_TTFT_APPROXIMATION] if composite else [],
+        goodput=_goodput(increases, goodput_targets),
         invalid=invalid,
     )
 
@@ -365,6 +402,14 @@ def _summed_histogram(increases: list[_Increase], key: str) -> CumulativeHistogr
     return merge_histograms(
         increase.series.histograms[key] for increase in increases if key in increase.series.histograms
     )
+
+
+def _goodput(increases: list[_Increase], targets: Sequence[LatencyTarget]) -> Goodput | None:
+    if not targets:
+        return None
+    keys = {target.histogram for target in targets}
+    summed = {key: _summed_histogram(increases, key) for key in keys}
+    return goodput({key: histogram for key, histogram in summed.items() if histogram is not None}, targets)
 
 
 def _summed_counter(increases: list[_Increase], key: str) -> float | None:

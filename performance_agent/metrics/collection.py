@@ -31,6 +31,7 @@ from performance_agent.fleet.schemas import (
 )
 from performance_agent.metrics.builder import build_snapshot, encode_raw_scrape, raw_scrape
 from performance_agent.metrics.exposition import ParserCache
+from performance_agent.metrics.goodput import goodput_targets
 from performance_agent.metrics.page_reader import ScrapedPageReader
 from performance_agent.metrics.scraper import ScrapeFailure, fetch_page
 from performance_agent.outbound.pinned import TlsOptions
@@ -181,6 +182,7 @@ class CollectionService:
             collected_at=collected_at,
             current=adapted,
             previous=previous,
+            goodput_targets=goodput_targets(spec.slo) if spec.slo is not None else (),
         )
         stored = await self._snapshots.add(
             instance.instance_id,

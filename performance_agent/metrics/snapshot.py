@@ -11,6 +11,8 @@ from datetime import datetime
 
 import msgspec
 
+from performance_agent.metrics.goodput import Goodput
+
 __all__ = (
     "Approximation",
     "CumulativeHistogram",
@@ -124,5 +126,7 @@ class InstanceSnapshot(msgspec.Struct, kw_only=True):
     engine_config: dict[str, ConfigValue] = msgspec.field(default_factory=dict)
     engine_version: str | None = None
     approximations: list[Approximation] = msgspec.field(default_factory=list)
+    #: Share of the window's requests meeting the instance's own latency targets (null: no targets or no histogram).
+    goodput: Goodput | None = None
     invalid: list[InvalidFigure] = msgspec.field(default_factory=list)
     models: list[InstanceSnapshot] = msgspec.field(default_factory=list)

@@ -11,7 +11,7 @@ from litestar.params import PathParameter, SkipValidation
 from performance_agent.openapi_spec import example_body, responses
 from performance_agent.optimization.api import PLAN_ID_PATTERN, OptimizeRequest
 from performance_agent.optimization.examples import optimize_request_example, plan_example
-from performance_agent.optimization.schemas import OptimizationPlan
+from performance_agent.optimization.schemas import OptimizationPlan, PlanWithOutcomes
 from performance_agent.optimization.service import OptimizationService
 from performance_agent.security import Role
 
@@ -55,12 +55,26 @@ class OptimizeController(Controller):
         "/{plan_id:str}",
         operation_id="GetPlan",
         summary="A stored tuning plan",
-        responses=responses(200, OptimizationPlan, _PLAN_EXAMPLE, "The plan as it was stored.", 404, 422),
+        responses=responses(
+            200,
+            PlanWithOutcomes,
+            {**_PLAN_EXAMPLE, "outcomes": []},
+            "The plan as it was stored, with the measured outcomes of its executed recommendations.",
+            404,
+            422,
+        ),
     )
     async def get_plan(
         self,
         optimization: OptimizationDependency,
         plan_id: Annotated[str, PathParameter(pattern=PLAN_ID_PATTERN, description="`plan-` and 32 hex digits.")],
-    ) -> OptimizationPlan:
-        """The plan exactly as `POST /optimize` stored it (plans never change; rollouts start from them)."""
-        return await optimization.get(plan_id)
+    ) -> PlanWithOutcomes:
+        """The plan exactly as `POST /optimize` stored it (plans never change; rollouts start from them).
+
+        `outcomes` lists, for every rollout workflow started from the plan and every stage it
+        passed, each predicted impact of each executed recommendation against the effect the
+        stage measured: `outcome` `within`, `below` or `above` the predicted range (the measured
+        relative change's confidence interval excludes the range on that side), or null with a
+        `reason` when the impact has no measured counterpart or could not be measured.
+        """
+        return await optimization.get_with_outcomes(plan_id)

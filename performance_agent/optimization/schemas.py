@@ -9,6 +9,7 @@ import msgspec
 
 from performance_agent.analysis.schemas import BottleneckType, Finding, OptimizationType
 from performance_agent.engines.knobs import ConfigValue
+from performance_agent.metrics.effects import ImpactOutcome
 
 __all__ = (
     "RISK_RANK",
@@ -22,6 +23,8 @@ __all__ = (
     "Objective",
     "OptimizationPlan",
     "PlanDraft",
+    "PlanOutcome",
+    "PlanWithOutcomes",
     "Recommendation",
     "Risk",
     "RiskLevel",
@@ -133,3 +136,24 @@ class OptimizationPlan(msgspec.Struct, kw_only=True):
     findings: list[Finding]
     summary: str
     notes: list[str]
+
+
+class PlanOutcome(ImpactOutcome, kw_only=True):
+    """One predicted impact of an executed recommendation against what one stage of its workflow measured.
+
+    A workflow that applies several recommendations measures their combined change; each of
+    them is compared with that one measurement.
+    """
+
+    recommendation_id: str
+    workflow_id: str
+    workflow_status: str
+    stage_index: int
+    percent: int
+    final: bool
+
+
+class PlanWithOutcomes(OptimizationPlan, kw_only=True):
+    """A stored plan, with the outcomes of its recommendations that rollout workflows executed."""
+
+    outcomes: list[PlanOutcome] = msgspec.field(default_factory=list)

@@ -10,20 +10,27 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from performance_agent.analysis.detectors import summarize
 from performance_agent.clock import utc_now
 from performance_agent.errors import NotFoundError
 from performance_agent.optimization.config import normalize_arg_name
 from performance_agent.optimization.planner import build_plan
-from performance_agent.optimization.schemas import GpuSpec, ModelSpec, OptimizationPlan
+from performance_agent.optimization.schemas import GpuSpec, ModelSpec, OptimizationPlan, PlanWithOutcomes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from performance_agent.analysis.service import AnalysisService
     from performance_agent.fleet.schemas import InstanceSpec
     from performance_agent.optimization.api import OptimizeRequest
+    from performance_agent.optimization.schemas import PlanOutcome
     from performance_agent.storage.plans import PlanRepository
+
+    #: The measured outcomes of a plan's executed recommendations (`workflows.effects.stored_plan_outcomes`,
+    #: injected by the composition root: the optimizer never imports the rollouts).
+    PlanOutcomesOf = Callable[[OptimizationPlan], Awaitable[list[PlanOutcome]]]
 
 __all__ = ("OptimizationService", "declared_gpu", "declared_model")
 
@@ -52,10 +59,16 @@ def declared_model(spec: InstanceSpec) -> ModelSpec | None:
 
 class OptimizationService:
     def __init__(
-        self, *, analysis: AnalysisService, plans: PlanRepository, clock: Callable[[], datetime] | None = None
+        self,
+        *,
+        analysis: AnalysisService,
+        plans: PlanRepository,
+        outcomes: PlanOutcomesOf | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._analysis = analysis
         self._plans = plans
+        self._outcomes = outcomes
         self._clock = clock if clock is not None else utc_now
 
     async def optimize(self, body: OptimizeRequest) -> OptimizationPlan:
@@ -100,3 +113,9 @@ class OptimizationService:
         if plan is None:
             raise NotFoundError(f"No plan {plan_id!r} is stored.", context={"plan_id": plan_id})
         return plan
+
+    async def get_with_outcomes(self, plan_id: str) -> PlanWithOutcomes:
+        """The stored plan and the measured outcomes of the recommendations its workflows executed."""
+        plan = await self.get(plan_id)
+        outcomes = await self._outcomes(plan) if self._outcomes is not None else []
+        return PlanWithOutcomes(**msgspec.structs.asdict(plan), outcomes=outcomes)

@@ -145,6 +145,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE workflow_outbox ADD COLUMN sent_attempts INTEGER NOT NULL DEFAULT 0;
     UPDATE workflow_outbox SET sent_attempts = attempts;
     """,
+    # Canary judgements for outside rollout controllers (Argo Rollouts, Flagger): the document
+    # with the columns the background loop searches by.
+    """
+    CREATE TABLE judgements (
+        judgement_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        next_due_at REAL,
+        created_at REAL NOT NULL,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX judgements_by_due ON judgements (next_due_at) WHERE status = 'running';
+    """,
 ]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from performance_agent.storage.alerts import AlertRepository, SqliteAlertRepository
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import InstanceRepository, SqliteInstanceRepository
+from performance_agent.storage.judgements import SqliteJudgementRepository
 from performance_agent.storage.plans import PlanRepository, SqlitePlanRepository
 from performance_agent.storage.snapshots import SnapshotRepository, SqliteSnapshotRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository
@@ -29,6 +30,7 @@ class Storage:
     plans: PlanRepository
     alerts: AlertRepository
     workflows: SqliteWorkflowRepository
+    judgements: SqliteJudgementRepository
 
     async def open(self) -> None:
         await self.database.open()
@@ -50,4 +52,5 @@ def open_storage(location: str) -> Storage:
         plans=SqlitePlanRepository(database),
         alerts=SqliteAlertRepository(database),
         workflows=SqliteWorkflowRepository(database),
+        judgements=SqliteJudgementRepository(database),
     )

@@ -259,6 +259,18 @@ class SqliteWorkflowRepository:
 
         return await self._db.run(work)
 
+    async def of_plan(self, plan_id: str, limit: int) -> list[WorkflowDoc]:
+        """Workflows started from the plan, oldest first (a scan: plans are read rarely, workflows are few)."""
+
+        def work(connection: sqlite3.Connection) -> list[WorkflowDoc]:
+            rows = connection.execute(
+                "SELECT doc FROM workflows WHERE json_extract(CAST(doc AS TEXT), '$.plan_id') = ? ORDER BY seq LIMIT ?",
+                (plan_id, limit),
+            )
+            return [_doc_decoder.decode(row[0]) for row in rows]
+
+        return await self._db.run(work)
+
     async def events(self, workflow_id: str) -> list[WorkflowEvent]:
         def work(connection: sqlite3.Connection) -> list[bytes]:
             rows = connection.execute(

@@ -23,7 +23,7 @@ from performance_agent.workflows.schemas import (
 )
 from performance_agent.workflows.service import WorkflowService
 
-__all__ = ("ANONYMOUS", "WorkflowsController", "WorkflowsDependency")
+__all__ = ("ANONYMOUS", "WorkflowsController", "WorkflowsDependency", "request_actor")
 
 ANONYMOUS = "anonymous"
 _START = {"role": Role.operator}
@@ -53,7 +53,8 @@ IfMatch = Annotated[
 WorkflowsDependency = NamedDependency[SkipValidation[WorkflowService]]
 
 
-def _actor(request: Request[Any, Any, Any], key_ring: ApiKeyRing, named: str | None) -> str:
+def request_actor(request: Request[Any, Any, Any], key_ring: ApiKeyRing, named: str | None = None) -> str:
+    """Who acts: the API key's name with auth on, else the name the body gave, else `anonymous`."""
     if key_ring.enabled:
         principal = principal_of(request.scope, key_ring)
         if principal is not None:
@@ -113,7 +114,7 @@ class WorkflowsController(Controller):
         `target_not_allowed` for an actuator URL outside PERF_AGENT_WEBHOOK_ALLOWLIST. Without
         `approval.required` the workflow starts in `capturing_baseline`.
         """
-        result = await workflows.create(data, actor=_actor(request, key_ring, None), idempotency_key=idempotency_key)
+        result = await workflows.create(data, actor=request_actor(request, key_ring), idempotency_key=idempotency_key)
         return _with_etag(result.workflow, 201)
 
     @get(
@@ -185,7 +186,7 @@ class WorkflowsController(Controller):
         workflow = await workflows.act(
             workflow_id,
             action,
-            actor=_actor(request, key_ring, approver),
+            actor=request_actor(request, key_ring, approver),
             comment=comment,
             reason=reason,
             if_match=_version(if_match),

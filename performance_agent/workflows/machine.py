@@ -148,6 +148,8 @@ _TRANSITION_TABLE: tuple[dict[str, object], ...] = (
     _rule(_USER.ABORT.trigger, [_S.APPLYING, *_ROLLBACK_SOURCES], _S.ROLLING_BACK),
     _rule(_USER.CANCEL.trigger, [_S.PENDING_APPROVAL, _S.CAPTURING_BASELINE], _S.CANCELLED),
     _rule(_USER.PAUSE.trigger, [_S.MONITORING, _S.AWAITING_APPROVAL], _S.PAUSED),
+    # Paused by the A/A check, before anything changed: resuming captures the baseline again.
+    _rule(_USER.RESUME.trigger, [_S.PAUSED], _S.CAPTURING_BASELINE, conditions=[nothing_left_changed]),
     _rule(_USER.RESUME.trigger, [_S.PAUSED], _S.MONITORING),
     _rule(_USER.RETRY_ROLLBACK.trigger, [_S.FAILED], _S.ROLLING_BACK),
     # the way out when retrying cannot succeed: instances fixed by hand, released with a reason
@@ -155,6 +157,7 @@ _TRANSITION_TABLE: tuple[dict[str, object], ...] = (
     # reconciler triggers
     _rule(_INTERNAL.BASELINE_READY, [_S.CAPTURING_BASELINE], _S.APPLYING, effects=[_begin_first_stage]),
     _rule(_INTERNAL.BASELINE_FAILED, [_S.CAPTURING_BASELINE], _S.FAILED),
+    _rule(_INTERNAL.BASELINE_SUSPECT, [_S.CAPTURING_BASELINE], _S.PAUSED),
     _rule(_INTERNAL.STAGE_APPLIED, [_S.APPLYING], _S.MONITORING),
     _rule(_INTERNAL.APPLY_FAILED, [_S.APPLYING], _S.ROLLING_BACK),
     _rule(_INTERNAL.ANALYSIS_PASSED, [_S.MONITORING], _S.COMPLETED, conditions=[is_last_stage]),

@@ -58,6 +58,7 @@ class InternalTrigger(StrEnum):
 
     BASELINE_READY = "baseline_ready"
     BASELINE_FAILED = "baseline_failed"
+    BASELINE_SUSPECT = "baseline_suspect"
     STAGE_APPLIED = "stage_applied"
     APPLY_FAILED = "apply_failed"
     ANALYSIS_PASSED = "analysis_passed"
@@ -113,6 +114,10 @@ class WorkflowRecord:
             raise ValueError("inconsistent workflow record: " + "; ".join(problems))
 
 
+def _paused_before_any_change(record: WorkflowRecord) -> bool:
+    return record.status is WorkflowStatus.PAUSED and record.stage_index == 0 and record.changed_count == 0
+
+
 def record_problems(record: WorkflowRecord) -> list[str]:
     """Reasons a record could not have been produced by the machine (empty list = consistent)."""
     problems = stage_problems(record.stages) + stage_gate_problems(record.stage_gates, record.stages)
@@ -127,6 +132,8 @@ def record_problems(record: WorkflowRecord) -> list[str]:
         problems.append(f"changed_count {record.changed_count} is outside 0..{stage_total} for this stage")
     elif record.status in _NOTHING_CHANGED and record.changed_count != 0:
         problems.append(f"a {record.status} workflow has changed no instance, got {record.changed_count}")
+    elif _paused_before_any_change(record):
+        pass  # the A/A check paused it during the baseline: nothing was sent
     elif record.status in _STAGE_FULLY_SENT and record.changed_count != stage_total:
         problems.append(
             f"a {record.status} workflow has sent its whole stage ({stage_total}), got {record.changed_count}"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from performance_agent.workflows.gate import EVIDENCE_AGAINST_CANARY
 from performance_agent.workflows.machine import WorkflowStatus
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def rollback_reason(trigger: str, status_reason: str | None) -> str:
         return _ROLLBACK_BY_TRIGGER[trigger]
     if status_reason is not None and "consecutive failed windows" in status_reason:
         return "consecutive_failures"
+    if status_reason is not None and status_reason.startswith(EVIDENCE_AGAINST_CANARY):
+        return "evidence"
     return "guardrail"
 
 
@@ -51,8 +54,9 @@ class WorkflowMetrics:
         )
         self.rollbacks = Counter(
             "performance_agent_workflow_rollbacks_total",
-            "Rollbacks started, by reason (guardrail, consecutive_failures, apply_failed, approval_timeout, rejected, "
-            "aborted).",
+            "Rollbacks started, by reason (evidence: the judge's evidence crossed its threshold; guardrail: an "
+            "absolute limit; consecutive_failures: the canary could not be scraped; apply_failed, approval_timeout, "
+            "rejected, aborted).",
             ("reason",),
             registry=registry,
         )

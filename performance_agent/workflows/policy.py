@@ -10,14 +10,24 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-if TYPE_CHECKING:
-    from performance_agent.workflows.schemas import GuardrailSpec, MonitorSpec
+from performance_agent.judge import JudgeSettings, resolve_min_canary_requests
 
-__all__ = ("Guardrails", "MonitorPolicy", "resolve_guardrails", "resolve_monitor")
+if TYPE_CHECKING:
+    from performance_agent.workflows.schemas import GuardrailSpec, JudgeSpec, MonitorSpec
+
+__all__ = ("Guardrails", "MonitorPolicy", "resolve_guardrails", "resolve_judge", "resolve_monitor")
 
 
 class Guardrails(msgspec.Struct, kw_only=True, frozen=True):
-    """Thresholds of the health gate. `None` on an optional absolute limit means "not checked"."""
+    """Thresholds of the health gate. `None` on an optional absolute limit means "not checked".
+
+    `max_*_increase` is the slowdown that is acceptable: the judge rolls back only on evidence that
+    the canary is slower than the reference by more than that. `min_samples` no longer gates a
+    window; given in a request without `judge.min_canary_requests` it becomes the stage's pooled
+    floor (see `resolve_judge`). `consecutive_failures` now counts only windows whose canary could
+    not be scraped (with `on_canary_scrape_error: fail`): statistical evidence accumulates instead
+    of being counted window by window.
+    """
 
     min_samples: int = 100
     max_ttft_p99_increase: float = 0.2
@@ -33,13 +43,16 @@ class Guardrails(msgspec.Struct, kw_only=True, frozen=True):
     max_e2e_p99_s: float | None = None
     consecutive_failures: int = 2
     on_canary_scrape_error: Literal["fail", "inconclusive"] = "fail"
+    max_goodput_decrease: float = 0.02
 
 
 class MonitorPolicy(msgspec.Struct, kw_only=True, frozen=True):
     """`duration_s` counts from the start of monitoring, warm-up included.
 
-    A stage passes once `duration_s` is over, at least `min_passing_windows` windows passed and the
-    latest conclusive window passed. `inconclusive_timeout_s` without a conclusive window pauses it.
+    A stage passes once `duration_s` is over, at least `min_passing_windows` windows were judged
+    and passed, nothing rolled it back and the canary served the judge's pooled floor (see
+    `gate.decide_after_window`). `inconclusive_timeout_s` without a window that could be read
+    pauses it.
     """
 
     duration_s: float = 300.0
@@ -60,6 +73,22 @@ def _merged(spec: msgspec.Struct | None, defaults: msgspec.Struct) -> dict[str, 
 
 def resolve_guardrails(spec: GuardrailSpec | None, defaults: Guardrails) -> Guardrails:
     return Guardrails(**_merged(spec, defaults))  # type: ignore[arg-type]
+
+
+def resolve_judge(spec: JudgeSpec | None, guardrails: GuardrailSpec | None, defaults: JudgeSettings) -> JudgeSettings:
+    """Request values over defaults; a body written for the per-window gate keeps its traffic floor.
+
+    Such a body set `guardrails.min_samples` and knows nothing of `judge`: its `min_samples` then
+    becomes the pooled `min_canary_requests` of each stage, so it advances with the traffic it
+    advanced with before. Resolved once, at creation, like the guardrails.
+    """
+    values = _merged(spec, defaults)
+    values["min_canary_requests"] = resolve_min_canary_requests(
+        None if spec is None else spec.min_canary_requests,
+        None if guardrails is None else guardrails.min_samples,
+        defaults.min_canary_requests,
+    )
+    return JudgeSettings(**values)  # type: ignore[arg-type]
 
 
 def resolve_monitor(spec: MonitorSpec | None, defaults: MonitorPolicy) -> MonitorPolicy:

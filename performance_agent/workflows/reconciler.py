@@ -18,23 +18,44 @@ import logging
 from typing import TYPE_CHECKING
 
 from performance_agent.clock import utc
+from performance_agent.judge import (
+    INSUFFICIENT_CANARY_TRAFFIC,
+    JudgeState,
+    Tolerances,
+    aa_check,
+    judge_window,
+    plan_margins,
+)
+from performance_agent.metrics.builder import cohort_counts, cohort_figures
 from performance_agent.storage.workflows import VersionConflict
 from performance_agent.workflows.cohorts import rollback_plan, stage_instance_ids
-from performance_agent.workflows.gate import StageProgress, cohort_summary, decide_after_window, evaluate_window
+from performance_agent.workflows.effects import record_stage_effects
+from performance_agent.workflows.gate import (
+    StageProgress,
+    cohort_summary,
+    decide_after_window,
+    judged,
+    scrape_failure,
+)
 from performance_agent.workflows.machine import InternalTrigger, WorkflowStatus, is_active
 from performance_agent.workflows.schemas import BaselineSummary, WindowRecord
 from performance_agent.workflows.state import EventDraft, apply_event_id, cohorts_of, transition
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from performance_agent.background import Heartbeat
+    from performance_agent.judge import CohortCounts, JudgePlan
+    from performance_agent.metrics.builder import RawScrape
     from performance_agent.storage.workflows import OutboxUpdate, SqliteWorkflowRepository, StoredWorkflow
     from performance_agent.workflows.observability import WorkflowMetrics
     from performance_agent.workflows.observer import CohortObserver, Observation
     from performance_agent.workflows.outbox import CallOutcome, OutboxDriver
     from performance_agent.workflows.schemas import CohortFigures
-    from performance_agent.workflows.state import TransitionOutcome
+    from performance_agent.workflows.state import TransitionOutcome, WorkflowDoc
+
+    #: The SLO latency targets (concept key -> seconds) goodput is judged against, for these instances.
+    SloTargetsOf = Callable[[Sequence[str]], Awaitable[dict[str, float]]]
 
 __all__ = ("AGENT_ACTOR", "Reconciler")
 
@@ -96,8 +117,10 @@ class Reconciler:
         concurrency: int = 32,
         batch: int = 1000,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        slo_targets: SloTargetsOf | None = None,
     ) -> None:
         self._workflows = workflows
+        self._slo_targets = slo_targets
         self._observer = observer
         self._outbox = outbox
         self._metrics = metrics
@@ -145,6 +168,8 @@ class Reconciler:
             await self._baseline(pending, now)
         elif status is _S.APPLYING:
             await self._apply(pending, now)
+        elif status is _S.PAUSED and stored.doc.changed_count == 0:  # the A/A check: nothing to watch
+            pending.reschedule(None)
         elif status in _WATCHED:
             if not self._approval_deadline(pending, now):
                 await self._watch(pending, now)
@@ -198,12 +223,10 @@ class Reconciler:
         if now < doc.baseline_started_at + interval:
             pending.reschedule(doc.baseline_started_at + interval)
             return
-        seen = await self._observer.observe(doc.instance_ids)
-        figures, errors = await self._observer.window(doc.instance_ids, doc.baseline_marks, seen)
+        seen = await self._observer.observe(doc.instance_ids, now=now, interval_s=interval, after=doc.baseline_marks)
+        series, errors = await self._observer.series(doc.instance_ids, doc.baseline_marks, seen)
         if not errors:
-            window_s = figures.window_s
-            doc.baseline = BaselineSummary(captured_at=utc(now), window_s=window_s, figures=cohort_summary(figures))
-            pending.fire(_I.BASELINE_READY, now, "baseline captured")
+            await self._baseline_captured(pending, now, series)
             return
         for instance_id, observation in seen.items():
             if observation.collected_at is not None and instance_id not in doc.baseline_marks:
@@ -215,6 +238,38 @@ class Reconciler:
             pending.fire(_I.BASELINE_FAILED, now, f"no baseline: cannot scrape {problems}", scrape_errors=errors)
             return
         pending.reschedule(min(now + interval, deadline))
+
+    async def _plan(self, doc: WorkflowDoc, baseline: CohortCounts) -> JudgePlan:
+        """The judge's tests for this workflow, from the baseline's buckets and the guardrails."""
+        targets = await self._slo_targets(doc.instance_ids) if self._slo_targets is not None else {}
+        return plan_margins(baseline, Tolerances.from_guardrails(doc.guardrails, targets), doc.judge_settings)
+
+    async def _baseline_captured(self, pending: _Pending, now: float, series: list[list[RawScrape]]) -> None:
+        """Store the baseline (display figures and bucket counts), plan the judge, run the A/A check.
+
+        The A/A check compares the instances of the first canary cohort with the rest over the
+        same capture: a cohort that is already slower pauses the workflow before anything changes.
+        """
+        doc = pending.doc
+        counts = cohort_counts(series)
+        figures = cohort_figures(series)
+        plan = await self._plan(doc, counts)
+        first = set(stage_instance_ids(doc.instance_ids, doc.stages, 0))
+        canary = [
+            scrapes for instance_id, scrapes in zip(doc.instance_ids, series, strict=True) if instance_id in first
+        ]
+        rest = [
+            scrapes for instance_id, scrapes in zip(doc.instance_ids, series, strict=True) if instance_id not in first
+        ]
+        aa = aa_check(cohort_counts(canary), cohort_counts(rest), plan) if rest else None
+        doc.baseline = BaselineSummary(
+            captured_at=utc(now), window_s=figures.window_s, figures=cohort_summary(figures), counts=counts, aa_check=aa
+        )
+        doc.judge_plan, doc.judge_state = plan, JudgeState()
+        if aa is not None and not aa.passed:
+            pending.fire(_I.BASELINE_SUSPECT, now, "; ".join(aa.reasons), first_canary=sorted(first))
+            return
+        pending.fire(_I.BASELINE_READY, now, "baseline captured")
 
     # ----------------------------------------------------------------------------- actuator
     def _call_failed(self, pending: _Pending, outcome: CallOutcome, now: float) -> None:
@@ -314,7 +369,7 @@ class Reconciler:
         if doc.next_window_at is not None and now < doc.next_window_at:
             pending.reschedule(doc.next_window_at)
             return
-        seen = await self._observer.observe(members)
+        seen = await self._observer.observe(members, now=now, interval_s=doc.monitor.interval_s, after=doc.window_marks)
         await self._judge(pending, now, list(cohorts.canary), list(cohorts.control), seen)
 
     async def _judge(
@@ -323,27 +378,34 @@ class Reconciler:
         doc = pending.doc
         progress = doc.progress
         assert progress is not None  # set by _watch
-        canary_figures, canary_errors = await self._observer.window(canary_ids, doc.window_marks, seen)
-        canary = cohort_summary(canary_figures)
-        control_errors: dict[str, str] = {}
+        canary_series, canary_errors = await self._observer.series(canary_ids, doc.window_marks, seen)
+        control_series, control_errors = await self._observer.series(control_ids, doc.window_marks, seen)
+        canary = cohort_summary(cohort_figures(canary_series))
         reference: CohortFigures | None
         if control_ids:
-            control_figures, control_errors = await self._observer.window(control_ids, doc.window_marks, seen)
-            reference, reference_name = cohort_summary(control_figures), "control"
+            reference = cohort_summary(cohort_figures(control_series))
         else:
             reference = doc.baseline.figures if doc.baseline is not None else None
-            reference_name = "baseline"
-        result = evaluate_window(
-            canary,
-            reference,
-            doc.guardrails,
-            canary_errors=canary_errors,
-            control_errors=control_errors,
-            reference_name=reference_name,
-        )
+        result = scrape_failure(doc.guardrails, canary_errors, control_errors)
+        if result is None:
+            canary_counts = cohort_counts(canary_series)
+            reference_counts = cohort_counts(control_series) if control_ids else None
+            if doc.judge_plan is None:  # stored before the sequential judge: plan from what is known now
+                known = doc.baseline.counts if doc.baseline is not None else None
+                doc.judge_plan = await self._plan(doc, known or reference_counts or canary_counts)
+            doc.judge_state, judgement = judge_window(
+                doc.judge_state or JudgeState(), doc.judge_plan, canary_counts, reference_counts
+            )
+            result = judged(judgement)
         status = doc.status_enum
         decision = decide_after_window(
-            progress, result, now=now, rules=doc.guardrails, monitor=doc.monitor, may_advance=status is _S.MONITORING
+            progress,
+            result,
+            now=now,
+            rules=doc.guardrails,
+            monitor=doc.monitor,
+            settings=doc.judge_settings,
+            may_advance=status is _S.MONITORING,
         )
         seq = await self._workflows.next_window_seq(doc.workflow_id)
         pending.window = WindowRecord(
@@ -361,6 +423,8 @@ class Reconciler:
             control=reference,
             min_samples=doc.guardrails.min_samples,
             scrape_errors={**canary_errors, **control_errors},
+            evidence=result.judgement,
+            stage_canary_requests=progress.canary_requests,
         )
         doc.window_marks = {i: o.collected_at for i, o in seen.items() if o.collected_at is not None}
         doc.window_started_at = now
@@ -368,8 +432,27 @@ class Reconciler:
         pending.dirty = True
         pending.reschedule(doc.next_window_at)
         if decision.step == "rollback":
-            pending.fire(_I.ANALYSIS_FAILED, now, decision.reason, window=seq)
+            pending.fire(_I.ANALYSIS_FAILED, now, decision.reason, window=seq, code=decision.code)
         elif decision.step == "advance":
-            pending.fire(_I.ANALYSIS_PASSED, now, None, window=seq, passing_windows=progress.passing_windows)
+            await record_stage_effects(doc, self._observer, now, canary_ids, control_ids)
+            pending.fire(
+                _I.ANALYSIS_PASSED,
+                now,
+                None,
+                window=seq,
+                passing_windows=progress.passing_windows,
+                canary_requests=progress.canary_requests,
+            )
         elif decision.step == "pause":
-            pending.fire(_I.INCONCLUSIVE_TOO_LONG, now, decision.reason, window=seq)
+            if decision.code == INSUFFICIENT_CANARY_TRAFFIC:
+                pending.fire(
+                    _I.INCONCLUSIVE_TOO_LONG,
+                    now,
+                    INSUFFICIENT_CANARY_TRAFFIC,
+                    window=seq,
+                    explanation=decision.reason,
+                    canary_requests=progress.canary_requests,
+                    min_canary_requests=doc.judge_settings.min_canary_requests,
+                )
+            else:
+                pending.fire(_I.INCONCLUSIVE_TOO_LONG, now, decision.reason, window=seq, code=decision.code)

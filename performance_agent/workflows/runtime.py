@@ -10,9 +10,11 @@ import time
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from performance_agent.clock import utc
+from performance_agent.fleet.slo import effective_targets
 from performance_agent.metrics.collection import CollectionService, ScrapeMetrics
 from performance_agent.outbound.webhooks import HttpPoster
 from performance_agent.workflows.actuators import SimulatorActuator, WebhookActuator
+from performance_agent.workflows.effects import slo_limits
 from performance_agent.workflows.observer import CohortObserver
 from performance_agent.workflows.outbox import OutboxDriver
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
@@ -21,16 +23,18 @@ from performance_agent.workflows.schemas import ActuatorSpec
 from performance_agent.workflows.validation import CreateDefaults
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
+    from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.page_reader import ScrapedPageReader
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.factory import Storage
+    from performance_agent.storage.instances import InstanceRepository
     from performance_agent.workflows.actuators import Actuator
     from performance_agent.workflows.observability import WorkflowMetrics
 
-__all__ = ("RolloutSettings", "build_reconciler", "workflow_defaults")
+__all__ = ("RolloutSettings", "build_observer", "build_reconciler", "slo_latency_targets", "workflow_defaults")
 
 
 class RolloutSettings(Protocol):
@@ -53,6 +57,10 @@ class RolloutSettings(Protocol):
     @property
     def workflow_tick_s(self) -> float: ...
     @property
+    def workflow_max_reading_age_s(self) -> float: ...
+    @property
+    def scrape_background(self) -> bool: ...
+    @property
     def workflow_actuator_type(self) -> Literal["webhook", "simulator"]: ...
     @property
     def workflow_actuator_url(self) -> str | None: ...
@@ -74,20 +82,33 @@ class RolloutSettings(Protocol):
     def workflow_on_canary_scrape_error(self) -> Literal["fail", "inconclusive"]: ...
 
 
-def build_reconciler(
+def slo_latency_targets(
+    instances: InstanceRepository, defaults: SloTargets
+) -> Callable[[Sequence[str]], Awaitable[dict[str, float]]]:
+    """Goodput targets of a workflow: the first instance's SLO latency targets (or the configured defaults).
+
+    The same per-request limits the measured effects use (`workflows.effects.slo_limits`).
+    """
+
+    async def targets(instance_ids: Sequence[str]) -> dict[str, float]:
+        stored = await instances.get(instance_ids[0]) if instance_ids else None
+        return slo_limits(defaults if stored is None else effective_targets(stored, defaults)[0])
+
+    return targets
+
+
+def build_observer(
     settings: RolloutSettings,
     *,
     storage: Storage,
     clients: PinnedClients,
     scrape_allowlist: TargetAllowlist,
-    webhook_allowlist: TargetAllowlist,
     resolver: Resolver,
-    metrics: WorkflowMetrics,
     scrape_metrics: ScrapeMetrics,
     reader: ScrapedPageReader,
     clock: Callable[[], float] = time.time,
-) -> Reconciler:
-    """A reconciler on the agent's storage and clients; `clock` also stamps the scrapes it takes."""
+) -> CohortObserver:
+    """How workflows and judgements read their cohorts; `clock` stamps the scrapes it takes."""
     collection = CollectionService(
         instances=storage.instances,
         snapshots=storage.snapshots,
@@ -100,12 +121,28 @@ def build_reconciler(
         clock=lambda: utc(clock()),
         reader=reader,
     )
-    observer = CohortObserver(
+    return CohortObserver(
         instances=storage.instances,
         snapshots=storage.snapshots,
         collection=collection,
         timeout_s=settings.scrape_timeout_s,
+        max_reading_age_s=settings.workflow_max_reading_age_s if settings.scrape_background else 0.0,
     )
+
+
+def build_reconciler(
+    settings: RolloutSettings,
+    *,
+    storage: Storage,
+    observer: CohortObserver,
+    clients: PinnedClients,
+    webhook_allowlist: TargetAllowlist,
+    resolver: Resolver,
+    metrics: WorkflowMetrics,
+    slo_targets: Callable[[Sequence[str]], Awaitable[dict[str, float]]],
+    clock: Callable[[], float] = time.time,
+) -> Reconciler:
+    """A reconciler on the agent's storage and clients, reading cohorts through `observer`."""
     poster = HttpPoster(clients, webhook_allowlist, resolver, settings.webhook_timeout_s)
     actuators: dict[str, Actuator] = {
         "webhook": WebhookActuator(poster, settings.webhook_secret, clock),
@@ -121,6 +158,7 @@ def build_reconciler(
         metrics=metrics,
         clock=clock,
         tick_s=settings.workflow_tick_s,
+        slo_targets=slo_targets,
     )
 
 

@@ -15,6 +15,8 @@ import msgspec
 from msgspec import Meta
 
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
+from performance_agent.judge import AaResult, CohortCounts, JudgeSettings, WindowJudgement
+from performance_agent.metrics.effects import MeasuredEffect
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 
 __all__ = (
@@ -29,9 +31,11 @@ __all__ = (
     "CohortView",
     "FlagValue",
     "GuardrailSpec",
+    "JudgeSpec",
     "MetricCheck",
     "MonitorSpec",
     "ScrapeErrorPolicy",
+    "StageEffects",
     "Verdict",
     "WindowRecord",
     "Workflow",
@@ -89,6 +93,15 @@ class GuardrailSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_e2e_p99_s: Seconds | None = None
     consecutive_failures: Annotated[int, Meta(ge=1, le=1000)] | None = None
     on_canary_scrape_error: ScrapeErrorPolicy | None = None
+    max_goodput_decrease: Annotated[float, Meta(ge=0, le=1)] | None = None
+
+
+class JudgeSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The sequential judge: false-rollback budget per workflow and the canary traffic a stage needs."""
+
+    alpha: Annotated[float, Meta(gt=0, le=0.5)] | None = None
+    min_canary_requests: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
+    max_stage_extension_s: Annotated[float, Meta(ge=0, le=7 * 24 * 3600)] | None = None
 
 
 class ActuatorSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -116,6 +129,7 @@ class WorkflowCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     approval: ApprovalSpec | None = None
     monitor: MonitorSpec | None = None
     guardrails: GuardrailSpec | None = None
+    judge: JudgeSpec | None = None
     actuator: ActuatorSpec | None = None
     description: Annotated[str, Meta(max_length=2000)] | None = None
 
@@ -140,7 +154,12 @@ class CohortView(msgspec.Struct, kw_only=True):
 
 
 class CohortFigures(msgspec.Struct, kw_only=True):
-    """The figures a verdict compared, for one cohort (or the baseline)."""
+    """Display figures of one cohort (or the baseline) over a window; the verdict does not compare them.
+
+    The `*_p99_s` are interpolated inside histogram buckets (`histogram_quantile`), so a p99 from
+    a hundred requests can sit anywhere in a bucket 2.5x wide: read the window's `evidence` for
+    what was judged (requests above each bucket edge).
+    """
 
     instances: int
     requests: float | None = None
@@ -153,16 +172,25 @@ class CohortFigures(msgspec.Struct, kw_only=True):
 
 
 class BaselineSummary(msgspec.Struct, kw_only=True):
+    """The pre-rollout capture: display figures, the bucket counts the judge planned from, the A/A check.
+
+    `counts` and `aa_check` are absent from workflows stored before the sequential judge.
+    """
+
     captured_at: datetime
     window_s: float | None
     figures: CohortFigures
+    counts: CohortCounts | None = None
+    aa_check: AaResult | None = None
 
 
 class MetricCheck(msgspec.Struct, kw_only=True):
-    """One comparison of a window: `passed` is null when a value was unknown (the check was skipped).
+    """One judged metric of a window, in brief: `passed` is null when the window had no data for it.
 
-    `observed` is the increase canary over reference as a fraction (a decrease for throughput,
-    percentage points for the error rate), or the canary's own value for an absolute limit.
+    `observed` is the metric's running evidence and `threshold` the evidence that rolls back;
+    `canary` and `reference` are the shares of requests above the bucket edge carrying the most
+    evidence (null for count tests). The full table per edge is in the window's `evidence`.
+    Windows stored before the sequential judge hold the old p99 comparisons here.
     """
 
     metric: str
@@ -190,6 +218,34 @@ class WindowRecord(msgspec.Struct, kw_only=True):
     control: CohortFigures | None
     min_samples: int
     scrape_errors: dict[str, str]
+    #: What the judge saw: per metric and edge the counts, shares, margin and evidence (see docs/rollout.md).
+    #: Null for a window that could not be read, and in windows stored before the sequential judge.
+    evidence: WindowJudgement | None = None
+    #: The canary's requests pooled over the stage's judged windows so far (the floor is `judge.min_canary_requests`).
+    stage_canary_requests: float | None = None
+
+
+class StageEffects(msgspec.Struct, kw_only=True):
+    """The measured effect of the change over one passed stage (`metrics.effects`), canary against reference.
+
+    Counts are pooled over the judged part of the stage (`window_start`, after the warm-up, to
+    `window_end`, when the stage passed); the reference is the control cohort, or the baseline
+    captured before the first change when no instance is left unchanged. `final` marks the stage
+    whose pass completed the workflow. `note` says why `effects` is empty when it is.
+    """
+
+    stage_index: int
+    percent: int
+    final: bool
+    reference: Literal["control", "baseline"]
+    window_start: datetime
+    window_end: datetime
+    canary_instances: int
+    reference_instances: int
+    canary_requests: float
+    reference_requests: float
+    effects: list[MeasuredEffect]
+    note: str | None = None
 
 
 class ApprovalRecord(msgspec.Struct, kw_only=True):
@@ -234,6 +290,7 @@ class Workflow(msgspec.Struct, kw_only=True):
     approval: ApprovalSpec
     monitor: MonitorPolicy
     guardrails: Guardrails
+    judge: JudgeSettings
     actuator: ActuatorSpec
     created_by: str
     created_at: datetime
@@ -247,3 +304,4 @@ class Workflow(msgspec.Struct, kw_only=True):
     baseline: BaselineSummary | None
     approvals: list[ApprovalRecord]
     windows: list[WindowRecord] | None = None
+    effects: list[StageEffects] = msgspec.field(default_factory=list)

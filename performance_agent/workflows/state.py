@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from performance_agent.judge import JudgePlan, JudgeSettings, JudgeState
 from performance_agent.workflows.cohorts import cohorts_for_count
 from performance_agent.workflows.gate import StageProgress
 from performance_agent.workflows.machine import WorkflowRecord, WorkflowStatus, apply_trigger, is_terminal
@@ -29,6 +30,7 @@ from performance_agent.workflows.schemas import (
     ApprovalSpec,
     BaselineSummary,
     FlagValue,
+    StageEffects,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     approval: ApprovalSpec
     monitor: MonitorPolicy
     guardrails: Guardrails
+    #: Absent (null) from documents stored before the sequential judge: see `judge_settings`.
+    judge: JudgeSettings | None = None
     actuator: ActuatorSpec
     #: The actuator's URL is `PERF_AGENT_WORKFLOW_ACTUATOR_URL` (a secret setting): never shown.
     actuator_url_from_settings: bool = False
@@ -88,10 +92,27 @@ class WorkflowDoc(msgspec.Struct, kw_only=True):
     baseline: BaselineSummary | None = None
     stage_started_at: float | None = None
     progress: StageProgress | None = None
+    #: The judge's tests, fixed at baseline capture, and its evidence carried across windows and
+    #: stages. Absent from workflows stored before the sequential judge: the next window plans them.
+    judge_plan: JudgePlan | None = None
+    judge_state: JudgeState | None = None
     window_started_at: float | None = None
     window_marks: dict[str, float] = msgspec.field(default_factory=dict)
     next_window_at: float | None = None
     approvals: list[ApprovalRecord] = msgspec.field(default_factory=list)
+    #: Measured effects, one entry per passed stage (absent from documents stored before they existed).
+    effects: list[StageEffects] = msgspec.field(default_factory=list)
+
+    @property
+    def judge_settings(self) -> JudgeSettings:
+        """The judge this workflow runs with; a workflow stored before the judge keeps its `min_samples` as floor.
+
+        Its old gate needed `min_samples` requests in every window, so a pooled floor of the same
+        number lets it advance at least as it did.
+        """
+        if self.judge is not None:
+            return self.judge
+        return JudgeSettings(min_canary_requests=self.guardrails.min_samples)
 
     @property
     def status_enum(self) -> WorkflowStatus:

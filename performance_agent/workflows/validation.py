@@ -8,14 +8,15 @@ runs before every call).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.errors import ErrorDetail, ForbiddenError, RequestValidationError
+from performance_agent.judge import JudgeSettings
 from performance_agent.outbound.target_guard import TargetRefusedError, check_static
 from performance_agent.workflows.cohorts import DEFAULT_STAGES, stage_gate_problems, stage_problems
 from performance_agent.workflows.machine import initial_status
-from performance_agent.workflows.policy import resolve_guardrails, resolve_monitor
+from performance_agent.workflows.policy import resolve_guardrails, resolve_judge, resolve_monitor
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import WorkflowDoc
 
@@ -36,6 +37,7 @@ class CreateDefaults:
     monitor: MonitorPolicy
     actuator: ActuatorSpec | None
     webhook_allowlist: TargetAllowlist
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
 
 
 def _detail(field: str, message: str, kind: str = "invalid") -> ErrorDetail:
@@ -176,6 +178,7 @@ def validate_create(
         approval=approval,
         monitor=resolve_monitor(body.monitor, defaults.monitor),
         guardrails=resolve_guardrails(body.guardrails, defaults.guardrails),
+        judge=resolve_judge(body.judge, body.guardrails, defaults.judge),
         actuator=actuator,
         actuator_url_from_settings=actuator.url is not None and (body.actuator is None or body.actuator.url is None),
         created_by=actor,

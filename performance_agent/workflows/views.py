@@ -54,6 +54,7 @@ def to_view(doc: WorkflowDoc, version: int, windows: list[WindowRecord] | None) 
         approval=doc.approval,
         monitor=doc.monitor,
         guardrails=doc.guardrails,
+        judge=doc.judge_settings,
         actuator=_shown_actuator(doc),
         created_by=doc.created_by,
         created_at=utc(doc.created_at),
@@ -67,4 +68,5 @@ def to_view(doc: WorkflowDoc, version: int, windows: list[WindowRecord] | None) 
         baseline=doc.baseline,
         approvals=list(doc.approvals),
         windows=windows,
+        effects=list(doc.effects),
     )

@@ -9,7 +9,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import aggregate_window
+from performance_agent.metrics.goodput import goodput_targets
 from performance_agent.simulator import start_simulator
 from tests.api.analysis_support import register, seed_history, simulated
 from tests.conftest import KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
@@ -85,6 +87,31 @@ def test_slo_in_the_request_overrides_for_this_analysis_only(api: TestClient[Lit
     assert objectives["ttft_p99_s"]["compliance"] == 0.0
     assert objectives["ttft_p99_s"]["bad_windows"] > 0
     assert api.get("/api/v1/instances/vllm-0").json()["slo"]["ttft_p99_s"] == 5.0
+
+
+def test_goodput_of_the_window_is_measured_against_the_effective_targets(api: TestClient[Litestar]) -> None:
+    register(api, "vllm-0", slo={"ttft_p99_s": 1.0, "e2e_p99_s": 20.0})
+    server, clock = simulated("vllm")
+    raws = seed_history(api, "vllm-0", server, clock)
+
+    body = analyze(api, instance_id="vllm-0").json()
+    targets = SloTargets(ttft_p99_s=1.0, e2e_p99_s=20.0, itl_p99_s=0.2, target_ratio=0.95)
+    expected = aggregate_window(raws, goodput_targets=goodput_targets(targets)).goodput
+    assert expected is not None
+    assert expected.share is not None
+    assert 0.0 < expected.share <= 1.0
+    goodput = body["window"]["figures"]["goodput"]
+    assert goodput["share"] == pytest.approx(expected.share)
+    assert [t["objective"] for t in goodput["targets"]] == ["ttft_p99_s", "e2e_p99_s", "itl_p99_s"]
+    assert goodput["targets"][2]["per_token"] is True
+    assert body["slo"]["goodput"] == goodput  # the SLO report shows the same window's goodput
+
+    # A request override moves the limit goodput is measured against.
+    strict = analyze(api, instance_id="vllm-0", slo={"ttft_p99_s": 0.001}).json()
+    ttft = strict["window"]["figures"]["goodput"]["targets"][0]
+    assert ttft["limit_s"] == 0.001
+    assert ttft["share"] == 0.0
+    assert strict["slo"]["goodput"]["share"] == 0.0
 
 
 def test_an_instance_without_history_is_collected_once_first(client_factory: ClientFactory) -> None:

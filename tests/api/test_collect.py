@@ -343,3 +343,30 @@ def test_scrapes_are_counted_on_the_agents_metrics(api: TestClient[Litestar], sc
     after = api.get("/metrics").text
     assert sample(after, failures) == sample(before, failures) + 1
     assert sample(after, durations) == sample(before, durations) + 1
+
+
+def test_a_snapshot_carries_goodput_against_the_instance_s_own_targets(
+    api: TestClient[Litestar], scripted_server: ScriptedServer
+) -> None:
+    scripted_server.serve("/metrics", SGLANG_PAGE)
+    without = collect(api, "sglang", scripted_server).json()
+    assert without["goodput"] is None  # no SLO targets registered
+    registered = api.post(
+        "/api/v1/instances",
+        json={
+            "instance_id": "inst-1",
+            "engine": "sglang",
+            "endpoint": scripted_server.endpoint,
+            "slo": {"ttft_p99_s": 2.5, "e2e_p99_s": 30.0},
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    with_targets = collect(api, "sglang", scripted_server, instance_id="inst-1")
+    assert with_targets.status_code == 200, with_targets.text
+    goodput = with_targets.json()["goodput"]
+    targets = {t["objective"]: t for t in goodput["targets"]}
+    assert targets["ttft_p99_s"]["limit_s"] == 2.5
+    assert targets["ttft_p99_s"]["observations"] == 11008.0
+    assert targets["ttft_p99_s"]["share"] <= targets["ttft_p99_s"]["share_upper"]
+    request_level = [t["share"] for t in goodput["targets"] if not t["per_token"]]
+    assert goodput["share"] == pytest.approx(max(0.0, 1.0 - sum(1.0 - share for share in request_level)))

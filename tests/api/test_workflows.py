@@ -80,6 +80,8 @@ def test_start_answers_201_with_the_workflow(client: TestClient[Litestar]) -> No
     assert workflow["guardrails"]["min_samples"] == 100
     assert workflow["guardrails"]["max_itl_p99_increase"] == 0.15
     assert workflow["guardrails"]["consecutive_failures"] == 2
+    assert workflow["guardrails"]["max_goodput_decrease"] == 0.02
+    assert workflow["judge"] == {"alpha": 0.05, "min_canary_requests": 1000, "max_stage_extension_s": None}
     assert workflow["created_by"] == "anonymous"
     assert workflow["description"] == "fewer seqs"
     assert workflow["windows"] == []
@@ -127,6 +129,34 @@ def test_request_values_override_the_settings_defaults(client_factory: ClientFac
     assert (guardrails["min_samples"], guardrails["max_error_rate"]) == (7, 0.1)
     assert guardrails["max_ttft_p99_increase"] == 0.5
     assert guardrails["on_canary_scrape_error"] == "inconclusive"
+    assert workflow["judge"]["min_canary_requests"] == 1000  # a settings default is no request's floor
+
+
+@pytest.mark.parametrize(
+    ("extra", "judge"),
+    [
+        # A body written for the per-window gate: its min_samples becomes the stage's pooled floor.
+        (
+            {"guardrails": {"min_samples": 250}},
+            {"alpha": 0.05, "min_canary_requests": 250, "max_stage_extension_s": None},
+        ),
+        (
+            {"guardrails": {"min_samples": 250}, "judge": {"min_canary_requests": 4000}},
+            {"alpha": 0.05, "min_canary_requests": 4000, "max_stage_extension_s": None},
+        ),
+        (
+            {"judge": {"alpha": 0.01, "max_stage_extension_s": 120}},
+            {"alpha": 0.01, "min_canary_requests": 1000, "max_stage_extension_s": 120.0},
+        ),
+    ],
+)
+def test_the_judge_block_and_the_min_samples_floor(
+    client: TestClient[Litestar], extra: dict[str, Any], judge: dict[str, Any]
+) -> None:
+    ids = register(client, 2)
+    response = client.post(WORKFLOWS, json=body(ids, **extra))
+    assert response.status_code == 201, response.text
+    assert response.json()["judge"] == judge
 
 
 def test_approval_required_starts_pending_with_its_deadline(client: TestClient[Litestar]) -> None:
@@ -158,6 +188,12 @@ def test_approval_required_starts_pending_with_its_deadline(client: TestClient[L
         ({"guardrails": {"max_error_rate": 2}}, ["body.guardrails.max_error_rate"]),
         ({"guardrails": {"on_canary_scrape_error": "ignore"}}, ["body.guardrails.on_canary_scrape_error"]),
         ({"actuator": {"type": "ssh"}}, ["body.actuator.type"]),
+        ({"guardrails": {"max_goodput_decrease": 1.5}}, ["body.guardrails.max_goodput_decrease"]),
+        ({"judge": {"alpha": 0}}, ["body.judge.alpha"]),
+        ({"judge": {"alpha": 0.9}}, ["body.judge.alpha"]),
+        ({"judge": {"min_canary_requests": 0}}, ["body.judge.min_canary_requests"]),
+        ({"judge": {"max_stage_extension_s": -1}}, ["body.judge.max_stage_extension_s"]),
+        ({"judge": {"alpha": 0.05, "threshold": 20}}, ["body.judge.threshold"]),
         ({"instance_ids": []}, ["body.instance_ids"]),
     ],
 )
@@ -369,25 +405,32 @@ def test_with_auth_the_actor_is_the_key_name_and_roles_are_enforced(client_facto
     assert [e["actor"] for e in events] == ["ops", "lead"]
 
 
+def recommendation(
+    rec_id: str,
+    changes: dict[str, Any],
+    env: dict[str, str],
+    executable: bool,
+    impact: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """A stored plan's recommendation as `POST /optimize` writes it."""
+    return {
+        "id": rec_id,
+        "type": "batching",
+        "title": rec_id,
+        "changes": changes,
+        "env": env,
+        "rationale": "test",
+        "estimated_impact": impact or {},
+        "addresses": [],
+        "assumptions": [],
+        "risk": {"quality": "low", "stability": "low"},
+        "requires_restart": True,
+        "executable": executable,
+    }
+
+
 def store_plan(client: TestClient[Litestar], plan_id: str, engine: str, instance_id: str) -> None:
     """A plan as `POST /optimize` stores it, with one executable and one advisory recommendation."""
-
-    def recommendation(rec_id: str, changes: dict[str, Any], env: dict[str, str], executable: bool) -> dict[str, Any]:
-        return {
-            "id": rec_id,
-            "type": "batching",
-            "title": rec_id,
-            "changes": changes,
-            "env": env,
-            "rationale": "test",
-            "estimated_impact": {},
-            "addresses": [],
-            "assumptions": [],
-            "risk": {"quality": "low", "stability": "low"},
-            "requires_restart": True,
-            "executable": executable,
-        }
-
     plan = msgspec.convert(
         {
             "plan_id": plan_id,

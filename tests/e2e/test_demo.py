@@ -106,14 +106,17 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_behind() -> None:
     output = finished.stdout
     assert finished.returncode == 0, output + finished.stderr
     assert finished.stderr == "", finished.stderr
-    # analysis: KV pressure on the chat group, with its evidence, and nowhere else
+    # analysis: KV pressure on the chat group, with its evidence, and nowhere else. The servers'
+    # heavy-tailed latencies (7% of requests 6x slower) may add a decode_latency finding anywhere.
     for index in range(4):
         assert re.search(
-            rf"<- 200 vllm-chat-{index}: 1 bottleneck: kv_cache_pressure \((medium|high|critical)\)", output
-        )
+            rf"<- 200 vllm-chat-{index}: \d bottlenecks?: kv_cache_pressure \((medium|high|critical)\)", output
+        ), output
     assert re.search(r"KV pressure: load\.kv_cache_usage 0\.9\d* >= 0\.9", output), output
     assert "=> KV-cache pressure on the vLLM 'chat' group (4 servers) only." in output
-    assert "<- 200 vllm-batch-0: healthy" in output
+    batch = re.search(r"<- 200 vllm-batch-0: (.*)", output)
+    assert batch is not None
+    assert "kv_cache_pressure" not in batch.group(1)
     # every request is shown with its method and path
     for request in (
         "-> POST /api/v1/instances",
@@ -136,9 +139,10 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_behind() -> None:
     before_after = re.search(r"KV cache usage of vllm-chat-0: (\d+)% before, (\d+)% after", output)
     assert before_after
     assert int(before_after.group(2)) < int(before_after.group(1))
-    # the harmful one is rolled back by itself, with the failed windows' values and thresholds
-    assert "<- 200 rolled back automatically: 2 consecutive failed windows" in output
-    assert re.search(r"canary [\d.]+ vs reference [\d.]+ -> \d+% \(limit 50%\) FAILED", output), output
+    # the harmful one is rolled back by itself on the judge's evidence, with the counts behind it
+    assert "<- 200 rolled back automatically: evidence against the canary: " in output
+    assert re.search(r"\(max_\w+ [\d.]+\): evidence \S+ of threshold \S+ CROSSED", output), output
+    assert re.search(r"canary [\d.e+]+/[\d.e+]+ vs reference [\d.e+]+/[\d.e+]+ \(margin [\d.]+\)", output), output
     assert "rollback_complete    rolling_back -> rolled_back" in output
     # and the way onward
     assert "Where to look next:" in output

@@ -150,7 +150,8 @@ def test_a_regressing_change_is_rolled_back_automatically_in_its_first_stage(
     done = agent.wait_status(workflow_id, ENDED)
     assert done["status"] == "rolled_back", done["status_reason"]
     assert done["stage_index"] == 0
-    assert done["status_reason"].startswith("2 consecutive failed windows")
+    assert done["status_reason"].startswith("evidence against the canary: ")
+    assert "throughput beyond max_throughput_decrease" in done["status_reason"]
     calls = deliveries_of(receiver, workflow_id)
     assert [(c["action"], c["stage_index"], c["instance_ids"]) for c in calls] == [
         ("apply", 0, ["vllm-4"]),
@@ -159,9 +160,12 @@ def test_a_regressing_change_is_rolled_back_automatically_in_its_first_stage(
     assert calls[1]["previous"] == {"vllm-4": {"max_num_seqs": 256}}
     assert fleet.state("vllm-4")["flags"] == {"--max-num-seqs": 256}
     assert all(fleet.state(i)["restarts"] == restarts[i] for i in ids[1:])  # the control was never touched
-    assert [w["verdict"] for w in done["windows"]][-2:] == ["fail", "fail"]
+    assert [w["verdict"] for w in done["windows"]] == ["fail"]  # the first judged window holds enough evidence
+    evidence = done["windows"][-1]["evidence"]
+    assert evidence["decision"] == "rollback"
+    assert [m["metric"] for m in evidence["metrics"] if m["exceeded"]] != []
     metrics = agent.get("/metrics").text
-    assert 'performance_agent_workflow_rollbacks_total{reason="consecutive_failures"}' in metrics
+    assert 'performance_agent_workflow_rollbacks_total{reason="evidence"}' in metrics
 
 
 def test_a_rejected_change_changes_nothing(

@@ -130,7 +130,7 @@ def test_progress_counts_windows_by_verdict_and_fills_the_bar_by_changed_servers
     assert failed_windows(workflow) == [{"verdict": "fail"}]
 
 
-def test_a_window_shows_each_check_with_its_values_and_limit() -> None:
+def test_a_window_shows_each_crossed_metric_with_its_strongest_table() -> None:
     window = {
         "seq": 3,
         "stage_index": 0,
@@ -138,30 +138,41 @@ def test_a_window_shows_each_check_with_its_values_and_limit() -> None:
         "reference": "control",
         "canary": {"requests": 73.0},
         "control": {"requests": 557.0},
-        "reasons": ["requests_per_s_per_instance_decrease: 70.91 vs 180.6 (-60.7% > 50.0%)"],
-        "checks": [
-            {
-                "metric": "requests_per_s_per_instance_decrease",
-                "kind": "relative",
-                "canary": 70.91,
-                "reference": 180.6,
-                "observed": 0.607,
-                "threshold": 0.5,
-                "passed": False,
-            },
-            {"metric": "error_rate", "kind": "absolute", "observed": 0.0, "threshold": 0.02, "passed": True},
-            {"metric": "ttft_p99_s", "kind": "relative", "canary": None, "reference": 0.1, "observed": None,
-             "threshold": 1.0, "passed": None},
-        ],
+        "reasons": ["throughput beyond max_throughput_decrease 0.5: evidence 3.2e+04 >= threshold 229"],
+        "evidence": {
+            "metrics": [
+                {"metric": "throughput", "guardrail": "max_throughput_decrease", "tolerance": 0.5,
+                 "evidence": 32000.0, "threshold": 228.6, "exceeded": True,
+                 "edges": [{"edge": None, "canary_above": 73.0, "canary_total": 1.0, "reference_above": 557.0,
+                            "reference_total": 3.0, "margin": 0.5, "tolerated_share": None, "evidence": 32000.0}]},
+                {"metric": "ttft_s", "guardrail": "max_ttft_p99_increase", "tolerance": 1.0,
+                 "evidence": 250.0, "threshold": 228.6, "exceeded": True,
+                 "edges": [{"edge": 0.5, "canary_above": 40.0, "canary_total": 73.0, "reference_above": 30.0,
+                            "reference_total": 557.0, "margin": 2.4, "evidence": 9.0},
+                           {"edge": 1.0, "canary_above": 20.0, "canary_total": 73.0, "reference_above": 6.0,
+                            "reference_total": 557.0, "margin": 3.1, "evidence": 480.0}]},
+                {"metric": "error_rate", "guardrail": "max_error_rate", "tolerance": 0.02, "evidence": 0.001,
+                 "threshold": 228.6, "exceeded": False,
+                 "edges": [{"edge": None, "canary_above": 0.0, "canary_total": 73.0, "reference_above": None,
+                            "margin": None, "tolerated_share": 0.02, "evidence": 0.001}]},
+                {"metric": "e2e_s_limit", "guardrail": "max_e2e_p99_s", "tolerance": 20.0, "evidence": 300.0,
+                 "threshold": 228.6, "exceeded": True,
+                 "edges": [{"edge": 20.0, "canary_above": 9.0, "canary_total": 73.0, "reference_above": None,
+                            "margin": None, "tolerated_share": 0.01, "evidence": 300.0}]},
+            ]
+        },
     }  # fmt: skip
     assert window_lines(window) == [
         "window 3 (stage 1): fail vs control; canary served 73 requests, control 557",
-        "  reason: requests_per_s_per_instance_decrease: 70.91 vs 180.6 (-60.7% > 50.0%)",
-        "  requests_per_s_per_instance_decrease: canary 70.9 vs reference 181 -> 61% (limit 50%) FAILED",
-        "  error_rate: canary 0 (limit 0.02) ok",
-        "  ttft_p99_s: canary n/a vs reference 0.1 -> n/a (limit 100%) skipped",
+        "  reason: throughput beyond max_throughput_decrease 0.5: evidence 3.2e+04 >= threshold 229",
+        "  throughput (max_throughput_decrease 0.5): evidence 3.2e+04 of threshold 229 CROSSED",
+        "    canary 73/1 vs reference 557/3 (margin 0.5), evidence 3.2e+04",
+        "  ttft_s (max_ttft_p99_increase 1): evidence 250 of threshold 229 CROSSED",
+        "    above 1 s: canary 20/73 vs reference 6/557 (margin 3.1), evidence 480",
+        "  e2e_s_limit (max_e2e_p99_s 20): evidence 300 of threshold 229 CROSSED",
+        "    above 20 s: canary 9/73 (allowed 1%), evidence 300",
     ]
-    baseline = {**window, "reference": "baseline", "control": None, "reasons": [], "checks": []}
+    baseline = {**window, "reference": "baseline", "control": None, "reasons": [], "evidence": None}
     assert window_lines(baseline) == ["window 3 (stage 1): fail vs baseline; canary served 73 requests"]
 
 

@@ -135,6 +135,7 @@ INTERNAL_EXPECTED: dict[tuple[WorkflowStatus, str], tuple[WorkflowStatus, int, i
     (S.PENDING_APPROVAL, "approval_timeout"): (S.CANCELLED, 0, 0),
     (S.CAPTURING_BASELINE, "baseline_ready"): (S.APPLYING, 0, 1),
     (S.CAPTURING_BASELINE, "baseline_failed"): (S.FAILED, 0, 0),
+    (S.CAPTURING_BASELINE, "baseline_suspect"): (S.PAUSED, 0, 0),
     (S.APPLYING, "stage_applied"): (S.MONITORING, 1, 5),
     (S.APPLYING, "apply_failed"): (S.ROLLING_BACK, 1, 5),
     (S.MONITORING, "analysis_passed"): (S.AWAITING_APPROVAL, 1, 5),  # stage 2 is gated
@@ -351,3 +352,18 @@ def test_machine_has_no_shortcuts_and_terminal_statuses_have_no_exits() -> None:
         assert WORKFLOW_MACHINE.get_triggers(status) == []
         assert WORKFLOW_MACHINE.get_state(status).final
     assert not WORKFLOW_MACHINE.get_state(S.FAILED).final
+
+
+def test_an_a_a_pause_changes_nothing_and_resume_captures_the_baseline_again() -> None:
+    record = new_workflow_record(4)
+    apply_trigger(record, "baseline_suspect", reason="the first canary cohort is already slower")
+    assert (record.status, record.changed_count, record.status_reason) == (
+        S.PAUSED,
+        0,
+        "the first canary cohort is already slower",
+    )
+    assert apply_trigger(record, "resume") is S.CAPTURING_BASELINE
+    assert record.changed_count == 0
+    apply_trigger(record, "baseline_suspect")
+    assert apply_trigger(record, "abort") is S.ROLLING_BACK
+    assert apply_trigger(record, "rollback_complete") is S.ROLLED_BACK

@@ -1,0 +1,1 @@
+"""Canary judgements for outside rollout controllers (Argo Rollouts, Flagger): the workflow judge, as a service."""

@@ -1,0 +1,96 @@
+"""Judgement persistence: one document per judgement, rewritten whole under an optimistic version.
+
+A judgement is read and written whole by its background loop and by `DELETE`, so (as for
+workflows) one document column is enough; `status` and `next_due_at` sit beside it so the loop
+finds the running, due judgements without decoding every document. Two writers racing (the loop
+judging a window while a client deletes the judgement) are told apart by the version: exactly
+one wins, the other gets `JudgementVersionConflict` and re-reads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from performance_agent.judgements.state import JudgementDoc
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from performance_agent.storage.database import Database
+
+__all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(JudgementDoc)
+
+
+class JudgementVersionConflict(Exception):
+    """The judgement changed since it was read; the caller re-reads and decides again."""
+
+    def __init__(self, judgement_id: str) -> None:
+        super().__init__(f"judgement {judgement_id} changed while it was being written")
+        self.judgement_id = judgement_id
+
+
+class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
+    doc: JudgementDoc
+    version: int
+
+
+class SqliteJudgementRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def create(self, doc: JudgementDoc) -> StoredJudgement:
+        document = _encoder.encode(doc)
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO judgements (judgement_id, status, version, next_due_at, created_at, doc) "
+                "VALUES (?, ?, 1, ?, ?, ?)",
+                (doc.judgement_id, doc.status, doc.next_due_at, doc.created_at, document),
+            )
+
+        await self._db.run(work)
+        return StoredJudgement(doc=doc, version=1)
+
+    async def get(self, judgement_id: str) -> StoredJudgement | None:
+        def work(connection: sqlite3.Connection) -> tuple[int, bytes] | None:
+            row = connection.execute(
+                "SELECT version, doc FROM judgements WHERE judgement_id = ?", (judgement_id,)
+            ).fetchone()
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+        found = await self._db.run(work)
+        return None if found is None else StoredJudgement(doc=_decoder.decode(found[1]), version=found[0])
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Running judgements whose next look has come, most overdue first."""
+
+        def work(connection: sqlite3.Connection) -> list[str]:
+            rows = connection.execute(
+                "SELECT judgement_id FROM judgements WHERE status = 'running' AND next_due_at <= ? "
+                "ORDER BY next_due_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._db.run(work)
+
+    async def save(self, doc: JudgementDoc, expected_version: int) -> int:
+        """Write the document if still at `expected_version`; returns the new version."""
+        document = _encoder.encode(doc)
+
+        def work(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute(
+                "UPDATE judgements SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
+                "WHERE judgement_id = ? AND version = ?",
+                (doc.status, doc.next_due_at, document, doc.judgement_id, expected_version),
+            )
+            if cursor.rowcount != 1:
+                raise JudgementVersionConflict(doc.judgement_id)
+            return expected_version + 1
+
+        return await self._db.run(work)
