@@ -93,9 +93,13 @@ class CohortCounts(msgspec.Struct, kw_only=True):
     `requests` are finished requests (failed ones included), `errors` the failed ones,
     `preemptions` the engine's preemption counter. `histograms` maps concept keys (`ttft_s`,
     `e2e_s`, `queue_s`, `itl_s`) to bucket counts; `itl_s` counts tokens, see `request_scaled`.
+    `exposure_s` is the instance-seconds the counts cover (each instance's window summed), None
+    when unknown: instances' windows need not be equally long (a window may end on a stored
+    reading), and requests per instance only compare at equal exposure.
     """
 
     instances: int = 0
+    exposure_s: float | None = None
     requests: float = 0.0
     errors: float | None = None
     preemptions: float | None = None
@@ -165,21 +169,25 @@ def summed_counts(parts: Iterable[BucketCounts]) -> BucketCounts | None:
     )
 
 
-def cohort_counts(increases: Iterable[SeriesLike]) -> CohortCounts:
+def cohort_counts(increases: Iterable[SeriesLike], *, seconds: Iterable[float | None] = ()) -> CohortCounts:
     """A cohort's counts from each instance's increase over the window (`metrics.builder` increases).
 
     Histograms are summed with `summed_counts` (only edges every instance has), counters are
-    added; a counter no instance has stays unknown.
+    added; a counter no instance has stays unknown. `seconds`: each instance's window length, in
+    the same order; the exposure is known only when every instance's is.
     """
     series = list(increases)
+    spans = list(seconds)
     histograms: dict[str, BucketCounts] = {}
     for metric in LATENCY_METRICS:
         parts = [bucket_counts(item.histograms[metric]) for item in series if metric in item.histograms]
         summed = summed_counts(part for part in parts if part is not None)
         if summed is not None:
             histograms[metric] = summed
+    known = len(spans) == len(series) and all(span is not None and span > 0 for span in spans)
     return CohortCounts(
         instances=len(series),
+        exposure_s=math.fsum(span for span in spans if span is not None) if known and series else None,
         requests=_summed(series, "requests_finished") or 0.0,
         errors=_summed(series, "requests_failed"),
         preemptions=_summed(series, "preemptions"),
@@ -205,8 +213,10 @@ def merge_cohorts(cohorts: Iterable[CohortCounts]) -> CohortCounts:
             histograms[metric] = summed
     errors = [item.errors for item in items if item.errors is not None]
     preemptions = [item.preemptions for item in items if item.preemptions is not None]
+    exposures = [item.exposure_s for item in items]
     return CohortCounts(
         instances=sum(item.instances for item in items),
+        exposure_s=None if not items or None in exposures else math.fsum(e for e in exposures if e is not None),
         requests=math.fsum(item.requests for item in items),
         errors=math.fsum(errors) if errors else None,
         preemptions=math.fsum(preemptions) if preemptions else None,

@@ -181,11 +181,13 @@ def _counts(
         log_psi = _additive_log_psi(seen, other, plan.tolerance)
         return [_two_sample(kind, None, seen, other, log_psi, alternatives)]
     if kind == "throughput":
+        # Per instance-second when both exposures are known, else per instance (equal windows assumed).
+        timed = canary.exposure_s is not None and reference.exposure_s is not None
         return [
             _rate_test(
                 kind,
-                (canary.requests, canary.instances),
-                (reference.requests, reference.instances),
+                (canary.requests, canary.exposure_s if timed and canary.exposure_s else canary.instances),
+                (reference.requests, reference.exposure_s if timed and reference.exposure_s else reference.instances),
                 1.0 - plan.tolerance,
                 [1.0 / factor for factor in alternatives],
             )

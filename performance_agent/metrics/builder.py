@@ -239,7 +239,10 @@ def cohort_counts(
     counts instead of quantiles: histogram buckets per latency key, finished and failed requests,
     preemptions, and the instances that contributed (two or more scrapes in the window).
     """
-    return judge_counts.cohort_counts(increase.series for increase in _increases(instances, model_name))
+    increases = _increases(instances, model_name)
+    return judge_counts.cohort_counts(
+        [increase.series for increase in increases], seconds=[increase.seconds for increase in increases]
+    )
 
 
 def _increases(instances: Sequence[Sequence[RawScrape]], model_name: str | None) -> list[_Increase]:

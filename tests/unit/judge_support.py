@@ -14,11 +14,17 @@ def cohort(
     shares_above: tuple[float, ...] = NORMAL,
     *,
     instances: int = 1,
+    exposure_s: float | None = None,
     errors: float | None = 0.0,
     preemptions: float | None = 0.0,
 ) -> CohortCounts:
     counts_le = [float(round(requests * (1 - share))) for share in shares_above]
     histogram = BucketCounts(edges=EDGES, counts_le=counts_le, total=requests)
     return CohortCounts(
-        instances=instances, requests=requests, errors=errors, preemptions=preemptions, histograms={"ttft_s": histogram}
+        instances=instances,
+        exposure_s=exposure_s,
+        requests=requests,
+        errors=errors,
+        preemptions=preemptions,
+        histograms={"ttft_s": histogram},
     )

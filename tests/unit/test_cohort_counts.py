@@ -58,6 +58,15 @@ def test_two_instances_sum_their_bucket_increases_and_counters_across_a_restart(
     assert cohort_figures([first, second, lonely]).latency.ttft_s.count == ttft.total
 
 
+def test_exposure_sums_each_instances_own_window() -> None:
+    early = [scrape(0, series([0, 0, 0, 0], counters(0, 0, 0))), scrape(4, series([1, 1, 1, 1], counters(4, 0, 0)))]
+    full = [scrape(0, series([0, 0, 0, 0], counters(0, 0, 0))), scrape(15, series([2, 2, 2, 2], counters(15, 0, 0)))]
+    assert cohort_counts([early, full]).exposure_s == pytest.approx(4 + 15)
+    # A lone scrape adds no window, so neither an instance nor exposure.
+    lone = [scrape(15, series([2, 2, 2, 2], counters(15, 0, 0)))]
+    assert cohort_counts([early, lone]).exposure_s == pytest.approx(4)
+
+
 def test_missing_counters_stay_unknown_and_models_are_selected() -> None:
     model = series([1, 2, 3, 3], {"requests_finished": 3})
     later = series([2, 4, 6, 6], {"requests_finished": 6}, itl=[10, 20, 30, 40])

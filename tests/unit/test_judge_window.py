@@ -138,6 +138,21 @@ def test_a_failing_canary_is_a_critical_rollback_even_with_zero_errors_in_contro
     assert metric_of(quiet, "error_rate_increase")["window_evidence"] == pytest.approx(1.0)
 
 
+def test_throughput_is_judged_per_instance_second_when_windows_differ_in_length() -> None:
+    """A canary window that ended early on a stored reading (0.3 s of 1 s) served as fast as control."""
+    short_canary = cohort(60, exposure_s=0.3)
+    control = cohort(1800, instances=9, exposure_s=9.0)
+    _, timed = judge_window(JudgeState(), PLAN, short_canary, control)
+    assert not metric_of(timed, "throughput")["exceeded"]
+    assert timed.decision == "continue"
+    # Per instance the same counts look like a collapse to 30% of control; only the exposure tells them apart.
+    _, untimed = judge_window(JudgeState(), PLAN, cohort(60), cohort(1800, instances=9))
+    assert metric_of(untimed, "throughput")["exceeded"]
+    # A starved canary is still caught at equal exposure.
+    _, starved = judge_window(JudgeState(), PLAN, cohort(20, exposure_s=1.0), cohort(1800, instances=9, exposure_s=9.0))
+    assert metric_of(starved, "throughput")["exceeded"]
+
+
 def test_a_starved_canary_and_a_preempting_canary_are_rolled_back() -> None:
     _, starved = judge_window(JudgeState(), PLAN, cohort(20), cohort(1800, instances=9))
     assert metric_of(starved, "throughput")["exceeded"]
