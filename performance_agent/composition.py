@@ -218,6 +218,7 @@ def build_agent(
         resolver=resolver,
         scrape_metrics=metrics.scrapes,
         reader=page_reader,
+        prometheus=prometheus_api,
         clock=clock,
     )
     slo_targets = slo_latency_targets(storage.instances, parsed.slo_defaults)

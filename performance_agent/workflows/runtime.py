@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.page_reader import ScrapedPageReader
+    from performance_agent.metrics.prometheus_reader import PrometheusApi
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
     from performance_agent.storage.factory import Storage
@@ -106,9 +107,14 @@ def build_observer(
     resolver: Resolver,
     scrape_metrics: ScrapeMetrics,
     reader: ScrapedPageReader,
+    prometheus: PrometheusApi | None = None,
     clock: Callable[[], float] = time.time,
 ) -> CohortObserver:
-    """How workflows and judgements read their cohorts; `clock` stamps the scrapes it takes."""
+    """How workflows and judgements read their cohorts; `clock` stamps the scrapes it takes.
+
+    `prometheus` must be the agent's own API client: instances with source `prometheus` are read
+    through it for baselines and gates exactly as the collector reads them.
+    """
     collection = CollectionService(
         instances=storage.instances,
         snapshots=storage.snapshots,
@@ -120,6 +126,7 @@ def build_observer(
         metrics=scrape_metrics,
         clock=lambda: utc(clock()),
         reader=reader,
+        prometheus=prometheus,
     )
     return CohortObserver(
         instances=storage.instances,

@@ -25,6 +25,7 @@ BENCHMARKS = (
     "tests.bench.http_bench",
     "tests.bench.scrape_bench",
     "tests.bench.collection_bench",
+    "tests.bench.prometheus_bench",
     "tests.bench.demo_bench",
     "tests.bench.analysis_bench",
     "tests.bench.rollout_bench",
