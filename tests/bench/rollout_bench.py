@@ -22,7 +22,9 @@ reading, and workflows start in 15 groups a second apart, as independent rollout
 their windows spread over the interval. The changes are harmless (identical servers) and the
 guardrails and judge are the defaults: the sequential judge needs evidence beyond the tolerated
 slowdown to roll back, so every workflow must still be monitoring at the end (a rolled-back one
-would also stop costing). Once all are monitoring, each tick is measured over two intervals:
+would also stop costing). The A/A check at baseline capture may pause a few (up to 1%; the first
+full run paused 1 of 1,000, its canary's TTFT already slower before any change): those are
+counted and reported, not measured. Once all are monitoring, each tick is measured over two intervals:
 the reconciler's CPU (the tick, the status gauge's count and what they start until the next
 tick, its database work included), the whole process's CPU and the wall time. The collector
 shares the event loop and the database thread, so `CpuLedger` charges each callback and
@@ -78,6 +80,9 @@ WORKFLOWS = 1000
 GROUPS = 15
 MEASURED_TICKS = 30
 SETUP_LIMIT_S = 600.0
+SETTLED = ("monitoring", "paused")
+#: Share of the harmless changes the A/A check may pause (1%); more means the check or the simulator misbehaves.
+MAX_AA_PAUSED_SHARE = 0.01
 T = TypeVar("T")
 
 
@@ -257,6 +262,7 @@ def _rss_mb() -> tuple[float, float]:
 
 class ScaleFigures(msgspec.Struct):
     workflows: int
+    paused_before_change: int
     rss_before_mb: float
     rss_mb: float
     peak_rss_mb: float
@@ -335,8 +341,16 @@ async def _scale(endpoint: str, database: str, workflows: int) -> ScaleFigures:
         await asyncio.sleep(INTERVAL_S + 2 * TICK_S)  # every instance has a stored reading when the workflows start
         rss_before, _ = _rss_mb()
         created = await _start_workflows(agent, receiver.url, workflows)
-        while (counts := await storage.workflows.count_by_status()).get("monitoring", 0) < workflows:
-            if set(counts) - {"monitoring", "capturing_baseline", "applying"}:
+        # A workflow the A/A check pauses before any change (its canary cohort already differs) is the
+        # judge at work, not a failure of the bench; it stops costing, so it is counted and left out.
+        while True:
+            counts = await storage.workflows.count_by_status()
+            if sum(counts.get(status, 0) for status in SETTLED) == workflows:
+                break
+            if (
+                set(counts) - {*SETTLED, "capturing_baseline", "applying"}
+                or counts.get("paused", 0) > MAX_AA_PAUSED_SHARE * workflows
+            ):
                 raise AssertionError(f"workflows left the rollout during setup: {counts}: "
                                      f"{await _left_the_rollout(agent, created)}")  # fmt: skip
             if time.monotonic() - started > SETUP_LIMIT_S:
@@ -364,12 +378,14 @@ async def _scale(endpoint: str, database: str, workflows: int) -> ScaleFigures:
             elapsed = time.monotonic() - measured_from
             collector_cpu_per_s = (ledger.seconds["collector"] - collector_before) / elapsed
         counts = await storage.workflows.count_by_status()
-        if counts.get("monitoring", 0) != workflows:
-            raise AssertionError(f"every workflow should still be monitoring: {counts}: "
+        paused = counts.get("paused", 0)
+        if counts.get("monitoring", 0) + paused != workflows or paused > MAX_AA_PAUSED_SHARE * workflows:
+            raise AssertionError(f"every workflow not paused at baseline should still be monitoring: {counts}: "
                                  f"{await _left_the_rollout(agent, created)}")  # fmt: skip
         rss, peak = _rss_mb()
         return ScaleFigures(
             workflows=workflows,
+            paused_before_change=paused,
             rss_before_mb=rss_before,
             rss_mb=rss,
             peak_rss_mb=peak,
@@ -444,6 +460,9 @@ def run() -> list[Figure]:
                value=f"{measured.rss_mb:.0f} MB / {measured.peak_rss_mb:.0f} MB "
                f"(collector running, before the workflows: {measured.rss_before_mb:.0f} MB)", target="< 250 MB",
                met=measured.peak_rss_mb < 250, command=COMMAND),
+        Figure(section=section, name="harmless changes paused by the A/A check at baseline capture (not measured)",
+               value=f"{measured.paused_before_change} of {measured.workflows:,}", target="-", met=None,
+               command=COMMAND),
         Figure(section=section, name="setup (registration, one collector interval, workflows to monitoring)",
                value=f"{measured.setup_s:.0f} s", target="-", met=None, command=COMMAND),
     ]  # fmt: skip
