@@ -60,7 +60,7 @@ class JudgementsController(Controller):
         "/{judgement_id:str}",
         operation_id="GetJudgement",
         summary="A judgement's verdict, `ok` flag and latest evidence (an Argo Rollouts `web` metric)",
-        responses=responses(200, Judgement, examples.JUDGEMENT, "The judgement", 404),
+        responses=responses(200, Judgement, examples.JUDGEMENT, "The judgement", 404, 422),
     )
     async def get_judgement(self, judgements: JudgementsDependency, judgement_id: JudgementIdPath) -> Judgement:
         """Point an Argo Rollouts `web` metric here with `jsonPath: "{$.ok}"` and `successCondition: result == true`."""
@@ -72,7 +72,7 @@ class JudgementsController(Controller):
         status_code=200,
         operation_id="StopJudgement",
         summary="Stop a judgement now, with its final verdict",
-        responses=responses(200, Judgement, examples.JUDGEMENT_STOPPED, "The stopped judgement", 404, 409),
+        responses=responses(200, Judgement, examples.JUDGEMENT_STOPPED, "The stopped judgement", 404, 409, 422),
     )
     async def stop(self, judgements: JudgementsDependency, judgement_id: JudgementIdPath) -> Judgement:
         """`pass` if it never failed and the canary served `judge.min_canary_requests`; else `inconclusive` (or `fail`).
@@ -86,7 +86,7 @@ class JudgementsController(Controller):
         status_code=200,
         operation_id="FlaggerJudgementHook",
         summary="A Flagger `rollout` webhook: 2xx while the canary has not failed, 409 once it has",
-        responses=responses(200, FlaggerCheck, examples.FLAGGER_CHECK, "The canary has not failed", 404, 409),
+        responses=responses(200, FlaggerCheck, examples.FLAGGER_CHECK, "The canary has not failed", 404, 409, 422),
     )
     async def flagger(
         self,

@@ -87,3 +87,26 @@ def test_schema_builds_and_every_path_is_versioned() -> None:
     paths = set(schema["paths"])
     assert paths
     assert all(p.startswith("/api/v1/") for p in paths), paths
+
+
+def test_operations_with_constrained_input_document_422() -> None:
+    """A bounded path/query parameter or a body can be rejected, so 422 must be a documented answer."""
+    schema = create_app(make_settings()).openapi_schema.to_schema()
+    missing = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            constrained = "requestBody" in operation or any(
+                parameter.get("in") in {"path", "query"} and _is_bounded(parameter.get("schema", {}))
+                for parameter in operation.get("parameters", [])
+            )
+            if constrained and "422" not in operation["responses"]:
+                missing.append(f"{method.upper()} {path}")
+    assert not missing, missing
+
+
+def _is_bounded(parameter_schema: Mapping[str, Any]) -> bool:
+    bounds = {"maxLength", "minLength", "maximum", "minimum", "pattern", "enum", "exclusiveMinimum", "exclusiveMaximum"}
+    nested = parameter_schema.get("oneOf", []) + parameter_schema.get("anyOf", [])
+    return bool(bounds & set(parameter_schema)) or any(_is_bounded(option) for option in nested)
