@@ -18,6 +18,7 @@ from performance_agent.analysis.alerting import AlertEvaluator, AlertmanagerFeed
 from performance_agent.analysis.config import detector_thresholds
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.background import BackgroundLoops
+from performance_agent.clock import utc
 from performance_agent.context import AgentContext, AgentMetrics
 from performance_agent.engines.registry import ADAPTERS
 from performance_agent.fleet.discovery import parse_discovery_rules
@@ -89,7 +90,7 @@ def build_agent(
     """Every part of one agent, wired; nothing is opened or started (see `AgentContext.start`).
 
     `resolver` (DNS for the target guard), `environ` (where scrape header secrets are read) and
-    `clock` (the reconciler's time) are the seams tests substitute.
+    `clock` (the reconciler's time, which also stamps every scrape) are the seams tests substitute.
     """
     parsed = parse_settings(settings)
     storage = open_storage(settings.database)
@@ -134,6 +135,8 @@ def build_agent(
         allowed_header_env=parsed.scrape_header_env,
         metrics=metrics.scrapes,
         environ=environ,
+        # The collector's stamps and the reconciler's clock must agree: windows reuse fresh stored readings.
+        clock=lambda: utc(clock()),
         reader=page_reader,
         prometheus=prometheus_api,
     )

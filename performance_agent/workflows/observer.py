@@ -13,6 +13,13 @@ it ends the window as it is, and the instance is not scraped again. Otherwise (a
 is down, or a collector that is behind, off or slower than the window) it is scraped now, so a
 crashed canary is still seen at once. The price: a window's end may lag the clock by up to that
 age, which delays a rollback by at most one such age (docs/rollout.md).
+
+Windows start on stored readings too: a baseline capture starts on each instance's fresh
+reading, and a health window, which must not count the warm-up, starts on the first reading
+taken after the warm-up, so the reconciler waits `reuse_age_s` past the warm-up for the
+collector to take it (scraping only the instances it missed). A first window therefore opens up
+to that age later. Without this, every stage start of every workflow scraped its whole cohort
+at once, on top of the collector (docs/rollout.md).
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ class CohortObserver:
         self._timeout_s = timeout_s
         self._max_reading_age_s = max_reading_age_s
 
+    def reuse_age_s(self, interval_s: float) -> float:
+        """How old a stored reading may be and still stand for a scrape, for windows of `interval_s`; 0: never."""
+        return min(interval_s, self._max_reading_age_s)
+
     async def _one(self, instance_id: str, now: float | None, max_age_s: float, after: float | None) -> Observation:
         stored = await self._instances.get(instance_id)
         if stored is None:
@@ -89,7 +100,7 @@ class CohortObserver:
         window's start), so a window never ends where it began. Without `now` every instance is
         scraped.
         """
-        max_age_s = min(interval_s, self._max_reading_age_s)
+        max_age_s = self.reuse_age_s(interval_s)
         marks = after or {}
         results = await asyncio.gather(
             *(self._one(instance_id, now, max_age_s, marks.get(instance_id)) for instance_id in instance_ids)

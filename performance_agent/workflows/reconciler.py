@@ -213,7 +213,7 @@ class Reconciler:
         doc = pending.doc
         interval = doc.monitor.interval_s
         if doc.baseline_started_at is None:
-            seen = await self._observer.observe(doc.instance_ids)
+            seen = await self._observer.observe(doc.instance_ids, now=now, interval_s=interval)
             doc.baseline_marks = {i: o.collected_at for i, o in seen.items() if o.collected_at is not None}
             doc.baseline_started_at = now
             doc.baseline_deadline = now + max(3 * interval, interval + 30.0)
@@ -359,7 +359,14 @@ class Reconciler:
         cohorts = cohorts_of(doc)
         members = [*cohorts.canary, *cohorts.control]
         if doc.window_started_at is None:
-            seen = await self._observer.observe(members)
+            # The first window starts on the collector's first reading after the warm-up (observer module doc).
+            interval = doc.monitor.interval_s
+            opens_at = progress.warmup_until + self._observer.reuse_age_s(interval)
+            if now < opens_at:
+                pending.reschedule(opens_at)
+                return
+            after_warmup = dict.fromkeys(members, progress.warmup_until)
+            seen = await self._observer.observe(members, now=now, interval_s=interval, after=after_warmup)
             doc.window_marks = {i: o.collected_at for i, o in seen.items() if o.collected_at is not None}
             doc.window_started_at = now
             doc.next_window_at = now + doc.monitor.interval_s

@@ -357,7 +357,8 @@ async def _scale(endpoint: str, database: str, workflows: int) -> ScaleFigures:
                 raise AssertionError(f"setup took over {SETUP_LIMIT_S:g} s: {counts}: "
                                      f"{await _left_the_rollout(agent, created)}")  # fmt: skip
             await _tick_every_second(reconciler, 1)
-        await _tick_every_second(reconciler, int(INTERVAL_S))  # each opens its first health window
+        # Each opens its first health window: after its warm-up, on the collector's next reading.
+        await _tick_every_second(reconciler, int(2 * INTERVAL_S))
         setup_s = time.monotonic() - started
         cpu, process_cpu, wall, due = [], [], [], []
         with ledger.installed(storage.database):
