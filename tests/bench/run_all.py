@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench.figures import Figure
+from tests.bench.figures import Figure, render_section
 from tests.paths import REPO_ROOT
 
 REPORT = REPO_ROOT / "docs" / "benchmarks.md"
@@ -58,16 +58,7 @@ def _render(figures: list[Figure], machine: str) -> str:
         "only ratios are held to targets; absolute numbers are for orientation.",
         "",
     ]
-    section = None
-    for figure in figures:
-        if figure.section != section:
-            section = figure.section
-            lines += [f"## {section}", "", "| Figure | Value | Target | Met | Command |", "|---|---|---|---|---|"]
-        met = "-" if figure.met is None else ("yes" if figure.met else "**no**")
-        lines.append(f"| {figure.name} | {figure.value} | {figure.target} | {met} | `{figure.command}` |")
-        if figure is figures[-1] or figures[figures.index(figure) + 1].section != section:
-            lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + render_section(figures)
 
 
 def _kept_sections() -> str:
