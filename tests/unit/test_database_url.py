@@ -25,7 +25,8 @@ def test_the_url_wins_over_the_file_setting_and_a_bare_path_stays_sqlite(tmp_pat
     assert isinstance(open_database(both.storage_url), PostgresDatabase)
     only_file = load_settings({"PERF_AGENT_DATABASE": str(tmp_path / "a.db")})
     database = open_database(only_file.storage_url)
-    assert isinstance(database, SqliteDatabase) and database.path == str(tmp_path / "a.db")
+    assert isinstance(database, SqliteDatabase)
+    assert database.path == str(tmp_path / "a.db")
     url = load_settings({"PERF_AGENT_DATABASE_URL": f"sqlite:///{tmp_path}/b.db"})
     assert url.database_path == tmp_path / "b.db"
     assert isinstance(open_database(url.storage_url), SqliteDatabase)
@@ -50,7 +51,8 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
     database = PostgresDatabase("postgresql://agent:s3cret-pw@127.0.0.1:1/perf", connect_timeout_s=1.0)
     with pytest.raises(StorageError) as refused:
         asyncio.run(database.open())
-    assert "cannot connect" in str(refused.value) and "s3cret" not in str(refused.value)
+    assert "cannot connect" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
     assert "***" in str(refused.value)
 
 
@@ -72,7 +74,8 @@ def test_migrate_runs_alone_then_finds_the_schema_current_on_postgresql() -> Non
     assert first.returncode == 0, first.stderr
     assert f"schema version {len(POSTGRES_MIGRATIONS)} (migrated from version 0)" in first.stdout
     second = _migrate_cli({"PERF_AGENT_DATABASE_URL": url})
-    assert second.returncode == 0 and "already current" in second.stdout
+    assert second.returncode == 0
+    assert "already current" in second.stdout
     with psycopg.connect(url) as connection:
         versions = [row[0] for row in connection.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == list(range(1, len(POSTGRES_MIGRATIONS) + 1))
@@ -95,7 +98,9 @@ def test_replicas_starting_together_migrate_once() -> None:
 
 def test_migrate_on_sqlite_and_a_bad_url_exits_2(tmp_path: Path) -> None:
     done = _migrate_cli({"PERF_AGENT_DATABASE_URL": f"sqlite:///{tmp_path}/agent.db"})
-    assert done.returncode == 0 and "SQLite" in done.stdout, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "SQLite" in done.stdout
     assert asyncio.run(migrate(SqliteDatabase(str(tmp_path / "agent.db"))))[0] > 0  # already migrated
     refused = _migrate_cli({"PERF_AGENT_DATABASE_URL": "mysql://db/agent"})
-    assert refused.returncode == 2 and "PERF_AGENT_DATABASE_URL" in refused.stderr
+    assert refused.returncode == 2
+    assert "PERF_AGENT_DATABASE_URL" in refused.stderr

@@ -91,9 +91,12 @@ def transition(to_status: str, at: float) -> EventDraft:
 def test_create_reads_back_and_an_instance_is_in_one_active_workflow_only(backend: str, tmp_path: Path) -> None:
     async def body(storage: Any) -> None:
         first, was_created = await storage.workflows.create(workflow("wf-1", ["a", "b"]), created(), None)
-        assert was_created and first.version == 1 and first.seq >= 1
+        assert was_created
+        assert first.version == 1
+        assert first.seq >= 1
         stored = await storage.workflows.get("wf-1")
-        assert stored is not None and stored.doc == first.doc
+        assert stored is not None
+        assert stored.doc == first.doc
         with pytest.raises(InstanceBusy) as busy:
             await storage.workflows.create(workflow("wf-2", ["b", "c"]), created(), None)
         assert (busy.value.instance_id, busy.value.workflow_id) == ("b", "wf-1")
@@ -109,7 +112,8 @@ def test_idempotency_key_returns_the_first_workflow_or_refuses_another_body(back
         claim = IdempotencyClaim(scope="key-1", key="k", request_hash="h1")
         first, _ = await storage.workflows.create(workflow("wf-1", ["a"]), created(), claim)
         again, was_created = await storage.workflows.create(workflow("wf-9", ["z"]), created(), claim)
-        assert not was_created and again.doc.workflow_id == first.doc.workflow_id
+        assert not was_created
+        assert again.doc.workflow_id == first.doc.workflow_id
         with pytest.raises(IdempotencyMismatch):
             await storage.workflows.create(
                 workflow("wf-8", ["y"]), created(), IdempotencyClaim(scope="key-1", key="k", request_hash="h2")
@@ -179,7 +183,8 @@ def test_the_outbox_keeps_each_event_id_once_in_creation_order(backend: str, tmp
         again = await storage.workflows.outbox_claim(
             OutboxRow(event_id="e-1", workflow_id="wf-1", action="apply", stage_index=0, payload=b'{"n":2}')
         )
-        assert first.payload == again.payload == b'{"n":1}' and again.state == "pending"
+        assert first.payload == again.payload == b'{"n":1}'
+        assert again.state == "pending"
         await storage.workflows.outbox_claim(
             OutboxRow(event_id="e-2", workflow_id="wf-1", action="rollback", stage_index=0, payload=b"{}")
         )
@@ -205,7 +210,8 @@ def test_force_release_is_recorded_in_the_audit_trail(backend: str, tmp_path: Pa
         assert await storage.workflows.active_workflow_of("a") is None
         assert await storage.workflows.active_workflow_of("b") == "wf-1"
         events = await storage.workflows.events("wf-1")
-        assert events[-1].action == "force-delete-instance" and events[-1].details == {"instance_id": "a"}
+        assert events[-1].action == "force-delete-instance"
+        assert events[-1].details == {"instance_id": "a"}
 
     run(backend, tmp_path, body)
 
@@ -235,14 +241,17 @@ def test_judgements_are_due_by_time_and_written_under_a_version(backend: str, tm
         await storage.judgements.create(judgement("j-3", next_due_at=5.0, status="finished"))
         assert await storage.judgements.due(30.0, 10) == ["j-2", "j-1"]
         stored = await storage.judgements.get("j-2")
-        assert stored is not None and stored.version == 1
+        assert stored is not None
+        assert stored.version == 1
         doc = stored.doc
         doc.windows = 1
         assert await storage.judgements.save(doc, 1) == 2
         with pytest.raises(JudgementVersionConflict):
             await storage.judgements.save(doc, 1)
         reread = await storage.judgements.get("j-2")
-        assert reread is not None and reread.doc.windows == 1 and reread.version == 2
+        assert reread is not None
+        assert reread.doc.windows == 1
+        assert reread.version == 2
         assert await storage.judgements.get("missing") is None
 
     run(backend, tmp_path, body)
