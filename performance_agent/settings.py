@@ -250,8 +250,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     workflow_max_reading_age_s: Annotated[
         float,
         _doc(
-            "Health windows end on the background collector's stored reading of an instance when it is at most "
-            "this many seconds old (and younger than the window's interval) instead of scraping it again; "
+            "Health windows and baselines start and end on the background collector's stored reading of an "
+            "instance when it is at most this many seconds old (and younger than the window's interval) instead "
+            "of scraping it again; a first window waits up to this long after its warm-up for such a reading; "
             "0 scrapes every window.",
             ge=0,
             le=3600,
