@@ -14,12 +14,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from performance_agent.app import create_app
     from performance_agent.settings import SettingsError, load_settings
-    from performance_agent.storage.database import Database, StorageError
+    from performance_agent.storage.database import StorageError
+    from performance_agent.storage.factory import open_storage
 
     try:
         settings = load_settings()
         app = create_app(settings)
-        Database(settings.database).ensure_unlocked()
+        open_storage(settings.database).ensure_unlocked()
     except (SettingsError, ValueError, StorageError) as exc:
         print(f"performance-agent: {exc}", file=sys.stderr)
         return 2

@@ -2,12 +2,13 @@
 
 The evaluator appends an episode when an alert fires and closes it when it resolves; nothing
 else changes an episode, so the history doubles as an audit of when each objective burnt its
-budget. An episode is identified by the alert's fingerprint and its start.
+budget. An episode is identified by the alert's fingerprint and its start. Both classes
+implement `analysis.ports.AlertRepository`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -18,27 +19,12 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
-__all__ = ("AlertRepository", "MemoryAlertRepository", "SqliteAlertRepository")
+    from performance_agent.analysis.ports import AlertStateName
 
-AlertStateName = Literal["firing", "resolved"]
+__all__ = ("MemoryAlertRepository", "SqliteAlertRepository")
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AlertState)
-
-
-class AlertRepository(Protocol):
-    async def record(self, events: Sequence[AlertEvent]) -> None:
-        """Open an episode for each `fire`, close the matching one for each `resolve`."""
-        ...
-
-    async def firing(self, instance_id: str | None = None) -> list[AlertState]:
-        """Episodes still open (of one instance, or all), oldest first."""
-        ...
-
-    async def list(
-        self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
-    ) -> list[AlertState]:
-        """Episodes newest first, optionally of one state and one instance, at most `limit`."""
-        ...
 
 
 class SqliteAlertRepository:

@@ -3,9 +3,9 @@
 Two halves on purpose: the registered `spec` changes only through the API (POST/PUT), the
 observed `state` only through scrapes, and neither write touches the other's columns, so a PUT
 racing with a scrape cannot lose either. Deleting an instance deletes its history in the same
-transaction. `SqliteInstanceRepository` is the default; `MemoryInstanceRepository` serves unit
-tests and shares a `MemoryStore` with the memory snapshot repository, as the SQLite pair shares
-one database.
+transaction. Both classes implement `fleet.ports.InstanceRepository`: `SqliteInstanceRepository`
+is the default; `MemoryInstanceRepository` serves unit tests and shares a `MemoryStore` with the
+memory snapshot repository, as the SQLite pair shares one database.
 """
 
 from __future__ import annotations
@@ -13,72 +13,16 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from performance_agent.clock import utc
-from performance_agent.fleet.schemas import InstanceError, InstanceSpec, InstanceStatus
+from performance_agent.fleet.ports import InstanceExistsError, InstanceState, StoredInstance
+from performance_agent.fleet.schemas import InstanceError, InstanceSpec
 from performance_agent.storage.database import Database
 
-__all__ = (
-    "InstanceExistsError",
-    "InstanceRepository",
-    "InstanceState",
-    "MemoryInstanceRepository",
-    "MemoryStore",
-    "SqliteInstanceRepository",
-    "StoredInstance",
-    "StoredSnapshotRow",
-)
-
-
-class InstanceExistsError(Exception):
-    """`create` found the id taken."""
-
-
-class InstanceState(msgspec.Struct, kw_only=True):
-    status: InstanceStatus = "pending"
-    last_seen: datetime | None = None
-    last_scrape_at: datetime | None = None
-    last_error: InstanceError | None = None
-    consecutive_failures: int = 0
-
-
-class StoredInstance(msgspec.Struct, kw_only=True):
-    instance_id: str
-    spec: InstanceSpec
-    created_at: datetime
-    updated_at: datetime
-    state: InstanceState = msgspec.field(default_factory=InstanceState)
-
-
-class InstanceRepository(Protocol):
-    async def get(self, instance_id: str) -> StoredInstance | None: ...
-
-    async def list(self, *, engine: str | None = None, status: str | None = None) -> list[StoredInstance]:
-        """Every instance (optionally of one engine / status), ordered by id."""
-        ...
-
-    async def create(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance:
-        """Raises `InstanceExistsError` when the id is taken."""
-        ...
-
-    async def replace(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance | None:
-        """Replace the spec of a known instance (its state is kept); None when unknown."""
-        ...
-
-    async def upsert(self, instance_id: str, spec: InstanceSpec, now: datetime) -> tuple[StoredInstance, bool]:
-        """Create or replace; the flag says whether it was created."""
-        ...
-
-    async def delete(self, instance_id: str) -> bool:
-        """Remove the instance and all its snapshots; False when unknown."""
-        ...
-
-    async def record_failure(self, instance_id: str, error: InstanceError) -> bool:
-        """Mark the last scrape failed; False when the instance no longer exists."""
-        ...
+__all__ = ("MemoryInstanceRepository", "MemoryStore", "SqliteInstanceRepository", "StoredSnapshotRow")
 
 
 # ---------------------------------------------------------------------------- SQLite

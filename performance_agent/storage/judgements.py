@@ -4,7 +4,8 @@ A judgement is read and written whole by its background loop and by `DELETE`, so
 workflows) one document column is enough; `status` and `next_due_at` sit beside it so the loop
 finds the running, due judgements without decoding every document. Two writers racing (the loop
 judging a window while a client deletes the judgement) are told apart by the version: exactly
-one wins, the other gets `JudgementVersionConflict` and re-reads.
+one wins, the other gets `JudgementVersionConflict` and re-reads. Implements
+`judgements.ports.JudgementRepository`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
 from performance_agent.judgements.state import JudgementDoc
 
 if TYPE_CHECKING:
@@ -20,23 +22,10 @@ if TYPE_CHECKING:
 
     from performance_agent.storage.database import Database
 
-__all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
+__all__ = ("SqliteJudgementRepository",)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JudgementDoc)
-
-
-class JudgementVersionConflict(Exception):
-    """The judgement changed since it was read; the caller re-reads and decides again."""
-
-    def __init__(self, judgement_id: str) -> None:
-        super().__init__(f"judgement {judgement_id} changed while it was being written")
-        self.judgement_id = judgement_id
-
-
-class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
-    doc: JudgementDoc
-    version: int
 
 
 class SqliteJudgementRepository:

@@ -1,13 +1,11 @@
 """Stored optimization plans: written once by `POST /optimize`, read by id (the API and rollout workflows).
 
-A plan is immutable after it is stored, so the repository has no update: a new analysis makes
-a new plan with a new id, and a workflow started from an old plan keeps seeing what it was
-approved from.
+Both classes implement `optimization.ports.PlanRepository` (immutable plans: no update).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -18,18 +16,10 @@ if TYPE_CHECKING:
 
     from performance_agent.storage.database import Database
 
-__all__ = ("MemoryPlanRepository", "PlanRepository", "SqlitePlanRepository")
+__all__ = ("MemoryPlanRepository", "SqlitePlanRepository")
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(OptimizationPlan)
-
-
-class PlanRepository(Protocol):
-    async def add(self, plan: OptimizationPlan) -> None:
-        """Store a new plan (its `plan_id` is new)."""
-        ...
-
-    async def get(self, plan_id: str) -> OptimizationPlan | None: ...
 
 
 class SqlitePlanRepository:

@@ -9,7 +9,7 @@ without its event or an event without its transition.
 A partial unique index allows each instance in at most one active workflow, so even a bug in
 the service could not start two rollouts on one server. The outbox holds each actuator call
 (with its stable `event_id`) before it is sent, which is how a restarted agent resends the same
-call instead of inventing a new one.
+call instead of inventing a new one. Implements `workflows.ports.WorkflowRepository`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ import msgspec
 from performance_agent.clock import utc
 from performance_agent.storage.database import Database
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
+from performance_agent.workflows.ports import (
+    IdempotencyClaim,
+    IdempotencyMismatch,
+    InstanceBusy,
+    OutboxRow,
+    OutboxUpdate,
+    StoredWorkflow,
+    VersionConflict,
+)
 from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
 from performance_agent.workflows.state import EventDraft, WorkflowDoc
 
@@ -29,16 +38,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
-__all__ = (
-    "IdempotencyClaim",
-    "IdempotencyMismatch",
-    "InstanceBusy",
-    "OutboxRow",
-    "OutboxUpdate",
-    "SqliteWorkflowRepository",
-    "StoredWorkflow",
-    "VersionConflict",
-)
+__all__ = ("SqliteWorkflowRepository",)
 
 _doc_encoder = msgspec.json.Encoder()
 _doc_decoder = msgspec.json.Decoder(WorkflowDoc)
@@ -46,76 +46,6 @@ _event_decoder = msgspec.json.Decoder(WorkflowEvent)
 _window_decoder = msgspec.json.Decoder(WindowRecord)
 _ACTIVE = tuple(sorted(status.value for status in ACTIVE_STATUSES))
 _ACTIVE_SQL = "(" + ",".join("?" * len(_ACTIVE)) + ")"
-
-
-class VersionConflict(Exception):
-    """The workflow changed since it was read; the caller re-reads (API: 409)."""
-
-    def __init__(self, workflow_id: str, current_version: int | None) -> None:
-        super().__init__(f"workflow {workflow_id} changed (now version {current_version})")
-        self.workflow_id = workflow_id
-        self.current_version = current_version
-
-
-class InstanceBusy(Exception):
-    """An instance already takes part in an active workflow."""
-
-    def __init__(self, instance_id: str, workflow_id: str) -> None:
-        super().__init__(f"instance {instance_id} is in active workflow {workflow_id}")
-        self.instance_id = instance_id
-        self.workflow_id = workflow_id
-
-
-class IdempotencyMismatch(Exception):
-    """The Idempotency-Key was used before with a different request body."""
-
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"the key was used for workflow {workflow_id} with another body")
-        self.workflow_id = workflow_id
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    scope: str
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredWorkflow:
-    doc: WorkflowDoc
-    version: int
-    seq: int
-
-
-@dataclass(slots=True)
-class OutboxRow:
-    """One actuator call: sent until delivered or out of attempts; `payload` is the exact JSON body."""
-
-    event_id: str
-    workflow_id: str
-    action: str
-    stage_index: int
-    payload: bytes
-    state: str = "pending"  # pending | delivered | failed | skipped
-    attempts: int = 0
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-    #: Attempts that may have reached the actuator (counted before each attempt, taken back when
-    #: it certainly did not connect); 0 means the call changed nothing.
-    sent_attempts: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxUpdate:
-    event_id: str
-    state: str
-    attempts: int | None = None
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-    sent_attempts: int | None = None
 
 
 @dataclass(slots=True)

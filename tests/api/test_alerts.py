@@ -15,13 +15,14 @@ from performance_agent.analysis.alerting import AlertEvaluator, AlertMetrics, Al
 from performance_agent.analysis.alerts import alert_fingerprint, resolve_unmonitored
 from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.app import create_app
+from performance_agent.fleet.ports import StoredInstance
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist
 from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
-from performance_agent.storage.instances import MemoryStore, StoredInstance
+from performance_agent.storage.instances import MemoryStore
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from tests.api.analysis_support import Receiver, register
 from tests.conftest import ClientFactory, assert_envelope, make_settings

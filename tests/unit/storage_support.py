@@ -10,18 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from performance_agent.fleet.ports import InstanceRepository
 from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import RawScrape, encode_raw_scrape
+from performance_agent.metrics.ports import SnapshotRepository
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 from performance_agent.storage.database import Database
-from performance_agent.storage.instances import (
-    InstanceRepository,
-    MemoryInstanceRepository,
-    MemoryStore,
-    SqliteInstanceRepository,
-)
-from performance_agent.storage.snapshots import MemorySnapshotRepository, SnapshotRepository, SqliteSnapshotRepository
+from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, SqliteInstanceRepository
+from performance_agent.storage.snapshots import MemorySnapshotRepository, SqliteSnapshotRepository
 
 __all__ = ("T0", "Repos", "full_spec", "open_repos", "raw_at", "run_with_repos")
 

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
+from performance_agent.analysis.ports import AlertRepository
 from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.optimization.examples import plan_example
+from performance_agent.optimization.ports import PlanRepository
 from performance_agent.optimization.schemas import OptimizationPlan
-from performance_agent.storage.alerts import AlertRepository, MemoryAlertRepository, SqliteAlertRepository
+from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
 from performance_agent.storage.database import Database
-from performance_agent.storage.plans import MemoryPlanRepository, PlanRepository, SqlitePlanRepository
+from performance_agent.storage.plans import MemoryPlanRepository, SqlitePlanRepository
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
