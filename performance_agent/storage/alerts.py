@@ -10,21 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.storage.database import Database
+from performance_agent.storage.records import decode_alert, encode_alert
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
     from performance_agent.analysis.ports import AlertStateName
+    from performance_agent.analysis.schemas import AlertEvent, AlertState
 
 __all__ = ("MemoryAlertRepository", "SqliteAlertRepository")
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AlertState)
 
 
 class SqliteAlertRepository:
@@ -42,7 +38,7 @@ class SqliteAlertRepository:
                 event.alert.instance_id,
                 event.alert.state,
                 None if event.alert.ended_at is None else event.alert.ended_at.timestamp(),
-                _encoder.encode(event.alert),
+                encode_alert(event.alert),
             )
             for event in events
         ]
@@ -74,7 +70,7 @@ class SqliteAlertRepository:
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [_decoder.decode(document) for document in await self._db.run(work)]
+        return [decode_alert(document) for document in await self._db.run(work)]
 
     async def list(
         self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
@@ -87,7 +83,7 @@ class SqliteAlertRepository:
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [_decoder.decode(document) for document in await self._db.run(work)]
+        return [decode_alert(document) for document in await self._db.run(work)]
 
 
 class MemoryAlertRepository:
@@ -98,10 +94,10 @@ class MemoryAlertRepository:
         for event in events:
             key = (event.alert.fingerprint, event.alert.started_at.timestamp())
             if event.kind == "fire" or key in self._episodes:
-                self._episodes[key] = _encoder.encode(event.alert)
+                self._episodes[key] = encode_alert(event.alert)
 
     def _all(self) -> list[AlertState]:
-        return [_decoder.decode(document) for document in self._episodes.values()]
+        return [decode_alert(document) for document in self._episodes.values()]
 
     async def firing(self, instance_id: str | None = None) -> list[AlertState]:
         found = [a for a in self._all() if a.state == "firing" and instance_id in (None, a.instance_id)]

@@ -13,14 +13,22 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from performance_agent.clock import utc
 from performance_agent.fleet.ports import InstanceExistsError, InstanceState, StoredInstance
-from performance_agent.fleet.schemas import InstanceError, InstanceSpec
 from performance_agent.storage.database import Database
+from performance_agent.storage.records import (
+    decode_instance_error,
+    decode_instance_spec,
+    encode_instance_error,
+    encode_instance_spec,
+)
+
+if TYPE_CHECKING:
+    from performance_agent.fleet.schemas import InstanceError, InstanceSpec
 
 __all__ = ("MemoryInstanceRepository", "MemoryStore", "SqliteInstanceRepository", "StoredSnapshotRow")
 
@@ -35,9 +43,6 @@ _SELECT_ONE = _SELECT + " WHERE instance_id = ?"
 _SELECT_FILTERED = _SELECT + " WHERE (?1 IS NULL OR engine = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY instance_id"
 _INSERT = "INSERT INTO instances (instance_id, engine, record, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
 _UPDATE_SPEC = "UPDATE instances SET engine = ?, record = ?, updated_at = ? WHERE instance_id = ?"
-_spec_encoder = msgspec.json.Encoder()
-_spec_decoder = msgspec.json.Decoder(InstanceSpec)
-_error_decoder = msgspec.json.Decoder(InstanceError)
 
 
 def _time(value: float | None) -> datetime | None:
@@ -48,14 +53,14 @@ def _row_to_instance(row: tuple[Any, ...]) -> StoredInstance:
     instance_id, record, created, updated, status, last_seen, last_scrape, last_error, failures = row
     return StoredInstance(
         instance_id=instance_id,
-        spec=_spec_decoder.decode(record),
+        spec=decode_instance_spec(record),
         created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
         state=InstanceState(
             status=status,
             last_seen=_time(last_seen),
             last_scrape_at=_time(last_scrape),
-            last_error=None if last_error is None else _error_decoder.decode(last_error),
+            last_error=None if last_error is None else decode_instance_error(last_error),
             consecutive_failures=failures,
         ),
     )
@@ -85,7 +90,7 @@ class SqliteInstanceRepository:
             try:
                 connection.execute(
                     _INSERT,
-                    (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
+                    (instance_id, spec.engine, encode_instance_spec(spec), stamp, stamp),
                 )
             except sqlite3.IntegrityError:
                 raise InstanceExistsError(instance_id) from None
@@ -98,7 +103,7 @@ class SqliteInstanceRepository:
             with Database.transaction(connection):
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, _spec_encoder.encode(spec), now.isoformat(), instance_id),
+                    (spec.engine, encode_instance_spec(spec), now.isoformat(), instance_id),
                 )
                 return _select_one(connection, instance_id) if cursor.rowcount else None
 
@@ -110,13 +115,13 @@ class SqliteInstanceRepository:
             with Database.transaction(connection):
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, _spec_encoder.encode(spec), stamp, instance_id),
+                    (spec.engine, encode_instance_spec(spec), stamp, instance_id),
                 )
                 created = cursor.rowcount == 0
                 if created:
                     connection.execute(
                         _INSERT,
-                        (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
+                        (instance_id, spec.engine, encode_instance_spec(spec), stamp, stamp),
                     )
                 stored = _select_one(connection, instance_id)
             assert stored is not None  # written in this very transaction
@@ -137,7 +142,7 @@ class SqliteInstanceRepository:
             cursor = connection.execute(
                 "UPDATE instances SET status = 'down', last_scrape_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE instance_id = ?",
-                (error.at.timestamp(), _spec_encoder.encode(error), instance_id),
+                (error.at.timestamp(), encode_instance_error(error), instance_id),
             )
             return cursor.rowcount > 0
 

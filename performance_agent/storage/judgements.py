@@ -12,20 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
-from performance_agent.judgements.state import JudgementDoc
+from performance_agent.storage.records import decode_judgement, encode_judgement
 
 if TYPE_CHECKING:
     import sqlite3
 
+    from performance_agent.judgements.state import JudgementDoc
     from performance_agent.storage.database import Database
 
 __all__ = ("SqliteJudgementRepository",)
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(JudgementDoc)
 
 
 class SqliteJudgementRepository:
@@ -33,7 +29,7 @@ class SqliteJudgementRepository:
         self._db = database
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
-        document = _encoder.encode(doc)
+        document = encode_judgement(doc)
 
         def work(connection: sqlite3.Connection) -> None:
             connection.execute(
@@ -53,7 +49,7 @@ class SqliteJudgementRepository:
             return None if row is None else (int(row[0]), bytes(row[1]))
 
         found = await self._db.run(work)
-        return None if found is None else StoredJudgement(doc=_decoder.decode(found[1]), version=found[0])
+        return None if found is None else StoredJudgement(doc=decode_judgement(found[1]), version=found[0])
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Running judgements whose next look has come, most overdue first."""
@@ -70,7 +66,7 @@ class SqliteJudgementRepository:
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""
-        document = _encoder.encode(doc)
+        document = encode_judgement(doc)
 
         def work(connection: sqlite3.Connection) -> int:
             cursor = connection.execute(

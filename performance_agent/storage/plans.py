@@ -7,19 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.optimization.schemas import OptimizationPlan
+from performance_agent.storage.records import decode_plan, encode_plan
 
 if TYPE_CHECKING:
     import sqlite3
 
+    from performance_agent.optimization.schemas import OptimizationPlan
     from performance_agent.storage.database import Database
 
 __all__ = ("MemoryPlanRepository", "SqlitePlanRepository")
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(OptimizationPlan)
 
 
 class SqlitePlanRepository:
@@ -27,7 +23,7 @@ class SqlitePlanRepository:
         self._db = database
 
     async def add(self, plan: OptimizationPlan) -> None:
-        document = _encoder.encode(plan)
+        document = encode_plan(plan)
 
         def work(connection: sqlite3.Connection) -> None:
             connection.execute(
@@ -43,7 +39,7 @@ class SqlitePlanRepository:
             return None if row is None else bytes(row[0])
 
         document = await self._db.run(work)
-        return None if document is None else _decoder.decode(document)
+        return None if document is None else decode_plan(document)
 
 
 class MemoryPlanRepository:
@@ -53,8 +49,8 @@ class MemoryPlanRepository:
         self._plans: dict[str, bytes] = {}
 
     async def add(self, plan: OptimizationPlan) -> None:
-        self._plans[plan.plan_id] = _encoder.encode(plan)
+        self._plans[plan.plan_id] = encode_plan(plan)
 
     async def get(self, plan_id: str) -> OptimizationPlan | None:
         document = self._plans.get(plan_id)
-        return None if document is None else _decoder.decode(document)
+        return None if document is None else decode_plan(document)

@@ -17,10 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from performance_agent.clock import utc
 from performance_agent.storage.database import Database
+from performance_agent.storage.records import (
+    decode_window,
+    decode_workflow,
+    decode_workflow_event,
+    encode_window,
+    encode_workflow,
+    encode_workflow_event,
+)
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.ports import (
     IdempotencyClaim,
@@ -40,10 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ("SqliteWorkflowRepository",)
 
-_doc_encoder = msgspec.json.Encoder()
-_doc_decoder = msgspec.json.Decoder(WorkflowDoc)
-_event_decoder = msgspec.json.Decoder(WorkflowEvent)
-_window_decoder = msgspec.json.Decoder(WindowRecord)
 _ACTIVE = tuple(sorted(status.value for status in ACTIVE_STATUSES))
 _ACTIVE_SQL = "(" + ",".join("?" * len(_ACTIVE)) + ")"
 
@@ -57,7 +59,7 @@ class _Write:
 
 def _row_to_stored(row: tuple[object, ...]) -> StoredWorkflow:
     seq, version, doc = row
-    return StoredWorkflow(doc=_doc_decoder.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
+    return StoredWorkflow(doc=decode_workflow(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
 
 
 def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Sequence[EventDraft]) -> None:
@@ -82,7 +84,7 @@ def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Seq
         )
         connection.execute(
             "INSERT INTO workflow_events (workflow_id, seq, at, event) VALUES (?, ?, ?, ?)",
-            (workflow_id, seq, draft.at, _doc_encoder.encode(event)),
+            (workflow_id, seq, draft.at, encode_workflow_event(event)),
         )
 
 
@@ -143,7 +145,7 @@ class SqliteWorkflowRepository:
                 cursor = connection.execute(
                     "INSERT INTO workflows (workflow_id, status, version, next_due_at, created_at, doc) "
                     "VALUES (?, ?, 1, ?, ?, ?)",
-                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, _doc_encoder.encode(doc)),
+                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, encode_workflow(doc)),
                 )
                 connection.executemany(
                     "INSERT INTO workflow_instances (workflow_id, instance_id, position, active) VALUES (?, ?, ?, 1)",
@@ -197,7 +199,7 @@ class SqliteWorkflowRepository:
                 "SELECT doc FROM workflows WHERE json_extract(CAST(doc AS TEXT), '$.plan_id') = ? ORDER BY seq LIMIT ?",
                 (plan_id, limit),
             )
-            return [_doc_decoder.decode(row[0]) for row in rows]
+            return [decode_workflow(row[0]) for row in rows]
 
         return await self._db.run(work)
 
@@ -208,7 +210,7 @@ class SqliteWorkflowRepository:
             ).fetchall()
             return [row[0] for row in rows]
 
-        return [_event_decoder.decode(data) for data in await self._db.run(work)]
+        return [decode_workflow_event(data) for data in await self._db.run(work)]
 
     async def windows(self, workflow_id: str, limit: int) -> list[WindowRecord]:
         """The newest `limit` windows, oldest first."""
@@ -220,7 +222,7 @@ class SqliteWorkflowRepository:
             ).fetchall()
             return [row[0] for row in reversed(rows)]
 
-        return [_window_decoder.decode(data) for data in await self._db.run(work)]
+        return [decode_window(data) for data in await self._db.run(work)]
 
     async def next_window_seq(self, workflow_id: str) -> int:
         def work(connection: sqlite3.Connection) -> int:
@@ -249,7 +251,7 @@ class SqliteWorkflowRepository:
                 if row is None:
                     return None
                 workflow_id = str(row[0])
-                doc = _doc_decoder.decode(row[1])
+                doc = decode_workflow(row[1])
                 connection.execute(
                     "UPDATE workflow_instances SET active = 0 WHERE workflow_id = ? AND instance_id = ?",
                     (workflow_id, instance_id),
@@ -321,7 +323,7 @@ class SqliteWorkflowRepository:
                 cursor = connection.execute(
                     "UPDATE workflows SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                     "WHERE workflow_id = ? AND version = ?",
-                    (doc.status, doc.next_due_at, _doc_encoder.encode(doc), doc.workflow_id, expected_version),
+                    (doc.status, doc.next_due_at, encode_workflow(doc), doc.workflow_id, expected_version),
                 )
                 if cursor.rowcount != 1:
                     row = connection.execute(
@@ -336,7 +338,7 @@ class SqliteWorkflowRepository:
                 if write.window is not None:
                     connection.execute(
                         "INSERT INTO workflow_windows (workflow_id, seq, window) VALUES (?, ?, ?)",
-                        (doc.workflow_id, write.window.seq, _doc_encoder.encode(write.window)),
+                        (doc.workflow_id, write.window.seq, encode_window(write.window)),
                     )
                 _apply_outbox(connection, write.outbox)
                 return expected_version + 1
