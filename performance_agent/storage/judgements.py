@@ -16,22 +16,21 @@ from performance_agent.judgements.ports import JudgementVersionConflict, StoredJ
 from performance_agent.storage.records import decode_judgement, encode_judgement
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from performance_agent.judgements.state import JudgementDoc
-    from performance_agent.storage.database import Database
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
+
 
 __all__ = ("SqliteJudgementRepository",)
 
 
 class SqliteJudgementRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
         document = encode_judgement(doc)
 
-        def work(connection: sqlite3.Connection) -> None:
+        def work(connection: SqlConnection) -> None:
             connection.execute(
                 "INSERT INTO judgements (judgement_id, status, version, next_due_at, created_at, doc) "
                 "VALUES (?, ?, 1, ?, ?, ?)",
@@ -42,7 +41,7 @@ class SqliteJudgementRepository:
         return StoredJudgement(doc=doc, version=1)
 
     async def get(self, judgement_id: str) -> StoredJudgement | None:
-        def work(connection: sqlite3.Connection) -> tuple[int, bytes] | None:
+        def work(connection: SqlConnection) -> tuple[int, bytes] | None:
             row = connection.execute(
                 "SELECT version, doc FROM judgements WHERE judgement_id = ?", (judgement_id,)
             ).fetchone()
@@ -54,7 +53,7 @@ class SqliteJudgementRepository:
     async def due(self, now: float, limit: int) -> list[str]:
         """Running judgements whose next look has come, most overdue first."""
 
-        def work(connection: sqlite3.Connection) -> list[str]:
+        def work(connection: SqlConnection) -> list[str]:
             rows = connection.execute(
                 "SELECT judgement_id FROM judgements WHERE status = 'running' AND next_due_at <= ? "
                 "ORDER BY next_due_at LIMIT ?",
@@ -68,7 +67,7 @@ class SqliteJudgementRepository:
         """Write the document if still at `expected_version`; returns the new version."""
         document = encode_judgement(doc)
 
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             cursor = connection.execute(
                 "UPDATE judgements SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                 "WHERE judgement_id = ? AND version = ?",

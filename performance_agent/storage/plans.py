@@ -1,6 +1,8 @@
 """Stored optimization plans: written once by `POST /optimize`, read by id (the API and rollout workflows).
 
-Both classes implement `optimization.ports.PlanRepository` (immutable plans: no update).
+A plan is immutable after it is stored, so the repository has no update: a new analysis makes
+a new plan with a new id, and a workflow started from an old plan keeps seeing what it was
+approved from.
 """
 
 from __future__ import annotations
@@ -10,22 +12,21 @@ from typing import TYPE_CHECKING
 from performance_agent.storage.records import decode_plan, encode_plan
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from performance_agent.optimization.schemas import OptimizationPlan
-    from performance_agent.storage.database import Database
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
+
 
 __all__ = ("MemoryPlanRepository", "SqlitePlanRepository")
 
 
 class SqlitePlanRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def add(self, plan: OptimizationPlan) -> None:
         document = encode_plan(plan)
 
-        def work(connection: sqlite3.Connection) -> None:
+        def work(connection: SqlConnection) -> None:
             connection.execute(
                 "INSERT INTO plans (plan_id, instance_id, created_at, doc) VALUES (?, ?, ?, ?)",
                 (plan.plan_id, plan.instance_id, plan.created_at.timestamp(), document),
@@ -34,7 +35,7 @@ class SqlitePlanRepository:
         await self._db.run(work)
 
     async def get(self, plan_id: str) -> OptimizationPlan | None:
-        def work(connection: sqlite3.Connection) -> bytes | None:
+        def work(connection: SqlConnection) -> bytes | None:
             row = connection.execute("SELECT doc FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
             return None if row is None else bytes(row[0])
 
