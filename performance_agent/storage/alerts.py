@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from performance_agent.storage.records import decode_alert, encode_alert
+from performance_agent.storage.records import ALERT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,7 +37,7 @@ class SqliteAlertRepository:
                 event.alert.instance_id,
                 event.alert.state,
                 None if event.alert.ended_at is None else event.alert.ended_at.timestamp(),
-                encode_alert(event.alert),
+                ALERT.encode(event.alert),
             )
             for event in events
         ]
@@ -71,7 +71,7 @@ class SqliteAlertRepository:
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [decode_alert(document) for document in await self._db.run(work)]
+        return [ALERT.decode(document) for document in await self._db.run(work)]
 
     async def list(
         self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
@@ -84,7 +84,7 @@ class SqliteAlertRepository:
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [decode_alert(document) for document in await self._db.run(work)]
+        return [ALERT.decode(document) for document in await self._db.run(work)]
 
 
 class MemoryAlertRepository:
@@ -95,10 +95,10 @@ class MemoryAlertRepository:
         for event in events:
             key = (event.alert.fingerprint, event.alert.started_at.timestamp())
             if event.kind == "fire" or key in self._episodes:
-                self._episodes[key] = encode_alert(event.alert)
+                self._episodes[key] = ALERT.encode(event.alert)
 
     def _all(self) -> list[AlertState]:
-        return [decode_alert(document) for document in self._episodes.values()]
+        return [ALERT.decode(document) for document in self._episodes.values()]
 
     async def firing(self, instance_id: str | None = None) -> list[AlertState]:
         found = [a for a in self._all() if a.state == "firing" and instance_id in (None, a.instance_id)]

@@ -18,12 +18,7 @@ import msgspec
 
 from performance_agent.clock import utc
 from performance_agent.fleet.ports import InstanceExistsError, InstanceState, StoredInstance
-from performance_agent.storage.records import (
-    decode_instance_error,
-    decode_instance_spec,
-    encode_instance_error,
-    encode_instance_spec,
-)
+from performance_agent.storage.records import INSTANCE_ERROR, INSTANCE_SPEC
 
 if TYPE_CHECKING:
     from performance_agent.fleet.schemas import InstanceError, InstanceSpec
@@ -57,14 +52,14 @@ def _row_to_instance(row: tuple[Any, ...]) -> StoredInstance:
     instance_id, record, created, updated, status, last_seen, last_scrape, last_error, failures = row
     return StoredInstance(
         instance_id=instance_id,
-        spec=decode_instance_spec(record),
+        spec=INSTANCE_SPEC.decode(record),
         created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
         state=InstanceState(
             status=status,
             last_seen=_time(last_seen),
             last_scrape_at=_time(last_scrape),
-            last_error=None if last_error is None else decode_instance_error(last_error),
+            last_error=None if last_error is None else INSTANCE_ERROR.decode(last_error),
             consecutive_failures=failures,
         ),
     )
@@ -95,7 +90,7 @@ class SqliteInstanceRepository:
             stamp = now.isoformat()
             inserted = connection.execute(
                 _INSERT,
-                (instance_id, spec.engine, encode_instance_spec(spec), stamp, stamp),
+                (instance_id, spec.engine, INSTANCE_SPEC.encode(spec), stamp, stamp),
             ).rowcount
             if not inserted:
                 raise InstanceExistsError(instance_id)
@@ -108,7 +103,7 @@ class SqliteInstanceRepository:
             with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, encode_instance_spec(spec), now.isoformat(), instance_id),
+                    (spec.engine, INSTANCE_SPEC.encode(spec), now.isoformat(), instance_id),
                 )
                 return _select_one(connection, instance_id) if cursor.rowcount else None
 
@@ -120,13 +115,13 @@ class SqliteInstanceRepository:
             with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, encode_instance_spec(spec), stamp, instance_id),
+                    (spec.engine, INSTANCE_SPEC.encode(spec), stamp, instance_id),
                 )
                 created = cursor.rowcount == 0
                 if created:
                     connection.execute(
                         _INSERT,
-                        (instance_id, spec.engine, encode_instance_spec(spec), stamp, stamp),
+                        (instance_id, spec.engine, INSTANCE_SPEC.encode(spec), stamp, stamp),
                     )
                 stored = _select_one(connection, instance_id)
             assert stored is not None  # written in this very transaction
@@ -147,7 +142,7 @@ class SqliteInstanceRepository:
             cursor = connection.execute(
                 "UPDATE instances SET status = 'down', last_scrape_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE instance_id = ?",
-                (error.at.timestamp(), encode_instance_error(error), instance_id),
+                (error.at.timestamp(), INSTANCE_ERROR.encode(error), instance_id),
             )
             return cursor.rowcount > 0
 

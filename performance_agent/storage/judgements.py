@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
-from performance_agent.storage.records import decode_judgement, encode_judgement
+from performance_agent.storage.records import JUDGEMENT
 
 if TYPE_CHECKING:
     from performance_agent.judgements.state import JudgementDoc
@@ -28,7 +28,7 @@ class SqliteJudgementRepository:
         self._db = database
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
-        document = encode_judgement(doc)
+        document = JUDGEMENT.encode(doc)
 
         def work(connection: SqlConnection) -> None:
             connection.execute(
@@ -48,7 +48,7 @@ class SqliteJudgementRepository:
             return None if row is None else (int(row[0]), bytes(row[1]))
 
         found = await self._db.run(work)
-        return None if found is None else StoredJudgement(doc=decode_judgement(found[1]), version=found[0])
+        return None if found is None else StoredJudgement(doc=JUDGEMENT.decode(found[1]), version=found[0])
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Running judgements whose next look has come, most overdue first."""
@@ -65,7 +65,7 @@ class SqliteJudgementRepository:
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""
-        document = encode_judgement(doc)
+        document = JUDGEMENT.encode(doc)
 
         def work(connection: SqlConnection) -> int:
             cursor = connection.execute(

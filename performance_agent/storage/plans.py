@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from performance_agent.storage.records import decode_plan, encode_plan
+from performance_agent.storage.records import PLAN
 
 if TYPE_CHECKING:
     from performance_agent.optimization.schemas import OptimizationPlan
@@ -24,7 +24,7 @@ class SqlitePlanRepository:
         self._db = database
 
     async def add(self, plan: OptimizationPlan) -> None:
-        document = encode_plan(plan)
+        document = PLAN.encode(plan)
 
         def work(connection: SqlConnection) -> None:
             connection.execute(
@@ -40,7 +40,7 @@ class SqlitePlanRepository:
             return None if row is None else bytes(row[0])
 
         document = await self._db.run(work)
-        return None if document is None else decode_plan(document)
+        return None if document is None else PLAN.decode(document)
 
 
 class MemoryPlanRepository:
@@ -50,8 +50,8 @@ class MemoryPlanRepository:
         self._plans: dict[str, bytes] = {}
 
     async def add(self, plan: OptimizationPlan) -> None:
-        self._plans[plan.plan_id] = encode_plan(plan)
+        self._plans[plan.plan_id] = PLAN.encode(plan)
 
     async def get(self, plan_id: str) -> OptimizationPlan | None:
         document = self._plans.get(plan_id)
-        return None if document is None else decode_plan(document)
+        return None if document is None else PLAN.decode(document)

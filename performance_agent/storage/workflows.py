@@ -18,14 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.clock import utc
-from performance_agent.storage.records import (
-    decode_window,
-    decode_workflow,
-    decode_workflow_event,
-    encode_window,
-    encode_workflow,
-    encode_workflow_event,
-)
+from performance_agent.storage.records import WINDOW, WORKFLOW, WORKFLOW_EVENT
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.ports import (
     IdempotencyClaim,
@@ -61,7 +54,7 @@ class _Write:
 
 def _row_to_stored(row: tuple[object, ...]) -> StoredWorkflow:
     seq, version, doc = row
-    return StoredWorkflow(doc=decode_workflow(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
+    return StoredWorkflow(doc=WORKFLOW.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
 
 
 def _insert_events(connection: SqlConnection, workflow_id: str, events: Sequence[EventDraft]) -> None:
@@ -86,7 +79,7 @@ def _insert_events(connection: SqlConnection, workflow_id: str, events: Sequence
         )
         connection.execute(
             "INSERT INTO workflow_events (workflow_id, seq, at, event) VALUES (?, ?, ?, ?)",
-            (workflow_id, seq, draft.at, encode_workflow_event(event)),
+            (workflow_id, seq, draft.at, WORKFLOW_EVENT.encode(event)),
         )
 
 
@@ -147,7 +140,7 @@ class SqliteWorkflowRepository:
                 seq = connection.execute(
                     "INSERT INTO workflows (workflow_id, status, version, next_due_at, created_at, doc) "
                     "VALUES (?, ?, 1, ?, ?, ?) RETURNING seq",
-                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, encode_workflow(doc)),
+                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, WORKFLOW.encode(doc)),
                 ).fetchone()[0]
                 connection.executemany(
                     "INSERT INTO workflow_instances (workflow_id, instance_id, position, active) VALUES (?, ?, ?, 1)",
@@ -202,7 +195,7 @@ class SqliteWorkflowRepository:
                 f"SELECT doc FROM workflows WHERE {plan_of} = ? ORDER BY seq LIMIT ?",  # noqa: S608 - constant SQL
                 (plan_id, limit),
             )
-            return [decode_workflow(row[0]) for row in rows]
+            return [WORKFLOW.decode(row[0]) for row in rows]
 
         return await self._db.run(work)
 
@@ -213,7 +206,7 @@ class SqliteWorkflowRepository:
             ).fetchall()
             return [row[0] for row in rows]
 
-        return [decode_workflow_event(data) for data in await self._db.run(work)]
+        return [WORKFLOW_EVENT.decode(data) for data in await self._db.run(work)]
 
     async def windows(self, workflow_id: str, limit: int) -> list[WindowRecord]:
         """The newest `limit` windows, oldest first."""
@@ -225,7 +218,7 @@ class SqliteWorkflowRepository:
             ).fetchall()
             return [row[0] for row in reversed(rows)]
 
-        return [decode_window(data) for data in await self._db.run(work)]
+        return [WINDOW.decode(data) for data in await self._db.run(work)]
 
     async def next_window_seq(self, workflow_id: str) -> int:
         def work(connection: SqlConnection) -> int:
@@ -254,7 +247,7 @@ class SqliteWorkflowRepository:
                 if row is None:
                     return None
                 workflow_id = str(row[0])
-                doc = decode_workflow(row[1])
+                doc = WORKFLOW.decode(row[1])
                 connection.execute(
                     "UPDATE workflow_instances SET active = 0 WHERE workflow_id = ? AND instance_id = ?",
                     (workflow_id, instance_id),
@@ -326,7 +319,7 @@ class SqliteWorkflowRepository:
                 cursor = connection.execute(
                     "UPDATE workflows SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                     "WHERE workflow_id = ? AND version = ?",
-                    (doc.status, doc.next_due_at, encode_workflow(doc), doc.workflow_id, expected_version),
+                    (doc.status, doc.next_due_at, WORKFLOW.encode(doc), doc.workflow_id, expected_version),
                 )
                 if cursor.rowcount != 1:
                     row = connection.execute(
@@ -341,7 +334,7 @@ class SqliteWorkflowRepository:
                 if write.window is not None:
                     connection.execute(
                         'INSERT INTO workflow_windows (workflow_id, seq, "window") VALUES (?, ?, ?)',
-                        (doc.workflow_id, write.window.seq, encode_window(write.window)),
+                        (doc.workflow_id, write.window.seq, WINDOW.encode(write.window)),
                     )
                 _apply_outbox(connection, write.outbox)
                 return expected_version + 1

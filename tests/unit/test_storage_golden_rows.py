@@ -26,6 +26,16 @@ from performance_agent.metrics.snapshot import InstanceSnapshot
 from performance_agent.storage import records
 from performance_agent.storage.database import MIGRATIONS
 from performance_agent.storage.factory import Storage, open_storage
+from performance_agent.storage.records import (
+    ALERT,
+    INSTANCE_ERROR,
+    INSTANCE_SPEC,
+    JUDGEMENT,
+    PLAN,
+    WINDOW,
+    WORKFLOW,
+    WORKFLOW_EVENT,
+)
 from tests.paths import FIXTURES
 from tests.unit.storage_support import BACKENDS, database_url
 
@@ -125,10 +135,10 @@ async def read_everything(storage: Storage, tables: Tables) -> None:
     for row in tables.get("instances", []):
         instance = await storage.instances.get(row["instance_id"])
         assert instance is not None
-        assert_carried(stored_json(row["record"]), json.loads(records.encode_instance_spec(instance.spec)), "record")
+        assert_carried(stored_json(row["record"]), json.loads(INSTANCE_SPEC.encode(instance.spec)), "record")
         if row.get("last_error") is not None:
             assert instance.state.last_error is not None
-            error = records.encode_instance_error(instance.state.last_error)
+            error = INSTANCE_ERROR.encode(instance.state.last_error)
             assert_carried(stored_json(row["last_error"]), json.loads(error), "last_error")
     for row in tables.get("snapshots", []):
         raws = await storage.snapshots.raw_between(row["instance_id"], FAR_PAST, FAR_FUTURE)
@@ -139,25 +149,25 @@ async def read_everything(storage: Storage, tables: Tables) -> None:
     for row in tables.get("plans", []):
         plan = await storage.plans.get(row["plan_id"])
         assert plan is not None
-        assert_carried(stored_json(row["doc"]), json.loads(records.encode_plan(plan)), "plan")
+        assert_carried(stored_json(row["doc"]), json.loads(PLAN.encode(plan)), "plan")
     alerts = await storage.alerts.list(limit=1000)
     assert len(alerts) == len(tables.get("alerts", []))
     for row, alert in zip(tables.get("alerts", []), alerts, strict=True):
-        assert_carried(stored_json(row["doc"]), json.loads(records.encode_alert(alert)), "alert")
+        assert_carried(stored_json(row["doc"]), json.loads(ALERT.encode(alert)), "alert")
     for row in tables.get("workflows", []):
         workflow_id = row["workflow_id"]
         stored = await storage.workflows.get(workflow_id)
         assert stored is not None
         assert stored.version == row["version"]
-        assert_carried(stored_json(row["doc"]), json.loads(records.encode_workflow(stored.doc)), "workflow")
+        assert_carried(stored_json(row["doc"]), json.loads(WORKFLOW.encode(stored.doc)), "workflow")
         events = await storage.workflows.events(workflow_id)
         stored_events = [e for e in tables["workflow_events"] if e["workflow_id"] == workflow_id]
         for event_row, event in zip(stored_events, events, strict=True):
-            assert_carried(stored_json(event_row["event"]), json.loads(records.encode_workflow_event(event)), "event")
+            assert_carried(stored_json(event_row["event"]), json.loads(WORKFLOW_EVENT.encode(event)), "event")
         windows = await storage.workflows.windows(workflow_id, 1000)
         stored_windows = [w for w in tables["workflow_windows"] if w["workflow_id"] == workflow_id]
         for window_row, window in zip(stored_windows, windows, strict=True):
-            assert_carried(stored_json(window_row["window"]), json.loads(records.encode_window(window)), "window")
+            assert_carried(stored_json(window_row["window"]), json.loads(WINDOW.encode(window)), "window")
         outbox = await storage.workflows.outbox_of(workflow_id)
         stored_outbox = [o for o in tables["workflow_outbox"] if o["workflow_id"] == workflow_id]
         payloads = {o["event_id"]: column_value(o["payload"]) for o in stored_outbox}
@@ -166,7 +176,7 @@ async def read_everything(storage: Storage, tables: Tables) -> None:
         judgement = await storage.judgements.get(row["judgement_id"])
         assert judgement is not None
         assert judgement.version == row["version"]
-        assert_carried(stored_json(row["doc"]), json.loads(records.encode_judgement(judgement.doc)), "judgement")
+        assert_carried(stored_json(row["doc"]), json.loads(JUDGEMENT.encode(judgement.doc)), "judgement")
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

@@ -28,26 +28,29 @@ RECORDS: tuple[type[msgspec.Struct], ...] = (
 )
 
 
+def inner_types(info: inspect.Type) -> list[inspect.Type]:
+    """The types one level inside `info` (a struct's fields, a container's items, a union's members)."""
+    if isinstance(info, inspect.StructType):
+        return [field.type for field in info.fields]
+    if isinstance(info, inspect.Metadata):
+        return [info.type]
+    if isinstance(info, (inspect.UnionType, inspect.TupleType)):
+        return list(info.types if isinstance(info, inspect.UnionType) else info.item_types)
+    if isinstance(info, (inspect.ListType, inspect.SetType, inspect.FrozenSetType, inspect.VarTupleType)):
+        return [info.item_type]
+    if isinstance(info, inspect.DictType):
+        return [info.value_type]
+    return []
+
+
 def reachable_structs(info: inspect.Type, seen: set[type]) -> Iterator[inspect.StructType]:
     if isinstance(info, inspect.StructType):
         if info.cls in seen:
             return
         seen.add(info.cls)
         yield info
-        for field in info.fields:
-            yield from reachable_structs(field.type, seen)
-    elif isinstance(info, inspect.Metadata):
-        yield from reachable_structs(info.type, seen)
-    elif isinstance(info, inspect.UnionType):
-        for member in info.types:
-            yield from reachable_structs(member, seen)
-    elif isinstance(info, (inspect.ListType, inspect.SetType, inspect.FrozenSetType, inspect.VarTupleType)):
-        yield from reachable_structs(info.item_type, seen)
-    elif isinstance(info, inspect.DictType):
-        yield from reachable_structs(info.value_type, seen)
-    elif isinstance(info, inspect.TupleType):
-        for item in info.item_types:
-            yield from reachable_structs(item, seen)
+    for inner in inner_types(info):
+        yield from reachable_structs(inner, seen)
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=[record.__name__ for record in RECORDS])
