@@ -4,16 +4,18 @@ Why not decode with the API and domain types: request types forbid unknown field
 bounds (`Meta` constraints) that are right for a new request but wrong for a document written a
 year ago; renaming or tightening a request field would make in-flight rollouts undecodable after
 an upgrade. These records ignore unknown fields, give every field added after the first schema a
-default, carry no bounds, and are mapped to and from the domain types here, once per type
-(one `DocumentCodec` per stored column). The golden rows in tests/fixtures/storage/ are decoded by them.
+default, carry no bounds, and are mapped to and from the domain types here, field by field
+(`_counterpart`; one `DocumentCodec` per stored column). The golden rows in tests/fixtures/storage/ are decoded by them.
 
 Nested types that are not request types (the judge's plan and state, figures, findings) are
-embedded as they are: they never forbid unknown fields, and the same rules apply to them (a
-field added later gets a default; `tests/unit/test_storage_records.py` checks that nothing
-reachable from a record forbids unknown fields).
+embedded as they are: they never forbid unknown fields nor carry bounds, and the same rules
+apply to them (a field added later gets a default; `tests/unit/test_storage_records.py` checks
+that nothing reachable from a record forbids unknown fields or bounds a value).
 
 Mapping builds the domain structs through their constructors, which do not re-check bounds:
-what was valid when stored stays readable.
+what was valid when stored stays readable. A field renamed in a domain type keeps its stored
+name in the record, and the rename is mapped in `_counterpart`, the one place records meet
+domain types.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 # duplicate-code check is told to expect that here.
 # pylint: disable=duplicate-code
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -33,7 +35,15 @@ from performance_agent.fleet.slo import SloTargets
 from performance_agent.judge import JudgePlan, JudgeSettings, JudgeState, WindowJudgement
 from performance_agent.judgements.schemas import JudgementStatus, JudgementVerdict
 from performance_agent.judgements.state import JudgementDoc
-from performance_agent.optimization.schemas import Constraints, CurrentConfig, OptimizationPlan, Recommendation
+from performance_agent.optimization.schemas import (
+    ConfigEntry,
+    Constraints,
+    CurrentConfig,
+    GpuSpec,
+    ModelSpec,
+    OptimizationPlan,
+    Recommendation,
+)
 from performance_agent.workflows.gate import StageProgress
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import (
@@ -49,11 +59,10 @@ from performance_agent.workflows.schemas import (
 )
 from performance_agent.workflows.state import WorkflowDoc
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 __all__ = (
     "ALERT",
+    "CODECS",
+    "COUNTERPARTS",
     "INSTANCE_ERROR",
     "INSTANCE_SPEC",
     "JUDGEMENT",
@@ -65,42 +74,53 @@ __all__ = (
     "AlertRecord",
     "ApprovalSpecRecord",
     "ConstraintsRecord",
+    "CurrentConfigRecord",
     "DocumentCodec",
     "GpuInfoRecord",
+    "GpuSpecRecord",
     "HeaderFromEnvRecord",
     "InstanceErrorRecord",
     "InstanceRecord",
     "JudgementRecord",
     "ModelInfoRecord",
+    "ModelSpecRecord",
     "PlanRecord",
     "SloTargetsRecord",
     "WindowRecordDoc",
     "WorkflowDocRecord",
     "WorkflowEventRecord",
-    "instance_spec_from_record",
-    "instance_spec_record",
-    "plan_from_record",
-    "plan_record",
-    "workflow_from_record",
-    "workflow_record",
 )
 
-T = TypeVar("T", bound=msgspec.Struct)
 D = TypeVar("D", bound=msgspec.Struct)
 R = TypeVar("R", bound=msgspec.Struct)
 ConfigValue = str | int | float | bool | None
 
 
-def _rebuild(target: type[T], source: msgspec.Struct, **replaced: Any) -> T:
-    """`target` from `source`'s fields of the same name (both ways); `replaced` holds the mapped nested values.
+#: Every record type and the domain type it stores, both ways (filled by `_pair`).
+COUNTERPARTS: dict[type[msgspec.Struct], type[msgspec.Struct]] = {}
 
-    A field the target lacks is dropped (a record keeps what an older agent wrote); one the
-    source lacks takes the target's default.
+
+def _pair(record: type[msgspec.Struct], domain: type[msgspec.Struct]) -> None:
+    COUNTERPARTS[record] = domain
+    COUNTERPARTS[domain] = record
+
+
+def _counterpart(value: Any) -> Any:
+    """`value` with every struct of a known pair rebuilt as its counterpart, field by field, at any depth.
+
+    Through the constructors, which do not re-check bounds: what was valid when stored stays
+    readable. A field the target lacks is dropped (a record may keep what an older agent wrote);
+    one the source lacks takes the target's default. Other values are kept as they are.
     """
-    names = set(target.__struct_fields__)
-    values = {name: getattr(source, name) for name in source.__struct_fields__ if name in names}
-    values.update(replaced)
-    return target(**values)
+    target = COUNTERPARTS.get(type(value))
+    if target is not None:
+        names = set(target.__struct_fields__)
+        return target(**{name: _counterpart(getattr(value, name)) for name in value.__struct_fields__ if name in names})
+    if isinstance(value, list):
+        return [_counterpart(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _counterpart(item) for key, item in value.items()}
+    return value
 
 
 # ------------------------------------------------------------------------------------- instances
@@ -154,34 +174,6 @@ class InstanceRecord(msgspec.Struct, kw_only=True):
     gone_since: datetime | None = None
 
 
-def instance_spec_from_record(record: InstanceRecord) -> InstanceSpec:
-    return _rebuild(
-        InstanceSpec,
-        record,
-        gpu=None if record.gpu is None else _rebuild(GpuInfo, record.gpu),
-        model=None if record.model is None else _rebuild(ModelInfo, record.model),
-        headers={
-            name: value if isinstance(value, str) else _rebuild(HeaderFromEnv, value)
-            for name, value in record.headers.items()
-        },
-        slo=None if record.slo is None else _rebuild(SloTargets, record.slo),
-    )
-
-
-def instance_spec_record(spec: InstanceSpec) -> InstanceRecord:
-    return _rebuild(
-        InstanceRecord,
-        spec,
-        gpu=None if spec.gpu is None else _rebuild(GpuInfoRecord, spec.gpu),
-        model=None if spec.model is None else _rebuild(ModelInfoRecord, spec.model),
-        headers={
-            name: value if isinstance(value, str) else _rebuild(HeaderFromEnvRecord, value)
-            for name, value in spec.headers.items()
-        },
-        slo=None if spec.slo is None else _rebuild(SloTargetsRecord, spec.slo),
-    )
-
-
 class InstanceErrorRecord(msgspec.Struct, kw_only=True):
     """The `instances.last_error` column (an `InstanceError`)."""
 
@@ -199,6 +191,31 @@ class ConstraintsRecord(msgspec.Struct, kw_only=True):
     max_quality_risk: Literal["low", "medium", "high"] = "low"
 
 
+class GpuSpecRecord(msgspec.Struct, kw_only=True):
+    name: str | None = None
+    memory_gib: float | None = None
+    count: int = 1
+
+
+class ModelSpecRecord(msgspec.Struct, kw_only=True):
+    name: str | None = None
+    params_b: float | None = None
+    num_layers: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+
+
+class CurrentConfigRecord(msgspec.Struct, kw_only=True):
+    engine: str
+    engine_version: str | None = None
+    settings: dict[str, ConfigEntry] = msgspec.field(default_factory=dict)
+    gpu: GpuSpecRecord | None = None
+    model: ModelSpecRecord | None = None
+    unknown: list[str] = msgspec.field(default_factory=list)
+
+
 class PlanRecord(msgspec.Struct, kw_only=True):
     """The `plans.doc` column (an `OptimizationPlan`)."""
 
@@ -208,19 +225,11 @@ class PlanRecord(msgspec.Struct, kw_only=True):
     created_at: datetime
     objective: Literal["latency", "throughput", "balanced"]
     constraints: ConstraintsRecord = msgspec.field(default_factory=ConstraintsRecord)
-    current_config: CurrentConfig
+    current_config: CurrentConfigRecord
     recommendations: list[Recommendation] = msgspec.field(default_factory=list)
     findings: list[Finding] = msgspec.field(default_factory=list)
     summary: str = ""
     notes: list[str] = msgspec.field(default_factory=list)
-
-
-def plan_from_record(record: PlanRecord) -> OptimizationPlan:
-    return _rebuild(OptimizationPlan, record, constraints=_rebuild(Constraints, record.constraints))
-
-
-def plan_record(plan: OptimizationPlan) -> PlanRecord:
-    return _rebuild(PlanRecord, plan, constraints=_rebuild(ConstraintsRecord, plan.constraints))
 
 
 # ---------------------------------------------------------------------------------------- alerts
@@ -305,24 +314,6 @@ class WorkflowDocRecord(msgspec.Struct, kw_only=True):
     effects: list[StageEffects] = msgspec.field(default_factory=list)
 
 
-def workflow_from_record(record: WorkflowDocRecord) -> WorkflowDoc:
-    return _rebuild(
-        WorkflowDoc,
-        record,
-        approval=_rebuild(ApprovalSpec, record.approval),
-        actuator=_rebuild(ActuatorSpec, record.actuator),
-    )
-
-
-def workflow_record(doc: WorkflowDoc) -> WorkflowDocRecord:
-    return _rebuild(
-        WorkflowDocRecord,
-        doc,
-        approval=_rebuild(ApprovalSpecRecord, doc.approval),
-        actuator=_rebuild(ActuatorSpecRecord, doc.actuator),
-    )
-
-
 class WorkflowEventRecord(msgspec.Struct, kw_only=True):
     """The `workflow_events.event` column (a `WorkflowEvent`)."""
 
@@ -400,39 +391,49 @@ _encoder = msgspec.json.Encoder()
 
 
 class DocumentCodec(Generic[D, R]):
-    """One stored document column: its record type, and the domain type it maps to and from.
+    """One stored document column: its record type and the domain type it is read as."""
 
-    Without mapping functions the two types are mapped field by field (`_rebuild`); types with
-    nested request types pass their own.
-    """
-
-    def __init__(
-        self,
-        record: type[R],
-        domain: type[D],
-        *,
-        from_record: Callable[[R], D] | None = None,
-        to_record: Callable[[D], R] | None = None,
-    ) -> None:
+    def __init__(self, record: type[R], domain: type[D]) -> None:
         self.record = record
+        self.domain = domain
         self._decoder = msgspec.json.Decoder(record)
-        self._from_record = from_record or (lambda stored: _rebuild(domain, stored))
-        self._to_record = to_record or (lambda value: _rebuild(record, value))
 
     def encode(self, value: D) -> bytes:
-        return _encoder.encode(self._to_record(value))
+        return _encoder.encode(_counterpart(value))
 
     def decode(self, data: bytes) -> D:
-        return self._from_record(self._decoder.decode(data))
+        decoded: D = _counterpart(self._decoder.decode(data))
+        return decoded
 
 
-INSTANCE_SPEC = DocumentCodec(
-    InstanceRecord, InstanceSpec, from_record=instance_spec_from_record, to_record=instance_spec_record
-)
+_pair(HeaderFromEnvRecord, HeaderFromEnv)
+_pair(GpuInfoRecord, GpuInfo)
+_pair(ModelInfoRecord, ModelInfo)
+_pair(SloTargetsRecord, SloTargets)
+_pair(ConstraintsRecord, Constraints)
+_pair(GpuSpecRecord, GpuSpec)
+_pair(ModelSpecRecord, ModelSpec)
+_pair(CurrentConfigRecord, CurrentConfig)
+_pair(ApprovalSpecRecord, ApprovalSpec)
+_pair(ActuatorSpecRecord, ActuatorSpec)
+
+INSTANCE_SPEC = DocumentCodec(InstanceRecord, InstanceSpec)
 INSTANCE_ERROR = DocumentCodec(InstanceErrorRecord, InstanceError)
-PLAN = DocumentCodec(PlanRecord, OptimizationPlan, from_record=plan_from_record, to_record=plan_record)
+PLAN = DocumentCodec(PlanRecord, OptimizationPlan)
 ALERT = DocumentCodec(AlertRecord, AlertState)
-WORKFLOW = DocumentCodec(WorkflowDocRecord, WorkflowDoc, from_record=workflow_from_record, to_record=workflow_record)
+WORKFLOW = DocumentCodec(WorkflowDocRecord, WorkflowDoc)
 WORKFLOW_EVENT = DocumentCodec(WorkflowEventRecord, WorkflowEvent)
 WINDOW = DocumentCodec(WindowRecordDoc, WindowRecord)
 JUDGEMENT = DocumentCodec(JudgementRecord, JudgementDoc)
+CODECS: tuple[DocumentCodec[Any, Any], ...] = (
+    INSTANCE_SPEC,
+    INSTANCE_ERROR,
+    PLAN,
+    ALERT,
+    WORKFLOW,
+    WORKFLOW_EVENT,
+    WINDOW,
+    JUDGEMENT,
+)
+for _codec in CODECS:
+    _pair(_codec.record, _codec.domain)
