@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
+from msgspec import inspect
 
 from performance_agent.analysis.schemas import AlertState, Finding
 from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceError, InstanceSpec, ModelInfo
@@ -89,6 +90,7 @@ __all__ = (
     "WindowRecordDoc",
     "WorkflowDocRecord",
     "WorkflowEventRecord",
+    "inner_types",
 )
 
 D = TypeVar("D", bound=msgspec.Struct)
@@ -105,6 +107,57 @@ def _pair(record: type[msgspec.Struct], domain: type[msgspec.Struct]) -> None:
     COUNTERPARTS[domain] = record
 
 
+def inner_types(info: inspect.Type) -> list[inspect.Type]:
+    """The types one level inside `info` (a struct's fields, a container's items, a union's members)."""
+    if isinstance(info, inspect.StructType):
+        return [field.type for field in info.fields]
+    if isinstance(info, inspect.Metadata):
+        return [info.type]
+    if isinstance(info, inspect.UnionType):
+        return list(info.types)
+    if isinstance(info, inspect.TupleType):
+        return list(info.item_types)
+    if isinstance(info, (inspect.ListType, inspect.SetType, inspect.FrozenSetType, inspect.VarTupleType)):
+        return [info.item_type]
+    if isinstance(info, inspect.DictType):
+        return [info.value_type]
+    return []
+
+
+def _holds_pair(info: inspect.Type, seen: set[type]) -> bool:
+    """Whether a value of this type may hold a struct of a known pair (which must then be rebuilt)."""
+    if isinstance(info, inspect.StructType):
+        if info.cls in COUNTERPARTS:
+            return True
+        if info.cls in seen:
+            return False
+        seen.add(info.cls)
+    return any(_holds_pair(inner, seen) for inner in inner_types(info))
+
+
+_FieldPlan = tuple[type[msgspec.Struct], tuple[str, ...], tuple[str, ...]]
+_FIELD_PLANS: dict[type[msgspec.Struct], _FieldPlan] = {}
+
+
+def _field_plan(source: type[msgspec.Struct]) -> _FieldPlan:
+    """The counterpart of `source`, the shared fields to rebuild, and those copied as they are.
+
+    Worked out once per type, so mapping a workflow document descends only where a paired
+    struct can be (its approval and actuator), not into the judge's plan and state.
+    """
+    known = _FIELD_PLANS.get(source)
+    if known is not None:
+        return known
+    target = COUNTERPARTS[source]
+    shared = set(target.__struct_fields__)
+    info = inspect.type_info(source)
+    assert isinstance(info, inspect.StructType)
+    rebuilt = tuple(field.name for field in info.fields if field.name in shared and _holds_pair(field.type, set()))
+    copied = tuple(name for name in source.__struct_fields__ if name in shared and name not in rebuilt)
+    _FIELD_PLANS[source] = (target, rebuilt, copied)
+    return _FIELD_PLANS[source]
+
+
 def _counterpart(value: Any) -> Any:
     """`value` with every struct of a known pair rebuilt as its counterpart, field by field, at any depth.
 
@@ -112,10 +165,12 @@ def _counterpart(value: Any) -> Any:
     readable. A field the target lacks is dropped (a record may keep what an older agent wrote);
     one the source lacks takes the target's default. Other values are kept as they are.
     """
-    target = COUNTERPARTS.get(type(value))
-    if target is not None:
-        names = set(target.__struct_fields__)
-        return target(**{name: _counterpart(getattr(value, name)) for name in value.__struct_fields__ if name in names})
+    if type(value) in COUNTERPARTS:
+        target, rebuilt, copied = _field_plan(type(value))
+        fields = {name: getattr(value, name) for name in copied}
+        for name in rebuilt:
+            fields[name] = _counterpart(getattr(value, name))
+        return target(**fields)
     if isinstance(value, list):
         return [_counterpart(item) for item in value]
     if isinstance(value, dict):

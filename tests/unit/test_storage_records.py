@@ -17,6 +17,7 @@ import pytest
 from msgspec import inspect
 
 from performance_agent.storage import records
+from performance_agent.storage.records import inner_types
 
 RECORDS: tuple[type[msgspec.Struct], ...] = (
     records.InstanceRecord,
@@ -28,21 +29,6 @@ RECORDS: tuple[type[msgspec.Struct], ...] = (
     records.WindowRecordDoc,
     records.JudgementRecord,
 )
-
-
-def inner_types(info: inspect.Type) -> list[inspect.Type]:
-    """The types one level inside `info` (a struct's fields, a container's items, a union's members)."""
-    if isinstance(info, inspect.StructType):
-        return [field.type for field in info.fields]
-    if isinstance(info, inspect.Metadata):
-        return [info.type]
-    if isinstance(info, (inspect.UnionType, inspect.TupleType)):
-        return list(info.types if isinstance(info, inspect.UnionType) else info.item_types)
-    if isinstance(info, (inspect.ListType, inspect.SetType, inspect.FrozenSetType, inspect.VarTupleType)):
-        return [info.item_type]
-    if isinstance(info, inspect.DictType):
-        return [info.value_type]
-    return []
 
 
 def reachable_structs(info: inspect.Type, seen: set[type]) -> Iterator[inspect.StructType]:
