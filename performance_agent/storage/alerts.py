@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from performance_agent.analysis.schemas import AlertEvent, AlertState
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = ("MemoryAlertRepository", "SqliteAlertRepository")
+__all__ = ("MemoryAlertRepository", "SqlAlertRepository")
 
 
-class SqliteAlertRepository:
+class SqlAlertRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

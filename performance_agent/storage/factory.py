@@ -13,15 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from performance_agent.storage.alerts import SqliteAlertRepository
+from performance_agent.storage.alerts import SqlAlertRepository
 from performance_agent.storage.database import SqliteDatabase, StorageError
-from performance_agent.storage.instances import SqliteInstanceRepository
-from performance_agent.storage.judgements import SqliteJudgementRepository
-from performance_agent.storage.plans import SqlitePlanRepository
+from performance_agent.storage.instances import SqlInstanceRepository
+from performance_agent.storage.judgements import SqlJudgementRepository
+from performance_agent.storage.plans import SqlPlanRepository
 from performance_agent.storage.postgres import PostgresDatabase
-from performance_agent.storage.snapshots import SqliteSnapshotRepository
+from performance_agent.storage.snapshots import SqlSnapshotRepository
 from performance_agent.storage.sql import SqlDatabase  # noqa: TC001 - a dataclass field type
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
 
 if TYPE_CHECKING:
     from performance_agent.analysis.ports import AlertRepository
@@ -88,10 +88,10 @@ def open_storage(url: str) -> Storage:
     database = open_database(url)
     return Storage(
         database=database,
-        instances=SqliteInstanceRepository(database),
-        snapshots=SqliteSnapshotRepository(database),
-        plans=SqlitePlanRepository(database),
-        alerts=SqliteAlertRepository(database),
-        workflows=SqliteWorkflowRepository(database),
-        judgements=SqliteJudgementRepository(database),
+        instances=SqlInstanceRepository(database),
+        snapshots=SqlSnapshotRepository(database),
+        plans=SqlPlanRepository(database),
+        alerts=SqlAlertRepository(database),
+        workflows=SqlWorkflowRepository(database),
+        judgements=SqlJudgementRepository(database),
     )

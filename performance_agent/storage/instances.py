@@ -3,7 +3,7 @@
 Two halves on purpose: the registered `spec` changes only through the API (POST/PUT), the
 observed `state` only through scrapes, and neither write touches the other's columns, so a PUT
 racing with a scrape cannot lose either. Deleting an instance deletes its history in the same
-transaction. Both classes implement `fleet.ports.InstanceRepository`: `SqliteInstanceRepository`
+transaction. Both classes implement `fleet.ports.InstanceRepository`: `SqlInstanceRepository`
 is the default; `MemoryInstanceRepository` serves unit tests and shares a `MemoryStore` with the
 memory snapshot repository, as the SQLite pair shares one database.
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from performance_agent.fleet.schemas import InstanceError, InstanceSpec
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = ("MemoryInstanceRepository", "MemoryStore", "SqliteInstanceRepository", "StoredSnapshotRow")
+__all__ = ("MemoryInstanceRepository", "MemoryStore", "SqlInstanceRepository", "StoredSnapshotRow")
 
 
 # ---------------------------------------------------------------------------- SQLite
@@ -70,7 +70,7 @@ def _select_one(connection: SqlConnection, instance_id: str) -> StoredInstance |
     return None if row is None else _row_to_instance(row)
 
 
-class SqliteInstanceRepository:
+class SqlInstanceRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 
-__all__ = ("SqliteJudgementRepository",)
+__all__ = ("SqlJudgementRepository",)
 
 
-class SqliteJudgementRepository:
+class SqlJudgementRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 
-__all__ = ("MemoryPlanRepository", "SqlitePlanRepository")
+__all__ = ("MemoryPlanRepository", "SqlPlanRepository")
 
 
-class SqlitePlanRepository:
+class SqlPlanRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

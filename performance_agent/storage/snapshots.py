@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from performance_agent.metrics.builder import RawScrape
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = ("MemorySnapshotRepository", "SqliteSnapshotRepository")
+__all__ = ("MemorySnapshotRepository", "SqlSnapshotRepository")
 
 _PRUNE_BATCH = 5000
 _SIZE_BATCH = 1000
@@ -39,7 +39,7 @@ _NEWER_SNAPSHOTS = f"SELECT collected_at, snapshot {_NEWER}"
 _NEWER_RAWS = f"SELECT collected_at, raw {_NEWER}"
 
 
-class SqliteSnapshotRepository:
+class SqlSnapshotRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

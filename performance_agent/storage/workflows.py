@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from performance_agent.workflows.schemas import WindowRecord
     from performance_agent.workflows.state import WorkflowDoc
 
-__all__ = ("SqliteWorkflowRepository",)
+__all__ = ("SqlWorkflowRepository",)
 
 _ACTIVE = tuple(sorted(status.value for status in ACTIVE_STATUSES))
 _ACTIVE_SQL = "(" + ",".join("?" * len(_ACTIVE)) + ")"
@@ -101,7 +101,7 @@ def _apply_outbox(connection: SqlConnection, updates: Sequence[OutboxUpdate]) ->
         )
 
 
-class SqliteWorkflowRepository:
+class SqlWorkflowRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

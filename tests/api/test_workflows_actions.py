@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from performance_agent.app import create_app
 from performance_agent.errors import ConflictError
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
 from performance_agent.workflows.cohorts import stage_target_count
 from performance_agent.workflows.machine import UserAction, WorkflowStatus
 from performance_agent.workflows.ports import VersionConflict
@@ -64,7 +64,7 @@ _UNCHANGED = {S.PENDING_APPROVAL, S.REJECTED, S.CANCELLED, S.CAPTURING_BASELINE,
 
 def force(client: TestClient[Litestar], workflow_id: str, status: WorkflowStatus) -> None:
     """Rewrite the stored workflow as if the reconciler had brought it to `status` (mid-rollout: stage 1)."""
-    repository = SqliteWorkflowRepository(client.app.state.context.database)
+    repository = SqlWorkflowRepository(client.app.state.context.database)
 
     async def rewrite() -> None:
         stored = await repository.get(workflow_id)
@@ -201,11 +201,12 @@ def test_two_concurrent_actions_exactly_one_wins(client: TestClient[Litestar]) -
 
     async def race() -> list[object]:
         service = context.workflows
-        return await asyncio.gather(
+        outcomes: list[object] = await asyncio.gather(
             service.act(workflow_id, actions[0], actor="alice"),
             service.act(workflow_id, actions[1], actor="bob"),
             return_exceptions=True,
         )
+        return outcomes
 
     outcomes = client.blocking_portal.call(race)
     won = [action for action, outcome in zip(actions, outcomes, strict=True) if not isinstance(outcome, BaseException)]
