@@ -4,46 +4,31 @@ A judgement is read and written whole by its background loop and by `DELETE`, so
 workflows) one document column is enough; `status` and `next_due_at` sit beside it so the loop
 finds the running, due judgements without decoding every document. Two writers racing (the loop
 judging a window while a client deletes the judgement) are told apart by the version: exactly
-one wins, the other gets `JudgementVersionConflict` and re-reads.
+one wins, the other gets `JudgementVersionConflict` and re-reads. Implements
+`judgements.ports.JudgementRepository`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.judgements.state import JudgementDoc
+from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
+from performance_agent.storage.records import JUDGEMENT
 
 if TYPE_CHECKING:
+    from performance_agent.judgements.state import JudgementDoc
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 
-__all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(JudgementDoc)
+__all__ = ("SqlJudgementRepository",)
 
 
-class JudgementVersionConflict(Exception):
-    """The judgement changed since it was read; the caller re-reads and decides again."""
-
-    def __init__(self, judgement_id: str) -> None:
-        super().__init__(f"judgement {judgement_id} changed while it was being written")
-        self.judgement_id = judgement_id
-
-
-class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
-    doc: JudgementDoc
-    version: int
-
-
-class SqliteJudgementRepository:
+class SqlJudgementRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
-        document = _encoder.encode(doc)
+        document = JUDGEMENT.encode(doc)
 
         def work(connection: SqlConnection) -> None:
             connection.execute(
@@ -63,7 +48,7 @@ class SqliteJudgementRepository:
             return None if row is None else (int(row[0]), bytes(row[1]))
 
         found = await self._db.run(work)
-        return None if found is None else StoredJudgement(doc=_decoder.decode(found[1]), version=found[0])
+        return None if found is None else StoredJudgement(doc=JUDGEMENT.decode(found[1]), version=found[0])
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Running judgements whose next look has come, most overdue first."""
@@ -80,7 +65,7 @@ class SqliteJudgementRepository:
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""
-        document = _encoder.encode(doc)
+        document = JUDGEMENT.encode(doc)
 
         def work(connection: SqlConnection) -> int:
             cursor = connection.execute(
