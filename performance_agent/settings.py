@@ -66,6 +66,25 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database: Annotated[
         str, _doc("SQLite file holding instances, history, plans and workflows (`:memory:` for throwaway runs).")
     ] = "./var/performance-agent.db"
+    replica_id: Annotated[
+        str | None,
+        _doc(
+            "Name of this replica among several agents on one database, shown as the leader in "
+            "`/api/v1/health/detailed` and recorded on the rows it claims; unset: `hostname-pid-random`, new at "
+            "every start. Two live replicas must never share one.",
+            min_length=1,
+            max_length=200,
+        ),
+    ] = None
+    lease_ttl_s: Annotated[
+        float,
+        _doc(
+            "Seconds a replica's leader lease and claims (workflows, judgements, actuator calls) last without "
+            "renewal, renewed every third of it; after a crash another replica takes over within this time.",
+            ge=1,
+            le=300,
+        ),
+    ] = 10.0
     max_body_bytes: Annotated[
         int, _doc("Largest accepted request body in bytes; larger bodies get 413.", ge=1024, le=100 * 1024 * 1024)
     ] = 1024 * 1024
@@ -384,6 +403,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raw[field] = _split_list(value) if field in _LIST_FIELDS else value
     for optional in (
         "api_keys_file",
+        "replica_id",
         "alert_webhook_url",
         "webhook_secret",
         "workflow_actuator_url",

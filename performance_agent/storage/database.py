@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-__all__ = ("MIGRATIONS", "Database", "StorageError", "StorageLockedError")
+__all__ = ("MIGRATIONS", "SQLITE_NOW_SQL", "Database", "StorageError", "StorageLockedError")
 
 T = TypeVar("T")
 
@@ -158,7 +158,34 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX judgements_by_due ON judgements (next_due_at) WHERE status = 'running';
     """,
+    # Several replicas on one database: the leader lease of the background loops, and claims
+    # (holder + expiry on the database clock) so each workflow, judgement and outbox call is
+    # moved by one replica at a time; a claim of a dead replica expires and is taken over.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    ALTER TABLE workflows ADD COLUMN claimed_by TEXT;
+    ALTER TABLE workflows ADD COLUMN claim_expires_at REAL;
+    CREATE INDEX workflows_by_claim ON workflows (claimed_by) WHERE claimed_by IS NOT NULL;
+    ALTER TABLE judgements ADD COLUMN claimed_by TEXT;
+    ALTER TABLE judgements ADD COLUMN claim_expires_at REAL;
+    CREATE INDEX judgements_by_claim ON judgements (claimed_by) WHERE claimed_by IS NOT NULL;
+    ALTER TABLE workflow_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE workflow_outbox ADD COLUMN claim_expires_at REAL;
+    CREATE INDEX workflow_outbox_by_claim ON workflow_outbox (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
 ]
+
+#: The database clock in Unix seconds, as SQL: leases and claims are judged on this one clock, so
+#: replicas whose own clocks disagree still agree on who holds what. SQLite 3.40 has no
+#: `unixepoch('subsec')` (3.42), so it is derived from the Julian day (2440587.5 = 1970-01-01);
+#: `'now'` is fixed for the whole statement (https://sqlite.org/lang_datefunc.html).
+SQLITE_NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
 
 
 def _flock_owner(device: int, inode: int) -> str | None:
@@ -184,6 +211,12 @@ class StorageLockedError(StorageError):
 
 
 class Database:
+    #: The dialect hook for "now" on the database clock (see `SQLITE_NOW_SQL`); another backend supplies its own.
+    now_sql = SQLITE_NOW_SQL
+    #: Whether this process is the only one on the database: the file lock (or `:memory:`) proves it,
+    #: so leases and claims left by an earlier process are stale and are cleared at start-up.
+    exclusive = True
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None

@@ -13,6 +13,7 @@ from performance_agent.storage.alerts import AlertRepository, SqliteAlertReposit
 from performance_agent.storage.database import Database
 from performance_agent.storage.instances import InstanceRepository, SqliteInstanceRepository
 from performance_agent.storage.judgements import SqliteJudgementRepository
+from performance_agent.storage.leases import SqliteLeaseRepository
 from performance_agent.storage.plans import PlanRepository, SqlitePlanRepository
 from performance_agent.storage.snapshots import SnapshotRepository, SqliteSnapshotRepository
 from performance_agent.storage.workflows import SqliteWorkflowRepository
@@ -31,6 +32,7 @@ class Storage:
     alerts: AlertRepository
     workflows: SqliteWorkflowRepository
     judgements: SqliteJudgementRepository
+    leases: SqliteLeaseRepository
 
     async def open(self) -> None:
         await self.database.open()
@@ -53,4 +55,5 @@ def open_storage(location: str) -> Storage:
         alerts=SqliteAlertRepository(database),
         workflows=SqliteWorkflowRepository(database),
         judgements=SqliteJudgementRepository(database),
+        leases=SqliteLeaseRepository(database),
     )

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.judgements.state import JudgementDoc
+from performance_agent.storage.claims import ClaimColumns
+from performance_agent.storage.database import Database
 
 if TYPE_CHECKING:
     import sqlite3
-
-    from performance_agent.storage.database import Database
+    from collections.abc import Sequence
 
 __all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
 
@@ -42,6 +43,7 @@ class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
 class SqliteJudgementRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._claims = ClaimColumns("judgements", "judgement_id", database.now_sql)
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
         document = _encoder.encode(doc)
@@ -78,6 +80,31 @@ class SqliteJudgementRepository:
             return [str(row[0]) for row in rows]
 
         return await self._db.run(work)
+
+    async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
+        """Claim the running, due judgements no other replica holds (one statement); most overdue first."""
+
+        def work(connection: sqlite3.Connection) -> list[str]:
+            with Database.transaction(connection):
+                return self._claims.claim_due(
+                    connection,
+                    "status = 'running' AND next_due_at <= ?",
+                    (now,),
+                    limit=limit,
+                    holder=holder,
+                    ttl_s=ttl_s,
+                )
+
+        return await self._db.run(work)
+
+    async def release_claims(self, judgement_ids: Sequence[str], holder: str) -> None:
+        await self._db.run(lambda connection: self._claims.release(connection, "judgement_id", judgement_ids, holder))
+
+    async def extend_claims(self, holder: str, ttl_s: float) -> int:
+        return await self._db.run(lambda connection: self._claims.extend(connection, holder, ttl_s))
+
+    async def forget_claims(self) -> None:
+        await self._db.run(self._claims.forget_all)
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent.clock import utc
+from performance_agent.storage.claims import ClaimColumns
 from performance_agent.storage.database import Database
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
@@ -105,6 +106,8 @@ class OutboxRow:
     #: Attempts that may have reached the actuator (counted before each attempt, taken back when
     #: it certainly did not connect); 0 means the call changed nothing.
     sent_attempts: int = 0
+    #: The replica sending it now (None: nobody); see `SqliteWorkflowRepository.outbox_claim`.
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,8 @@ def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate
 class SqliteWorkflowRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._claims = ClaimColumns("workflows", "workflow_id", database.now_sql)
+        self._outbox_claims = ClaimColumns("workflow_outbox", "event_id", database.now_sql)
 
     # ------------------------------------------------------------------------ create / read
     async def create(
@@ -362,6 +367,57 @@ class SqliteWorkflowRepository:
 
         return await self._db.run(work)
 
+    async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
+        """Claim the active workflows whose next look is due and that no other replica holds; most overdue first.
+
+        Reading them as due and claiming them is one statement, so two replicas never both get one.
+        The claims last `ttl_s` on the database clock unless extended (`extend_claims`).
+        """
+
+        def work(connection: sqlite3.Connection) -> list[str]:
+            with Database.transaction(connection):
+                return self._claims.claim_due(
+                    connection,
+                    f"next_due_at IS NOT NULL AND next_due_at <= ? AND status IN {_ACTIVE_SQL}",
+                    (now, *_ACTIVE),
+                    limit=limit,
+                    holder=holder,
+                    ttl_s=ttl_s,
+                )
+
+        return await self._db.run(work)
+
+    async def release_claims(self, workflow_ids: Sequence[str], holder: str) -> None:
+        """Give up `holder`'s claims on these workflows and their outbox calls (their processing ended)."""
+
+        def work(connection: sqlite3.Connection) -> None:
+            with Database.transaction(connection):
+                self._claims.release(connection, "workflow_id", workflow_ids, holder)
+                self._outbox_claims.release(connection, "workflow_id", workflow_ids, holder)
+
+        await self._db.run(work)
+
+    async def extend_claims(self, holder: str, ttl_s: float) -> int:
+        """Keep `holder`'s workflow and outbox claims for another `ttl_s` (it is still working on them)."""
+
+        def work(connection: sqlite3.Connection) -> int:
+            with Database.transaction(connection):
+                return self._claims.extend(connection, holder, ttl_s) + self._outbox_claims.extend(
+                    connection, holder, ttl_s
+                )
+
+        return await self._db.run(work)
+
+    async def forget_claims(self) -> None:
+        """Drop every workflow and outbox claim (only for a database this process owns alone)."""
+
+        def work(connection: sqlite3.Connection) -> None:
+            with Database.transaction(connection):
+                self._claims.forget_all(connection)
+                self._outbox_claims.forget_all(connection)
+
+        await self._db.run(work)
+
     async def count_by_status(self) -> dict[str, int]:
         def work(connection: sqlite3.Connection) -> dict[str, int]:
             rows = connection.execute("SELECT status, COUNT(*) FROM workflows GROUP BY status").fetchall()
@@ -414,17 +470,23 @@ class SqliteWorkflowRepository:
         return await self._db.run(work)
 
     # ----------------------------------------------------------------------------- outbox
-    async def outbox_claim(self, row: OutboxRow) -> OutboxRow:
-        """Store the call unless one with its event id exists; return the stored row (persisted before sending)."""
+    async def outbox_claim(self, row: OutboxRow, *, holder: str, ttl_s: float) -> OutboxRow:
+        """Store the call unless one with its event id exists, and claim it for `holder` if nobody else has it.
+
+        Returns the stored row (persisted before sending); `holder` may send it only if the row's
+        `claimed_by` is `holder`, so each event id is sent by one replica at a time. The claim
+        lasts `ttl_s` unless extended, and goes with the workflow's (`release_claims`).
+        """
 
         def work(connection: sqlite3.Connection) -> OutboxRow:
             with Database.transaction(connection):
                 connection.execute(
-                    "INSERT OR IGNORE INTO workflow_outbox "
+                    "INSERT INTO workflow_outbox "
                     "(event_id, workflow_id, action, stage_index, payload, state, attempts) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending', 0)",
+                    "VALUES (?, ?, ?, ?, ?, 'pending', 0) ON CONFLICT DO NOTHING",
                     (row.event_id, row.workflow_id, row.action, row.stage_index, row.payload),
                 )
+                self._outbox_claims.claim_where(connection, "event_id = ?", (row.event_id,), holder, ttl_s)
                 stored = _select_outbox(connection, row.event_id)
             assert stored is not None  # inserted or already there, in this transaction
             return stored
@@ -451,7 +513,7 @@ class SqliteWorkflowRepository:
 
 _OUTBOX_COLUMNS = (
     "event_id, workflow_id, action, stage_index, payload, state, attempts, next_attempt_at, last_error, delivered_at, "
-    "sent_attempts"
+    "sent_attempts, claimed_by"
 )
 
 

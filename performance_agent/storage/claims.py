@@ -1,0 +1,98 @@
+"""Claims on rows (workflows, judgements, outbox calls): a holder and an expiry on the database clock.
+
+Why claims and not `SELECT ... FOR UPDATE SKIP LOCKED`: a row lock lives as long as a transaction,
+and a workflow is moved by seconds of scrapes and actuator calls that no transaction should span;
+SKIP LOCKED is also PostgreSQL's alone. A claim is taken by one conditional UPDATE (free, already
+ours, or expired), so of two replicas racing for a row exactly one gets it: SQLite runs writers
+one at a time, and PostgreSQL re-checks the UPDATE's WHERE on the row a concurrent winner just
+committed (https://www.postgresql.org/docs/15/transaction-iso.html#XACT-READ-COMMITTED). A
+replica that dies keeps its claims only until they expire; a live one extends them while it works.
+The SQL is valid in SQLite (3.35+, for RETURNING) and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+
+__all__ = ("ClaimColumns",)
+
+
+class ClaimColumns:
+    """The claim statements of one table with `claimed_by` and `claim_expires_at` columns, keyed by `key`."""
+
+    def __init__(self, table: str, key: str, now_sql: str) -> None:
+        self._table = table
+        self._key = key
+        self._now = now_sql
+        #: The condition under which a holder (the first `?`) may take a row.
+        self.claimable = f"(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at < {now_sql})"
+
+    def claim_where(
+        self, connection: sqlite3.Connection, where: str, params: Sequence[object], holder: str, ttl_s: float
+    ) -> list[tuple[object, ...]]:
+        """Claim every row matching `where` (a condition, or a subquery `key IN (...)`) that `holder` may take.
+
+        Returns the claimed rows as (key,) tuples, in no particular order.
+        """
+        sql = (
+            f"UPDATE {self._table} SET claimed_by = ?, claim_expires_at = {self._now} + ? "  # noqa: S608 - constants
+            f"WHERE {where} AND {self.claimable} RETURNING {self._key}"
+        )
+        return [tuple(row) for row in connection.execute(sql, (holder, ttl_s, *params, holder)).fetchall()]
+
+    def claim_due(
+        self,
+        connection: sqlite3.Connection,
+        due: str,
+        params: Sequence[object],
+        *,
+        limit: int,
+        holder: str,
+        ttl_s: float,
+    ) -> list[str]:
+        """Claim up to `limit` rows matching `due`, most overdue (`next_due_at`) first; their keys in that order."""
+        chosen = (
+            f"{self._key} IN (SELECT {self._key} FROM {self._table} WHERE {due} AND {self.claimable} "  # noqa: S608
+            "ORDER BY next_due_at LIMIT ?)"
+        )
+        claimed = {str(row[0]) for row in self.claim_where(connection, chosen, (*params, holder, limit), holder, ttl_s)}
+        if not claimed:
+            return []
+        # RETURNING gives no order: read the due order back.
+        placeholders = ",".join("?" * len(claimed))
+        rows = connection.execute(
+            f"SELECT {self._key} FROM {self._table} WHERE {self._key} IN ({placeholders}) "  # noqa: S608
+            "ORDER BY next_due_at",
+            tuple(claimed),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def extend(self, connection: sqlite3.Connection, holder: str, ttl_s: float) -> int:
+        """Push the expiry of every claim `holder` has forward by `ttl_s` from now; returns how many."""
+        cursor = connection.execute(
+            f"UPDATE {self._table} SET claim_expires_at = {self._now} + ? WHERE claimed_by = ?",  # noqa: S608
+            (ttl_s, holder),
+        )
+        return int(cursor.rowcount)
+
+    def release(self, connection: sqlite3.Connection, column: str, values: Sequence[str], holder: str) -> None:
+        """Give up `holder`'s claims on the rows whose `column` is one of `values`."""
+        if not values:
+            return
+        placeholders = ",".join("?" * len(values))
+        connection.execute(
+            f"UPDATE {self._table} SET claimed_by = NULL, claim_expires_at = NULL "  # noqa: S608 - constants
+            f"WHERE claimed_by = ? AND {column} IN ({placeholders})",
+            (holder, *values),
+        )
+
+    def forget_all(self, connection: sqlite3.Connection) -> None:
+        """Drop every claim (a database this process owns alone: any claim is a dead process's)."""
+        connection.execute(
+            f"UPDATE {self._table} SET claimed_by = NULL, claim_expires_at = NULL "  # noqa: S608 - constants
+            "WHERE claimed_by IS NOT NULL"
+        )
