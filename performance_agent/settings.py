@@ -71,9 +71,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         _doc(
             "Name of this replica among several agents on one database, shown as the leader in "
             "`/api/v1/health/detailed` and recorded on the rows it claims; unset: `hostname-pid-random`, new at "
-            "every start. Two live replicas must never share one.",
-            min_length=1,
-            max_length=200,
+            "every start; at most 200 characters. Two live replicas must never share one.",
         ),
     ] = None
     lease_ttl_s: Annotated[
@@ -300,6 +298,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = "fail"
 
     def __post_init__(self) -> None:
+        if self.replica_id is not None and not 0 < len(self.replica_id.strip()) == len(self.replica_id) <= 200:
+            raise SettingsError(
+                f"{env_name('replica_id')}: expected 1 to 200 characters without surrounding spaces, "
+                f"got {self.replica_id!r}"
+            )
         for allowlist in ("scrape_allowlist", "webhook_allowlist"):
             try:
                 parse_allowlist(getattr(self, allowlist), env_name(allowlist))

@@ -29,7 +29,7 @@ class ClaimColumns:
         self._key = key
         self._now = now_sql
         #: The condition under which a holder (the first `?`) may take a row.
-        self.claimable = f"(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at < {now_sql})"
+        self.claimable = f"(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at <= {now_sql})"
 
     def claim_where(
         self, connection: sqlite3.Connection, where: str, params: Sequence[object], holder: str, ttl_s: float

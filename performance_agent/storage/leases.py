@@ -50,7 +50,7 @@ class SqliteLeaseRepository:
             "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
             "acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at "
             "ELSE excluded.acquired_at END, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at "
-            "WHERE leases.holder = excluded.holder OR leases.expires_at < excluded.renewed_at"
+            "WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.renewed_at"
         )
         self._read_sql = f"SELECT name, holder, acquired_at, expires_at, {now} FROM leases WHERE name = ?"  # noqa: S608
 

@@ -1,0 +1,253 @@
+"""Leases and claims between two replicas on one database file, judged on the database clock.
+
+Two replicas are two sets of repositories over one `Database` (the SQLite file lock keeps a
+second *process* away, which is the production rule: with SQLite there is one replica); what is
+tested is the conditional SQL that decides between them, which is the same statement a second
+process (or a PostgreSQL replica) runs. Expiry is real: leases and claims of 0.2-0.3 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from performance_agent.judge import JudgeSettings
+from performance_agent.judgements.state import JudgementDoc
+from performance_agent.storage.database import Database
+from performance_agent.storage.judgements import SqliteJudgementRepository
+from performance_agent.storage.leases import SqliteLeaseRepository
+from performance_agent.storage.workflows import OutboxRow, SqliteWorkflowRepository
+from performance_agent.workflows.policy import Guardrails, MonitorPolicy
+from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
+from performance_agent.workflows.state import EventDraft, WorkflowDoc
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+LEASE = "background-loops"
+SHORT_S = 0.25
+
+
+def run_on_one_file(tmp_path: Path, body: Callable[[Database], Awaitable[None]]) -> None:
+    async def main() -> None:
+        database = Database(str(tmp_path / "agent.db"))
+        await database.open()
+        try:
+            await body(database)
+        finally:
+            await database.close()
+
+    asyncio.run(main())
+
+
+def workflow(workflow_id: str, instance_id: str, due: float) -> WorkflowDoc:
+    return WorkflowDoc(
+        workflow_id=workflow_id,
+        engine="vllm",
+        instance_ids=[instance_id],
+        changes={"max_num_seqs": 128},
+        env={},
+        previous={},
+        stages=[100],
+        approval=ApprovalSpec(),
+        monitor=MonitorPolicy(),
+        guardrails=Guardrails(),
+        actuator=ActuatorSpec(type="webhook"),
+        created_by="ops",
+        created_at=due - 60,
+        updated_at=due - 60,
+        status="monitoring",
+        status_since=due - 60,
+        next_due_at=due,
+    )
+
+
+async def store_workflows(repository: SqliteWorkflowRepository, count: int, due: float) -> list[str]:
+    ids = [f"wf-{i}" for i in range(count)]
+    for i, workflow_id in enumerate(ids):
+        event = EventDraft(
+            type="created", action="create", from_status=None, to_status="monitoring", actor="ops", at=due, stage_index=0
+        )
+        await repository.create(workflow(workflow_id, f"vllm-{i}", due + i), event, None)
+    return ids
+
+
+def test_the_database_clock_reads_unix_seconds(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        before = time.time()
+        record = await SqliteLeaseRepository(database).acquire(LEASE, "a", 10.0)
+        after = time.time()
+        assert before - 0.01 <= record.now <= after + 0.01  # SQLite's 'now' has millisecond precision
+        assert record.expires_at == pytest.approx(record.now + 10.0, abs=0.01)
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_one_replica_leads_the_other_cannot_while_the_lease_lives(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
+        taken = await a.acquire(LEASE, "replica-a", 10.0)
+        assert (taken.holder, taken.live) == ("replica-a", True)
+        refused = await b.acquire(LEASE, "replica-b", 10.0)
+        assert refused.holder == "replica-a"
+        assert refused.expires_at == taken.expires_at  # the follower's try changed nothing
+        renewed = await a.acquire(LEASE, "replica-a", 10.0)
+        assert renewed.holder == "replica-a"
+        assert renewed.acquired_at == taken.acquired_at  # the same tenure, renewed
+        assert renewed.expires_at >= taken.expires_at
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_a_follower_takes_the_lease_over_once_it_expires(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
+        first = await a.acquire(LEASE, "replica-a", SHORT_S)
+        await asyncio.sleep(SHORT_S + 0.05)  # replica-a died: no renewal
+        taken = await b.acquire(LEASE, "replica-b", 10.0)
+        assert taken.holder == "replica-b"
+        assert taken.acquired_at > first.acquired_at  # a new tenure
+        back = await a.acquire(LEASE, "replica-a", 10.0)  # the old leader comes back: it follows
+        assert back.holder == "replica-b"
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_a_released_lease_is_taken_at_once(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
+        await a.acquire(LEASE, "replica-a", 10.0)
+        assert not await b.release(LEASE, "replica-b")  # only the holder can release
+        assert await a.release(LEASE, "replica-a")
+        assert (await b.acquire(LEASE, "replica-b", 10.0)).holder == "replica-b"
+        assert await a.read("no-such-lease") is None
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_two_replicas_never_claim_the_same_due_workflow(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+        ids = await store_workflows(a, 6, due=1000.0)
+        first = await a.claim_due(2000.0, 4, holder="replica-a", ttl_s=10.0)
+        assert first == ids[:4]  # most overdue first, up to the limit
+        second = await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0)
+        assert second == ids[4:]
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ids[4:]  # its own, again
+        assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=10.0) == ids[:4]
+        assert await a.claim_due(1000.5, 10, holder="replica-c", ttl_s=10.0) == []  # not due, or held
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_concurrent_claims_split_the_due_workflows(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        repositories = [SqliteWorkflowRepository(database) for _ in range(3)]
+        ids = await store_workflows(repositories[0], 30, due=1000.0)
+        claimed = await asyncio.gather(
+            *(r.claim_due(2000.0, 12, holder=f"replica-{i}", ttl_s=10.0) for i, r in enumerate(repositories))
+        )
+        every = [workflow_id for batch in claimed for workflow_id in batch]
+        assert sorted(every) == sorted(ids)  # each exactly once
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_a_dead_replicas_claims_expire_and_are_taken_over(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+        ids = await store_workflows(a, 2, due=1000.0)
+        assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S) == ids
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == []
+        await asyncio.sleep(SHORT_S + 0.05)
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ids
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+        ids = await store_workflows(a, 2, due=1000.0)
+        await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S)
+        assert await a.extend_claims("replica-a", 10.0) == 2
+        await asyncio.sleep(SHORT_S + 0.05)
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == []  # still held
+        await b.release_claims(ids, "replica-b")  # not its claims: nothing happens
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == []
+        await a.release_claims(ids[:1], "replica-a")
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ids[:1]
+        await a.extend_claims("replica-a", 0.0)  # a clean shutdown hands the rest over at once
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ids
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+        (workflow_id,) = await store_workflows(a, 1, due=1000.0)
+        call = OutboxRow(event_id="ev-1", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
+        first, second = await asyncio.gather(
+            a.outbox_claim(call, holder="replica-a", ttl_s=SHORT_S),
+            b.outbox_claim(call, holder="replica-b", ttl_s=SHORT_S),
+        )
+        assert first.claimed_by == second.claimed_by  # one row, one sender
+        winner, loser = (a, b) if first.claimed_by == "replica-a" else (b, a)
+        loser_name = "replica-b" if winner is a else "replica-a"
+        assert (await loser.outbox_claim(call, holder=loser_name, ttl_s=10.0)).claimed_by != loser_name
+        await asyncio.sleep(SHORT_S + 0.05)  # the sender died mid-call: the other resends the same event id
+        taken = await loser.outbox_claim(call, holder=loser_name, ttl_s=10.0)
+        assert (taken.claimed_by, taken.event_id) == (loser_name, "ev-1")
+        assert len(await a.outbox_of(workflow_id)) == 1
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_releasing_a_workflow_releases_its_outbox_calls(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+        (workflow_id,) = await store_workflows(a, 1, due=1000.0)
+        call = OutboxRow(event_id="ev-2", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
+        assert (await a.outbox_claim(call, holder="replica-a", ttl_s=10.0)).claimed_by == "replica-a"
+        await a.release_claims([workflow_id], "replica-a")
+        assert (await b.outbox_claim(call, holder="replica-b", ttl_s=10.0)).claimed_by == "replica-b"
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_judgements_are_claimed_like_workflows(tmp_path: Path) -> None:
+    async def body(database: Database) -> None:
+        a, b = SqliteJudgementRepository(database), SqliteJudgementRepository(database)
+        for i in range(3):
+            await a.create(judgement(f"j-{i}", due=1000.0 + i))
+        assert await a.claim_due(2000.0, 2, holder="replica-a", ttl_s=SHORT_S) == ["j-0", "j-1"]
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ["j-2"]
+        await asyncio.sleep(SHORT_S + 0.05)
+        assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ["j-0", "j-1", "j-2"]
+        await b.release_claims(["j-0"], "replica-b")
+        assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=10.0) == ["j-0"]
+        await a.forget_claims()
+        assert await a.extend_claims("replica-b", 10.0) == 0  # forgotten: nobody holds any
+
+    run_on_one_file(tmp_path, body)
+
+
+def judgement(judgement_id: str, due: float) -> JudgementDoc:
+    return JudgementDoc(
+        judgement_id=judgement_id,
+        canary_instance_ids=["c-0"],
+        control_instance_ids=["k-0"],
+        interval_s=30.0,
+        max_duration_s=600.0,
+        guardrails=Guardrails(),
+        judge=JudgeSettings(),
+        created_by="ops",
+        created_at=due - 30,
+        updated_at=due - 30,
+        next_due_at=due,
+    )
