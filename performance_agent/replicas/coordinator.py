@@ -145,8 +145,11 @@ class ReplicaCoordinator:
             try:
                 await self._on_elected()
             except Exception:
+                # Let another replica lead rather than hold a lease whose loops do not run.
                 logger.exception("starting the leader loops failed", extra={"replica": self.replica_id})
                 await self._depose("the leader loops did not start")
+                await self._leases.release(LEADER_LEASE, self.replica_id)
+                self.leader = None
 
     async def _fence(self) -> None:
         if self._held_until is not None and self._monotonic() >= self._held_until:

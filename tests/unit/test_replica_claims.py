@@ -14,66 +14,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from performance_agent.judge import JudgeSettings
-from performance_agent.judgements.state import JudgementDoc
-from performance_agent.storage.database import Database
 from performance_agent.storage.judgements import SqliteJudgementRepository
 from performance_agent.storage.leases import SqliteLeaseRepository
 from performance_agent.storage.workflows import OutboxRow, SqliteWorkflowRepository
-from performance_agent.workflows.policy import Guardrails, MonitorPolicy
-from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
-from performance_agent.workflows.state import EventDraft, WorkflowDoc
+from tests.unit.replica_support import judgement, run_on_one_file, store_workflows
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
     from pathlib import Path
+
+    from performance_agent.storage.database import Database
 
 LEASE = "background-loops"
 SHORT_S = 0.25
-
-
-def run_on_one_file(tmp_path: Path, body: Callable[[Database], Awaitable[None]]) -> None:
-    async def main() -> None:
-        database = Database(str(tmp_path / "agent.db"))
-        await database.open()
-        try:
-            await body(database)
-        finally:
-            await database.close()
-
-    asyncio.run(main())
-
-
-def workflow(workflow_id: str, instance_id: str, due: float) -> WorkflowDoc:
-    return WorkflowDoc(
-        workflow_id=workflow_id,
-        engine="vllm",
-        instance_ids=[instance_id],
-        changes={"max_num_seqs": 128},
-        env={},
-        previous={},
-        stages=[100],
-        approval=ApprovalSpec(),
-        monitor=MonitorPolicy(),
-        guardrails=Guardrails(),
-        actuator=ActuatorSpec(type="webhook"),
-        created_by="ops",
-        created_at=due - 60,
-        updated_at=due - 60,
-        status="monitoring",
-        status_since=due - 60,
-        next_due_at=due,
-    )
-
-
-async def store_workflows(repository: SqliteWorkflowRepository, count: int, due: float) -> list[str]:
-    ids = [f"wf-{i}" for i in range(count)]
-    for i, workflow_id in enumerate(ids):
-        event = EventDraft(
-            type="created", action="create", from_status=None, to_status="monitoring", actor="ops", at=due, stage_index=0
-        )
-        await repository.create(workflow(workflow_id, f"vllm-{i}", due + i), event, None)
-    return ids
 
 
 def test_the_database_clock_reads_unix_seconds(tmp_path: Path) -> None:
@@ -235,19 +187,3 @@ def test_judgements_are_claimed_like_workflows(tmp_path: Path) -> None:
         assert await a.extend_claims("replica-b", 10.0) == 0  # forgotten: nobody holds any
 
     run_on_one_file(tmp_path, body)
-
-
-def judgement(judgement_id: str, due: float) -> JudgementDoc:
-    return JudgementDoc(
-        judgement_id=judgement_id,
-        canary_instance_ids=["c-0"],
-        control_instance_ids=["k-0"],
-        interval_s=30.0,
-        max_duration_s=600.0,
-        guardrails=Guardrails(),
-        judge=JudgeSettings(),
-        created_by="ops",
-        created_at=due - 30,
-        updated_at=due - 30,
-        next_due_at=due,
-    )

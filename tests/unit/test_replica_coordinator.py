@@ -1,0 +1,187 @@
+"""The leader election: two coordinators on one database, a dead leader, a leader that cannot renew.
+
+Lease timing itself is pure (`LeaseTiming`) and tested with plain numbers; the coordinators run
+against the real lease repository with short leases, so expiry is the database clock's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from performance_agent.replicas.coordinator import LEADER_LEASE, ReplicaCoordinator
+from performance_agent.replicas.lease import LeaseTiming, default_replica_id
+from performance_agent.storage.database import Database
+from performance_agent.storage.leases import LeaseRecord, SqliteLeaseRepository
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+
+def test_a_leader_renews_every_third_and_stops_before_its_lease_ends() -> None:
+    timing = LeaseTiming(ttl_s=9.0)
+    assert timing.renew_s == 3.0
+    assert timing.margin_s == 0.9
+    assert timing.held_until(100.0) == pytest.approx(108.1)
+    assert timing.pause(100.0, None) == 3.0  # a follower tries every renewal interval
+    assert timing.pause(100.0, 108.1) == 3.0
+    assert timing.pause(106.0, 108.1) == pytest.approx(2.1)  # wakes in time to stop
+    assert timing.pause(109.0, 108.1) == 0.0
+    assert LeaseTiming(ttl_s=30.0).margin_s == 1.0
+
+
+def test_a_default_replica_id_names_host_and_process() -> None:
+    assert default_replica_id("node-a", 4242, "9f2c1e") == "node-a-4242-9f2c1e"
+    assert default_replica_id("", 7, "00aa11") == "agent-7-00aa11"
+
+
+class Loops:
+    """What the context does on election and deposition, recorded."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.history: list[str] = []
+
+    async def elected(self) -> None:
+        self.running = True
+        self.history.append("elected")
+
+    async def deposed(self) -> None:
+        self.running = False
+        self.history.append("deposed")
+
+
+def coordinator(name: str, leases: SqliteLeaseRepository, loops: Loops, ttl_s: float) -> ReplicaCoordinator:
+    return ReplicaCoordinator(
+        replica_id=name,
+        leases=leases,
+        claims=(),
+        timing=LeaseTiming(ttl_s),
+        on_elected=loops.elected,
+        on_deposed=loops.deposed,
+    )
+
+
+def run_on_one_file(tmp_path: Path, body: Callable[[SqliteLeaseRepository], Awaitable[None]]) -> None:
+    async def main() -> None:
+        database = Database(str(tmp_path / "agent.db"))
+        await database.open()
+        try:
+            await body(SqliteLeaseRepository(database))
+        finally:
+            await database.close()
+
+    asyncio.run(main())
+
+
+def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository) -> None:
+        a_loops, b_loops = Loops(), Loops()
+        a = coordinator("replica-a", leases, a_loops, ttl_s=0.5)
+        b = coordinator("replica-b", leases, b_loops, ttl_s=0.5)
+        await a.start()
+        await b.start()
+        assert (a.is_leader, b.is_leader) == (True, False)
+        assert (a_loops.running, b_loops.running) == (True, False)
+        assert b.leader is not None
+        assert b.leader.holder == "replica-a"
+        await a.step()
+        await b.step()
+        assert (a.is_leader, b.is_leader) == (True, False)  # renewed, still refused
+        await asyncio.sleep(0.55)  # replica-a is killed: it renews no more
+        await b.step()
+        assert b.is_leader
+        assert b_loops.history == ["elected"]
+        assert b.leader is not None
+        assert b.leader.holder == "replica-b"
+        await a.step()  # the old leader wakes up: it was past its own deadline, and the lease is taken
+        assert not a.is_leader
+        assert a_loops.history == ["elected", "deposed"]
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_a_clean_shutdown_hands_the_lease_over_at_once(tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository) -> None:
+        a_loops, b_loops = Loops(), Loops()
+        a = coordinator("replica-a", leases, a_loops, ttl_s=30.0)
+        b = coordinator("replica-b", leases, b_loops, ttl_s=30.0)
+        await a.start()
+        await a.stop()
+        assert a_loops.history == ["elected", "deposed"]
+        await b.start()
+        assert b.is_leader
+
+    run_on_one_file(tmp_path, body)
+
+
+class StalledLeases:
+    """A database that answered once, then hangs: the leader must stop before its lease can expire."""
+
+    def __init__(self, real: SqliteLeaseRepository) -> None:
+        self._real = real
+        self.calls = 0
+
+    async def acquire(self, name: str, holder: str, ttl_s: float) -> LeaseRecord:
+        self.calls += 1
+        if self.calls > 1:
+            await asyncio.Event().wait()
+        return await self._real.acquire(name, holder, ttl_s)
+
+
+def test_a_leader_that_cannot_renew_stops_its_loops_before_the_lease_expires(tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository) -> None:
+        loops = Loops()
+        stalled = StalledLeases(leases)
+        leader = ReplicaCoordinator(
+            replica_id="replica-a",
+            leases=stalled,  # type: ignore[arg-type]
+            claims=(),
+            timing=LeaseTiming(1.0),
+            on_elected=loops.elected,
+            on_deposed=loops.deposed,
+        )
+        await leader.step()
+        assert leader.is_leader
+        started = asyncio.get_running_loop().time()
+        await leader.step()  # hangs on the database until the leader's own deadline
+        waited = asyncio.get_running_loop().time() - started
+        assert not leader.is_leader
+        assert loops.history == ["elected", "deposed"]
+        assert waited < 0.9 + 0.1  # held_until = sent + ttl - margin (0.1 s)
+        record = await leases.read(LEADER_LEASE)
+        assert record is not None
+        assert record.live  # stopped while the stored lease still ran: no follower could have led yet
+
+    run_on_one_file(tmp_path, body)
+
+
+def test_a_replica_whose_loops_fail_to_start_gives_the_lease_up(tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository) -> None:
+        history: list[str] = []
+
+        async def broken() -> None:
+            history.append("elected")
+            raise RuntimeError("collector would not start")
+
+        async def deposed() -> None:
+            history.append("deposed")
+
+        replica = ReplicaCoordinator(
+            replica_id="replica-a",
+            leases=leases,
+            claims=(),
+            timing=LeaseTiming(10.0),
+            on_elected=broken,
+            on_deposed=deposed,
+        )
+        await replica.step()
+        assert not replica.is_leader
+        assert history == ["elected", "deposed"]
+        assert replica.leader is None
+        assert await leases.read(LEADER_LEASE) is None  # free for a replica whose loops work
+
+    run_on_one_file(tmp_path, body)
