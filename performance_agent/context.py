@@ -41,11 +41,11 @@ if TYPE_CHECKING:
     from performance_agent.replicas.coordinator import ReplicaCoordinator
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
-    from performance_agent.storage.database import Database
     from performance_agent.storage.factory import Storage
     from performance_agent.storage.health import StorageProbe
     from performance_agent.storage.instances import InstanceRepository
     from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.storage.sql import SqlDatabase
     from performance_agent.workflows.reconciler import Reconciler
     from performance_agent.workflows.service import WorkflowService
 
@@ -139,7 +139,7 @@ class AgentContext:
         self.ready = False
 
     @property
-    def database(self) -> Database:
+    def database(self) -> SqlDatabase:
         return self.storage.database
 
     @property

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import msgspec
 
 from performance_agent.analysis.schemas import AlertEvent, AlertState
-from performance_agent.storage.database import Database
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
+
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 __all__ = ("AlertRepository", "MemoryAlertRepository", "SqliteAlertRepository")
 
@@ -42,7 +42,7 @@ class AlertRepository(Protocol):
 
 
 class SqliteAlertRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def record(self, events: Sequence[AlertEvent]) -> None:
@@ -61,13 +61,15 @@ class SqliteAlertRepository:
             for event in events
         ]
 
-        def work(connection: sqlite3.Connection) -> None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> None:
+            with connection.transaction():
                 for kind, fingerprint, started, instance_id, state, ended, document in rows:
                     if kind == "fire":
                         connection.execute(
-                            "INSERT OR REPLACE INTO alerts (fingerprint, started_at, instance_id, state, ended_at, "
-                            "doc) VALUES (?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO alerts (fingerprint, started_at, instance_id, state, ended_at, doc) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, started_at) DO UPDATE SET "
+                            "instance_id = excluded.instance_id, state = excluded.state, "
+                            "ended_at = excluded.ended_at, doc = excluded.doc",
                             (fingerprint, started, instance_id, state, ended, document),
                         )
                     else:
@@ -80,11 +82,11 @@ class SqliteAlertRepository:
         await self._db.run(work)
 
     async def firing(self, instance_id: str | None = None) -> list[AlertState]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
-                "SELECT doc FROM alerts WHERE state = 'firing' AND (?1 IS NULL OR instance_id = ?1) "
+                "SELECT doc FROM alerts WHERE state = 'firing' AND (CAST(? AS TEXT) IS NULL OR instance_id = ?) "
                 "ORDER BY started_at",
-                (instance_id,),
+                (instance_id, instance_id),
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
@@ -93,11 +95,11 @@ class SqliteAlertRepository:
     async def list(
         self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
     ) -> list[AlertState]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
-                "SELECT doc FROM alerts WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR instance_id = ?2) "
-                "ORDER BY started_at DESC, fingerprint LIMIT ?3",
-                (state, instance_id, limit),
+                "SELECT doc FROM alerts WHERE (CAST(? AS TEXT) IS NULL OR state = ?) "
+                "AND (CAST(? AS TEXT) IS NULL OR instance_id = ?) ORDER BY started_at DESC, fingerprint LIMIT ?",
+                (state, state, instance_id, instance_id, limit),
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 

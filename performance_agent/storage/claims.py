@@ -7,7 +7,8 @@ ours, or expired), so of two replicas racing for a row exactly one gets it: SQLi
 one at a time, and PostgreSQL re-checks the UPDATE's WHERE on the row a concurrent winner just
 committed (https://www.postgresql.org/docs/15/transaction-iso.html#XACT-READ-COMMITTED). A
 replica that dies keeps its claims only until they expire; a live one extends them while it works.
-The SQL is valid in SQLite (3.35+, for RETURNING) and PostgreSQL alike.
+Expiry is judged on the database clock (`Dialect.epoch_now`), never on a replica's own. The SQL
+is valid in SQLite (3.35+, for RETURNING) and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
+
+    from performance_agent.storage.sql import SqlConnection
 
 __all__ = ("ClaimColumns",)
 
@@ -24,29 +26,29 @@ __all__ = ("ClaimColumns",)
 class ClaimColumns:
     """The claim statements of one table with `claimed_by` and `claim_expires_at` columns, keyed by `key`."""
 
-    def __init__(self, table: str, key: str, now_sql: str) -> None:
+    def __init__(self, table: str, key: str) -> None:
         self._table = table
         self._key = key
-        self._now = now_sql
-        #: The condition under which a holder (the first `?`) may take a row.
-        self.claimable = f"(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at <= {now_sql})"
+
+    @staticmethod
+    def _claimable(now: str) -> str:
+        """The condition under which a holder (the one `?`) may take a row: free, its own, or expired."""
+        return f"(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at <= {now})"
 
     def claim_where(
-        self, connection: sqlite3.Connection, where: str, params: Sequence[object], holder: str, ttl_s: float
-    ) -> list[tuple[object, ...]]:
-        """Claim every row matching `where` (a condition, or a subquery `key IN (...)`) that `holder` may take.
-
-        Returns the claimed rows as (key,) tuples, in no particular order.
-        """
+        self, connection: SqlConnection, where: str, params: Sequence[object], holder: str, ttl_s: float
+    ) -> list[str]:
+        """Claim every row matching `where` (its `?` bound to `params`) that `holder` may take; their keys."""
+        now = connection.dialect.epoch_now
         sql = (
-            f"UPDATE {self._table} SET claimed_by = ?, claim_expires_at = {self._now} + ? "  # noqa: S608 - constants
-            f"WHERE {where} AND {self.claimable} RETURNING {self._key}"
+            f"UPDATE {self._table} SET claimed_by = ?, claim_expires_at = {now} + ? "  # noqa: S608 - constants
+            f"WHERE {where} AND {self._claimable(now)} RETURNING {self._key}"
         )
-        return [tuple(row) for row in connection.execute(sql, (holder, ttl_s, *params, holder)).fetchall()]
+        return [str(row[0]) for row in connection.execute(sql, (holder, ttl_s, *params, holder)).fetchall()]
 
     def claim_due(
         self,
-        connection: sqlite3.Connection,
+        connection: SqlConnection,
         due: str,
         params: Sequence[object],
         *,
@@ -56,10 +58,10 @@ class ClaimColumns:
     ) -> list[str]:
         """Claim up to `limit` rows matching `due`, most overdue (`next_due_at`) first; their keys in that order."""
         chosen = (
-            f"{self._key} IN (SELECT {self._key} FROM {self._table} WHERE {due} AND {self.claimable} "  # noqa: S608
-            "ORDER BY next_due_at LIMIT ?)"
+            f"{self._key} IN (SELECT {self._key} FROM {self._table} WHERE {due} "  # noqa: S608 - constants
+            f"AND {self._claimable(connection.dialect.epoch_now)} ORDER BY next_due_at LIMIT ?)"
         )
-        claimed = {str(row[0]) for row in self.claim_where(connection, chosen, (*params, holder, limit), holder, ttl_s)}
+        claimed = self.claim_where(connection, chosen, (*params, holder, limit), holder, ttl_s)
         if not claimed:
             return []
         # RETURNING gives no order: read the due order back.
@@ -67,19 +69,20 @@ class ClaimColumns:
         rows = connection.execute(
             f"SELECT {self._key} FROM {self._table} WHERE {self._key} IN ({placeholders}) "  # noqa: S608
             "ORDER BY next_due_at",
-            tuple(claimed),
+            claimed,
         ).fetchall()
         return [str(row[0]) for row in rows]
 
-    def extend(self, connection: sqlite3.Connection, holder: str, ttl_s: float) -> int:
-        """Push the expiry of every claim `holder` has forward by `ttl_s` from now; returns how many."""
+    def extend(self, connection: SqlConnection, holder: str, ttl_s: float) -> int:
+        """Push the expiry of every claim `holder` has to `ttl_s` from now (0: expire them now); how many."""
+        now = connection.dialect.epoch_now
         cursor = connection.execute(
-            f"UPDATE {self._table} SET claim_expires_at = {self._now} + ? WHERE claimed_by = ?",  # noqa: S608
+            f"UPDATE {self._table} SET claim_expires_at = {now} + ? WHERE claimed_by = ?",  # noqa: S608
             (ttl_s, holder),
         )
         return int(cursor.rowcount)
 
-    def release(self, connection: sqlite3.Connection, column: str, values: Sequence[str], holder: str) -> None:
+    def release(self, connection: SqlConnection, column: str, values: Sequence[str], holder: str) -> None:
         """Give up `holder`'s claims on the rows whose `column` is one of `values`."""
         if not values:
             return
@@ -90,7 +93,7 @@ class ClaimColumns:
             (holder, *values),
         )
 
-    def forget_all(self, connection: sqlite3.Connection) -> None:
+    def forget_all(self, connection: SqlConnection) -> None:
         """Drop every claim (a database this process owns alone: any claim is a dead process's)."""
         connection.execute(
             f"UPDATE {self._table} SET claimed_by = NULL, claim_expires_at = NULL "  # noqa: S608 - constants

@@ -10,16 +10,17 @@ one database.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from performance_agent.clock import utc
 from performance_agent.fleet.schemas import InstanceError, InstanceSpec, InstanceStatus
-from performance_agent.storage.database import Database
+
+if TYPE_CHECKING:
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 __all__ = (
     "InstanceExistsError",
@@ -88,8 +89,13 @@ _SELECT = (
     "consecutive_failures FROM instances"
 )
 _SELECT_ONE = _SELECT + " WHERE instance_id = ?"
-_SELECT_FILTERED = _SELECT + " WHERE (?1 IS NULL OR engine = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY instance_id"
-_INSERT = "INSERT INTO instances (instance_id, engine, record, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+_SELECT_FILTERED = _SELECT + (
+    " WHERE (CAST(? AS TEXT) IS NULL OR engine = ?) AND (CAST(? AS TEXT) IS NULL OR status = ?) ORDER BY instance_id"
+)
+_INSERT = (
+    "INSERT INTO instances (instance_id, engine, record, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (instance_id) DO NOTHING"
+)
 _UPDATE_SPEC = "UPDATE instances SET engine = ?, record = ?, updated_at = ? WHERE instance_id = ?"
 _spec_encoder = msgspec.json.Encoder()
 _spec_decoder = msgspec.json.Decoder(InstanceSpec)
@@ -117,41 +123,42 @@ def _row_to_instance(row: tuple[Any, ...]) -> StoredInstance:
     )
 
 
-def _select_one(connection: sqlite3.Connection, instance_id: str) -> StoredInstance | None:
+def _select_one(connection: SqlConnection, instance_id: str) -> StoredInstance | None:
     row = connection.execute(_SELECT_ONE, (instance_id,)).fetchone()
     return None if row is None else _row_to_instance(row)
 
 
 class SqliteInstanceRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def get(self, instance_id: str) -> StoredInstance | None:
         return await self._db.run(lambda connection: _select_one(connection, instance_id))
 
     async def list(self, *, engine: str | None = None, status: str | None = None) -> list[StoredInstance]:
-        def work(connection: sqlite3.Connection) -> list[StoredInstance]:
-            return [_row_to_instance(row) for row in connection.execute(_SELECT_FILTERED, (engine, status))]
+        def work(connection: SqlConnection) -> list[StoredInstance]:
+            return [
+                _row_to_instance(row) for row in connection.execute(_SELECT_FILTERED, (engine, engine, status, status))
+            ]
 
         return await self._db.run(work)
 
     async def create(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance:
-        def work(connection: sqlite3.Connection) -> StoredInstance:
+        def work(connection: SqlConnection) -> StoredInstance:
             stamp = now.isoformat()
-            try:
-                connection.execute(
-                    _INSERT,
-                    (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
-                )
-            except sqlite3.IntegrityError:
-                raise InstanceExistsError(instance_id) from None
+            inserted = connection.execute(
+                _INSERT,
+                (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
+            ).rowcount
+            if not inserted:
+                raise InstanceExistsError(instance_id)
             return StoredInstance(instance_id=instance_id, spec=spec, created_at=now, updated_at=now)
 
         return await self._db.run(work)
 
     async def replace(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance | None:
-        def work(connection: sqlite3.Connection) -> StoredInstance | None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> StoredInstance | None:
+            with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
                     (spec.engine, _spec_encoder.encode(spec), now.isoformat(), instance_id),
@@ -161,9 +168,9 @@ class SqliteInstanceRepository:
         return await self._db.run(work)
 
     async def upsert(self, instance_id: str, spec: InstanceSpec, now: datetime) -> tuple[StoredInstance, bool]:
-        def work(connection: sqlite3.Connection) -> tuple[StoredInstance, bool]:
+        def work(connection: SqlConnection) -> tuple[StoredInstance, bool]:
             stamp = now.isoformat()
-            with Database.transaction(connection):
+            with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
                     (spec.engine, _spec_encoder.encode(spec), stamp, instance_id),
@@ -181,15 +188,15 @@ class SqliteInstanceRepository:
         return await self._db.run(work)
 
     async def delete(self, instance_id: str) -> bool:
-        def work(connection: sqlite3.Connection) -> bool:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> bool:
+            with connection.transaction():
                 connection.execute("DELETE FROM snapshots WHERE instance_id = ?", (instance_id,))
                 return connection.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,)).rowcount > 0
 
         return await self._db.run(work)
 
     async def record_failure(self, instance_id: str, error: InstanceError) -> bool:
-        def work(connection: sqlite3.Connection) -> bool:
+        def work(connection: SqlConnection) -> bool:
             cursor = connection.execute(
                 "UPDATE instances SET status = 'down', last_scrape_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE instance_id = ?",

@@ -15,11 +15,12 @@ import msgspec
 
 from performance_agent.judgements.state import JudgementDoc
 from performance_agent.storage.claims import ClaimColumns
-from performance_agent.storage.database import Database
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
+
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
+
 
 __all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
 
@@ -41,14 +42,14 @@ class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class SqliteJudgementRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
-        self._claims = ClaimColumns("judgements", "judgement_id", database.now_sql)
+        self._claims = ClaimColumns("judgements", "judgement_id")
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
         document = _encoder.encode(doc)
 
-        def work(connection: sqlite3.Connection) -> None:
+        def work(connection: SqlConnection) -> None:
             connection.execute(
                 "INSERT INTO judgements (judgement_id, status, version, next_due_at, created_at, doc) "
                 "VALUES (?, ?, 1, ?, ?, ?)",
@@ -59,7 +60,7 @@ class SqliteJudgementRepository:
         return StoredJudgement(doc=doc, version=1)
 
     async def get(self, judgement_id: str) -> StoredJudgement | None:
-        def work(connection: sqlite3.Connection) -> tuple[int, bytes] | None:
+        def work(connection: SqlConnection) -> tuple[int, bytes] | None:
             row = connection.execute(
                 "SELECT version, doc FROM judgements WHERE judgement_id = ?", (judgement_id,)
             ).fetchone()
@@ -71,7 +72,7 @@ class SqliteJudgementRepository:
     async def due(self, now: float, limit: int) -> list[str]:
         """Running judgements whose next look has come, most overdue first."""
 
-        def work(connection: sqlite3.Connection) -> list[str]:
+        def work(connection: SqlConnection) -> list[str]:
             rows = connection.execute(
                 "SELECT judgement_id FROM judgements WHERE status = 'running' AND next_due_at <= ? "
                 "ORDER BY next_due_at LIMIT ?",
@@ -84,8 +85,8 @@ class SqliteJudgementRepository:
     async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
         """Claim the running, due judgements no other replica holds (one statement); most overdue first."""
 
-        def work(connection: sqlite3.Connection) -> list[str]:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> list[str]:
+            with connection.transaction():
                 return self._claims.claim_due(
                     connection,
                     "status = 'running' AND next_due_at <= ?",
@@ -110,7 +111,7 @@ class SqliteJudgementRepository:
         """Write the document if still at `expected_version`; returns the new version."""
         document = _encoder.encode(doc)
 
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             cursor = connection.execute(
                 "UPDATE judgements SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                 "WHERE judgement_id = ? AND version = ?",

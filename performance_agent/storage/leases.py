@@ -4,7 +4,7 @@ Why one conditional UPSERT: taking a free or expired lease and renewing one's ow
 statement (`... DO UPDATE ... WHERE holder = me OR expires_at < now`), so two replicas racing for
 an expired lease cannot both win: the database applies the two statements one after the other
 and the second sees the first one's fresh expiry. Why the database's clock: every replica compares
-the stored expiry with the same "now" (`Database.now_sql`), so a replica whose own clock is off
+the stored expiry with the same "now" (`Dialect.epoch_now`), so a replica whose own clock is off
 neither steals a live lease nor keeps a dead one. The SQL is valid in SQLite (3.24+) and
 PostgreSQL alike (`INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`, `EXCLUDED`).
 """
@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from performance_agent.storage.database import Database
-
 if TYPE_CHECKING:
-    import sqlite3
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 __all__ = ("LeaseRecord", "SqliteLeaseRepository")
 
@@ -38,12 +36,14 @@ class LeaseRecord:
 
 
 class SqliteLeaseRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
-        now = database.now_sql
+
+    @staticmethod
+    def _acquire_sql(now: str) -> str:
         # The database clock is read once, in a subquery, so the row written and the expiry compared agree.
         # SQLite needs a WHERE between an INSERT's SELECT and ON CONFLICT (https://sqlite.org/lang_upsert.html).
-        self._acquire_sql = (
+        return (
             "INSERT INTO leases (name, holder, acquired_at, renewed_at, expires_at) "  # noqa: S608 - `now` is constant
             f"SELECT ?, ?, t.clock_now, t.clock_now, t.clock_now + ? FROM (SELECT {now} AS clock_now) AS t "
             "WHERE true "
@@ -52,7 +52,6 @@ class SqliteLeaseRepository:
             "ELSE excluded.acquired_at END, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at "
             "WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.renewed_at"
         )
-        self._read_sql = f"SELECT name, holder, acquired_at, expires_at, {now} FROM leases WHERE name = ?"  # noqa: S608
 
     async def acquire(self, name: str, holder: str, ttl_s: float) -> LeaseRecord:
         """Take the lease if free or expired, or renew it if `holder` has it; returns the lease as it now stands.
@@ -60,9 +59,9 @@ class SqliteLeaseRepository:
         The caller holds the lease iff the returned record's holder is `holder`.
         """
 
-        def work(connection: sqlite3.Connection) -> LeaseRecord:
-            with Database.transaction(connection):
-                connection.execute(self._acquire_sql, (name, holder, ttl_s))
+        def work(connection: SqlConnection) -> LeaseRecord:
+            with connection.transaction():
+                connection.execute(self._acquire_sql(connection.dialect.epoch_now), (name, holder, ttl_s))
                 record = self._read(connection, name)
             assert record is not None  # inserted or already there, in this transaction
             return record
@@ -75,18 +74,22 @@ class SqliteLeaseRepository:
     async def release(self, name: str, holder: str) -> bool:
         """Give the lease up (a clean shutdown), so another replica takes it at once instead of after expiry."""
 
-        def work(connection: sqlite3.Connection) -> bool:
+        def work(connection: SqlConnection) -> bool:
             cursor = connection.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
             return cursor.rowcount == 1
 
         return await self._db.run(work)
 
     async def forget_all(self) -> None:
-        """Drop every lease: only for a database this process owns alone (`Database.exclusive`), where any is stale."""
+        """Drop every lease: only on a database this process owns alone (`SqlDatabase.exclusive`): all are stale."""
         await self._db.run(lambda connection: connection.execute("DELETE FROM leases"))
 
-    def _read(self, connection: sqlite3.Connection, name: str) -> LeaseRecord | None:
-        row = connection.execute(self._read_sql, (name,)).fetchone()
+    def _read(self, connection: SqlConnection, name: str) -> LeaseRecord | None:
+        now = connection.dialect.epoch_now
+        row = connection.execute(
+            f"SELECT name, holder, acquired_at, expires_at, {now} FROM leases WHERE name = ?",  # noqa: S608 - constant
+            (name,),
+        ).fetchone()
         if row is None:
             return None
         return LeaseRecord(

@@ -14,9 +14,8 @@ import msgspec
 from performance_agent.optimization.schemas import OptimizationPlan
 
 if TYPE_CHECKING:
-    import sqlite3
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-    from performance_agent.storage.database import Database
 
 __all__ = ("MemoryPlanRepository", "PlanRepository", "SqlitePlanRepository")
 
@@ -33,13 +32,13 @@ class PlanRepository(Protocol):
 
 
 class SqlitePlanRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def add(self, plan: OptimizationPlan) -> None:
         document = _encoder.encode(plan)
 
-        def work(connection: sqlite3.Connection) -> None:
+        def work(connection: SqlConnection) -> None:
             connection.execute(
                 "INSERT INTO plans (plan_id, instance_id, created_at, doc) VALUES (?, ?, ?, ?)",
                 (plan.plan_id, plan.instance_id, plan.created_at.timestamp(), document),
@@ -48,7 +47,7 @@ class SqlitePlanRepository:
         await self._db.run(work)
 
     async def get(self, plan_id: str) -> OptimizationPlan | None:
-        def work(connection: sqlite3.Connection) -> bytes | None:
+        def work(connection: SqlConnection) -> bytes | None:
             row = connection.execute("SELECT doc FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
             return None if row is None else bytes(row[0])
 

@@ -15,15 +15,14 @@ import bisect
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from performance_agent.metrics.builder import decode_raw_scrape
-from performance_agent.storage.database import Database
 from performance_agent.storage.instances import MemoryStore, StoredSnapshotRow
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Callable
     from datetime import datetime
 
     from performance_agent.metrics.builder import RawScrape
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 __all__ = (
     "MemorySnapshotRepository",
@@ -36,8 +35,8 @@ _PRUNE_BATCH = 5000
 _SIZE_BATCH = 1000
 # Snapshots at or after a stamp and, unless the bound is NULL, after the newest one a reader holds.
 _NEWER = (
-    "FROM snapshots WHERE instance_id = ? AND collected_at >= ? AND (? IS NULL OR collected_at > ?) "
-    "ORDER BY collected_at"
+    "FROM snapshots WHERE instance_id = ? AND collected_at >= ? "
+    "AND (CAST(? AS DOUBLE PRECISION) IS NULL OR collected_at > ?) ORDER BY collected_at"
 )
 _NEWER_SNAPSHOTS = f"SELECT collected_at, snapshot {_NEWER}"
 _NEWER_RAWS = f"SELECT collected_at, raw {_NEWER}"
@@ -94,14 +93,14 @@ class SnapshotRepository(Protocol):
 
 
 class SqliteSnapshotRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def add(self, instance_id: str, collected_at: datetime, snapshot_json: bytes, raw: bytes) -> bool:
         stamp = collected_at.timestamp()
 
-        def work(connection: sqlite3.Connection) -> bool:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> bool:
+            with connection.transaction():
                 marked = connection.execute(
                     "UPDATE instances SET status = 'up', last_seen = ?, last_scrape_at = ?, last_error = NULL, "
                     "consecutive_failures = 0 WHERE instance_id = ?",
@@ -117,7 +116,7 @@ class SqliteSnapshotRepository:
         return await self._db.run(work)
 
     async def latest_raw(self, instance_id: str) -> RawScrape | None:
-        def work(connection: sqlite3.Connection) -> bytes | None:
+        def work(connection: SqlConnection) -> bytes | None:
             row = connection.execute(
                 "SELECT raw FROM snapshots WHERE instance_id = ? ORDER BY collected_at DESC LIMIT 1", (instance_id,)
             ).fetchone()
@@ -129,7 +128,7 @@ class SqliteSnapshotRepository:
     async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
         stamp = since.timestamp()
 
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
                 "SELECT snapshot FROM snapshots WHERE instance_id = ? AND collected_at >= ? "
                 "ORDER BY collected_at DESC LIMIT ?",
@@ -140,7 +139,7 @@ class SqliteSnapshotRepository:
         return await self._db.run(work)
 
     async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
                 "SELECT raw FROM snapshots WHERE instance_id = ? AND collected_at BETWEEN ? AND ? "
                 "ORDER BY collected_at",
@@ -161,7 +160,7 @@ class SqliteSnapshotRepository:
     ) -> StampedHistory:
         stamp = since.timestamp()
 
-        def work(connection: sqlite3.Connection) -> StampedHistory:
+        def work(connection: SqlConnection) -> StampedHistory:
             known = 0
             if known_until is not None:
                 row = connection.execute(
@@ -175,7 +174,7 @@ class SqliteSnapshotRepository:
         return await self._db.run(work)
 
     async def count(self, instance_id: str) -> int:
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             row = connection.execute("SELECT COUNT(*) FROM snapshots WHERE instance_id = ?", (instance_id,)).fetchone()
             return int(row[0])
 
@@ -185,7 +184,7 @@ class SqliteSnapshotRepository:
         """In batches, so one big backlog never holds the write lock for long."""
         stamp = older_than.timestamp()
 
-        def batch(connection: sqlite3.Connection) -> int:
+        def batch(connection: SqlConnection) -> int:
             return connection.execute(
                 "DELETE FROM snapshots WHERE id IN (SELECT id FROM snapshots WHERE collected_at < ? LIMIT ?)",
                 (stamp, _PRUNE_BATCH),
@@ -201,12 +200,12 @@ class SqliteSnapshotRepository:
     async def prune_to_size(self, max_bytes: int) -> int:
         """Oldest first, in batches of at most `_SIZE_BATCH` rows, each instance's latest row kept."""
 
-        def stored_bytes(connection: sqlite3.Connection) -> int:
+        def stored_bytes(connection: SqlConnection) -> int:
             row = connection.execute("SELECT COALESCE(SUM(length(snapshot) + length(raw)), 0) FROM snapshots")
             return int(row.fetchone()[0])
 
-        def batch(excess: int) -> Callable[[sqlite3.Connection], tuple[int, int]]:
-            def work(connection: sqlite3.Connection) -> tuple[int, int]:
+        def batch(excess: int) -> Callable[[SqlConnection], tuple[int, int]]:
+            def work(connection: SqlConnection) -> tuple[int, int]:
                 rows = connection.execute(
                     "SELECT id, length(snapshot) + length(raw) FROM snapshots "
                     "WHERE id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY instance_id) "
@@ -220,7 +219,7 @@ class SqliteSnapshotRepository:
                         break
                     chosen.append(int(row_id))
                     freed += int(size)
-                with Database.transaction(connection):
+                with connection.transaction():
                     connection.executemany("DELETE FROM snapshots WHERE id = ?", [(row_id,) for row_id in chosen])
                 return len(chosen), freed
 

@@ -21,14 +21,14 @@ import msgspec
 
 from performance_agent.clock import utc
 from performance_agent.storage.claims import ClaimColumns
-from performance_agent.storage.database import Database
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
 from performance_agent.workflows.state import EventDraft, WorkflowDoc
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
+
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 __all__ = (
     "IdempotencyClaim",
@@ -133,7 +133,7 @@ def _row_to_stored(row: tuple[object, ...]) -> StoredWorkflow:
     return StoredWorkflow(doc=_doc_decoder.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
 
 
-def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Sequence[EventDraft]) -> None:
+def _insert_events(connection: SqlConnection, workflow_id: str, events: Sequence[EventDraft]) -> None:
     if not events:
         return
     row = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM workflow_events WHERE workflow_id = ?", (workflow_id,))
@@ -159,7 +159,7 @@ def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Seq
         )
 
 
-def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate]) -> None:
+def _apply_outbox(connection: SqlConnection, updates: Sequence[OutboxUpdate]) -> None:
     for update in updates:
         connection.execute(
             "UPDATE workflow_outbox SET state = ?, attempts = COALESCE(?, attempts), next_attempt_at = ?, "
@@ -178,10 +178,10 @@ def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate
 
 
 class SqliteWorkflowRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
-        self._claims = ClaimColumns("workflows", "workflow_id", database.now_sql)
-        self._outbox_claims = ClaimColumns("workflow_outbox", "event_id", database.now_sql)
+        self._claims = ClaimColumns("workflows", "workflow_id")
+        self._outbox_claims = ClaimColumns("workflow_outbox", "event_id")
 
     # ------------------------------------------------------------------------ create / read
     async def create(
@@ -194,8 +194,8 @@ class SqliteWorkflowRepository:
         instance in another active workflow raises `InstanceBusy`.
         """
 
-        def work(connection: sqlite3.Connection) -> tuple[StoredWorkflow, bool]:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> tuple[StoredWorkflow, bool]:
+            with connection.transaction():
                 if claim is not None:
                     row = connection.execute(
                         "SELECT request_hash, workflow_id FROM workflow_idempotency WHERE scope = ? AND key = ?",
@@ -215,11 +215,11 @@ class SqliteWorkflowRepository:
                 ).fetchone()
                 if busy is not None:
                     raise InstanceBusy(busy[0], busy[1])
-                cursor = connection.execute(
+                seq = connection.execute(
                     "INSERT INTO workflows (workflow_id, status, version, next_due_at, created_at, doc) "
-                    "VALUES (?, ?, 1, ?, ?, ?)",
+                    "VALUES (?, ?, 1, ?, ?, ?) RETURNING seq",
                     (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, _doc_encoder.encode(doc)),
-                )
+                ).fetchone()[0]
                 connection.executemany(
                     "INSERT INTO workflow_instances (workflow_id, instance_id, position, active) VALUES (?, ?, ?, 1)",
                     [(doc.workflow_id, instance_id, i) for i, instance_id in enumerate(doc.instance_ids)],
@@ -231,7 +231,7 @@ class SqliteWorkflowRepository:
                         "VALUES (?, ?, ?, ?, ?)",
                         (claim.scope, claim.key, claim.request_hash, doc.workflow_id, doc.created_at),
                     )
-                return StoredWorkflow(doc=doc, version=1, seq=int(cursor.lastrowid or 0)), True
+                return StoredWorkflow(doc=doc, version=1, seq=int(seq)), True
 
         return await self._db.run(work)
 
@@ -243,7 +243,7 @@ class SqliteWorkflowRepository:
     ) -> list[StoredWorkflow]:
         """Newest first; `before_seq` continues after the last item of the previous page."""
 
-        def work(connection: sqlite3.Connection) -> list[StoredWorkflow]:
+        def work(connection: SqlConnection) -> list[StoredWorkflow]:
             sql = "SELECT w.seq, w.version, w.doc FROM workflows w"
             clauses: list[str] = []
             params: list[object] = []
@@ -267,9 +267,10 @@ class SqliteWorkflowRepository:
     async def of_plan(self, plan_id: str, limit: int) -> list[WorkflowDoc]:
         """Workflows started from the plan, oldest first (a scan: plans are read rarely, workflows are few)."""
 
-        def work(connection: sqlite3.Connection) -> list[WorkflowDoc]:
+        def work(connection: SqlConnection) -> list[WorkflowDoc]:
+            plan_of = connection.dialect.json_field("doc", "plan_id")
             rows = connection.execute(
-                "SELECT doc FROM workflows WHERE json_extract(CAST(doc AS TEXT), '$.plan_id') = ? ORDER BY seq LIMIT ?",
+                f"SELECT doc FROM workflows WHERE {plan_of} = ? ORDER BY seq LIMIT ?",  # noqa: S608 - constant SQL
                 (plan_id, limit),
             )
             return [_doc_decoder.decode(row[0]) for row in rows]
@@ -277,7 +278,7 @@ class SqliteWorkflowRepository:
         return await self._db.run(work)
 
     async def events(self, workflow_id: str) -> list[WorkflowEvent]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
                 "SELECT event FROM workflow_events WHERE workflow_id = ? ORDER BY seq", (workflow_id,)
             ).fetchall()
@@ -288,9 +289,9 @@ class SqliteWorkflowRepository:
     async def windows(self, workflow_id: str, limit: int) -> list[WindowRecord]:
         """The newest `limit` windows, oldest first."""
 
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
-                "SELECT window FROM workflow_windows WHERE workflow_id = ? ORDER BY seq DESC LIMIT ?",
+                'SELECT "window" FROM workflow_windows WHERE workflow_id = ? ORDER BY seq DESC LIMIT ?',
                 (workflow_id, limit),
             ).fetchall()
             return [row[0] for row in reversed(rows)]
@@ -298,7 +299,7 @@ class SqliteWorkflowRepository:
         return [_window_decoder.decode(data) for data in await self._db.run(work)]
 
     async def next_window_seq(self, workflow_id: str) -> int:
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             row = connection.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_windows WHERE workflow_id = ?", (workflow_id,)
             ).fetchone()
@@ -314,8 +315,8 @@ class SqliteWorkflowRepository:
         Returns the workflow it was released from (None: it took part in no active workflow).
         """
 
-        def work(connection: sqlite3.Connection) -> str | None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> str | None:
+            with connection.transaction():
                 row = connection.execute(
                     "SELECT w.workflow_id, w.doc FROM workflow_instances i JOIN workflows w USING (workflow_id) "
                     "WHERE i.instance_id = ? AND i.active = 1",
@@ -346,7 +347,7 @@ class SqliteWorkflowRepository:
         return await self._db.run(work)
 
     async def active_workflow_of(self, instance_id: str) -> str | None:
-        def work(connection: sqlite3.Connection) -> str | None:
+        def work(connection: SqlConnection) -> str | None:
             row = connection.execute(
                 "SELECT workflow_id FROM workflow_instances WHERE instance_id = ? AND active = 1", (instance_id,)
             ).fetchone()
@@ -357,7 +358,7 @@ class SqliteWorkflowRepository:
     async def due(self, now: float, limit: int) -> list[str]:
         """Active workflows whose next look is due, most overdue first."""
 
-        def work(connection: sqlite3.Connection) -> list[str]:
+        def work(connection: SqlConnection) -> list[str]:
             rows = connection.execute(
                 f"SELECT workflow_id FROM workflows WHERE next_due_at IS NOT NULL AND next_due_at <= ? "  # noqa: S608
                 f"AND status IN {_ACTIVE_SQL} ORDER BY next_due_at LIMIT ?",
@@ -374,8 +375,8 @@ class SqliteWorkflowRepository:
         The claims last `ttl_s` on the database clock unless extended (`extend_claims`).
         """
 
-        def work(connection: sqlite3.Connection) -> list[str]:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> list[str]:
+            with connection.transaction():
                 return self._claims.claim_due(
                     connection,
                     f"next_due_at IS NOT NULL AND next_due_at <= ? AND status IN {_ACTIVE_SQL}",
@@ -390,8 +391,8 @@ class SqliteWorkflowRepository:
     async def release_claims(self, workflow_ids: Sequence[str], holder: str) -> None:
         """Give up `holder`'s claims on these workflows and their outbox calls (their processing ended)."""
 
-        def work(connection: sqlite3.Connection) -> None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> None:
+            with connection.transaction():
                 self._claims.release(connection, "workflow_id", workflow_ids, holder)
                 self._outbox_claims.release(connection, "workflow_id", workflow_ids, holder)
 
@@ -400,8 +401,8 @@ class SqliteWorkflowRepository:
     async def extend_claims(self, holder: str, ttl_s: float) -> int:
         """Keep `holder`'s workflow and outbox claims for another `ttl_s` (it is still working on them)."""
 
-        def work(connection: sqlite3.Connection) -> int:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> int:
+            with connection.transaction():
                 return self._claims.extend(connection, holder, ttl_s) + self._outbox_claims.extend(
                     connection, holder, ttl_s
                 )
@@ -411,15 +412,15 @@ class SqliteWorkflowRepository:
     async def forget_claims(self) -> None:
         """Drop every workflow and outbox claim (only for a database this process owns alone)."""
 
-        def work(connection: sqlite3.Connection) -> None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> None:
+            with connection.transaction():
                 self._claims.forget_all(connection)
                 self._outbox_claims.forget_all(connection)
 
         await self._db.run(work)
 
     async def count_by_status(self) -> dict[str, int]:
-        def work(connection: sqlite3.Connection) -> dict[str, int]:
+        def work(connection: SqlConnection) -> dict[str, int]:
             rows = connection.execute("SELECT status, COUNT(*) FROM workflows GROUP BY status").fetchall()
             return {str(status): int(count) for status, count in rows}
 
@@ -442,8 +443,8 @@ class SqliteWorkflowRepository:
         """
         write = _Write(events=events, window=window, outbox=outbox)
 
-        def work(connection: sqlite3.Connection) -> int:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> int:
+            with connection.transaction():
                 cursor = connection.execute(
                     "UPDATE workflows SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                     "WHERE workflow_id = ? AND version = ?",
@@ -461,7 +462,7 @@ class SqliteWorkflowRepository:
                 _insert_events(connection, doc.workflow_id, write.events)
                 if write.window is not None:
                     connection.execute(
-                        "INSERT INTO workflow_windows (workflow_id, seq, window) VALUES (?, ?, ?)",
+                        'INSERT INTO workflow_windows (workflow_id, seq, "window") VALUES (?, ?, ?)',
                         (doc.workflow_id, write.window.seq, _doc_encoder.encode(write.window)),
                     )
                 _apply_outbox(connection, write.outbox)
@@ -478,8 +479,8 @@ class SqliteWorkflowRepository:
         lasts `ttl_s` unless extended, and goes with the workflow's (`release_claims`).
         """
 
-        def work(connection: sqlite3.Connection) -> OutboxRow:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> OutboxRow:
+            with connection.transaction():
                 connection.execute(
                     "INSERT INTO workflow_outbox "
                     "(event_id, workflow_id, action, stage_index, payload, state, attempts) "
@@ -497,9 +498,10 @@ class SqliteWorkflowRepository:
         return await self._db.run(lambda connection: _select_outbox(connection, event_id))
 
     async def outbox_of(self, workflow_id: str) -> list[OutboxRow]:
-        def work(connection: sqlite3.Connection) -> list[OutboxRow]:
+        def work(connection: SqlConnection) -> list[OutboxRow]:
             rows = connection.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE workflow_id = ? ORDER BY rowid",  # noqa: S608
+                f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE workflow_id = ? "  # noqa: S608 - constant SQL
+                f"ORDER BY {connection.dialect.insertion_order}",
                 (workflow_id,),
             ).fetchall()
             return [OutboxRow(*row) for row in rows]
@@ -517,7 +519,7 @@ _OUTBOX_COLUMNS = (
 )
 
 
-def _select_outbox(connection: sqlite3.Connection, event_id: str) -> OutboxRow | None:
+def _select_outbox(connection: SqlConnection, event_id: str) -> OutboxRow | None:
     row = connection.execute(
         f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE event_id = ?",  # noqa: S608 - constant column list
         (event_id,),
@@ -525,6 +527,6 @@ def _select_outbox(connection: sqlite3.Connection, event_id: str) -> OutboxRow |
     return None if row is None else OutboxRow(*row)
 
 
-def _select(connection: sqlite3.Connection, workflow_id: str) -> StoredWorkflow | None:
+def _select(connection: SqlConnection, workflow_id: str) -> StoredWorkflow | None:
     row = connection.execute("SELECT seq, version, doc FROM workflows WHERE workflow_id = ?", (workflow_id,)).fetchone()
     return None if row is None else _row_to_stored(row)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from performance_agent.judge import JudgeSettings
 from performance_agent.judgements.state import JudgementDoc
-from performance_agent.storage.database import Database
+from performance_agent.storage.database import SqliteDatabase
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import EventDraft, WorkflowDoc
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 __all__ = ("judgement", "run_on_one_file", "store_workflows", "workflow")
 
 
-def run_on_one_file(tmp_path: Path, body: Callable[[Database], Awaitable[None]]) -> None:
+def run_on_one_file(tmp_path: Path, body: Callable[[SqliteDatabase], Awaitable[None]]) -> None:
     async def main() -> None:
-        database = Database(str(tmp_path / "agent.db"))
+        database = SqliteDatabase(str(tmp_path / "agent.db"))
         await database.open()
         try:
             await body(database)

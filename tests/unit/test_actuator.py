@@ -21,7 +21,7 @@ from performance_agent.outbound.webhooks import (
     verify_signature,
 )
 from performance_agent.simulator.fleet import ManualClock, start_simulator
-from performance_agent.storage.database import Database
+from performance_agent.storage.database import SqliteDatabase
 from performance_agent.storage.instances import SqliteInstanceRepository
 from performance_agent.workflows.actuators import SimulatorActuator, WebhookActuator
 from performance_agent.workflows.payloads import build_payload
@@ -106,7 +106,7 @@ def test_the_simulator_actuator_uses_the_hub_or_each_instance_s_own_url() -> Non
     with start_simulator("vllm", 2, clock=clock) as fleet:
 
         async def scenario() -> tuple[Delivery, Delivery, Delivery]:
-            database = Database(":memory:")
+            database = SqliteDatabase(":memory:")
             await database.open()
             clients = PinnedClients()
             try:

@@ -1,6 +1,6 @@
 """Leases and claims between two replicas on one database file, judged on the database clock.
 
-Two replicas are two sets of repositories over one `Database` (the SQLite file lock keeps a
+Two replicas are two sets of repositories over one `SqliteDatabase` (the SQLite file lock keeps a
 second *process* away, which is the production rule: with SQLite there is one replica); what is
 tested is the conditional SQL that decides between them, which is the same statement a second
 process (or a PostgreSQL replica) runs. Expiry is real: leases and claims of 0.2-0.3 s.
@@ -22,14 +22,14 @@ from tests.unit.replica_support import judgement, run_on_one_file, store_workflo
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from performance_agent.storage.database import Database
+    from performance_agent.storage.database import SqliteDatabase
 
 LEASE = "background-loops"
 SHORT_S = 0.25
 
 
 def test_the_database_clock_reads_unix_seconds(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         before = time.time()
         record = await SqliteLeaseRepository(database).acquire(LEASE, "a", 10.0)
         after = time.time()
@@ -40,7 +40,7 @@ def test_the_database_clock_reads_unix_seconds(tmp_path: Path) -> None:
 
 
 def test_one_replica_leads_the_other_cannot_while_the_lease_lives(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
         taken = await a.acquire(LEASE, "replica-a", 10.0)
         assert (taken.holder, taken.live) == ("replica-a", True)
@@ -56,7 +56,7 @@ def test_one_replica_leads_the_other_cannot_while_the_lease_lives(tmp_path: Path
 
 
 def test_a_follower_takes_the_lease_over_once_it_expires(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
         first = await a.acquire(LEASE, "replica-a", SHORT_S)
         await asyncio.sleep(SHORT_S + 0.05)  # replica-a died: no renewal
@@ -70,7 +70,7 @@ def test_a_follower_takes_the_lease_over_once_it_expires(tmp_path: Path) -> None
 
 
 def test_a_released_lease_is_taken_at_once(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
         await a.acquire(LEASE, "replica-a", 10.0)
         assert not await b.release(LEASE, "replica-b")  # only the holder can release
@@ -82,7 +82,7 @@ def test_a_released_lease_is_taken_at_once(tmp_path: Path) -> None:
 
 
 def test_two_replicas_never_claim_the_same_due_workflow(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
         ids = await store_workflows(a, 6, due=1000.0)
         first = await a.claim_due(2000.0, 4, holder="replica-a", ttl_s=10.0)
@@ -97,7 +97,7 @@ def test_two_replicas_never_claim_the_same_due_workflow(tmp_path: Path) -> None:
 
 
 def test_concurrent_claims_split_the_due_workflows(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         repositories = [SqliteWorkflowRepository(database) for _ in range(3)]
         ids = await store_workflows(repositories[0], 30, due=1000.0)
         claimed = await asyncio.gather(
@@ -110,7 +110,7 @@ def test_concurrent_claims_split_the_due_workflows(tmp_path: Path) -> None:
 
 
 def test_a_dead_replicas_claims_expire_and_are_taken_over(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
         ids = await store_workflows(a, 2, due=1000.0)
         assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S) == ids
@@ -122,7 +122,7 @@ def test_a_dead_replicas_claims_expire_and_are_taken_over(tmp_path: Path) -> Non
 
 
 def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
         ids = await store_workflows(a, 2, due=1000.0)
         await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S)
@@ -140,7 +140,7 @@ def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(t
 
 
 def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
         (workflow_id,) = await store_workflows(a, 1, due=1000.0)
         call = OutboxRow(event_id="ev-1", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
@@ -161,7 +161,7 @@ def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(tmp_path: Path) 
 
 
 def test_releasing_a_workflow_releases_its_outbox_calls(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
         (workflow_id,) = await store_workflows(a, 1, due=1000.0)
         call = OutboxRow(event_id="ev-2", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
@@ -173,7 +173,7 @@ def test_releasing_a_workflow_releases_its_outbox_calls(tmp_path: Path) -> None:
 
 
 def test_judgements_are_claimed_like_workflows(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         a, b = SqliteJudgementRepository(database), SqliteJudgementRepository(database)
         for i in range(3):
             await a.create(judgement(f"j-{i}", due=1000.0 + i))

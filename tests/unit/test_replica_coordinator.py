@@ -13,7 +13,7 @@ import pytest
 
 from performance_agent.replicas.coordinator import LEADER_LEASE, ReplicaCoordinator
 from performance_agent.replicas.lease import LeaseTiming, default_replica_id
-from performance_agent.storage.database import Database
+from performance_agent.storage.database import SqliteDatabase
 from performance_agent.storage.leases import LeaseRecord, SqliteLeaseRepository
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def coordinator(name: str, leases: SqliteLeaseRepository, loops: Loops, ttl_s: f
 
 def run_on_one_file(tmp_path: Path, body: Callable[[SqliteLeaseRepository], Awaitable[None]]) -> None:
     async def main() -> None:
-        database = Database(str(tmp_path / "agent.db"))
+        database = SqliteDatabase(str(tmp_path / "agent.db"))
         await database.open()
         try:
             await body(SqliteLeaseRepository(database))

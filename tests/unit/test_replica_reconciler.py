@@ -18,7 +18,7 @@ from tests.unit.replica_support import run_on_one_file, store_workflows, workflo
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from performance_agent.storage.database import Database
+    from performance_agent.storage.database import SqliteDatabase
     from performance_agent.workflows.schemas import ActuatorSpec
 
 SHORT_S = 0.25
@@ -46,7 +46,7 @@ def driver(repository: SqliteWorkflowRepository, actuator: HeldActuator, name: s
 
 
 def test_an_actuator_call_is_sent_by_one_replica_and_resent_by_the_next_only_after_expiry(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         repository = SqliteWorkflowRepository(database)
         (workflow_id,) = await store_workflows(repository, 1, due=1000.0, status="applying")
         doc = workflow(workflow_id, "vllm-0", 1000.0, "applying")
@@ -92,7 +92,7 @@ def reconciler(repository: SqliteWorkflowRepository, name: str, now: float) -> R
 
 
 def test_a_workflow_another_replica_claimed_is_left_to_it_until_released(tmp_path: Path) -> None:
-    async def body(database: Database) -> None:
+    async def body(database: SqliteDatabase) -> None:
         repository = SqliteWorkflowRepository(database)
         ids = await store_workflows(repository, 2, due=1000.0, status="pending_approval")
         for workflow_id in ids:  # the approval deadline has passed: a tick cancels them
