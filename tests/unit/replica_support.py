@@ -7,28 +7,43 @@ from typing import TYPE_CHECKING
 
 from performance_agent.judge import JudgeSettings
 from performance_agent.judgements.state import JudgementDoc
-from performance_agent.storage.database import SqliteDatabase
+from performance_agent.storage.factory import open_database
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import EventDraft, WorkflowDoc
+from tests.unit.storage_support import database_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from performance_agent.storage.sql import SqlDatabase
     from performance_agent.storage.workflows import SqliteWorkflowRepository
 
-__all__ = ("judgement", "run_on_one_file", "store_workflows", "workflow")
+__all__ = ("judgement", "run_on_one_database", "store_workflows", "workflow")
 
 
-def run_on_one_file(tmp_path: Path, body: Callable[[SqliteDatabase], Awaitable[None]]) -> None:
+def run_on_one_database(kind: str, tmp_path: Path, body: Callable[[SqlDatabase, SqlDatabase], Awaitable[None]]) -> None:
+    """Run `body` with two replicas' connections to one new database of `kind` (`storage_support.BACKENDS`).
+
+    PostgreSQL: two pools on one database, as two agent processes have. SQLite: the one database
+    object twice, since its file lock refuses a second opener (one replica per file is the
+    production rule); the conditional statements that decide between replicas are the same.
+    """
+
     async def main() -> None:
-        database = SqliteDatabase(str(tmp_path / "agent.db"))
-        await database.open()
+        url = database_url(kind, tmp_path / "agent.db")
+        first = open_database(url)
+        await first.open()
+        second = open_database(url) if kind == "postgresql" else first
         try:
-            await body(database)
+            if second is not first:
+                await second.open()
+            await body(first, second)
         finally:
-            await database.close()
+            if second is not first:
+                await second.close()
+            await first.close()
 
     asyncio.run(main())
 

@@ -1,9 +1,9 @@
-"""Leases and claims between two replicas on one database file, judged on the database clock.
+"""Leases and claims between two replicas on one database, judged on the database clock, on every backend.
 
-Two replicas are two sets of repositories over one `SqliteDatabase` (the SQLite file lock keeps a
-second *process* away, which is the production rule: with SQLite there is one replica); what is
-tested is the conditional SQL that decides between them, which is the same statement a second
-process (or a PostgreSQL replica) runs. Expiry is real: leases and claims of 0.2-0.3 s.
+On PostgreSQL the two replicas are two connection pools, as two agent processes have; on SQLite
+they are two sets of repositories over the one database (its file lock keeps a second process
+away: with SQLite there is one replica), running the same conditional statements. Expiry is
+real: leases and claims of a quarter of a second.
 """
 
 from __future__ import annotations
@@ -17,31 +17,34 @@ import pytest
 from performance_agent.storage.judgements import SqliteJudgementRepository
 from performance_agent.storage.leases import SqliteLeaseRepository
 from performance_agent.storage.workflows import OutboxRow, SqliteWorkflowRepository
-from tests.unit.replica_support import judgement, run_on_one_file, store_workflows
+from tests.unit.replica_support import judgement, run_on_one_database, store_workflows
+from tests.unit.storage_support import BACKENDS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from performance_agent.storage.database import SqliteDatabase
+    from performance_agent.storage.sql import SqlDatabase
 
 LEASE = "background-loops"
 SHORT_S = 0.25
 
 
-def test_the_database_clock_reads_unix_seconds(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_the_database_clock_reads_unix_seconds(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
         before = time.time()
-        record = await SqliteLeaseRepository(database).acquire(LEASE, "a", 10.0)
+        record = await SqliteLeaseRepository(one).acquire(LEASE, "a", 10.0)
         after = time.time()
         assert before - 0.01 <= record.now <= after + 0.01  # SQLite's 'now' has millisecond precision
         assert record.expires_at == pytest.approx(record.now + 10.0, abs=0.01)
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_one_replica_leads_the_other_cannot_while_the_lease_lives(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_one_replica_leads_the_other_cannot_while_the_lease_lives(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteLeaseRepository(one), SqliteLeaseRepository(other)
         taken = await a.acquire(LEASE, "replica-a", 10.0)
         assert (taken.holder, taken.live) == ("replica-a", True)
         refused = await b.acquire(LEASE, "replica-b", 10.0)
@@ -52,12 +55,13 @@ def test_one_replica_leads_the_other_cannot_while_the_lease_lives(tmp_path: Path
         assert renewed.acquired_at == taken.acquired_at  # the same tenure, renewed
         assert renewed.expires_at >= taken.expires_at
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_a_follower_takes_the_lease_over_once_it_expires(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_follower_takes_the_lease_over_once_it_expires(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteLeaseRepository(one), SqliteLeaseRepository(other)
         first = await a.acquire(LEASE, "replica-a", SHORT_S)
         await asyncio.sleep(SHORT_S + 0.05)  # replica-a died: no renewal
         taken = await b.acquire(LEASE, "replica-b", 10.0)
@@ -66,24 +70,26 @@ def test_a_follower_takes_the_lease_over_once_it_expires(tmp_path: Path) -> None
         back = await a.acquire(LEASE, "replica-a", 10.0)  # the old leader comes back: it follows
         assert back.holder == "replica-b"
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_a_released_lease_is_taken_at_once(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteLeaseRepository(database), SqliteLeaseRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_released_lease_is_taken_at_once(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteLeaseRepository(one), SqliteLeaseRepository(other)
         await a.acquire(LEASE, "replica-a", 10.0)
         assert not await b.release(LEASE, "replica-b")  # only the holder can release
         assert await a.release(LEASE, "replica-a")
         assert (await b.acquire(LEASE, "replica-b", 10.0)).holder == "replica-b"
         assert await a.read("no-such-lease") is None
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_two_replicas_never_claim_the_same_due_workflow(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_two_replicas_never_claim_the_same_due_workflow(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
         ids = await store_workflows(a, 6, due=1000.0)
         first = await a.claim_due(2000.0, 4, holder="replica-a", ttl_s=10.0)
         assert first == ids[:4]  # most overdue first, up to the limit
@@ -93,12 +99,13 @@ def test_two_replicas_never_claim_the_same_due_workflow(tmp_path: Path) -> None:
         assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=10.0) == ids[:4]
         assert await a.claim_due(1000.5, 10, holder="replica-c", ttl_s=10.0) == []  # not due, or held
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_concurrent_claims_split_the_due_workflows(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        repositories = [SqliteWorkflowRepository(database) for _ in range(3)]
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_concurrent_claims_split_the_due_workflows(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        repositories = [SqliteWorkflowRepository(database) for database in (one, other, one)]
         ids = await store_workflows(repositories[0], 30, due=1000.0)
         claimed = await asyncio.gather(
             *(r.claim_due(2000.0, 12, holder=f"replica-{i}", ttl_s=10.0) for i, r in enumerate(repositories))
@@ -106,24 +113,26 @@ def test_concurrent_claims_split_the_due_workflows(tmp_path: Path) -> None:
         every = [workflow_id for batch in claimed for workflow_id in batch]
         assert sorted(every) == sorted(ids)  # each exactly once
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_a_dead_replicas_claims_expire_and_are_taken_over(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_dead_replicas_claims_expire_and_are_taken_over(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
         ids = await store_workflows(a, 2, due=1000.0)
         assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S) == ids
         assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == []
         await asyncio.sleep(SHORT_S + 0.05)
         assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ids
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
         ids = await store_workflows(a, 2, due=1000.0)
         await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S)
         assert await a.extend_claims("replica-a", 10.0) == 2
@@ -136,12 +145,13 @@ def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(t
         await a.extend_claims("replica-a", 0.0)  # a clean shutdown hands the rest over at once
         assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == ids
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
         (workflow_id,) = await store_workflows(a, 1, due=1000.0)
         call = OutboxRow(event_id="ev-1", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
         first, second = await asyncio.gather(
@@ -157,24 +167,26 @@ def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(tmp_path: Path) 
         assert (taken.claimed_by, taken.event_id) == (loser_name, "ev-1")
         assert len(await a.outbox_of(workflow_id)) == 1
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_releasing_a_workflow_releases_its_outbox_calls(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteWorkflowRepository(database), SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_releasing_a_workflow_releases_its_outbox_calls(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
         (workflow_id,) = await store_workflows(a, 1, due=1000.0)
         call = OutboxRow(event_id="ev-2", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
         assert (await a.outbox_claim(call, holder="replica-a", ttl_s=10.0)).claimed_by == "replica-a"
         await a.release_claims([workflow_id], "replica-a")
         assert (await b.outbox_claim(call, holder="replica-b", ttl_s=10.0)).claimed_by == "replica-b"
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
-def test_judgements_are_claimed_like_workflows(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        a, b = SqliteJudgementRepository(database), SqliteJudgementRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_judgements_are_claimed_like_workflows(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        a, b = SqliteJudgementRepository(one), SqliteJudgementRepository(other)
         for i in range(3):
             await a.create(judgement(f"j-{i}", due=1000.0 + i))
         assert await a.claim_due(2000.0, 2, holder="replica-a", ttl_s=SHORT_S) == ["j-0", "j-1"]
@@ -186,4 +198,4 @@ def test_judgements_are_claimed_like_workflows(tmp_path: Path) -> None:
         await a.forget_claims()
         assert await a.extend_claims("replica-b", 10.0) == 0  # forgotten: nobody holds any
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)

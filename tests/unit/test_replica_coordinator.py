@@ -13,12 +13,15 @@ import pytest
 
 from performance_agent.replicas.coordinator import LEADER_LEASE, ReplicaCoordinator
 from performance_agent.replicas.lease import LeaseTiming, default_replica_id
-from performance_agent.storage.database import SqliteDatabase
 from performance_agent.storage.leases import LeaseRecord, SqliteLeaseRepository
+from tests.unit.replica_support import run_on_one_database
+from tests.unit.storage_support import BACKENDS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
+
+    from performance_agent.storage.sql import SqlDatabase
 
 
 def test_a_leader_renews_every_third_and_stops_before_its_lease_ends() -> None:
@@ -65,23 +68,23 @@ def coordinator(name: str, leases: SqliteLeaseRepository, loops: Loops, ttl_s: f
     )
 
 
-def run_on_one_file(tmp_path: Path, body: Callable[[SqliteLeaseRepository], Awaitable[None]]) -> None:
-    async def main() -> None:
-        database = SqliteDatabase(str(tmp_path / "agent.db"))
-        await database.open()
-        try:
-            await body(SqliteLeaseRepository(database))
-        finally:
-            await database.close()
+def run_with_leases(
+    kind: str, tmp_path: Path, body: Callable[[SqliteLeaseRepository, SqliteLeaseRepository], Awaitable[None]]
+) -> None:
+    """`body` with two replicas' lease repositories on one new database of `kind`."""
 
-    asyncio.run(main())
+    async def both(one: SqlDatabase, other: SqlDatabase) -> None:
+        await body(SqliteLeaseRepository(one), SqliteLeaseRepository(other))
+
+    run_on_one_database(kind, tmp_path, both)
 
 
-def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository) -> None:
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(kind: str, tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
         a_loops, b_loops = Loops(), Loops()
         a = coordinator("replica-a", leases, a_loops, ttl_s=0.5)
-        b = coordinator("replica-b", leases, b_loops, ttl_s=0.5)
+        b = coordinator("replica-b", other_leases, b_loops, ttl_s=0.5)
         await a.start()
         await b.start()
         assert (a.is_leader, b.is_leader) == (True, False)
@@ -101,21 +104,22 @@ def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(tmp
         assert not a.is_leader
         assert a_loops.history == ["elected", "deposed"]
 
-    run_on_one_file(tmp_path, body)
+    run_with_leases(kind, tmp_path, body)
 
 
-def test_a_clean_shutdown_hands_the_lease_over_at_once(tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository) -> None:
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_clean_shutdown_hands_the_lease_over_at_once(kind: str, tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
         a_loops, b_loops = Loops(), Loops()
         a = coordinator("replica-a", leases, a_loops, ttl_s=30.0)
-        b = coordinator("replica-b", leases, b_loops, ttl_s=30.0)
+        b = coordinator("replica-b", other_leases, b_loops, ttl_s=30.0)
         await a.start()
         await a.stop()
         assert a_loops.history == ["elected", "deposed"]
         await b.start()
         assert b.is_leader
 
-    run_on_one_file(tmp_path, body)
+    run_with_leases(kind, tmp_path, body)
 
 
 class StalledLeases:
@@ -132,8 +136,9 @@ class StalledLeases:
         return await self._real.acquire(name, holder, ttl_s)
 
 
-def test_a_leader_that_cannot_renew_stops_its_loops_before_the_lease_expires(tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository) -> None:
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_leader_that_cannot_renew_stops_its_loops_before_the_lease_expires(kind: str, tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
         loops = Loops()
         stalled = StalledLeases(leases)
         leader = ReplicaCoordinator(
@@ -156,11 +161,12 @@ def test_a_leader_that_cannot_renew_stops_its_loops_before_the_lease_expires(tmp
         assert record is not None
         assert record.live  # stopped while the stored lease still ran: no follower could have led yet
 
-    run_on_one_file(tmp_path, body)
+    run_with_leases(kind, tmp_path, body)
 
 
-def test_a_replica_whose_loops_fail_to_start_gives_the_lease_up(tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository) -> None:
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_replica_whose_loops_fail_to_start_gives_the_lease_up(kind: str, tmp_path: Path) -> None:
+    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
         history: list[str] = []
 
         async def broken() -> None:
@@ -184,4 +190,4 @@ def test_a_replica_whose_loops_fail_to_start_gives_the_lease_up(tmp_path: Path) 
         assert replica.leader is None
         assert await leases.read(LEADER_LEASE) is None  # free for a replica whose loops work
 
-    run_on_one_file(tmp_path, body)
+    run_with_leases(kind, tmp_path, body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from performance_agent.outbound.webhooks import Delivery
@@ -13,12 +14,13 @@ from performance_agent.storage.workflows import SqliteWorkflowRepository
 from performance_agent.workflows.observability import WorkflowMetrics
 from performance_agent.workflows.outbox import OutboxDriver
 from performance_agent.workflows.reconciler import Reconciler
-from tests.unit.replica_support import run_on_one_file, store_workflows, workflow
+from tests.unit.replica_support import run_on_one_database, store_workflows, workflow
+from tests.unit.storage_support import BACKENDS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from performance_agent.storage.database import SqliteDatabase
+    from performance_agent.storage.sql import SqlDatabase
     from performance_agent.workflows.schemas import ActuatorSpec
 
 SHORT_S = 0.25
@@ -45,14 +47,17 @@ def driver(repository: SqliteWorkflowRepository, actuator: HeldActuator, name: s
     )
 
 
-def test_an_actuator_call_is_sent_by_one_replica_and_resent_by_the_next_only_after_expiry(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        repository = SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_call_is_sent_by_one_replica_and_resent_by_the_next_only_after_expiry(
+    kind: str, tmp_path: Path
+) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        repository = SqliteWorkflowRepository(one)
         (workflow_id,) = await store_workflows(repository, 1, due=1000.0, status="applying")
         doc = workflow(workflow_id, "vllm-0", 1000.0, "applying")
         a_actuator, b_actuator = HeldActuator(), HeldActuator()
-        a = driver(SqliteWorkflowRepository(database), a_actuator, "replica-a", SHORT_S)
-        b = driver(SqliteWorkflowRepository(database), b_actuator, "replica-b", 10.0)
+        a = driver(SqliteWorkflowRepository(one), a_actuator, "replica-a", SHORT_S)
+        b = driver(SqliteWorkflowRepository(other), b_actuator, "replica-b", 10.0)
         sending = asyncio.create_task(a.drive(doc, "apply", 0, ["vllm-0"], 1000.0))
         await a_actuator.entered.wait()  # replica-a is mid-call (and then freezes)
         waiting = await b.drive(doc, "apply", 0, ["vllm-0"], 1000.0)
@@ -70,7 +75,7 @@ def test_an_actuator_call_is_sent_by_one_replica_and_resent_by_the_next_only_aft
         rows = await repository.outbox_of(workflow_id)
         assert [row.event_id for row in rows] == [waiting.event_id]
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
 class NoObserver:
@@ -91,26 +96,27 @@ def reconciler(repository: SqliteWorkflowRepository, name: str, now: float) -> R
     )
 
 
-def test_a_workflow_another_replica_claimed_is_left_to_it_until_released(tmp_path: Path) -> None:
-    async def body(database: SqliteDatabase) -> None:
-        repository = SqliteWorkflowRepository(database)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_workflow_another_replica_claimed_is_left_to_it_until_released(kind: str, tmp_path: Path) -> None:
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        repository = SqliteWorkflowRepository(one)
         ids = await store_workflows(repository, 2, due=1000.0, status="pending_approval")
         for workflow_id in ids:  # the approval deadline has passed: a tick cancels them
             stored = await repository.get(workflow_id)
             assert stored is not None
             stored.doc.approval_deadline = 1500.0
             await repository.save(stored.doc, stored.version)
-        other = SqliteWorkflowRepository(database)
-        assert await other.claim_due(2000.0, 1, holder="replica-b", ttl_s=10.0) == ids[:1]
-        mover = reconciler(SqliteWorkflowRepository(database), "replica-a", 2000.0)
+        elsewhere = SqliteWorkflowRepository(other)
+        assert await elsewhere.claim_due(2000.0, 1, holder="replica-b", ttl_s=10.0) == ids[:1]
+        mover = reconciler(SqliteWorkflowRepository(one), "replica-a", 2000.0)
         assert await mover.tick() == ids[1:]
         assert [await status(repository, i) for i in ids] == ["pending_approval", "cancelled"]
-        await other.release_claims(ids[:1], "replica-b")
+        await elsewhere.release_claims(ids[:1], "replica-b")
         assert await mover.tick() == ids[:1]
         assert [await status(repository, i) for i in ids] == ["cancelled", "cancelled"]
-        assert await other.extend_claims("replica-a", 10.0) == 0  # the tick released what it claimed
+        assert await elsewhere.extend_claims("replica-a", 10.0) == 0  # the tick released what it claimed
 
-    run_on_one_file(tmp_path, body)
+    run_on_one_database(kind, tmp_path, body)
 
 
 async def status(repository: SqliteWorkflowRepository, workflow_id: str) -> str:
