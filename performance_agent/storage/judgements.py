@@ -69,19 +69,6 @@ class SqliteJudgementRepository:
         found = await self._db.run(work)
         return None if found is None else StoredJudgement(doc=_decoder.decode(found[1]), version=found[0])
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Running judgements whose next look has come, most overdue first."""
-
-        def work(connection: SqlConnection) -> list[str]:
-            rows = connection.execute(
-                "SELECT judgement_id FROM judgements WHERE status = 'running' AND next_due_at <= ? "
-                "ORDER BY next_due_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            return [str(row[0]) for row in rows]
-
-        return await self._db.run(work)
-
     async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
         """Claim the running, due judgements no other replica holds (one statement); most overdue first."""
 

@@ -355,19 +355,6 @@ class SqliteWorkflowRepository:
 
         return await self._db.run(work)
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Active workflows whose next look is due, most overdue first."""
-
-        def work(connection: SqlConnection) -> list[str]:
-            rows = connection.execute(
-                f"SELECT workflow_id FROM workflows WHERE next_due_at IS NOT NULL AND next_due_at <= ? "  # noqa: S608
-                f"AND status IN {_ACTIVE_SQL} ORDER BY next_due_at LIMIT ?",
-                (now, *_ACTIVE, limit),
-            ).fetchall()
-            return [str(row[0]) for row in rows]
-
-        return await self._db.run(work)
-
     async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
         """Claim the active workflows whose next look is due and that no other replica holds; most overdue first.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from performance_agent.judge import JudgeSettings
 from performance_agent.judgements.state import JudgementDoc
 from performance_agent.storage.factory import open_database
+from performance_agent.storage.workflows import SqliteWorkflowRepository
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import EventDraft, WorkflowDoc
@@ -18,9 +19,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from performance_agent.storage.sql import SqlDatabase
-    from performance_agent.storage.workflows import SqliteWorkflowRepository
 
-__all__ = ("judgement", "run_on_one_database", "store_workflows", "workflow")
+__all__ = ("judgement", "run_on_one_database", "store_workflows", "workflow", "workflow_replicas")
 
 
 def run_on_one_database(kind: str, tmp_path: Path, body: Callable[[SqlDatabase, SqlDatabase], Awaitable[None]]) -> None:
@@ -81,6 +81,14 @@ async def store_workflows(
         )
         await repository.create(workflow(workflow_id, f"vllm-{i}", due + i, status), event, None)
     return ids
+
+
+async def workflow_replicas(
+    one: SqlDatabase, other: SqlDatabase, count: int, status: str = "monitoring"
+) -> tuple[SqliteWorkflowRepository, SqliteWorkflowRepository, list[str]]:
+    """Two replicas' workflow repositories and the ids of `count` due workflows (`store_workflows`)."""
+    a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
+    return a, b, await store_workflows(a, count, due=1000.0, status=status)
 
 
 def judgement(judgement_id: str, due: float) -> JudgementDoc:

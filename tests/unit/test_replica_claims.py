@@ -17,7 +17,7 @@ import pytest
 from performance_agent.storage.judgements import SqliteJudgementRepository
 from performance_agent.storage.leases import SqliteLeaseRepository
 from performance_agent.storage.workflows import OutboxRow, SqliteWorkflowRepository
-from tests.unit.replica_support import judgement, run_on_one_database, store_workflows
+from tests.unit.replica_support import judgement, run_on_one_database, store_workflows, workflow_replicas
 from tests.unit.storage_support import BACKENDS
 
 if TYPE_CHECKING:
@@ -89,8 +89,7 @@ def test_a_released_lease_is_taken_at_once(kind: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_two_replicas_never_claim_the_same_due_workflow(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
-        ids = await store_workflows(a, 6, due=1000.0)
+        a, b, ids = await workflow_replicas(one, other, 6)
         first = await a.claim_due(2000.0, 4, holder="replica-a", ttl_s=10.0)
         assert first == ids[:4]  # most overdue first, up to the limit
         second = await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0)
@@ -119,8 +118,7 @@ def test_concurrent_claims_split_the_due_workflows(kind: str, tmp_path: Path) ->
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_dead_replicas_claims_expire_and_are_taken_over(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
-        ids = await store_workflows(a, 2, due=1000.0)
+        a, b, ids = await workflow_replicas(one, other, 2)
         assert await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S) == ids
         assert await b.claim_due(2000.0, 10, holder="replica-b", ttl_s=10.0) == []
         await asyncio.sleep(SHORT_S + 0.05)
@@ -132,8 +130,7 @@ def test_a_dead_replicas_claims_expire_and_are_taken_over(kind: str, tmp_path: P
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
-        ids = await store_workflows(a, 2, due=1000.0)
+        a, b, ids = await workflow_replicas(one, other, 2)
         await a.claim_due(2000.0, 10, holder="replica-a", ttl_s=SHORT_S)
         assert await a.extend_claims("replica-a", 10.0) == 2
         await asyncio.sleep(SHORT_S + 0.05)
@@ -151,8 +148,7 @@ def test_extended_claims_outlive_their_first_expiry_and_released_ones_are_free(k
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
-        (workflow_id,) = await store_workflows(a, 1, due=1000.0)
+        a, b, (workflow_id,) = await workflow_replicas(one, other, 1)
         call = OutboxRow(event_id="ev-1", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
         first, second = await asyncio.gather(
             a.outbox_claim(call, holder="replica-a", ttl_s=SHORT_S),
@@ -173,8 +169,7 @@ def test_an_outbox_event_id_is_claimed_by_one_replica_at_a_time(kind: str, tmp_p
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_releasing_a_workflow_releases_its_outbox_calls(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
-        (workflow_id,) = await store_workflows(a, 1, due=1000.0)
+        a, b, (workflow_id,) = await workflow_replicas(one, other, 1)
         call = OutboxRow(event_id="ev-2", workflow_id=workflow_id, action="apply", stage_index=0, payload=b"{}")
         assert (await a.outbox_claim(call, holder="replica-a", ttl_s=10.0)).claimed_by == "replica-a"
         await a.release_claims([workflow_id], "replica-a")

@@ -68,6 +68,17 @@ def coordinator(name: str, leases: SqliteLeaseRepository, loops: Loops, ttl_s: f
     )
 
 
+async def two_replicas(
+    leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository, ttl_s: float
+) -> tuple[ReplicaCoordinator, Loops, ReplicaCoordinator, Loops]:
+    """replica-a (started first: it leads) and replica-b, each with the loops it would run."""
+    a_loops, b_loops = Loops(), Loops()
+    a = coordinator("replica-a", leases, a_loops, ttl_s=ttl_s)
+    b = coordinator("replica-b", other_leases, b_loops, ttl_s=ttl_s)
+    await a.start()
+    return a, a_loops, b, b_loops
+
+
 def run_with_leases(
     kind: str, tmp_path: Path, body: Callable[[SqliteLeaseRepository, SqliteLeaseRepository], Awaitable[None]]
 ) -> None:
@@ -82,10 +93,7 @@ def run_with_leases(
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(kind: str, tmp_path: Path) -> None:
     async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
-        a_loops, b_loops = Loops(), Loops()
-        a = coordinator("replica-a", leases, a_loops, ttl_s=0.5)
-        b = coordinator("replica-b", other_leases, b_loops, ttl_s=0.5)
-        await a.start()
+        a, a_loops, b, b_loops = await two_replicas(leases, other_leases, ttl_s=0.5)
         await b.start()
         assert (a.is_leader, b.is_leader) == (True, False)
         assert (a_loops.running, b_loops.running) == (True, False)
@@ -110,10 +118,7 @@ def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(kin
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_clean_shutdown_hands_the_lease_over_at_once(kind: str, tmp_path: Path) -> None:
     async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
-        a_loops, b_loops = Loops(), Loops()
-        a = coordinator("replica-a", leases, a_loops, ttl_s=30.0)
-        b = coordinator("replica-b", other_leases, b_loops, ttl_s=30.0)
-        await a.start()
+        a, a_loops, b, _ = await two_replicas(leases, other_leases, ttl_s=30.0)
         await a.stop()
         assert a_loops.history == ["elected", "deposed"]
         await b.start()

@@ -48,9 +48,7 @@ def driver(repository: SqliteWorkflowRepository, actuator: HeldActuator, name: s
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_a_call_is_sent_by_one_replica_and_resent_by_the_next_only_after_expiry(
-    kind: str, tmp_path: Path
-) -> None:
+def test_a_call_is_sent_by_one_replica_and_resent_by_the_next_only_after_expiry(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
         repository = SqliteWorkflowRepository(one)
         (workflow_id,) = await store_workflows(repository, 1, due=1000.0, status="applying")
