@@ -13,7 +13,7 @@ is valid in SQLite (3.35+, for RETURNING) and PostgreSQL alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,15 +36,24 @@ class ClaimColumns:
         return f"(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at <= {now})"
 
     def claim_where(
-        self, connection: SqlConnection, where: str, params: Sequence[object], holder: str, ttl_s: float
-    ) -> list[str]:
-        """Claim every row matching `where` (its `?` bound to `params`) that `holder` may take; their keys."""
+        self,
+        connection: SqlConnection,
+        where: str,
+        params: Sequence[object],
+        holder: str,
+        ttl_s: float,
+        returning: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Claim every row matching `where` (its `?` bound to `params`) that `holder` may take.
+
+        Returns the claimed rows' `returning` columns (default: the key), in no particular order.
+        """
         now = connection.dialect.epoch_now
         sql = (
             f"UPDATE {self._table} SET claimed_by = ?, claim_expires_at = {now} + ? "  # noqa: S608 - constants
-            f"WHERE {where} AND {self._claimable(now)} RETURNING {self._key}"
+            f"WHERE {where} AND {self._claimable(now)} RETURNING {returning or self._key}"
         )
-        return [str(row[0]) for row in connection.execute(sql, (holder, ttl_s, *params, holder)).fetchall()]
+        return [tuple(row) for row in connection.execute(sql, (holder, ttl_s, *params, holder)).fetchall()]
 
     def claim_due(
         self,
@@ -61,17 +70,10 @@ class ClaimColumns:
             f"{self._key} IN (SELECT {self._key} FROM {self._table} WHERE {due} "  # noqa: S608 - constants
             f"AND {self._claimable(connection.dialect.epoch_now)} ORDER BY next_due_at LIMIT ?)"
         )
-        claimed = self.claim_where(connection, chosen, (*params, holder, limit), holder, ttl_s)
-        if not claimed:
-            return []
-        # RETURNING gives no order: read the due order back.
-        placeholders = ",".join("?" * len(claimed))
-        rows = connection.execute(
-            f"SELECT {self._key} FROM {self._table} WHERE {self._key} IN ({placeholders}) "  # noqa: S608
-            "ORDER BY next_due_at",
-            claimed,
-        ).fetchall()
-        return [str(row[0]) for row in rows]
+        returning = f"{self._key}, next_due_at"
+        claimed = self.claim_where(connection, chosen, (*params, holder, limit), holder, ttl_s, returning)
+        # RETURNING gives no order: put the due order back.
+        return [str(key) for key, _ in sorted(claimed, key=lambda row: (float(row[1]), str(row[0])))]
 
     def extend(self, connection: SqlConnection, holder: str, ttl_s: float) -> int:
         """Push the expiry of every claim `holder` has to `ttl_s` from now (0: expire them now); how many."""

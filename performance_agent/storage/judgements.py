@@ -86,6 +86,8 @@ class SqliteJudgementRepository:
         return await self._db.run(work)
 
     async def release_claims(self, judgement_ids: Sequence[str], holder: str) -> None:
+        if not judgement_ids:
+            return
         await self._db.run(lambda connection: self._claims.release(connection, "judgement_id", judgement_ids, holder))
 
     async def extend_claims(self, holder: str, ttl_s: float) -> int:

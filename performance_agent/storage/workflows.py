@@ -377,6 +377,8 @@ class SqliteWorkflowRepository:
 
     async def release_claims(self, workflow_ids: Sequence[str], holder: str) -> None:
         """Give up `holder`'s claims on these workflows and their outbox calls (their processing ended)."""
+        if not workflow_ids:
+            return
 
         def work(connection: SqlConnection) -> None:
             with connection.transaction():
