@@ -163,7 +163,8 @@ def build_agent(
             on_outcome=lambda outcome: metrics.alerts.alertmanager_posts.labels(outcome).inc(),
             resend_interval_s=valid_for_s / 4,
             # `alerting` is built next: the stored firing alerts, re-sent while evaluations stall.
-            resend=lambda: firing_while_leading(),
+            # The context is built below: only the leader re-sends the stored firing alerts.
+            resend=lambda: context.alerts_to_resend(),
         )
     alerting = AlertEvaluator(
         snapshots=storage.snapshots,
@@ -238,10 +239,6 @@ def build_agent(
         on_deposed=lambda: context.follow(),
         exclusive=storage.database.exclusive,
     )
-
-    async def firing_while_leading() -> dict[str, bytes]:
-        """Only the leader evaluates alerts, so only the leader re-sends the firing ones."""
-        return await alerting.firing_for_alertmanager() if coordinator.is_leader else {}
 
     context = AgentContext(
         settings=settings,

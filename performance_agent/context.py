@@ -193,6 +193,10 @@ class AgentContext:
             )
         self.leader_loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)
 
+    async def alerts_to_resend(self) -> dict[str, bytes]:
+        """The stored firing alerts for Alertmanager's timed resend: only the leader evaluates alerts and sends them."""
+        return await self.alerting.firing_for_alertmanager() if self.coordinator.is_leader else {}
+
     async def follow(self) -> None:
         """This replica lost the lease: stop the leader loops; alert time lines are re-read if it leads again."""
         await self.leader_loops.stop()

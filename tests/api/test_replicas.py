@@ -11,11 +11,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from performance_agent.analysis.schemas import AlertEvent
 from performance_agent.composition import build_agent
 from performance_agent.replicas.coordinator import LEADER_LEASE
 from performance_agent.security import ApiKeyRing
 from performance_agent.system.service import detailed_health
-from tests.conftest import make_settings
+from tests.api.test_alerts import START, alert_state
+from tests.conftest import ClientFactory, make_settings
 from tests.postgres_support import fresh_database_url
 
 if TYPE_CHECKING:
@@ -91,3 +93,17 @@ def test_a_clean_stop_hands_the_lease_over_without_waiting_for_expiry() -> None:
             await second.stop()
 
     asyncio.run(scenario())
+
+
+def test_only_the_leader_re_sends_the_firing_alerts_to_alertmanager(client_factory: ClientFactory) -> None:
+    client = client_factory(replica_id="agent-a", alertmanager_url="http://127.0.0.1:9093", scrape_background=False)
+    context: AgentContext = client.app.state.context
+    portal = client.blocking_portal
+    assert portal is not None
+    portal.call(context.storage.alerts.record, [AlertEvent(kind="fire", at=START, alert=alert_state("firing"))])
+    assert list(portal.call(context.alerts_to_resend)) == ["0123456789abcdef"]
+    portal.call(context.storage.leases.release, LEADER_LEASE, "agent-a")
+    portal.call(context.storage.leases.acquire, LEADER_LEASE, "agent-b", 60.0)
+    portal.call(context.coordinator.step)
+    assert not context.coordinator.is_leader
+    assert portal.call(context.alerts_to_resend) == {}  # the leader, agent-b, re-sends them
