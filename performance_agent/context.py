@@ -198,9 +198,14 @@ class AgentContext:
         return await self.alerting.firing_for_alertmanager() if self.coordinator.is_leader else {}
 
     async def follow(self) -> None:
-        """This replica lost the lease: stop the leader loops; alert time lines are re-read if it leads again."""
+        """This replica lost the lease: stop the leader loops and drop what only they keep current.
+
+        Alert time lines are re-read if it leads again; the instance counts of `/metrics` are the
+        leader's to export (a follower's would go stale).
+        """
         await self.leader_loops.stop()
         self.alerting.forget_all()
+        self.collector.status_counts = None
 
     async def stop(self) -> None:
         """Stop the loops, then close the clients and storage they use (from the app's lifespan)."""

@@ -164,6 +164,7 @@ def test_a_follower_answers_200_naming_the_leader_and_runs_no_leader_loops(clien
     context = client.app.state.context
     portal = client.blocking_portal
     assert portal is not None
+    assert "performance_agent_instances{" in client.get("/metrics").text
     # Another replica holds the lease (as after this one stalled past its expiry): this one follows.
     portal.call(context.storage.leases.release, LEADER_LEASE, "agent-a")
     portal.call(context.storage.leases.acquire, LEADER_LEASE, "agent-b", 60.0)
@@ -178,6 +179,7 @@ def test_a_follower_answers_200_naming_the_leader_and_runs_no_leader_loops(clien
     assert "loop:collector" not in names
     assert "loop:history-retention" not in names
     assert {"loop:workflow-reconciler", "loop:judgement-runner", "loop:replica-lease"} <= names
+    assert "performance_agent_instances{" not in client.get("/metrics").text  # the leader's figure, not stale here
 
 
 def test_an_unnamed_replica_is_named_after_its_host_and_process(client: TestClient[Litestar]) -> None:
