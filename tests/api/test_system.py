@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,10 @@ def test_a_follower_answers_200_naming_the_leader_and_runs_no_leader_loops(clien
     context = client.app.state.context
     portal = client.blocking_portal
     assert portal is not None
-    assert "performance_agent_instances{" in client.get("/metrics").text
+    give_up = time.monotonic() + 10
+    while "performance_agent_instances{" not in client.get("/metrics").text:  # the leader's first collector pass
+        assert time.monotonic() < give_up
+        time.sleep(0.02)
     # Another replica holds the lease (as after this one stalled past its expiry): this one follows.
     portal.call(context.storage.leases.release, LEADER_LEASE, "agent-a")
     portal.call(context.storage.leases.acquire, LEADER_LEASE, "agent-b", 60.0)
