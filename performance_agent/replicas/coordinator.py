@@ -17,28 +17,21 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from performance_agent.background import Heartbeat
     from performance_agent.replicas.lease import LeaseTiming
-    from performance_agent.storage.leases import LeaseRecord, SqliteLeaseRepository
+    from performance_agent.replicas.ports import ClaimKeeper, LeaseRecord, LeaseRepository
 
-__all__ = ("LEADER_LEASE", "ClaimKeeper", "LeaderView", "ReplicaCoordinator")
+__all__ = ("LEADER_LEASE", "LeaderView", "ReplicaCoordinator")
 
 logger = logging.getLogger("performance_agent.replicas")
 
 #: The name of the lease whose holder runs collection, discovery and alert evaluation.
 LEADER_LEASE = "background-loops"
-
-
-class ClaimKeeper(Protocol):
-    """A repository whose rows replicas claim (workflows with their outbox calls, judgements)."""
-
-    async def extend_claims(self, holder: str, ttl_s: float) -> int: ...
-    async def forget_claims(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +48,7 @@ class ReplicaCoordinator:
         self,
         *,
         replica_id: str,
-        leases: SqliteLeaseRepository,
+        leases: LeaseRepository,
         claims: Sequence[ClaimKeeper],
         timing: LeaseTiming,
         on_elected: Callable[[], Awaitable[None]],

@@ -2,46 +2,27 @@
 
 The evaluator appends an episode when an alert fires and closes it when it resolves; nothing
 else changes an episode, so the history doubles as an audit of when each objective burnt its
-budget. An episode is identified by the alert's fingerprint and its start.
+budget. An episode is identified by the alert's fingerprint and its start. Both classes
+implement `analysis.ports.AlertRepository`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.analysis.schemas import AlertEvent, AlertState
+from performance_agent.storage.records import ALERT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from performance_agent.analysis.ports import AlertStateName
+    from performance_agent.analysis.schemas import AlertEvent, AlertState
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = ("AlertRepository", "MemoryAlertRepository", "SqliteAlertRepository")
-
-AlertStateName = Literal["firing", "resolved"]
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AlertState)
+__all__ = ("MemoryAlertRepository", "SqlAlertRepository")
 
 
-class AlertRepository(Protocol):
-    async def record(self, events: Sequence[AlertEvent]) -> None:
-        """Open an episode for each `fire`, close the matching one for each `resolve`."""
-        ...
-
-    async def firing(self, instance_id: str | None = None) -> list[AlertState]:
-        """Episodes still open (of one instance, or all), oldest first."""
-        ...
-
-    async def list(
-        self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
-    ) -> list[AlertState]:
-        """Episodes newest first, optionally of one state and one instance, at most `limit`."""
-        ...
-
-
-class SqliteAlertRepository:
+class SqlAlertRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
@@ -56,7 +37,7 @@ class SqliteAlertRepository:
                 event.alert.instance_id,
                 event.alert.state,
                 None if event.alert.ended_at is None else event.alert.ended_at.timestamp(),
-                _encoder.encode(event.alert),
+                ALERT.encode(event.alert),
             )
             for event in events
         ]
@@ -90,7 +71,7 @@ class SqliteAlertRepository:
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [_decoder.decode(document) for document in await self._db.run(work)]
+        return [ALERT.decode(document) for document in await self._db.run(work)]
 
     async def list(
         self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
@@ -103,7 +84,7 @@ class SqliteAlertRepository:
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [_decoder.decode(document) for document in await self._db.run(work)]
+        return [ALERT.decode(document) for document in await self._db.run(work)]
 
 
 class MemoryAlertRepository:
@@ -114,10 +95,10 @@ class MemoryAlertRepository:
         for event in events:
             key = (event.alert.fingerprint, event.alert.started_at.timestamp())
             if event.kind == "fire" or key in self._episodes:
-                self._episodes[key] = _encoder.encode(event.alert)
+                self._episodes[key] = ALERT.encode(event.alert)
 
     def _all(self) -> list[AlertState]:
-        return [_decoder.decode(document) for document in self._episodes.values()]
+        return [ALERT.decode(document) for document in self._episodes.values()]
 
     async def firing(self, instance_id: str | None = None) -> list[AlertState]:
         found = [a for a in self._all() if a.state == "firing" and instance_id in (None, a.instance_id)]

@@ -1,25 +1,37 @@
 """`open_storage`: the one place that chooses a storage backend and builds its repositories.
 
 Why a factory: the composition root asks for "the agent's storage" and receives repositories
-typed by their protocols, so adding a backend (PostgreSQL for several agent replicas) is one
-more branch here, and nothing that uses a repository changes. Two backends: an embedded SQLite
-file (one replica) and PostgreSQL (any number of replicas), chosen by the URL's scheme.
+typed by the protocols their domains declare (`fleet.ports`, `metrics.ports`,
+`optimization.ports`, `analysis.ports`, `workflows.ports`, `judgements.ports`), so adding a
+backend is one more branch here, and nothing that uses a repository changes. Two backends: an
+embedded SQLite file (one replica) and PostgreSQL (any number of replicas), chosen by the URL's
+scheme. Nothing outside storage/ builds a database or a repository: this module is the way in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from performance_agent.storage.alerts import AlertRepository, SqliteAlertRepository
+from performance_agent.storage.alerts import SqlAlertRepository
 from performance_agent.storage.database import SqliteDatabase, StorageError
-from performance_agent.storage.instances import InstanceRepository, SqliteInstanceRepository
-from performance_agent.storage.judgements import SqliteJudgementRepository
-from performance_agent.storage.leases import SqliteLeaseRepository
-from performance_agent.storage.plans import PlanRepository, SqlitePlanRepository
+from performance_agent.storage.instances import SqlInstanceRepository
+from performance_agent.storage.judgements import SqlJudgementRepository
+from performance_agent.storage.leases import SqlLeaseRepository
+from performance_agent.storage.plans import SqlPlanRepository
 from performance_agent.storage.postgres import PostgresDatabase
-from performance_agent.storage.snapshots import SnapshotRepository, SqliteSnapshotRepository
+from performance_agent.storage.snapshots import SqlSnapshotRepository
 from performance_agent.storage.sql import SqlDatabase  # noqa: TC001 - a dataclass field type
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
+
+if TYPE_CHECKING:
+    from performance_agent.analysis.ports import AlertRepository
+    from performance_agent.fleet.ports import InstanceRepository
+    from performance_agent.judgements.ports import JudgementRepository
+    from performance_agent.metrics.ports import SnapshotRepository
+    from performance_agent.optimization.ports import PlanRepository
+    from performance_agent.replicas.ports import LeaseRepository
+    from performance_agent.workflows.ports import WorkflowRepository
 
 __all__ = ("Storage", "open_database", "open_storage", "sqlite_path")
 
@@ -33,9 +45,9 @@ class Storage:
     snapshots: SnapshotRepository
     plans: PlanRepository
     alerts: AlertRepository
-    workflows: SqliteWorkflowRepository
-    judgements: SqliteJudgementRepository
-    leases: SqliteLeaseRepository
+    workflows: WorkflowRepository
+    judgements: JudgementRepository
+    leases: LeaseRepository
 
     async def open(self) -> None:
         await self.database.open()
@@ -79,11 +91,11 @@ def open_storage(url: str) -> Storage:
     database = open_database(url)
     return Storage(
         database=database,
-        instances=SqliteInstanceRepository(database),
-        snapshots=SqliteSnapshotRepository(database),
-        plans=SqlitePlanRepository(database),
-        alerts=SqliteAlertRepository(database),
-        workflows=SqliteWorkflowRepository(database),
-        judgements=SqliteJudgementRepository(database),
-        leases=SqliteLeaseRepository(database),
+        instances=SqlInstanceRepository(database),
+        snapshots=SqlSnapshotRepository(database),
+        plans=SqlPlanRepository(database),
+        alerts=SqlAlertRepository(database),
+        workflows=SqlWorkflowRepository(database),
+        judgements=SqlJudgementRepository(database),
+        leases=SqlLeaseRepository(database),
     )

@@ -3,83 +3,28 @@
 Two halves on purpose: the registered `spec` changes only through the API (POST/PUT), the
 observed `state` only through scrapes, and neither write touches the other's columns, so a PUT
 racing with a scrape cannot lose either. Deleting an instance deletes its history in the same
-transaction. `SqliteInstanceRepository` is the default; `MemoryInstanceRepository` serves unit
-tests and shares a `MemoryStore` with the memory snapshot repository, as the SQLite pair shares
-one database.
+transaction. Both classes implement `fleet.ports.InstanceRepository`: `SqlInstanceRepository`
+is the default; `MemoryInstanceRepository` serves unit tests and shares a `MemoryStore` with the
+memory snapshot repository, as the SQLite pair shares one database.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from performance_agent.clock import utc
-from performance_agent.fleet.schemas import InstanceError, InstanceSpec, InstanceStatus
+from performance_agent.fleet.ports import InstanceExistsError, InstanceState, StoredInstance
+from performance_agent.storage.records import INSTANCE_ERROR, INSTANCE_SPEC
 
 if TYPE_CHECKING:
+    from performance_agent.fleet.schemas import InstanceError, InstanceSpec
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = (
-    "InstanceExistsError",
-    "InstanceRepository",
-    "InstanceState",
-    "MemoryInstanceRepository",
-    "MemoryStore",
-    "SqliteInstanceRepository",
-    "StoredInstance",
-    "StoredSnapshotRow",
-)
-
-
-class InstanceExistsError(Exception):
-    """`create` found the id taken."""
-
-
-class InstanceState(msgspec.Struct, kw_only=True):
-    status: InstanceStatus = "pending"
-    last_seen: datetime | None = None
-    last_scrape_at: datetime | None = None
-    last_error: InstanceError | None = None
-    consecutive_failures: int = 0
-
-
-class StoredInstance(msgspec.Struct, kw_only=True):
-    instance_id: str
-    spec: InstanceSpec
-    created_at: datetime
-    updated_at: datetime
-    state: InstanceState = msgspec.field(default_factory=InstanceState)
-
-
-class InstanceRepository(Protocol):
-    async def get(self, instance_id: str) -> StoredInstance | None: ...
-
-    async def list(self, *, engine: str | None = None, status: str | None = None) -> list[StoredInstance]:
-        """Every instance (optionally of one engine / status), ordered by id."""
-        ...
-
-    async def create(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance:
-        """Raises `InstanceExistsError` when the id is taken."""
-        ...
-
-    async def replace(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance | None:
-        """Replace the spec of a known instance (its state is kept); None when unknown."""
-        ...
-
-    async def upsert(self, instance_id: str, spec: InstanceSpec, now: datetime) -> tuple[StoredInstance, bool]:
-        """Create or replace; the flag says whether it was created."""
-        ...
-
-    async def delete(self, instance_id: str) -> bool:
-        """Remove the instance and all its snapshots; False when unknown."""
-        ...
-
-    async def record_failure(self, instance_id: str, error: InstanceError) -> bool:
-        """Mark the last scrape failed; False when the instance no longer exists."""
-        ...
+__all__ = ("MemoryInstanceRepository", "MemoryStore", "SqlInstanceRepository", "StoredSnapshotRow")
 
 
 # ---------------------------------------------------------------------------- SQLite
@@ -97,9 +42,6 @@ _INSERT = (
     "ON CONFLICT (instance_id) DO NOTHING"
 )
 _UPDATE_SPEC = "UPDATE instances SET engine = ?, record = ?, updated_at = ? WHERE instance_id = ?"
-_spec_encoder = msgspec.json.Encoder()
-_spec_decoder = msgspec.json.Decoder(InstanceSpec)
-_error_decoder = msgspec.json.Decoder(InstanceError)
 
 
 def _time(value: float | None) -> datetime | None:
@@ -110,14 +52,14 @@ def _row_to_instance(row: tuple[Any, ...]) -> StoredInstance:
     instance_id, record, created, updated, status, last_seen, last_scrape, last_error, failures = row
     return StoredInstance(
         instance_id=instance_id,
-        spec=_spec_decoder.decode(record),
+        spec=INSTANCE_SPEC.decode(record),
         created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
         state=InstanceState(
             status=status,
             last_seen=_time(last_seen),
             last_scrape_at=_time(last_scrape),
-            last_error=None if last_error is None else _error_decoder.decode(last_error),
+            last_error=None if last_error is None else INSTANCE_ERROR.decode(last_error),
             consecutive_failures=failures,
         ),
     )
@@ -128,7 +70,7 @@ def _select_one(connection: SqlConnection, instance_id: str) -> StoredInstance |
     return None if row is None else _row_to_instance(row)
 
 
-class SqliteInstanceRepository:
+class SqlInstanceRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
@@ -148,7 +90,7 @@ class SqliteInstanceRepository:
             stamp = now.isoformat()
             inserted = connection.execute(
                 _INSERT,
-                (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
+                (instance_id, spec.engine, INSTANCE_SPEC.encode(spec), stamp, stamp),
             ).rowcount
             if not inserted:
                 raise InstanceExistsError(instance_id)
@@ -161,7 +103,7 @@ class SqliteInstanceRepository:
             with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, _spec_encoder.encode(spec), now.isoformat(), instance_id),
+                    (spec.engine, INSTANCE_SPEC.encode(spec), now.isoformat(), instance_id),
                 )
                 return _select_one(connection, instance_id) if cursor.rowcount else None
 
@@ -173,13 +115,13 @@ class SqliteInstanceRepository:
             with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, _spec_encoder.encode(spec), stamp, instance_id),
+                    (spec.engine, INSTANCE_SPEC.encode(spec), stamp, instance_id),
                 )
                 created = cursor.rowcount == 0
                 if created:
                     connection.execute(
                         _INSERT,
-                        (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
+                        (instance_id, spec.engine, INSTANCE_SPEC.encode(spec), stamp, stamp),
                     )
                 stored = _select_one(connection, instance_id)
             assert stored is not None  # written in this very transaction
@@ -200,7 +142,7 @@ class SqliteInstanceRepository:
             cursor = connection.execute(
                 "UPDATE instances SET status = 'down', last_scrape_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE instance_id = ?",
-                (error.at.timestamp(), _spec_encoder.encode(error), instance_id),
+                (error.at.timestamp(), INSTANCE_ERROR.encode(error), instance_id),
             )
             return cursor.rowcount > 0
 

@@ -4,50 +4,35 @@ A judgement is read and written whole by its background loop and by `DELETE`, so
 workflows) one document column is enough; `status` and `next_due_at` sit beside it so the loop
 finds the running, due judgements without decoding every document. Two writers racing (the loop
 judging a window while a client deletes the judgement) are told apart by the version: exactly
-one wins, the other gets `JudgementVersionConflict` and re-reads.
+one wins, the other gets `JudgementVersionConflict` and re-reads. Implements
+`judgements.ports.JudgementRepository`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.judgements.state import JudgementDoc
+from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
 from performance_agent.storage.claims import ClaimColumns
+from performance_agent.storage.records import JUDGEMENT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from performance_agent.judgements.state import JudgementDoc
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 
-__all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(JudgementDoc)
+__all__ = ("SqlJudgementRepository",)
 
 
-class JudgementVersionConflict(Exception):
-    """The judgement changed since it was read; the caller re-reads and decides again."""
-
-    def __init__(self, judgement_id: str) -> None:
-        super().__init__(f"judgement {judgement_id} changed while it was being written")
-        self.judgement_id = judgement_id
-
-
-class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
-    doc: JudgementDoc
-    version: int
-
-
-class SqliteJudgementRepository:
+class SqlJudgementRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._claims = ClaimColumns("judgements", "judgement_id")
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
-        document = _encoder.encode(doc)
+        document = JUDGEMENT.encode(doc)
 
         def work(connection: SqlConnection) -> None:
             connection.execute(
@@ -67,21 +52,15 @@ class SqliteJudgementRepository:
             return None if row is None else (int(row[0]), bytes(row[1]))
 
         found = await self._db.run(work)
-        return None if found is None else StoredJudgement(doc=_decoder.decode(found[1]), version=found[0])
+        return None if found is None else StoredJudgement(doc=JUDGEMENT.decode(found[1]), version=found[0])
 
     async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
         """Claim the running, due judgements no other replica holds (one statement); most overdue first."""
 
         def work(connection: SqlConnection) -> list[str]:
             with connection.transaction():
-                return self._claims.claim_due(
-                    connection,
-                    "status = 'running' AND next_due_at <= ?",
-                    (now,),
-                    limit=limit,
-                    holder=holder,
-                    ttl_s=ttl_s,
-                )
+                due = "status = 'running' AND next_due_at <= ?"
+                return self._claims.claim_due(connection, due, (now,), limit=limit, holder=holder, ttl_s=ttl_s)
 
         return await self._db.run(work)
 
@@ -98,7 +77,7 @@ class SqliteJudgementRepository:
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""
-        document = _encoder.encode(doc)
+        document = JUDGEMENT.encode(doc)
 
         def work(connection: SqlConnection) -> int:
             cursor = connection.execute(

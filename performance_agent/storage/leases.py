@@ -6,36 +6,23 @@ an expired lease cannot both win: the database applies the two statements one af
 and the second sees the first one's fresh expiry. Why the database's clock: every replica compares
 the stored expiry with the same "now" (`Dialect.epoch_now`), so a replica whose own clock is off
 neither steals a live lease nor keeps a dead one. The SQL is valid in SQLite (3.24+) and
-PostgreSQL alike (`INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`, `EXCLUDED`).
+PostgreSQL alike (`INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`, `EXCLUDED`). Implements
+`replicas.ports.LeaseRepository`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from performance_agent.replicas.ports import LeaseRecord
 
 if TYPE_CHECKING:
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = ("LeaseRecord", "SqliteLeaseRepository")
+__all__ = ("SqlLeaseRepository",)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseRecord:
-    """A lease as stored, read with the database's clock (`now`, Unix seconds) at that moment."""
-
-    name: str
-    holder: str
-    acquired_at: float
-    expires_at: float
-    now: float
-
-    @property
-    def live(self) -> bool:
-        return self.expires_at > self.now
-
-
-class SqliteLeaseRepository:
+class SqlLeaseRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 

@@ -9,7 +9,7 @@ without its event or an event without its transition.
 A partial unique index allows each instance in at most one active workflow, so even a bug in
 the service could not start two rollouts on one server. The outbox holds each actuator call
 (with its stable `event_id`) before it is sent, which is how a restarted agent resends the same
-call instead of inventing a new one.
+call instead of inventing a new one. Implements `workflows.ports.WorkflowRepository`.
 """
 
 from __future__ import annotations
@@ -17,108 +17,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from performance_agent.clock import utc
 from performance_agent.storage.claims import ClaimColumns
+from performance_agent.storage.records import WINDOW, WORKFLOW, WORKFLOW_EVENT
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
-from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
-from performance_agent.workflows.state import EventDraft, WorkflowDoc
+from performance_agent.workflows.ports import (
+    IdempotencyClaim,
+    IdempotencyMismatch,
+    InstanceBusy,
+    OutboxRow,
+    OutboxUpdate,
+    StoredWorkflow,
+    VersionConflict,
+)
+from performance_agent.workflows.schemas import WorkflowEvent
+from performance_agent.workflows.state import EventDraft
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
+    from performance_agent.workflows.schemas import WindowRecord
+    from performance_agent.workflows.state import WorkflowDoc
 
-__all__ = (
-    "IdempotencyClaim",
-    "IdempotencyMismatch",
-    "InstanceBusy",
-    "OutboxRow",
-    "OutboxUpdate",
-    "SqliteWorkflowRepository",
-    "StoredWorkflow",
-    "VersionConflict",
-)
+__all__ = ("SqlWorkflowRepository",)
 
-_doc_encoder = msgspec.json.Encoder()
-_doc_decoder = msgspec.json.Decoder(WorkflowDoc)
-_event_decoder = msgspec.json.Decoder(WorkflowEvent)
-_window_decoder = msgspec.json.Decoder(WindowRecord)
 _ACTIVE = tuple(sorted(status.value for status in ACTIVE_STATUSES))
 _ACTIVE_SQL = "(" + ",".join("?" * len(_ACTIVE)) + ")"
-
-
-class VersionConflict(Exception):
-    """The workflow changed since it was read; the caller re-reads (API: 409)."""
-
-    def __init__(self, workflow_id: str, current_version: int | None) -> None:
-        super().__init__(f"workflow {workflow_id} changed (now version {current_version})")
-        self.workflow_id = workflow_id
-        self.current_version = current_version
-
-
-class InstanceBusy(Exception):
-    """An instance already takes part in an active workflow."""
-
-    def __init__(self, instance_id: str, workflow_id: str) -> None:
-        super().__init__(f"instance {instance_id} is in active workflow {workflow_id}")
-        self.instance_id = instance_id
-        self.workflow_id = workflow_id
-
-
-class IdempotencyMismatch(Exception):
-    """The Idempotency-Key was used before with a different request body."""
-
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"the key was used for workflow {workflow_id} with another body")
-        self.workflow_id = workflow_id
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    scope: str
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredWorkflow:
-    doc: WorkflowDoc
-    version: int
-    seq: int
-
-
-@dataclass(slots=True)
-class OutboxRow:
-    """One actuator call: sent until delivered or out of attempts; `payload` is the exact JSON body."""
-
-    event_id: str
-    workflow_id: str
-    action: str
-    stage_index: int
-    payload: bytes
-    state: str = "pending"  # pending | delivered | failed | skipped
-    attempts: int = 0
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-    #: Attempts that may have reached the actuator (counted before each attempt, taken back when
-    #: it certainly did not connect); 0 means the call changed nothing.
-    sent_attempts: int = 0
-    #: The replica sending it now (None: nobody); see `SqliteWorkflowRepository.outbox_claim`.
-    claimed_by: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxUpdate:
-    event_id: str
-    state: str
-    attempts: int | None = None
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-    sent_attempts: int | None = None
 
 
 @dataclass(slots=True)
@@ -130,7 +55,7 @@ class _Write:
 
 def _row_to_stored(row: tuple[object, ...]) -> StoredWorkflow:
     seq, version, doc = row
-    return StoredWorkflow(doc=_doc_decoder.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
+    return StoredWorkflow(doc=WORKFLOW.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
 
 
 def _insert_events(connection: SqlConnection, workflow_id: str, events: Sequence[EventDraft]) -> None:
@@ -155,7 +80,7 @@ def _insert_events(connection: SqlConnection, workflow_id: str, events: Sequence
         )
         connection.execute(
             "INSERT INTO workflow_events (workflow_id, seq, at, event) VALUES (?, ?, ?, ?)",
-            (workflow_id, seq, draft.at, _doc_encoder.encode(event)),
+            (workflow_id, seq, draft.at, WORKFLOW_EVENT.encode(event)),
         )
 
 
@@ -177,7 +102,7 @@ def _apply_outbox(connection: SqlConnection, updates: Sequence[OutboxUpdate]) ->
         )
 
 
-class SqliteWorkflowRepository:
+class SqlWorkflowRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
         self._claims = ClaimColumns("workflows", "workflow_id")
@@ -218,7 +143,7 @@ class SqliteWorkflowRepository:
                 seq = connection.execute(
                     "INSERT INTO workflows (workflow_id, status, version, next_due_at, created_at, doc) "
                     "VALUES (?, ?, 1, ?, ?, ?) RETURNING seq",
-                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, _doc_encoder.encode(doc)),
+                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, WORKFLOW.encode(doc)),
                 ).fetchone()[0]
                 connection.executemany(
                     "INSERT INTO workflow_instances (workflow_id, instance_id, position, active) VALUES (?, ?, ?, 1)",
@@ -273,7 +198,7 @@ class SqliteWorkflowRepository:
                 f"SELECT doc FROM workflows WHERE {plan_of} = ? ORDER BY seq LIMIT ?",  # noqa: S608 - constant SQL
                 (plan_id, limit),
             )
-            return [_doc_decoder.decode(row[0]) for row in rows]
+            return [WORKFLOW.decode(row[0]) for row in rows]
 
         return await self._db.run(work)
 
@@ -284,7 +209,7 @@ class SqliteWorkflowRepository:
             ).fetchall()
             return [row[0] for row in rows]
 
-        return [_event_decoder.decode(data) for data in await self._db.run(work)]
+        return [WORKFLOW_EVENT.decode(data) for data in await self._db.run(work)]
 
     async def windows(self, workflow_id: str, limit: int) -> list[WindowRecord]:
         """The newest `limit` windows, oldest first."""
@@ -296,7 +221,7 @@ class SqliteWorkflowRepository:
             ).fetchall()
             return [row[0] for row in reversed(rows)]
 
-        return [_window_decoder.decode(data) for data in await self._db.run(work)]
+        return [WINDOW.decode(data) for data in await self._db.run(work)]
 
     async def next_window_seq(self, workflow_id: str) -> int:
         def work(connection: SqlConnection) -> int:
@@ -325,7 +250,7 @@ class SqliteWorkflowRepository:
                 if row is None:
                     return None
                 workflow_id = str(row[0])
-                doc = _doc_decoder.decode(row[1])
+                doc = WORKFLOW.decode(row[1])
                 connection.execute(
                     "UPDATE workflow_instances SET active = 0 WHERE workflow_id = ? AND instance_id = ?",
                     (workflow_id, instance_id),
@@ -437,7 +362,7 @@ class SqliteWorkflowRepository:
                 cursor = connection.execute(
                     "UPDATE workflows SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                     "WHERE workflow_id = ? AND version = ?",
-                    (doc.status, doc.next_due_at, _doc_encoder.encode(doc), doc.workflow_id, expected_version),
+                    (doc.status, doc.next_due_at, WORKFLOW.encode(doc), doc.workflow_id, expected_version),
                 )
                 if cursor.rowcount != 1:
                     row = connection.execute(
@@ -452,7 +377,7 @@ class SqliteWorkflowRepository:
                 if write.window is not None:
                     connection.execute(
                         'INSERT INTO workflow_windows (workflow_id, seq, "window") VALUES (?, ?, ?)',
-                        (doc.workflow_id, write.window.seq, _doc_encoder.encode(write.window)),
+                        (doc.workflow_id, write.window.seq, WINDOW.encode(write.window)),
                     )
                 _apply_outbox(connection, write.outbox)
                 return expected_version + 1

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from performance_agent.judge import JudgeSettings
 from performance_agent.judgements.state import JudgementDoc
 from performance_agent.storage.factory import open_database
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
 from performance_agent.workflows.policy import Guardrails, MonitorPolicy
 from performance_agent.workflows.schemas import ActuatorSpec, ApprovalSpec
 from performance_agent.workflows.state import EventDraft, WorkflowDoc
@@ -71,7 +71,7 @@ def workflow(workflow_id: str, instance_id: str, due: float, status: str = "moni
 
 
 async def store_workflows(
-    repository: SqliteWorkflowRepository, count: int, due: float, status: str = "monitoring"
+    repository: SqlWorkflowRepository, count: int, due: float, status: str = "monitoring"
 ) -> list[str]:
     """`count` workflows due at `due`, `due + 1`, ... (one instance each); their ids in that order."""
     ids = [f"wf-{i}" for i in range(count)]
@@ -85,9 +85,9 @@ async def store_workflows(
 
 async def workflow_replicas(
     one: SqlDatabase, other: SqlDatabase, count: int, status: str = "monitoring"
-) -> tuple[SqliteWorkflowRepository, SqliteWorkflowRepository, list[str]]:
+) -> tuple[SqlWorkflowRepository, SqlWorkflowRepository, list[str]]:
     """Two replicas' workflow repositories and the ids of `count` due workflows (`store_workflows`)."""
-    a, b = SqliteWorkflowRepository(one), SqliteWorkflowRepository(other)
+    a, b = SqlWorkflowRepository(one), SqlWorkflowRepository(other)
     return a, b, await store_workflows(a, count, due=1000.0, status=status)
 
 

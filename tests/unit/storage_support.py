@@ -14,18 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from performance_agent.fleet.ports import InstanceRepository
 from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import RawScrape, encode_raw_scrape
+from performance_agent.metrics.ports import SnapshotRepository
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
 from performance_agent.storage.factory import open_database
-from performance_agent.storage.instances import (
-    InstanceRepository,
-    MemoryInstanceRepository,
-    MemoryStore,
-    SqliteInstanceRepository,
-)
-from performance_agent.storage.snapshots import MemorySnapshotRepository, SnapshotRepository, SqliteSnapshotRepository
+from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, SqlInstanceRepository
+from performance_agent.storage.snapshots import MemorySnapshotRepository, SqlSnapshotRepository
 from performance_agent.storage.sql import SqlDatabase
 from tests.postgres_support import fresh_database_url
 
@@ -63,7 +60,7 @@ async def open_repos(kind: str, path: Path) -> AsyncIterator[Repos]:
     database = open_database(database_url(kind, path))
     await database.open()
     try:
-        yield Repos(SqliteInstanceRepository(database), SqliteSnapshotRepository(database), database)
+        yield Repos(SqlInstanceRepository(database), SqlSnapshotRepository(database), database)
     finally:
         await database.close()
 

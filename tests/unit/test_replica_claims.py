@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from performance_agent.storage.judgements import SqliteJudgementRepository
-from performance_agent.storage.leases import SqliteLeaseRepository
-from performance_agent.storage.workflows import OutboxRow, SqliteWorkflowRepository
+from performance_agent.storage.judgements import SqlJudgementRepository
+from performance_agent.storage.leases import SqlLeaseRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
+from performance_agent.workflows.ports import OutboxRow
 from tests.unit.replica_support import judgement, run_on_one_database, store_workflows, workflow_replicas
 from tests.unit.storage_support import BACKENDS
 
@@ -33,7 +34,7 @@ SHORT_S = 0.25
 def test_the_database_clock_reads_unix_seconds(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
         before = time.time()
-        record = await SqliteLeaseRepository(one).acquire(LEASE, "a", 10.0)
+        record = await SqlLeaseRepository(one).acquire(LEASE, "a", 10.0)
         after = time.time()
         assert before - 0.01 <= record.now <= after + 0.01  # SQLite's 'now' has millisecond precision
         assert record.expires_at == pytest.approx(record.now + 10.0, abs=0.01)
@@ -44,7 +45,7 @@ def test_the_database_clock_reads_unix_seconds(kind: str, tmp_path: Path) -> Non
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_one_replica_leads_the_other_cannot_while_the_lease_lives(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteLeaseRepository(one), SqliteLeaseRepository(other)
+        a, b = SqlLeaseRepository(one), SqlLeaseRepository(other)
         taken = await a.acquire(LEASE, "replica-a", 10.0)
         assert (taken.holder, taken.live) == ("replica-a", True)
         refused = await b.acquire(LEASE, "replica-b", 10.0)
@@ -61,7 +62,7 @@ def test_one_replica_leads_the_other_cannot_while_the_lease_lives(kind: str, tmp
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_follower_takes_the_lease_over_once_it_expires(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteLeaseRepository(one), SqliteLeaseRepository(other)
+        a, b = SqlLeaseRepository(one), SqlLeaseRepository(other)
         first = await a.acquire(LEASE, "replica-a", SHORT_S)
         await asyncio.sleep(SHORT_S + 0.05)  # replica-a died: no renewal
         taken = await b.acquire(LEASE, "replica-b", 10.0)
@@ -76,7 +77,7 @@ def test_a_follower_takes_the_lease_over_once_it_expires(kind: str, tmp_path: Pa
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_released_lease_is_taken_at_once(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteLeaseRepository(one), SqliteLeaseRepository(other)
+        a, b = SqlLeaseRepository(one), SqlLeaseRepository(other)
         await a.acquire(LEASE, "replica-a", 10.0)
         assert not await b.release(LEASE, "replica-b")  # only the holder can release
         assert await a.release(LEASE, "replica-a")
@@ -104,7 +105,7 @@ def test_two_replicas_never_claim_the_same_due_workflow(kind: str, tmp_path: Pat
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_concurrent_claims_split_the_due_workflows(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        repositories = [SqliteWorkflowRepository(database) for database in (one, other, one)]
+        repositories = [SqlWorkflowRepository(database) for database in (one, other, one)]
         ids = await store_workflows(repositories[0], 30, due=1000.0)
         held: dict[str, str] = {}
         for _ in range(4):  # racing ticks: a replica that lost a race for its rows gets the rest next time
@@ -185,7 +186,7 @@ def test_releasing_a_workflow_releases_its_outbox_calls(kind: str, tmp_path: Pat
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_judgements_are_claimed_like_workflows(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        a, b = SqliteJudgementRepository(one), SqliteJudgementRepository(other)
+        a, b = SqlJudgementRepository(one), SqlJudgementRepository(other)
         for i in range(3):
             await a.create(judgement(f"j-{i}", due=1000.0 + i))
         assert await a.claim_due(2000.0, 2, holder="replica-a", ttl_s=SHORT_S) == ["j-0", "j-1"]

@@ -13,7 +13,8 @@ import pytest
 
 from performance_agent.replicas.coordinator import LEADER_LEASE, ReplicaCoordinator
 from performance_agent.replicas.lease import LeaseTiming, default_replica_id
-from performance_agent.storage.leases import LeaseRecord, SqliteLeaseRepository
+from performance_agent.replicas.ports import LeaseRecord
+from performance_agent.storage.leases import SqlLeaseRepository
 from tests.unit.replica_support import run_on_one_database
 from tests.unit.storage_support import BACKENDS
 
@@ -57,7 +58,7 @@ class Loops:
         self.history.append("deposed")
 
 
-def coordinator(name: str, leases: SqliteLeaseRepository, loops: Loops, ttl_s: float) -> ReplicaCoordinator:
+def coordinator(name: str, leases: SqlLeaseRepository, loops: Loops, ttl_s: float) -> ReplicaCoordinator:
     return ReplicaCoordinator(
         replica_id=name,
         leases=leases,
@@ -69,7 +70,7 @@ def coordinator(name: str, leases: SqliteLeaseRepository, loops: Loops, ttl_s: f
 
 
 async def two_replicas(
-    leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository, ttl_s: float
+    leases: SqlLeaseRepository, other_leases: SqlLeaseRepository, ttl_s: float
 ) -> tuple[ReplicaCoordinator, Loops, ReplicaCoordinator, Loops]:
     """replica-a (started first: it leads) and replica-b, each with the loops it would run."""
     a_loops, b_loops = Loops(), Loops()
@@ -80,19 +81,19 @@ async def two_replicas(
 
 
 def run_with_leases(
-    kind: str, tmp_path: Path, body: Callable[[SqliteLeaseRepository, SqliteLeaseRepository], Awaitable[None]]
+    kind: str, tmp_path: Path, body: Callable[[SqlLeaseRepository, SqlLeaseRepository], Awaitable[None]]
 ) -> None:
     """`body` with two replicas' lease repositories on one new database of `kind`."""
 
     async def both(one: SqlDatabase, other: SqlDatabase) -> None:
-        await body(SqliteLeaseRepository(one), SqliteLeaseRepository(other))
+        await body(SqlLeaseRepository(one), SqlLeaseRepository(other))
 
     run_on_one_database(kind, tmp_path, both)
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(kind: str, tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
+    async def body(leases: SqlLeaseRepository, other_leases: SqlLeaseRepository) -> None:
         a, a_loops, b, b_loops = await two_replicas(leases, other_leases, ttl_s=0.5)
         await b.start()
         assert (a.is_leader, b.is_leader) == (True, False)
@@ -117,7 +118,7 @@ def test_one_coordinator_leads_the_other_follows_and_takes_over_when_it_dies(kin
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_clean_shutdown_hands_the_lease_over_at_once(kind: str, tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
+    async def body(leases: SqlLeaseRepository, other_leases: SqlLeaseRepository) -> None:
         a, a_loops, b, _ = await two_replicas(leases, other_leases, ttl_s=30.0)
         await a.stop()
         assert a_loops.history == ["elected", "deposed"]
@@ -130,7 +131,7 @@ def test_a_clean_shutdown_hands_the_lease_over_at_once(kind: str, tmp_path: Path
 class StalledLeases:
     """A database that answered once, then hangs: the leader must stop before its lease can expire."""
 
-    def __init__(self, real: SqliteLeaseRepository) -> None:
+    def __init__(self, real: SqlLeaseRepository) -> None:
         self._real = real
         self.calls = 0
 
@@ -143,7 +144,7 @@ class StalledLeases:
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_leader_that_cannot_renew_stops_its_loops_before_the_lease_expires(kind: str, tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
+    async def body(leases: SqlLeaseRepository, other_leases: SqlLeaseRepository) -> None:
         loops = Loops()
         stalled = StalledLeases(leases)
         leader = ReplicaCoordinator(
@@ -171,7 +172,7 @@ def test_a_leader_that_cannot_renew_stops_its_loops_before_the_lease_expires(kin
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_replica_whose_loops_fail_to_start_gives_the_lease_up(kind: str, tmp_path: Path) -> None:
-    async def body(leases: SqliteLeaseRepository, other_leases: SqliteLeaseRepository) -> None:
+    async def body(leases: SqlLeaseRepository, other_leases: SqlLeaseRepository) -> None:
         history: list[str] = []
 
         async def broken() -> None:

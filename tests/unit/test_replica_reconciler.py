@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from performance_agent.outbound.webhooks import Delivery
 from performance_agent.replicas.lease import Claimant
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
 from performance_agent.workflows.observability import WorkflowMetrics
 from performance_agent.workflows.outbox import OutboxDriver
 from performance_agent.workflows.reconciler import Reconciler
@@ -41,7 +41,7 @@ class HeldActuator:
         return Delivery(ok=True)
 
 
-def driver(repository: SqliteWorkflowRepository, actuator: HeldActuator, name: str, ttl_s: float) -> OutboxDriver:
+def driver(repository: SqlWorkflowRepository, actuator: HeldActuator, name: str, ttl_s: float) -> OutboxDriver:
     return OutboxDriver(
         repository, {"webhook": actuator}, retries=2, backoff_s=1.0, claimant=Claimant(replica_id=name, ttl_s=ttl_s)
     )
@@ -50,12 +50,12 @@ def driver(repository: SqliteWorkflowRepository, actuator: HeldActuator, name: s
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_call_is_sent_by_one_replica_and_resent_by_the_next_only_after_expiry(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        repository = SqliteWorkflowRepository(one)
+        repository = SqlWorkflowRepository(one)
         (workflow_id,) = await store_workflows(repository, 1, due=1000.0, status="applying")
         doc = workflow(workflow_id, "vllm-0", 1000.0, "applying")
         a_actuator, b_actuator = HeldActuator(), HeldActuator()
-        a = driver(SqliteWorkflowRepository(one), a_actuator, "replica-a", SHORT_S)
-        b = driver(SqliteWorkflowRepository(other), b_actuator, "replica-b", 10.0)
+        a = driver(SqlWorkflowRepository(one), a_actuator, "replica-a", SHORT_S)
+        b = driver(SqlWorkflowRepository(other), b_actuator, "replica-b", 10.0)
         sending = asyncio.create_task(a.drive(doc, "apply", 0, ["vllm-0"], 1000.0))
         await a_actuator.entered.wait()  # replica-a is mid-call (and then freezes)
         waiting = await b.drive(doc, "apply", 0, ["vllm-0"], 1000.0)
@@ -83,7 +83,7 @@ class NoObserver:
         raise AssertionError(f"the observer was used: {name}")
 
 
-def reconciler(repository: SqliteWorkflowRepository, name: str, now: float) -> Reconciler:
+def reconciler(repository: SqlWorkflowRepository, name: str, now: float) -> Reconciler:
     return Reconciler(
         workflows=repository,
         observer=NoObserver(),  # type: ignore[arg-type]
@@ -97,16 +97,16 @@ def reconciler(repository: SqliteWorkflowRepository, name: str, now: float) -> R
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_workflow_another_replica_claimed_is_left_to_it_until_released(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
-        repository = SqliteWorkflowRepository(one)
+        repository = SqlWorkflowRepository(one)
         ids = await store_workflows(repository, 2, due=1000.0, status="pending_approval")
         for workflow_id in ids:  # the approval deadline has passed: a tick cancels them
             stored = await repository.get(workflow_id)
             assert stored is not None
             stored.doc.approval_deadline = 1500.0
             await repository.save(stored.doc, stored.version)
-        elsewhere = SqliteWorkflowRepository(other)
+        elsewhere = SqlWorkflowRepository(other)
         assert await elsewhere.claim_due(2000.0, 1, holder="replica-b", ttl_s=10.0) == ids[:1]
-        mover = reconciler(SqliteWorkflowRepository(one), "replica-a", 2000.0)
+        mover = reconciler(SqlWorkflowRepository(one), "replica-a", 2000.0)
         assert await mover.tick() == ids[1:]
         assert [await status(repository, i) for i in ids] == ["pending_approval", "cancelled"]
         await elsewhere.release_claims(ids[:1], "replica-b")
@@ -117,7 +117,7 @@ def test_a_workflow_another_replica_claimed_is_left_to_it_until_released(kind: s
     run_on_one_database(kind, tmp_path, body)
 
 
-async def status(repository: SqliteWorkflowRepository, workflow_id: str) -> str:
+async def status(repository: SqlWorkflowRepository, workflow_id: str) -> str:
     stored = await repository.get(workflow_id)
     assert stored is not None
     return stored.doc.status

@@ -15,10 +15,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from performance_agent.judgements.ports import JudgementVersionConflict
 from performance_agent.judgements.state import JudgementDoc
 from performance_agent.storage.factory import open_storage
-from performance_agent.storage.judgements import JudgementVersionConflict
-from performance_agent.storage.workflows import (
+from performance_agent.workflows.ports import (
     IdempotencyClaim,
     IdempotencyMismatch,
     InstanceBusy,

@@ -68,14 +68,14 @@ _WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from performance_agent.storage.database import SqliteDatabase
-    from performance_agent.storage.instances import SqliteInstanceRepository
-    from performance_agent.storage.snapshots import SqliteSnapshotRepository
+    from performance_agent.storage.instances import SqlInstanceRepository
+    from performance_agent.storage.snapshots import SqlSnapshotRepository
     from tests.unit.storage_support import T0, full_spec, raw_at
 
     async def main() -> None:
         database = SqliteDatabase(sys.argv[1])
         await database.open()
-        instances, snapshots = SqliteInstanceRepository(database), SqliteSnapshotRepository(database)
+        instances, snapshots = SqlInstanceRepository(database), SqlSnapshotRepository(database)
         await instances.create("a", full_spec(), T0)
         written = 0
         while True:

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
+from performance_agent.analysis.ports import AlertRepository
 from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.optimization.examples import plan_example
+from performance_agent.optimization.ports import PlanRepository
 from performance_agent.optimization.schemas import OptimizationPlan
-from performance_agent.storage.alerts import AlertRepository, MemoryAlertRepository, SqliteAlertRepository
+from performance_agent.storage.alerts import MemoryAlertRepository, SqlAlertRepository
 from performance_agent.storage.factory import open_database
-from performance_agent.storage.plans import MemoryPlanRepository, PlanRepository, SqlitePlanRepository
+from performance_agent.storage.plans import MemoryPlanRepository, SqlPlanRepository
 from tests.unit.storage_support import BACKENDS, database_url
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ def run(kind: str, path: Path, body: Callable[[PlanRepository, AlertRepository],
         database = open_database(database_url(kind, path / "agent.db"))
         await database.open()
         try:
-            await body(SqlitePlanRepository(database), SqliteAlertRepository(database))
+            await body(SqlPlanRepository(database), SqlAlertRepository(database))
         finally:
             await database.close()
 

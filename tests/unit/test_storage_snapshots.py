@@ -11,7 +11,7 @@ import pytest
 
 from performance_agent.metrics.builder import decode_raw_scrape, encode_raw_scrape
 from performance_agent.storage.database import SqliteDatabase
-from performance_agent.storage.snapshots import SqliteSnapshotRepository
+from performance_agent.storage.snapshots import SqlSnapshotRepository
 from performance_agent.storage.sql import SqlConnection
 from tests.unit.storage_support import BACKENDS, T0, Repos, full_spec, raw_at, run_with_repos
 
@@ -95,7 +95,7 @@ def test_sqlite_prunes_a_backlog_larger_than_one_batch(tmp_path: Path) -> None:
                     )
 
             await database.run(insert)
-            repository = SqliteSnapshotRepository(database)
+            repository = SqlSnapshotRepository(database)
             removed = await repository.prune(T0 + timedelta(seconds=12_000))
             assert await repository.count("a") == 3
             return removed
