@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 PY    ?= python3
 VENV  ?= .venv
+# API suites that `make test` runs a second time with every agent on PostgreSQL (tests/conftest.py).
+PG_API_TESTS := tests/api/test_workflows.py tests/api/test_workflows_actions.py tests/api/test_judgements.py \
+	tests/api/test_instances.py tests/api/test_system.py
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST  ?= 127.0.0.1
@@ -65,6 +68,7 @@ fuzz: $(STAMP)  ## schemathesis against the agent served by uvicorn on 127.0.0.1
 test: lint openapi-check  ## Every gate: lint, types, drift, pytest + schemathesis under one 90% coverage gate
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -q -p no:cacheprovider $(ARGS)
+	PERF_AGENT_TEST_BACKEND=postgresql $(BIN)/coverage run -m pytest -q -p no:cacheprovider $(PG_API_TESTS)
 	$(BIN)/python scripts/run_schemathesis.py --coverage
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report

@@ -1,4 +1,4 @@
-"""Command line: `python -m performance_agent serve | simulate | demo | openapi`."""
+"""Command line: `python -m performance_agent serve | migrate | simulate | demo | openapi`."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     from performance_agent.app import create_app
     from performance_agent.settings import SettingsError, load_settings
-    from performance_agent.storage.database import Database, StorageError
+    from performance_agent.storage.database import SqliteDatabase, StorageError
+    from performance_agent.storage.factory import open_database
 
     try:
         settings = load_settings()
         app = create_app(settings)
-        Database(settings.database).ensure_unlocked()
+        database = open_database(settings.storage_url)
+        if isinstance(database, SqliteDatabase):
+            database.ensure_unlocked()
     except (SettingsError, ValueError, StorageError) as exc:
         print(f"performance-agent: {exc}", file=sys.stderr)
         return 2
@@ -37,6 +40,26 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def _migrate() -> int:
+    """Apply the missing schema migrations and exit (what every start-up does first, alone)."""
+    import asyncio
+
+    from performance_agent.settings import SettingsError, load_settings
+    from performance_agent.storage.database import StorageError
+    from performance_agent.storage.factory import open_database
+    from performance_agent.storage.sql import migrate
+
+    try:
+        database = open_database(load_settings().storage_url)
+        before, after = asyncio.run(migrate(database))
+    except (SettingsError, ValueError, StorageError) as exc:
+        print(f"performance-agent: {exc}", file=sys.stderr)
+        return 2
+    change = "already current" if before == after else f"migrated from version {before}"
+    print(f"performance-agent: {database.description}: schema version {after} ({change})")
     return 0
 
 
@@ -78,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the agent under uvicorn (settings from PERF_AGENT_*)")
     serve.add_argument("--host", default=None, help="override PERF_AGENT_HOST")
     serve.add_argument("--port", type=int, default=None, help="override PERF_AGENT_PORT")
+    commands.add_parser("migrate", help="apply the database's missing schema migrations and exit")
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default="-", help="file to write, or - for stdout")
     commands.add_parser("simulate", help="run simulated vLLM/TGI/SGLang servers (see simulate --help)")
@@ -85,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "migrate":
+        return _migrate()
     return _openapi(args)
 
 

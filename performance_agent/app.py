@@ -88,7 +88,7 @@ def create_app(
             gc.collect()
             gc.freeze()
             context.ready = True
-            logger.info("agent started", extra={"database": settings.database, "port": settings.port})
+            logger.info("agent started", extra={"database": context.database.description, "port": settings.port})
             yield
         finally:
             await context.stop()

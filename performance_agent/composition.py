@@ -92,7 +92,7 @@ def build_agent(
     `clock` (the reconciler's time) are the seams tests substitute.
     """
     parsed = parse_settings(settings)
-    storage = open_storage(settings.database)
+    storage = open_storage(settings.storage_url)
     metrics = AgentMetrics()
     clients = PinnedClients(max_connections=max(64, settings.scrape_concurrency * 2))
     environ = environ if environ is not None else os.environ

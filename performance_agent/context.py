@@ -27,11 +27,13 @@ if TYPE_CHECKING:
     from performance_agent.analysis.service import AnalysisService
     from performance_agent.background import BackgroundLoops
     from performance_agent.fleet.instances import InstanceService
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.judgements.runner import JudgementRunner
     from performance_agent.judgements.service import JudgementService
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.metrics.collector import Collector, RetentionPruner
     from performance_agent.metrics.page_reader import ScrapedPageReader
+    from performance_agent.metrics.ports import SnapshotRepository
     from performance_agent.metrics.prometheus_discovery import PrometheusDiscovery
     from performance_agent.metrics.service import CollectService
     from performance_agent.optimization.service import OptimizationService
@@ -40,11 +42,9 @@ if TYPE_CHECKING:
     from performance_agent.prometheus.service import PrometheusService
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
-    from performance_agent.storage.database import Database
     from performance_agent.storage.factory import Storage
     from performance_agent.storage.health import StorageProbe
-    from performance_agent.storage.instances import InstanceRepository
-    from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.storage.sql import SqlDatabase
     from performance_agent.workflows.reconciler import Reconciler
     from performance_agent.workflows.service import WorkflowService
 
@@ -132,7 +132,7 @@ class AgentContext:
         self.ready = False
 
     @property
-    def database(self) -> Database:
+    def database(self) -> SqlDatabase:
         return self.storage.database
 
     @property

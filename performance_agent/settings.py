@@ -66,6 +66,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database: Annotated[
         str, _doc("SQLite file holding instances, history, plans and workflows (`:memory:` for throwaway runs).")
     ] = "./var/performance-agent.db"
+    database_url: Annotated[
+        str | None,
+        _doc(
+            "Database URL; wins over PERF_AGENT_DATABASE when both are set. `sqlite:///path` (one agent per "
+            "file) or `postgresql://user@host:5432/db` for several replicas (psycopg 3; give the password by "
+            "PGPASSWORD or PGPASSFILE rather than in the URL; it is never shown)."
+        ),
+    ] = None
     max_body_bytes: Annotated[
         int, _doc("Largest accepted request body in bytes; larger bodies get 413.", ge=1024, le=100 * 1024 * 1024)
     ] = 1024 * 1024
@@ -295,6 +303,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             prometheus_headers(self.prometheus_headers_env)
         except ValueError as exc:
             raise SettingsError(f"{env_name('prometheus_headers_env')}: {exc}") from None
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise SettingsError(
+                f"{env_name('database_url')}: use sqlite:///path or postgresql://host/database, "
+                f"got a URL with scheme {self.database_url.split('://', 1)[0]!r}"
+            )
         if self.prometheus_discovery is not None:
             if self.prometheus_url is None:
                 raise SettingsError(f"{env_name('prometheus_discovery')} needs {env_name('prometheus_url')}")
@@ -311,7 +326,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     @property
     def database_path(self) -> Path | None:
-        return None if self.database == ":memory:" else Path(self.database)
+        """The SQLite file in use (None for `:memory:` and for PostgreSQL)."""
+        if self.database_url is not None:
+            if not self.database_url.startswith("sqlite:///"):
+                return None
+            path = self.database_url.removeprefix("sqlite:///")
+        else:
+            path = self.database
+        return None if path == ":memory:" else Path(path)
+
+    @property
+    def storage_url(self) -> str:
+        """Where the agent's data lives: PERF_AGENT_DATABASE_URL, else the PERF_AGENT_DATABASE file."""
+        return self.database_url if self.database_url is not None else self.database
 
 
 #: Settings never shown by `GET /config` nor logged.
@@ -319,6 +346,7 @@ SECRET_FIELDS = frozenset(
     {
         "api_keys",
         "api_keys_file",
+        "database_url",
         "webhook_secret",
         "alert_webhook_url",
         "alertmanager_url",

@@ -18,6 +18,7 @@ from litestar.testing import TestClient
 from performance_agent.app import create_app
 from performance_agent.outbound.target_guard import Resolver, system_resolver
 from performance_agent.settings import Settings
+from tests.postgres_support import fresh_database_url
 
 # CI must be reproducible: the same examples every run, and no timing-based failures on a shared
 # 2-core machine. Locally, Hypothesis keeps exploring new examples (still without deadlines).
@@ -49,6 +50,11 @@ KEYS = [
 ]
 
 
+#: `postgresql` runs the agents these tests build on fresh PostgreSQL databases instead of
+#: in-memory SQLite (`make test` runs the workflow, judgement and instance API suites that way too).
+TEST_BACKEND_ENV = "PERF_AGENT_TEST_BACKEND"
+
+
 def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "database": ":memory:",
@@ -59,6 +65,8 @@ def make_settings(**overrides: Any) -> Settings:
         "scrape_interval_s": 3600.0,
     }
     base.update(overrides)
+    if os.environ.get(TEST_BACKEND_ENV) == "postgresql" and base["database"] == ":memory:":
+        base.setdefault("database_url", fresh_database_url())
     return msgspec.convert(base, Settings)
 
 

@@ -37,15 +37,15 @@ from performance_agent.outbound.retry import guarded_target, with_backoff
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
+    from performance_agent.analysis.ports import AlertRepository
     from performance_agent.analysis.schemas import AlertEvent, AlertState, SloReport, WindowFigures
     from performance_agent.background import Heartbeat
+    from performance_agent.fleet.ports import InstanceRepository, StoredInstance
     from performance_agent.fleet.slo import SloTargets
+    from performance_agent.metrics.ports import SnapshotRepository
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
-    from performance_agent.storage.alerts import AlertRepository
-    from performance_agent.storage.instances import InstanceRepository, StoredInstance
-    from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = (
     "AlertEvaluator",

@@ -14,13 +14,13 @@ from performance_agent.analysis.examples import (
     analysis_example,
     analyze_request_example,
 )
+from performance_agent.analysis.ports import AlertRepository
 from performance_agent.analysis.schemas import AlertState
 from performance_agent.analysis.service import AnalysisService
 from performance_agent.errors import ErrorDetail, RequestValidationError
 from performance_agent.fleet.schemas import INSTANCE_ID_PATTERN
 from performance_agent.openapi_spec import example_body, responses
 from performance_agent.security import Role
-from performance_agent.storage.alerts import AlertRepository
 
 __all__ = ("AlertsController", "AlertsDependency", "AnalysisDependency", "AnalyzeController")
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
 if TYPE_CHECKING:
-    from performance_agent.storage.snapshots import StampedHistory
+    from performance_agent.metrics.ports import StampedHistory
 
 __all__ = ("Held", "HistoryCache", "Refresh")
 

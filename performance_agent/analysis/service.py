@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     from performance_agent.analysis.slo_timeline import SloTimeline
     from performance_agent.analysis.thresholds import Thresholds
     from performance_agent.analysis.window import ScrapeFigures, WindowSource
+    from performance_agent.fleet.ports import InstanceRepository, StoredInstance
     from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
     from performance_agent.metrics.collection import CollectionService
-    from performance_agent.storage.instances import InstanceRepository, StoredInstance
-    from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.metrics.ports import SnapshotRepository
 
 __all__ = ("AnalysisService", "Evaluation")
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from datetime import datetime
 
-    from performance_agent.storage.snapshots import SnapshotRepository, StampedHistory
+    from performance_agent.metrics.ports import SnapshotRepository, StampedHistory
 
 __all__ = ("SloHistory",)
 

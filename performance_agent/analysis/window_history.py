@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     from performance_agent.metrics.builder import AggregateFigures, RawScrape
     from performance_agent.metrics.goodput import LatencyTarget
+    from performance_agent.metrics.ports import SnapshotRepository, StampedHistory
     from performance_agent.metrics.snapshot import RawSeries
-    from performance_agent.storage.snapshots import SnapshotRepository, StampedHistory
 
 __all__ = ("MAX_HELD", "ScrapeWindow", "WindowHistory")
 

@@ -17,6 +17,7 @@ import msgspec
 
 from performance_agent.clock import utc_now
 from performance_agent.errors import ConflictError, ErrorDetail, ForbiddenError, NotFoundError, RequestValidationError
+from performance_agent.fleet.ports import InstanceExistsError, StoredInstance
 from performance_agent.fleet.schemas import (
     HEADER_ENV_SETTING,
     REDACTED,
@@ -32,12 +33,11 @@ from performance_agent.fleet.schemas import (
 from performance_agent.fleet.selectors import SelectorError, parse_selector
 from performance_agent.operator_files import OperatorFileError, read_operator_file
 from performance_agent.outbound.target_guard import TargetRefusedError, check_static
-from performance_agent.storage.instances import InstanceExistsError, StoredInstance
 
 if TYPE_CHECKING:
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.fleet.slo import SloTargets, SloTargetsUpdate
     from performance_agent.outbound.target_guard import TargetAllowlist
-    from performance_agent.storage.instances import InstanceRepository
 
 __all__ = (
     "FORBIDDEN_HEADERS",

@@ -15,7 +15,7 @@ from performance_agent.config_pairs import convert_pairs
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from performance_agent.storage.instances import StoredInstance
+    from performance_agent.fleet.ports import StoredInstance
 
 __all__ = ("SloTargets", "SloTargetsUpdate", "effective_targets", "slo_defaults")
 

@@ -18,16 +18,16 @@ import logging
 from typing import TYPE_CHECKING
 
 from performance_agent.judge import JudgeState, Tolerances, judge_window, plan_margins
+from performance_agent.judgements.ports import JudgementVersionConflict
 from performance_agent.judgements.service import finish
 from performance_agent.metrics.builder import cohort_counts
-from performance_agent.storage.judgements import JudgementVersionConflict
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from performance_agent.background import Heartbeat
+    from performance_agent.judgements.ports import JudgementRepository
     from performance_agent.judgements.state import JudgementDoc
-    from performance_agent.storage.judgements import SqliteJudgementRepository
     from performance_agent.workflows.observer import CohortObserver, Observation
 
 __all__ = ("JudgementRunner",)
@@ -39,7 +39,7 @@ class JudgementRunner:
     def __init__(
         self,
         *,
-        judgements: SqliteJudgementRepository,
+        judgements: JudgementRepository,
         observer: CohortObserver,
         clock: Callable[[], float],
         slo_targets: Callable[[Sequence[str]], Awaitable[dict[str, float]]] | None = None,

@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 from performance_agent.clock import utc
 from performance_agent.errors import ApiError, ConflictError, ErrorDetail, NotFoundError, RequestValidationError
 from performance_agent.judge import JudgeSettings
+from performance_agent.judgements.ports import JudgementVersionConflict
 from performance_agent.judgements.schemas import FlaggerCheck, Judgement
 from performance_agent.judgements.state import JudgementDoc, final_verdict
-from performance_agent.storage.judgements import JudgementVersionConflict
 from performance_agent.workflows.policy import Guardrails, resolve_guardrails, resolve_judge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from performance_agent.fleet.ports import InstanceRepository
+    from performance_agent.judgements.ports import JudgementRepository, StoredJudgement
     from performance_agent.judgements.schemas import JudgementCreate
-    from performance_agent.storage.instances import InstanceRepository
-    from performance_agent.storage.judgements import SqliteJudgementRepository, StoredJudgement
     from performance_agent.workflows.validation import CreateDefaults
 
 __all__ = ("DEFAULT_MAX_DURATION_S", "JudgementDefaults", "JudgementFailed", "JudgementService", "to_view")
@@ -122,7 +122,7 @@ class JudgementService:
     def __init__(
         self,
         *,
-        judgements: SqliteJudgementRepository,
+        judgements: JudgementRepository,
         instances: InstanceRepository,
         defaults: JudgementDefaults,
         clock: Callable[[], float],

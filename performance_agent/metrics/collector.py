@@ -32,13 +32,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
     from performance_agent.background import Heartbeat
+    from performance_agent.fleet.ports import InstanceRepository, StoredInstance
     from performance_agent.metrics.collection import CollectionService
     from performance_agent.metrics.snapshot import InstanceSnapshot
-    from performance_agent.storage.instances import InstanceRepository, StoredInstance
 
     #: Called after each successful background scrape (SLO alert evaluation); its errors are logged.
     AfterScrape = Callable[[StoredInstance, InstanceSnapshot], Awaitable[object]]
-    from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.metrics.ports import SnapshotRepository
 
 __all__ = ("PRUNE_INTERVAL_S", "Collector", "CycleReport", "InstanceStatusCollector", "RetentionPruner")
 

@@ -26,9 +26,9 @@ from performance_agent.fleet.discovery import (
     series_window,
     servers_of,
 )
+from performance_agent.fleet.ports import InstanceExistsError
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.scraper import ScrapeFailure
-from performance_agent.storage.instances import InstanceExistsError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     from performance_agent.background import Heartbeat
     from performance_agent.fleet.discovery import DiscoveryRule
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.prometheus_reader import PrometheusApi
-    from performance_agent.storage.instances import InstanceRepository
 
 __all__ = ("PrometheusDiscovery",)
 

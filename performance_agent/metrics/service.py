@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from performance_agent.fleet.instances import InstanceService
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.fleet.schemas import CollectRequest
     from performance_agent.metrics.collection import CollectionService
+    from performance_agent.metrics.ports import SnapshotRepository
     from performance_agent.metrics.snapshot import InstanceSnapshot
-    from performance_agent.storage.instances import InstanceRepository
-    from performance_agent.storage.snapshots import SnapshotRepository
 
 __all__ = ("CollectService", "scrape_failure_to_api_error")
 

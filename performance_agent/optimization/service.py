@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from performance_agent.analysis.service import AnalysisService
     from performance_agent.fleet.schemas import InstanceSpec
     from performance_agent.optimization.api import OptimizeRequest
+    from performance_agent.optimization.ports import PlanRepository
     from performance_agent.optimization.schemas import PlanOutcome
-    from performance_agent.storage.plans import PlanRepository
 
     #: The measured outcomes of a plan's executed recommendations (`workflows.effects.stored_plan_outcomes`,
     #: injected by the composition root: the optimizer never imports the rollouts).

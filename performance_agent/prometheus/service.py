@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from performance_agent.engines.base import ObjectiveSeries
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.fleet.slo import SloTargets
     from performance_agent.prometheus.targets import TargetGroup
-    from performance_agent.storage.instances import InstanceRepository
 
 __all__ = ("PrometheusService",)
 

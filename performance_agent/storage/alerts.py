@@ -2,47 +2,28 @@
 
 The evaluator appends an episode when an alert fires and closes it when it resolves; nothing
 else changes an episode, so the history doubles as an audit of when each objective burnt its
-budget. An episode is identified by the alert's fingerprint and its start.
+budget. An episode is identified by the alert's fingerprint and its start. Both classes
+implement `analysis.ports.AlertRepository`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.analysis.schemas import AlertEvent, AlertState
-from performance_agent.storage.database import Database
+from performance_agent.storage.records import ALERT
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
 
-__all__ = ("AlertRepository", "MemoryAlertRepository", "SqliteAlertRepository")
+    from performance_agent.analysis.ports import AlertStateName
+    from performance_agent.analysis.schemas import AlertEvent, AlertState
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-AlertStateName = Literal["firing", "resolved"]
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AlertState)
-
-
-class AlertRepository(Protocol):
-    async def record(self, events: Sequence[AlertEvent]) -> None:
-        """Open an episode for each `fire`, close the matching one for each `resolve`."""
-        ...
-
-    async def firing(self, instance_id: str | None = None) -> list[AlertState]:
-        """Episodes still open (of one instance, or all), oldest first."""
-        ...
-
-    async def list(
-        self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
-    ) -> list[AlertState]:
-        """Episodes newest first, optionally of one state and one instance, at most `limit`."""
-        ...
+__all__ = ("MemoryAlertRepository", "SqlAlertRepository")
 
 
-class SqliteAlertRepository:
-    def __init__(self, database: Database) -> None:
+class SqlAlertRepository:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def record(self, events: Sequence[AlertEvent]) -> None:
@@ -56,18 +37,20 @@ class SqliteAlertRepository:
                 event.alert.instance_id,
                 event.alert.state,
                 None if event.alert.ended_at is None else event.alert.ended_at.timestamp(),
-                _encoder.encode(event.alert),
+                ALERT.encode(event.alert),
             )
             for event in events
         ]
 
-        def work(connection: sqlite3.Connection) -> None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> None:
+            with connection.transaction():
                 for kind, fingerprint, started, instance_id, state, ended, document in rows:
                     if kind == "fire":
                         connection.execute(
-                            "INSERT OR REPLACE INTO alerts (fingerprint, started_at, instance_id, state, ended_at, "
-                            "doc) VALUES (?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO alerts (fingerprint, started_at, instance_id, state, ended_at, doc) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, started_at) DO UPDATE SET "
+                            "instance_id = excluded.instance_id, state = excluded.state, "
+                            "ended_at = excluded.ended_at, doc = excluded.doc",
                             (fingerprint, started, instance_id, state, ended, document),
                         )
                     else:
@@ -80,28 +63,28 @@ class SqliteAlertRepository:
         await self._db.run(work)
 
     async def firing(self, instance_id: str | None = None) -> list[AlertState]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
-                "SELECT doc FROM alerts WHERE state = 'firing' AND (?1 IS NULL OR instance_id = ?1) "
+                "SELECT doc FROM alerts WHERE state = 'firing' AND (CAST(? AS TEXT) IS NULL OR instance_id = ?) "
                 "ORDER BY started_at",
-                (instance_id,),
+                (instance_id, instance_id),
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [_decoder.decode(document) for document in await self._db.run(work)]
+        return [ALERT.decode(document) for document in await self._db.run(work)]
 
     async def list(
         self, *, state: AlertStateName | None = None, instance_id: str | None = None, limit: int = 100
     ) -> list[AlertState]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
-                "SELECT doc FROM alerts WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR instance_id = ?2) "
-                "ORDER BY started_at DESC, fingerprint LIMIT ?3",
-                (state, instance_id, limit),
+                "SELECT doc FROM alerts WHERE (CAST(? AS TEXT) IS NULL OR state = ?) "
+                "AND (CAST(? AS TEXT) IS NULL OR instance_id = ?) ORDER BY started_at DESC, fingerprint LIMIT ?",
+                (state, state, instance_id, instance_id, limit),
             ).fetchall()
             return [bytes(row[0]) for row in rows]
 
-        return [_decoder.decode(document) for document in await self._db.run(work)]
+        return [ALERT.decode(document) for document in await self._db.run(work)]
 
 
 class MemoryAlertRepository:
@@ -112,10 +95,10 @@ class MemoryAlertRepository:
         for event in events:
             key = (event.alert.fingerprint, event.alert.started_at.timestamp())
             if event.kind == "fire" or key in self._episodes:
-                self._episodes[key] = _encoder.encode(event.alert)
+                self._episodes[key] = ALERT.encode(event.alert)
 
     def _all(self) -> list[AlertState]:
-        return [_decoder.decode(document) for document in self._episodes.values()]
+        return [ALERT.decode(document) for document in self._episodes.values()]
 
     async def firing(self, instance_id: str | None = None) -> list[AlertState]:
         found = [a for a in self._all() if a.state == "firing" and instance_id in (None, a.instance_id)]

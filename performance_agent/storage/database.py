@@ -9,6 +9,7 @@ path text: a symlink, a hard link or another spelling of the path reach the same
 `fcntl` byte ranges, which Linux keeps apart from `flock`.) The kernel releases it when the
 process dies, so `kill -9` never leaves a stale lock behind.
 `:memory:` gives a private throwaway database (unit tests, demos) with the same code path.
+Repositories receive a `SqliteConnection` (storage/sql.py's shape) so the same code runs on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,10 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+from performance_agent.storage.sql import Dialect, DuplicateKeyError, SqlConnection
 
-__all__ = ("MIGRATIONS", "Database", "StorageError", "StorageLockedError")
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+__all__ = ("MIGRATIONS", "SQLITE", "SqliteConnection", "SqliteDatabase", "StorageError", "StorageLockedError")
+
+#: SQLite's spelling of what storage/sql.py's `Dialect` names.
+SQLITE = Dialect(
+    name="sqlite",
+    json_text="json_extract(CAST({column} AS TEXT), '$.{field}')",
+    epoch_now="((julianday('now') - 2440587.5) * 86400.0)",
+    insertion_order="rowid",
+)
 
 T = TypeVar("T")
 
@@ -183,12 +194,56 @@ class StorageLockedError(StorageError):
     """Another agent process owns this database file."""
 
 
-class Database:
+class SqliteConnection:
+    """The database thread's sqlite3 connection in the shape every repository is written against."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    @property
+    def dialect(self) -> Dialect:
+        return SQLITE
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        try:
+            return self._raw.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKeyError(str(exc)) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        try:
+            self._raw.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKeyError(str(exc)) from None
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqlConnection]:
+        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any error: all or nothing, one writer at a time."""
+        self._raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self._raw.execute("ROLLBACK")
+            raise
+        self._raw.execute("COMMIT")
+
+
+class SqliteDatabase:
     def __init__(self, path: str) -> None:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._connection: SqliteConnection | None = None
         self._lock_file: int | None = None
+        self._migrated = (0, 0)
+
+    @property
+    def description(self) -> str:
+        return f"SQLite {self.path}"
 
     @property
     def is_memory(self) -> bool:
@@ -246,17 +301,22 @@ class Database:
                     raise StorageError(f"PERF_AGENT_DATABASE: {self.path} cannot use WAL journaling (got {mode})")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
-            self._migrate(connection)
+            self._migrated = self._migrate(connection)
         except sqlite3.DatabaseError as exc:
             connection.close()
             raise StorageError(f"PERF_AGENT_DATABASE: {self.path} is not a usable SQLite database: {exc}") from None
         except BaseException:
             connection.close()
             raise
-        self._connection = connection
+        self._connection = SqliteConnection(connection)
+
+    @property
+    def migrated(self) -> tuple[int, int]:
+        """(schema version found, version now) by the last `open`."""
+        return self._migrated
 
     @staticmethod
-    def _migrate(connection: sqlite3.Connection) -> None:
+    def _migrate(connection: sqlite3.Connection) -> tuple[int, int]:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         if version > len(MIGRATIONS):
             raise StorageError(
@@ -273,30 +333,19 @@ class Database:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+        return version, len(MIGRATIONS)
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, work: Callable[[SqlConnection], T]) -> T:
         """Run `work` on the database thread; it gets the connection and may use transactions."""
         if self._executor is None:
             raise StorageError("the database is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, work)
 
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, work: Callable[[SqlConnection], T]) -> T:
         if self._connection is None:
             raise StorageError("the database is not open")
         return work(self._connection)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any error: all or nothing."""
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None

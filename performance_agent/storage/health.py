@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 from performance_agent.clock import utc_now
 
 if TYPE_CHECKING:
-    import sqlite3
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-    from performance_agent.storage.database import Database
 
 __all__ = ("PROBE_CACHE_S", "StorageCheck", "StorageProbe")
 
@@ -33,7 +32,7 @@ class StorageCheck:
     detail: str
 
 
-def _write_and_read(connection: sqlite3.Connection) -> str:
+def _write_and_read(connection: SqlConnection) -> str:
     stamp = utc_now().isoformat()
     connection.execute(
         "INSERT INTO health_probe (id, written_at) VALUES (1, ?) "
@@ -47,7 +46,7 @@ def _write_and_read(connection: sqlite3.Connection) -> str:
 class StorageProbe:
     """The write/read probe of one database, at most once per `cache_s` while it passes."""
 
-    def __init__(self, database: Database, cache_s: float = PROBE_CACHE_S) -> None:
+    def __init__(self, database: SqlDatabase, cache_s: float = PROBE_CACHE_S) -> None:
         self._database = database
         self._cache_s = cache_s
         self._last: tuple[float, StorageCheck] | None = None

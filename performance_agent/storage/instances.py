@@ -3,82 +3,28 @@
 Two halves on purpose: the registered `spec` changes only through the API (POST/PUT), the
 observed `state` only through scrapes, and neither write touches the other's columns, so a PUT
 racing with a scrape cannot lose either. Deleting an instance deletes its history in the same
-transaction. `SqliteInstanceRepository` is the default; `MemoryInstanceRepository` serves unit
-tests and shares a `MemoryStore` with the memory snapshot repository, as the SQLite pair shares
-one database.
+transaction. Both classes implement `fleet.ports.InstanceRepository`: `SqlInstanceRepository`
+is the default; `MemoryInstanceRepository` serves unit tests and shares a `MemoryStore` with the
+memory snapshot repository, as the SQLite pair shares one database.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from performance_agent.clock import utc
-from performance_agent.fleet.schemas import InstanceError, InstanceSpec, InstanceStatus
-from performance_agent.storage.database import Database
+from performance_agent.fleet.ports import InstanceExistsError, InstanceState, StoredInstance
+from performance_agent.storage.records import INSTANCE_ERROR, INSTANCE_SPEC
 
-__all__ = (
-    "InstanceExistsError",
-    "InstanceRepository",
-    "InstanceState",
-    "MemoryInstanceRepository",
-    "MemoryStore",
-    "SqliteInstanceRepository",
-    "StoredInstance",
-    "StoredSnapshotRow",
-)
+if TYPE_CHECKING:
+    from performance_agent.fleet.schemas import InstanceError, InstanceSpec
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-
-class InstanceExistsError(Exception):
-    """`create` found the id taken."""
-
-
-class InstanceState(msgspec.Struct, kw_only=True):
-    status: InstanceStatus = "pending"
-    last_seen: datetime | None = None
-    last_scrape_at: datetime | None = None
-    last_error: InstanceError | None = None
-    consecutive_failures: int = 0
-
-
-class StoredInstance(msgspec.Struct, kw_only=True):
-    instance_id: str
-    spec: InstanceSpec
-    created_at: datetime
-    updated_at: datetime
-    state: InstanceState = msgspec.field(default_factory=InstanceState)
-
-
-class InstanceRepository(Protocol):
-    async def get(self, instance_id: str) -> StoredInstance | None: ...
-
-    async def list(self, *, engine: str | None = None, status: str | None = None) -> list[StoredInstance]:
-        """Every instance (optionally of one engine / status), ordered by id."""
-        ...
-
-    async def create(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance:
-        """Raises `InstanceExistsError` when the id is taken."""
-        ...
-
-    async def replace(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance | None:
-        """Replace the spec of a known instance (its state is kept); None when unknown."""
-        ...
-
-    async def upsert(self, instance_id: str, spec: InstanceSpec, now: datetime) -> tuple[StoredInstance, bool]:
-        """Create or replace; the flag says whether it was created."""
-        ...
-
-    async def delete(self, instance_id: str) -> bool:
-        """Remove the instance and all its snapshots; False when unknown."""
-        ...
-
-    async def record_failure(self, instance_id: str, error: InstanceError) -> bool:
-        """Mark the last scrape failed; False when the instance no longer exists."""
-        ...
+__all__ = ("MemoryInstanceRepository", "MemoryStore", "SqlInstanceRepository", "StoredSnapshotRow")
 
 
 # ---------------------------------------------------------------------------- SQLite
@@ -88,12 +34,14 @@ _SELECT = (
     "consecutive_failures FROM instances"
 )
 _SELECT_ONE = _SELECT + " WHERE instance_id = ?"
-_SELECT_FILTERED = _SELECT + " WHERE (?1 IS NULL OR engine = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY instance_id"
-_INSERT = "INSERT INTO instances (instance_id, engine, record, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+_SELECT_FILTERED = _SELECT + (
+    " WHERE (CAST(? AS TEXT) IS NULL OR engine = ?) AND (CAST(? AS TEXT) IS NULL OR status = ?) ORDER BY instance_id"
+)
+_INSERT = (
+    "INSERT INTO instances (instance_id, engine, record, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (instance_id) DO NOTHING"
+)
 _UPDATE_SPEC = "UPDATE instances SET engine = ?, record = ?, updated_at = ? WHERE instance_id = ?"
-_spec_encoder = msgspec.json.Encoder()
-_spec_decoder = msgspec.json.Decoder(InstanceSpec)
-_error_decoder = msgspec.json.Decoder(InstanceError)
 
 
 def _time(value: float | None) -> datetime | None:
@@ -104,75 +52,76 @@ def _row_to_instance(row: tuple[Any, ...]) -> StoredInstance:
     instance_id, record, created, updated, status, last_seen, last_scrape, last_error, failures = row
     return StoredInstance(
         instance_id=instance_id,
-        spec=_spec_decoder.decode(record),
+        spec=INSTANCE_SPEC.decode(record),
         created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
         state=InstanceState(
             status=status,
             last_seen=_time(last_seen),
             last_scrape_at=_time(last_scrape),
-            last_error=None if last_error is None else _error_decoder.decode(last_error),
+            last_error=None if last_error is None else INSTANCE_ERROR.decode(last_error),
             consecutive_failures=failures,
         ),
     )
 
 
-def _select_one(connection: sqlite3.Connection, instance_id: str) -> StoredInstance | None:
+def _select_one(connection: SqlConnection, instance_id: str) -> StoredInstance | None:
     row = connection.execute(_SELECT_ONE, (instance_id,)).fetchone()
     return None if row is None else _row_to_instance(row)
 
 
-class SqliteInstanceRepository:
-    def __init__(self, database: Database) -> None:
+class SqlInstanceRepository:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def get(self, instance_id: str) -> StoredInstance | None:
         return await self._db.run(lambda connection: _select_one(connection, instance_id))
 
     async def list(self, *, engine: str | None = None, status: str | None = None) -> list[StoredInstance]:
-        def work(connection: sqlite3.Connection) -> list[StoredInstance]:
-            return [_row_to_instance(row) for row in connection.execute(_SELECT_FILTERED, (engine, status))]
+        def work(connection: SqlConnection) -> list[StoredInstance]:
+            return [
+                _row_to_instance(row) for row in connection.execute(_SELECT_FILTERED, (engine, engine, status, status))
+            ]
 
         return await self._db.run(work)
 
     async def create(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance:
-        def work(connection: sqlite3.Connection) -> StoredInstance:
+        def work(connection: SqlConnection) -> StoredInstance:
             stamp = now.isoformat()
-            try:
-                connection.execute(
-                    _INSERT,
-                    (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
-                )
-            except sqlite3.IntegrityError:
-                raise InstanceExistsError(instance_id) from None
+            inserted = connection.execute(
+                _INSERT,
+                (instance_id, spec.engine, INSTANCE_SPEC.encode(spec), stamp, stamp),
+            ).rowcount
+            if not inserted:
+                raise InstanceExistsError(instance_id)
             return StoredInstance(instance_id=instance_id, spec=spec, created_at=now, updated_at=now)
 
         return await self._db.run(work)
 
     async def replace(self, instance_id: str, spec: InstanceSpec, now: datetime) -> StoredInstance | None:
-        def work(connection: sqlite3.Connection) -> StoredInstance | None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> StoredInstance | None:
+            with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, _spec_encoder.encode(spec), now.isoformat(), instance_id),
+                    (spec.engine, INSTANCE_SPEC.encode(spec), now.isoformat(), instance_id),
                 )
                 return _select_one(connection, instance_id) if cursor.rowcount else None
 
         return await self._db.run(work)
 
     async def upsert(self, instance_id: str, spec: InstanceSpec, now: datetime) -> tuple[StoredInstance, bool]:
-        def work(connection: sqlite3.Connection) -> tuple[StoredInstance, bool]:
+        def work(connection: SqlConnection) -> tuple[StoredInstance, bool]:
             stamp = now.isoformat()
-            with Database.transaction(connection):
+            with connection.transaction():
                 cursor = connection.execute(
                     _UPDATE_SPEC,
-                    (spec.engine, _spec_encoder.encode(spec), stamp, instance_id),
+                    (spec.engine, INSTANCE_SPEC.encode(spec), stamp, instance_id),
                 )
                 created = cursor.rowcount == 0
                 if created:
                     connection.execute(
                         _INSERT,
-                        (instance_id, spec.engine, _spec_encoder.encode(spec), stamp, stamp),
+                        (instance_id, spec.engine, INSTANCE_SPEC.encode(spec), stamp, stamp),
                     )
                 stored = _select_one(connection, instance_id)
             assert stored is not None  # written in this very transaction
@@ -181,19 +130,19 @@ class SqliteInstanceRepository:
         return await self._db.run(work)
 
     async def delete(self, instance_id: str) -> bool:
-        def work(connection: sqlite3.Connection) -> bool:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> bool:
+            with connection.transaction():
                 connection.execute("DELETE FROM snapshots WHERE instance_id = ?", (instance_id,))
                 return connection.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,)).rowcount > 0
 
         return await self._db.run(work)
 
     async def record_failure(self, instance_id: str, error: InstanceError) -> bool:
-        def work(connection: sqlite3.Connection) -> bool:
+        def work(connection: SqlConnection) -> bool:
             cursor = connection.execute(
                 "UPDATE instances SET status = 'down', last_scrape_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE instance_id = ?",
-                (error.at.timestamp(), _spec_encoder.encode(error), instance_id),
+                (error.at.timestamp(), INSTANCE_ERROR.encode(error), instance_id),
             )
             return cursor.rowcount > 0
 

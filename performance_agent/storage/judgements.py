@@ -4,49 +4,33 @@ A judgement is read and written whole by its background loop and by `DELETE`, so
 workflows) one document column is enough; `status` and `next_due_at` sit beside it so the loop
 finds the running, due judgements without decoding every document. Two writers racing (the loop
 judging a window while a client deletes the judgement) are told apart by the version: exactly
-one wins, the other gets `JudgementVersionConflict` and re-reads.
+one wins, the other gets `JudgementVersionConflict` and re-reads. Implements
+`judgements.ports.JudgementRepository`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.judgements.state import JudgementDoc
+from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
+from performance_agent.storage.records import JUDGEMENT
 
 if TYPE_CHECKING:
-    import sqlite3
-
-    from performance_agent.storage.database import Database
-
-__all__ = ("JudgementVersionConflict", "SqliteJudgementRepository", "StoredJudgement")
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(JudgementDoc)
+    from performance_agent.judgements.state import JudgementDoc
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 
-class JudgementVersionConflict(Exception):
-    """The judgement changed since it was read; the caller re-reads and decides again."""
-
-    def __init__(self, judgement_id: str) -> None:
-        super().__init__(f"judgement {judgement_id} changed while it was being written")
-        self.judgement_id = judgement_id
+__all__ = ("SqlJudgementRepository",)
 
 
-class StoredJudgement(msgspec.Struct, kw_only=True, frozen=True):
-    doc: JudgementDoc
-    version: int
-
-
-class SqliteJudgementRepository:
-    def __init__(self, database: Database) -> None:
+class SqlJudgementRepository:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
-        document = _encoder.encode(doc)
+        document = JUDGEMENT.encode(doc)
 
-        def work(connection: sqlite3.Connection) -> None:
+        def work(connection: SqlConnection) -> None:
             connection.execute(
                 "INSERT INTO judgements (judgement_id, status, version, next_due_at, created_at, doc) "
                 "VALUES (?, ?, 1, ?, ?, ?)",
@@ -57,19 +41,19 @@ class SqliteJudgementRepository:
         return StoredJudgement(doc=doc, version=1)
 
     async def get(self, judgement_id: str) -> StoredJudgement | None:
-        def work(connection: sqlite3.Connection) -> tuple[int, bytes] | None:
+        def work(connection: SqlConnection) -> tuple[int, bytes] | None:
             row = connection.execute(
                 "SELECT version, doc FROM judgements WHERE judgement_id = ?", (judgement_id,)
             ).fetchone()
             return None if row is None else (int(row[0]), bytes(row[1]))
 
         found = await self._db.run(work)
-        return None if found is None else StoredJudgement(doc=_decoder.decode(found[1]), version=found[0])
+        return None if found is None else StoredJudgement(doc=JUDGEMENT.decode(found[1]), version=found[0])
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Running judgements whose next look has come, most overdue first."""
 
-        def work(connection: sqlite3.Connection) -> list[str]:
+        def work(connection: SqlConnection) -> list[str]:
             rows = connection.execute(
                 "SELECT judgement_id FROM judgements WHERE status = 'running' AND next_due_at <= ? "
                 "ORDER BY next_due_at LIMIT ?",
@@ -81,9 +65,9 @@ class SqliteJudgementRepository:
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""
-        document = _encoder.encode(doc)
+        document = JUDGEMENT.encode(doc)
 
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             cursor = connection.execute(
                 "UPDATE judgements SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                 "WHERE judgement_id = ? AND version = ?",

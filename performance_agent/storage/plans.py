@@ -7,39 +7,26 @@ approved from.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from performance_agent.optimization.schemas import OptimizationPlan
+from performance_agent.storage.records import PLAN
 
 if TYPE_CHECKING:
-    import sqlite3
-
-    from performance_agent.storage.database import Database
-
-__all__ = ("MemoryPlanRepository", "PlanRepository", "SqlitePlanRepository")
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(OptimizationPlan)
+    from performance_agent.optimization.schemas import OptimizationPlan
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
 
-class PlanRepository(Protocol):
-    async def add(self, plan: OptimizationPlan) -> None:
-        """Store a new plan (its `plan_id` is new)."""
-        ...
-
-    async def get(self, plan_id: str) -> OptimizationPlan | None: ...
+__all__ = ("MemoryPlanRepository", "SqlPlanRepository")
 
 
-class SqlitePlanRepository:
-    def __init__(self, database: Database) -> None:
+class SqlPlanRepository:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def add(self, plan: OptimizationPlan) -> None:
-        document = _encoder.encode(plan)
+        document = PLAN.encode(plan)
 
-        def work(connection: sqlite3.Connection) -> None:
+        def work(connection: SqlConnection) -> None:
             connection.execute(
                 "INSERT INTO plans (plan_id, instance_id, created_at, doc) VALUES (?, ?, ?, ?)",
                 (plan.plan_id, plan.instance_id, plan.created_at.timestamp(), document),
@@ -48,12 +35,12 @@ class SqlitePlanRepository:
         await self._db.run(work)
 
     async def get(self, plan_id: str) -> OptimizationPlan | None:
-        def work(connection: sqlite3.Connection) -> bytes | None:
+        def work(connection: SqlConnection) -> bytes | None:
             row = connection.execute("SELECT doc FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
             return None if row is None else bytes(row[0])
 
         document = await self._db.run(work)
-        return None if document is None else _decoder.decode(document)
+        return None if document is None else PLAN.decode(document)
 
 
 class MemoryPlanRepository:
@@ -63,8 +50,8 @@ class MemoryPlanRepository:
         self._plans: dict[str, bytes] = {}
 
     async def add(self, plan: OptimizationPlan) -> None:
-        self._plans[plan.plan_id] = _encoder.encode(plan)
+        self._plans[plan.plan_id] = PLAN.encode(plan)
 
     async def get(self, plan_id: str) -> OptimizationPlan | None:
         document = self._plans.get(plan_id)
-        return None if document is None else _decoder.decode(document)
+        return None if document is None else PLAN.decode(document)

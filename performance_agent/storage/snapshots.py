@@ -7,101 +7,47 @@ JSON cannot; analysis decodes them to compute windows and cohorts as PromQL woul
 
 Adding a snapshot also marks its instance up, in one transaction, and stores nothing when the
 instance was deleted meanwhile (so no orphaned history survives a DELETE racing a scrape).
+Both classes implement `metrics.ports.SnapshotRepository`.
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING
 
 from performance_agent.metrics.builder import decode_raw_scrape
-from performance_agent.storage.database import Database
+from performance_agent.metrics.ports import StampedHistory
 from performance_agent.storage.instances import MemoryStore, StoredSnapshotRow
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Callable
     from datetime import datetime
 
     from performance_agent.metrics.builder import RawScrape
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
-__all__ = (
-    "MemorySnapshotRepository",
-    "SnapshotRepository",
-    "SqliteSnapshotRepository",
-    "StampedHistory",
-)
+__all__ = ("MemorySnapshotRepository", "SqlSnapshotRepository")
 
 _PRUNE_BATCH = 5000
 _SIZE_BATCH = 1000
 # Snapshots at or after a stamp and, unless the bound is NULL, after the newest one a reader holds.
 _NEWER = (
-    "FROM snapshots WHERE instance_id = ? AND collected_at >= ? AND (? IS NULL OR collected_at > ?) "
-    "ORDER BY collected_at"
+    "FROM snapshots WHERE instance_id = ? AND collected_at >= ? "
+    "AND (CAST(? AS DOUBLE PRECISION) IS NULL OR collected_at > ?) ORDER BY collected_at"
 )
 _NEWER_SNAPSHOTS = f"SELECT collected_at, snapshot {_NEWER}"
 _NEWER_RAWS = f"SELECT collected_at, raw {_NEWER}"
 
 
-class StampedHistory(NamedTuple):
-    """What changed in an instance's history since a reader last looked (see `history_after`)."""
-
-    known: int
-    newer: list[tuple[float, bytes]]
-
-
-class SnapshotRepository(Protocol):
-    async def add(self, instance_id: str, collected_at: datetime, snapshot_json: bytes, raw: bytes) -> bool:
-        """Store one scrape and mark the instance up; False (nothing stored) when the instance is gone."""
-        ...
-
-    async def latest_raw(self, instance_id: str) -> RawScrape | None:
-        """The newest stored cumulative series, the baseline of the next snapshot's window."""
-        ...
-
-    async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
-        """Encoded snapshots collected at or after `since`, newest first, at most `limit`."""
-        ...
-
-    async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
-        """Cumulative series collected in [since, until], oldest first (analysis windows and cohorts)."""
-        ...
-
-    async def history_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
-        """For readers that keep decoded history between calls: how many snapshots lie in
-        [since, known_until] (stamps as stored, `collected_at.timestamp()`), so the reader can tell
-        whether what it holds is still exactly that, and the snapshots newer than `known_until`
-        (all since `since` when None), oldest first, each with its stamp.
-        """
-        ...
-
-    async def raw_after(self, instance_id: str, since: datetime, known_until: float | None) -> StampedHistory:
-        """`history_after` for the stored cumulative series (encoded; `decode_raw_scrape` reads them)."""
-        ...
-
-    async def count(self, instance_id: str) -> int: ...
-
-    async def prune(self, older_than: datetime) -> int:
-        """Delete snapshots collected before `older_than`; returns how many."""
-        ...
-
-    async def prune_to_size(self, max_bytes: int) -> int:
-        """Delete the oldest snapshots until all stored ones take at most `max_bytes`; returns how many.
-
-        Each instance's latest snapshot is kept whatever its size: the next scrape's window needs it.
-        """
-        ...
-
-
-class SqliteSnapshotRepository:
-    def __init__(self, database: Database) -> None:
+class SqlSnapshotRepository:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     async def add(self, instance_id: str, collected_at: datetime, snapshot_json: bytes, raw: bytes) -> bool:
         stamp = collected_at.timestamp()
 
-        def work(connection: sqlite3.Connection) -> bool:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> bool:
+            with connection.transaction():
                 marked = connection.execute(
                     "UPDATE instances SET status = 'up', last_seen = ?, last_scrape_at = ?, last_error = NULL, "
                     "consecutive_failures = 0 WHERE instance_id = ?",
@@ -117,7 +63,7 @@ class SqliteSnapshotRepository:
         return await self._db.run(work)
 
     async def latest_raw(self, instance_id: str) -> RawScrape | None:
-        def work(connection: sqlite3.Connection) -> bytes | None:
+        def work(connection: SqlConnection) -> bytes | None:
             row = connection.execute(
                 "SELECT raw FROM snapshots WHERE instance_id = ? ORDER BY collected_at DESC LIMIT 1", (instance_id,)
             ).fetchone()
@@ -129,7 +75,7 @@ class SqliteSnapshotRepository:
     async def history_json(self, instance_id: str, since: datetime, limit: int) -> list[bytes]:
         stamp = since.timestamp()
 
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
                 "SELECT snapshot FROM snapshots WHERE instance_id = ? AND collected_at >= ? "
                 "ORDER BY collected_at DESC LIMIT ?",
@@ -140,7 +86,7 @@ class SqliteSnapshotRepository:
         return await self._db.run(work)
 
     async def raw_between(self, instance_id: str, since: datetime, until: datetime) -> list[RawScrape]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
                 "SELECT raw FROM snapshots WHERE instance_id = ? AND collected_at BETWEEN ? AND ? "
                 "ORDER BY collected_at",
@@ -161,7 +107,7 @@ class SqliteSnapshotRepository:
     ) -> StampedHistory:
         stamp = since.timestamp()
 
-        def work(connection: sqlite3.Connection) -> StampedHistory:
+        def work(connection: SqlConnection) -> StampedHistory:
             known = 0
             if known_until is not None:
                 row = connection.execute(
@@ -175,7 +121,7 @@ class SqliteSnapshotRepository:
         return await self._db.run(work)
 
     async def count(self, instance_id: str) -> int:
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             row = connection.execute("SELECT COUNT(*) FROM snapshots WHERE instance_id = ?", (instance_id,)).fetchone()
             return int(row[0])
 
@@ -185,7 +131,7 @@ class SqliteSnapshotRepository:
         """In batches, so one big backlog never holds the write lock for long."""
         stamp = older_than.timestamp()
 
-        def batch(connection: sqlite3.Connection) -> int:
+        def batch(connection: SqlConnection) -> int:
             return connection.execute(
                 "DELETE FROM snapshots WHERE id IN (SELECT id FROM snapshots WHERE collected_at < ? LIMIT ?)",
                 (stamp, _PRUNE_BATCH),
@@ -201,12 +147,12 @@ class SqliteSnapshotRepository:
     async def prune_to_size(self, max_bytes: int) -> int:
         """Oldest first, in batches of at most `_SIZE_BATCH` rows, each instance's latest row kept."""
 
-        def stored_bytes(connection: sqlite3.Connection) -> int:
+        def stored_bytes(connection: SqlConnection) -> int:
             row = connection.execute("SELECT COALESCE(SUM(length(snapshot) + length(raw)), 0) FROM snapshots")
             return int(row.fetchone()[0])
 
-        def batch(excess: int) -> Callable[[sqlite3.Connection], tuple[int, int]]:
-            def work(connection: sqlite3.Connection) -> tuple[int, int]:
+        def batch(excess: int) -> Callable[[SqlConnection], tuple[int, int]]:
+            def work(connection: SqlConnection) -> tuple[int, int]:
                 rows = connection.execute(
                     "SELECT id, length(snapshot) + length(raw) FROM snapshots "
                     "WHERE id NOT IN (SELECT MAX(id) FROM snapshots GROUP BY instance_id) "
@@ -220,7 +166,7 @@ class SqliteSnapshotRepository:
                         break
                     chosen.append(int(row_id))
                     freed += int(size)
-                with Database.transaction(connection):
+                with connection.transaction():
                     connection.executemany("DELETE FROM snapshots WHERE id = ?", [(row_id,) for row_id in chosen])
                 return len(chosen), freed
 

@@ -9,7 +9,7 @@ without its event or an event without its transition.
 A partial unique index allows each instance in at most one active workflow, so even a bug in
 the service could not start two rollouts on one server. The outbox holds each actuator call
 (with its stable `event_id`) before it is sent, which is how a restarted agent resends the same
-call instead of inventing a new one.
+call instead of inventing a new one. Implements `workflows.ports.WorkflowRepository`.
 """
 
 from __future__ import annotations
@@ -17,105 +17,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from performance_agent.clock import utc
-from performance_agent.storage.database import Database
+from performance_agent.storage.records import WINDOW, WORKFLOW, WORKFLOW_EVENT
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
-from performance_agent.workflows.schemas import WindowRecord, WorkflowEvent
-from performance_agent.workflows.state import EventDraft, WorkflowDoc
+from performance_agent.workflows.ports import (
+    IdempotencyClaim,
+    IdempotencyMismatch,
+    InstanceBusy,
+    OutboxRow,
+    OutboxUpdate,
+    StoredWorkflow,
+    VersionConflict,
+)
+from performance_agent.workflows.schemas import WorkflowEvent
+from performance_agent.workflows.state import EventDraft
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
 
-__all__ = (
-    "IdempotencyClaim",
-    "IdempotencyMismatch",
-    "InstanceBusy",
-    "OutboxRow",
-    "OutboxUpdate",
-    "SqliteWorkflowRepository",
-    "StoredWorkflow",
-    "VersionConflict",
-)
+    from performance_agent.storage.sql import SqlConnection, SqlDatabase
+    from performance_agent.workflows.schemas import WindowRecord
+    from performance_agent.workflows.state import WorkflowDoc
 
-_doc_encoder = msgspec.json.Encoder()
-_doc_decoder = msgspec.json.Decoder(WorkflowDoc)
-_event_decoder = msgspec.json.Decoder(WorkflowEvent)
-_window_decoder = msgspec.json.Decoder(WindowRecord)
+__all__ = ("SqlWorkflowRepository",)
+
 _ACTIVE = tuple(sorted(status.value for status in ACTIVE_STATUSES))
 _ACTIVE_SQL = "(" + ",".join("?" * len(_ACTIVE)) + ")"
-
-
-class VersionConflict(Exception):
-    """The workflow changed since it was read; the caller re-reads (API: 409)."""
-
-    def __init__(self, workflow_id: str, current_version: int | None) -> None:
-        super().__init__(f"workflow {workflow_id} changed (now version {current_version})")
-        self.workflow_id = workflow_id
-        self.current_version = current_version
-
-
-class InstanceBusy(Exception):
-    """An instance already takes part in an active workflow."""
-
-    def __init__(self, instance_id: str, workflow_id: str) -> None:
-        super().__init__(f"instance {instance_id} is in active workflow {workflow_id}")
-        self.instance_id = instance_id
-        self.workflow_id = workflow_id
-
-
-class IdempotencyMismatch(Exception):
-    """The Idempotency-Key was used before with a different request body."""
-
-    def __init__(self, workflow_id: str) -> None:
-        super().__init__(f"the key was used for workflow {workflow_id} with another body")
-        self.workflow_id = workflow_id
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    scope: str
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredWorkflow:
-    doc: WorkflowDoc
-    version: int
-    seq: int
-
-
-@dataclass(slots=True)
-class OutboxRow:
-    """One actuator call: sent until delivered or out of attempts; `payload` is the exact JSON body."""
-
-    event_id: str
-    workflow_id: str
-    action: str
-    stage_index: int
-    payload: bytes
-    state: str = "pending"  # pending | delivered | failed | skipped
-    attempts: int = 0
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-    #: Attempts that may have reached the actuator (counted before each attempt, taken back when
-    #: it certainly did not connect); 0 means the call changed nothing.
-    sent_attempts: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxUpdate:
-    event_id: str
-    state: str
-    attempts: int | None = None
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-    sent_attempts: int | None = None
 
 
 @dataclass(slots=True)
@@ -127,10 +54,10 @@ class _Write:
 
 def _row_to_stored(row: tuple[object, ...]) -> StoredWorkflow:
     seq, version, doc = row
-    return StoredWorkflow(doc=_doc_decoder.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
+    return StoredWorkflow(doc=WORKFLOW.decode(doc), version=int(version), seq=int(seq))  # type: ignore[arg-type,call-overload]
 
 
-def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Sequence[EventDraft]) -> None:
+def _insert_events(connection: SqlConnection, workflow_id: str, events: Sequence[EventDraft]) -> None:
     if not events:
         return
     row = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM workflow_events WHERE workflow_id = ?", (workflow_id,))
@@ -152,11 +79,11 @@ def _insert_events(connection: sqlite3.Connection, workflow_id: str, events: Seq
         )
         connection.execute(
             "INSERT INTO workflow_events (workflow_id, seq, at, event) VALUES (?, ?, ?, ?)",
-            (workflow_id, seq, draft.at, _doc_encoder.encode(event)),
+            (workflow_id, seq, draft.at, WORKFLOW_EVENT.encode(event)),
         )
 
 
-def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate]) -> None:
+def _apply_outbox(connection: SqlConnection, updates: Sequence[OutboxUpdate]) -> None:
     for update in updates:
         connection.execute(
             "UPDATE workflow_outbox SET state = ?, attempts = COALESCE(?, attempts), next_attempt_at = ?, "
@@ -174,8 +101,8 @@ def _apply_outbox(connection: sqlite3.Connection, updates: Sequence[OutboxUpdate
         )
 
 
-class SqliteWorkflowRepository:
-    def __init__(self, database: Database) -> None:
+class SqlWorkflowRepository:
+    def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     # ------------------------------------------------------------------------ create / read
@@ -189,8 +116,8 @@ class SqliteWorkflowRepository:
         instance in another active workflow raises `InstanceBusy`.
         """
 
-        def work(connection: sqlite3.Connection) -> tuple[StoredWorkflow, bool]:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> tuple[StoredWorkflow, bool]:
+            with connection.transaction():
                 if claim is not None:
                     row = connection.execute(
                         "SELECT request_hash, workflow_id FROM workflow_idempotency WHERE scope = ? AND key = ?",
@@ -210,11 +137,11 @@ class SqliteWorkflowRepository:
                 ).fetchone()
                 if busy is not None:
                     raise InstanceBusy(busy[0], busy[1])
-                cursor = connection.execute(
+                seq = connection.execute(
                     "INSERT INTO workflows (workflow_id, status, version, next_due_at, created_at, doc) "
-                    "VALUES (?, ?, 1, ?, ?, ?)",
-                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, _doc_encoder.encode(doc)),
-                )
+                    "VALUES (?, ?, 1, ?, ?, ?) RETURNING seq",
+                    (doc.workflow_id, doc.status, doc.next_due_at, doc.created_at, WORKFLOW.encode(doc)),
+                ).fetchone()[0]
                 connection.executemany(
                     "INSERT INTO workflow_instances (workflow_id, instance_id, position, active) VALUES (?, ?, ?, 1)",
                     [(doc.workflow_id, instance_id, i) for i, instance_id in enumerate(doc.instance_ids)],
@@ -226,7 +153,7 @@ class SqliteWorkflowRepository:
                         "VALUES (?, ?, ?, ?, ?)",
                         (claim.scope, claim.key, claim.request_hash, doc.workflow_id, doc.created_at),
                     )
-                return StoredWorkflow(doc=doc, version=1, seq=int(cursor.lastrowid or 0)), True
+                return StoredWorkflow(doc=doc, version=1, seq=int(seq)), True
 
         return await self._db.run(work)
 
@@ -238,7 +165,7 @@ class SqliteWorkflowRepository:
     ) -> list[StoredWorkflow]:
         """Newest first; `before_seq` continues after the last item of the previous page."""
 
-        def work(connection: sqlite3.Connection) -> list[StoredWorkflow]:
+        def work(connection: SqlConnection) -> list[StoredWorkflow]:
             sql = "SELECT w.seq, w.version, w.doc FROM workflows w"
             clauses: list[str] = []
             params: list[object] = []
@@ -262,38 +189,39 @@ class SqliteWorkflowRepository:
     async def of_plan(self, plan_id: str, limit: int) -> list[WorkflowDoc]:
         """Workflows started from the plan, oldest first (a scan: plans are read rarely, workflows are few)."""
 
-        def work(connection: sqlite3.Connection) -> list[WorkflowDoc]:
+        def work(connection: SqlConnection) -> list[WorkflowDoc]:
+            plan_of = connection.dialect.json_field("doc", "plan_id")
             rows = connection.execute(
-                "SELECT doc FROM workflows WHERE json_extract(CAST(doc AS TEXT), '$.plan_id') = ? ORDER BY seq LIMIT ?",
+                f"SELECT doc FROM workflows WHERE {plan_of} = ? ORDER BY seq LIMIT ?",  # noqa: S608 - constant SQL
                 (plan_id, limit),
             )
-            return [_doc_decoder.decode(row[0]) for row in rows]
+            return [WORKFLOW.decode(row[0]) for row in rows]
 
         return await self._db.run(work)
 
     async def events(self, workflow_id: str) -> list[WorkflowEvent]:
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
                 "SELECT event FROM workflow_events WHERE workflow_id = ? ORDER BY seq", (workflow_id,)
             ).fetchall()
             return [row[0] for row in rows]
 
-        return [_event_decoder.decode(data) for data in await self._db.run(work)]
+        return [WORKFLOW_EVENT.decode(data) for data in await self._db.run(work)]
 
     async def windows(self, workflow_id: str, limit: int) -> list[WindowRecord]:
         """The newest `limit` windows, oldest first."""
 
-        def work(connection: sqlite3.Connection) -> list[bytes]:
+        def work(connection: SqlConnection) -> list[bytes]:
             rows = connection.execute(
-                "SELECT window FROM workflow_windows WHERE workflow_id = ? ORDER BY seq DESC LIMIT ?",
+                'SELECT "window" FROM workflow_windows WHERE workflow_id = ? ORDER BY seq DESC LIMIT ?',
                 (workflow_id, limit),
             ).fetchall()
             return [row[0] for row in reversed(rows)]
 
-        return [_window_decoder.decode(data) for data in await self._db.run(work)]
+        return [WINDOW.decode(data) for data in await self._db.run(work)]
 
     async def next_window_seq(self, workflow_id: str) -> int:
-        def work(connection: sqlite3.Connection) -> int:
+        def work(connection: SqlConnection) -> int:
             row = connection.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_windows WHERE workflow_id = ?", (workflow_id,)
             ).fetchone()
@@ -309,8 +237,8 @@ class SqliteWorkflowRepository:
         Returns the workflow it was released from (None: it took part in no active workflow).
         """
 
-        def work(connection: sqlite3.Connection) -> str | None:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> str | None:
+            with connection.transaction():
                 row = connection.execute(
                     "SELECT w.workflow_id, w.doc FROM workflow_instances i JOIN workflows w USING (workflow_id) "
                     "WHERE i.instance_id = ? AND i.active = 1",
@@ -319,7 +247,7 @@ class SqliteWorkflowRepository:
                 if row is None:
                     return None
                 workflow_id = str(row[0])
-                doc = _doc_decoder.decode(row[1])
+                doc = WORKFLOW.decode(row[1])
                 connection.execute(
                     "UPDATE workflow_instances SET active = 0 WHERE workflow_id = ? AND instance_id = ?",
                     (workflow_id, instance_id),
@@ -341,7 +269,7 @@ class SqliteWorkflowRepository:
         return await self._db.run(work)
 
     async def active_workflow_of(self, instance_id: str) -> str | None:
-        def work(connection: sqlite3.Connection) -> str | None:
+        def work(connection: SqlConnection) -> str | None:
             row = connection.execute(
                 "SELECT workflow_id FROM workflow_instances WHERE instance_id = ? AND active = 1", (instance_id,)
             ).fetchone()
@@ -352,7 +280,7 @@ class SqliteWorkflowRepository:
     async def due(self, now: float, limit: int) -> list[str]:
         """Active workflows whose next look is due, most overdue first."""
 
-        def work(connection: sqlite3.Connection) -> list[str]:
+        def work(connection: SqlConnection) -> list[str]:
             rows = connection.execute(
                 f"SELECT workflow_id FROM workflows WHERE next_due_at IS NOT NULL AND next_due_at <= ? "  # noqa: S608
                 f"AND status IN {_ACTIVE_SQL} ORDER BY next_due_at LIMIT ?",
@@ -363,7 +291,7 @@ class SqliteWorkflowRepository:
         return await self._db.run(work)
 
     async def count_by_status(self) -> dict[str, int]:
-        def work(connection: sqlite3.Connection) -> dict[str, int]:
+        def work(connection: SqlConnection) -> dict[str, int]:
             rows = connection.execute("SELECT status, COUNT(*) FROM workflows GROUP BY status").fetchall()
             return {str(status): int(count) for status, count in rows}
 
@@ -386,12 +314,12 @@ class SqliteWorkflowRepository:
         """
         write = _Write(events=events, window=window, outbox=outbox)
 
-        def work(connection: sqlite3.Connection) -> int:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> int:
+            with connection.transaction():
                 cursor = connection.execute(
                     "UPDATE workflows SET status = ?, version = version + 1, next_due_at = ?, doc = ? "
                     "WHERE workflow_id = ? AND version = ?",
-                    (doc.status, doc.next_due_at, _doc_encoder.encode(doc), doc.workflow_id, expected_version),
+                    (doc.status, doc.next_due_at, WORKFLOW.encode(doc), doc.workflow_id, expected_version),
                 )
                 if cursor.rowcount != 1:
                     row = connection.execute(
@@ -405,8 +333,8 @@ class SqliteWorkflowRepository:
                 _insert_events(connection, doc.workflow_id, write.events)
                 if write.window is not None:
                     connection.execute(
-                        "INSERT INTO workflow_windows (workflow_id, seq, window) VALUES (?, ?, ?)",
-                        (doc.workflow_id, write.window.seq, _doc_encoder.encode(write.window)),
+                        'INSERT INTO workflow_windows (workflow_id, seq, "window") VALUES (?, ?, ?)',
+                        (doc.workflow_id, write.window.seq, WINDOW.encode(write.window)),
                     )
                 _apply_outbox(connection, write.outbox)
                 return expected_version + 1
@@ -417,12 +345,12 @@ class SqliteWorkflowRepository:
     async def outbox_claim(self, row: OutboxRow) -> OutboxRow:
         """Store the call unless one with its event id exists; return the stored row (persisted before sending)."""
 
-        def work(connection: sqlite3.Connection) -> OutboxRow:
-            with Database.transaction(connection):
+        def work(connection: SqlConnection) -> OutboxRow:
+            with connection.transaction():
                 connection.execute(
-                    "INSERT OR IGNORE INTO workflow_outbox "
+                    "INSERT INTO workflow_outbox "
                     "(event_id, workflow_id, action, stage_index, payload, state, attempts) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending', 0)",
+                    "VALUES (?, ?, ?, ?, ?, 'pending', 0) ON CONFLICT DO NOTHING",
                     (row.event_id, row.workflow_id, row.action, row.stage_index, row.payload),
                 )
                 stored = _select_outbox(connection, row.event_id)
@@ -435,9 +363,10 @@ class SqliteWorkflowRepository:
         return await self._db.run(lambda connection: _select_outbox(connection, event_id))
 
     async def outbox_of(self, workflow_id: str) -> list[OutboxRow]:
-        def work(connection: sqlite3.Connection) -> list[OutboxRow]:
+        def work(connection: SqlConnection) -> list[OutboxRow]:
             rows = connection.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE workflow_id = ? ORDER BY rowid",  # noqa: S608
+                f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE workflow_id = ? "  # noqa: S608 - constant SQL
+                f"ORDER BY {connection.dialect.insertion_order}",
                 (workflow_id,),
             ).fetchall()
             return [OutboxRow(*row) for row in rows]
@@ -455,7 +384,7 @@ _OUTBOX_COLUMNS = (
 )
 
 
-def _select_outbox(connection: sqlite3.Connection, event_id: str) -> OutboxRow | None:
+def _select_outbox(connection: SqlConnection, event_id: str) -> OutboxRow | None:
     row = connection.execute(
         f"SELECT {_OUTBOX_COLUMNS} FROM workflow_outbox WHERE event_id = ?",  # noqa: S608 - constant column list
         (event_id,),
@@ -463,6 +392,6 @@ def _select_outbox(connection: sqlite3.Connection, event_id: str) -> OutboxRow |
     return None if row is None else OutboxRow(*row)
 
 
-def _select(connection: sqlite3.Connection, workflow_id: str) -> StoredWorkflow | None:
+def _select(connection: SqlConnection, workflow_id: str) -> StoredWorkflow | None:
     row = connection.execute("SELECT seq, version, doc FROM workflows WHERE workflow_id = ?", (workflow_id,)).fetchone()
     return None if row is None else _row_to_stored(row)

@@ -45,10 +45,10 @@ def _loop_checks(context: AgentContext) -> list[CheckResult]:
 
 
 async def detailed_health(context: AgentContext, *, show_paths: bool = False) -> DetailedHealth:
-    """`show_paths` (a caller with a valid key) adds the database path: the endpoint itself is open."""
+    """`show_paths` (a caller with a valid key) adds where the data lives (never a password): the endpoint is open."""
     storage = await probe_storage(context)
     if show_paths and storage.status != "unhealthy":
-        storage = msgspec.structs.replace(storage, detail=f"{storage.detail} ({context.database.path})")
+        storage = msgspec.structs.replace(storage, detail=f"{storage.detail} ({context.database.description})")
     checks = [storage, *_loop_checks(context)]
     worst: CheckStatus = "healthy"
     if any(c.status == "degraded" for c in checks):

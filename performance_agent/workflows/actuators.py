@@ -19,7 +19,7 @@ from performance_agent.workflows.payloads import decode_payload
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from performance_agent.storage.instances import InstanceRepository
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.workflows.payloads import ActuatorPayload
     from performance_agent.workflows.schemas import ActuatorSpec, FlagValue
 

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
     from performance_agent.judge.counts import CohortCounts
     from performance_agent.optimization.schemas import OptimizationPlan
-    from performance_agent.storage.workflows import SqliteWorkflowRepository
     from performance_agent.workflows.observer import CohortObserver
+    from performance_agent.workflows.ports import WorkflowRepository
     from performance_agent.workflows.state import WorkflowDoc
 
 __all__ = ("MAX_PLAN_WORKFLOWS", "plan_outcomes", "record_stage_effects", "slo_limits", "stored_plan_outcomes")
@@ -156,7 +156,7 @@ MAX_PLAN_WORKFLOWS = 1000
 
 
 def stored_plan_outcomes(
-    workflows: SqliteWorkflowRepository, limit: int = MAX_PLAN_WORKFLOWS
+    workflows: WorkflowRepository, limit: int = MAX_PLAN_WORKFLOWS
 ) -> Callable[[OptimizationPlan], Awaitable[list[PlanOutcome]]]:
     """`plan_outcomes` over the stored workflows started from the plan (the optimizer reads it, never the rollouts)."""
 

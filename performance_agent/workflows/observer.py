@@ -27,11 +27,11 @@ from performance_agent.metrics.scraper import ScrapeFailure
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.builder import RawScrape
     from performance_agent.metrics.collection import CollectionService
-    from performance_agent.storage.instances import InstanceRepository
-    from performance_agent.storage.snapshots import SnapshotRepository
+    from performance_agent.metrics.ports import SnapshotRepository
 
 __all__ = ("CohortObserver", "Observation")
 

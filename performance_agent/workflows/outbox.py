@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from performance_agent.storage.workflows import OutboxRow, OutboxUpdate
 from performance_agent.workflows.payloads import build_payload
+from performance_agent.workflows.ports import OutboxRow, OutboxUpdate
 from performance_agent.workflows.state import outbox_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from performance_agent.storage.workflows import SqliteWorkflowRepository
     from performance_agent.workflows.actuators import Actuator
+    from performance_agent.workflows.ports import WorkflowRepository
     from performance_agent.workflows.state import WorkflowDoc
 
 __all__ = ("CallOutcome", "OutboxDriver")
@@ -44,7 +44,7 @@ class CallOutcome:
 class OutboxDriver:
     def __init__(
         self,
-        workflows: SqliteWorkflowRepository,
+        workflows: WorkflowRepository,
         actuators: Mapping[str, Actuator],
         *,
         retries: int,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from performance_agent.errors import ErrorDetail, RequestValidationError, UnprocessableError
 
 if TYPE_CHECKING:
-    from performance_agent.storage.plans import PlanRepository
+    from performance_agent.optimization.ports import PlanRepository
     from performance_agent.workflows.schemas import FlagValue, WorkflowCreate
 
 __all__ = ("PlanLookup", "PlanRecommendation", "PlanView", "resolve_plan_changes", "stored_plan_lookup")

@@ -27,7 +27,6 @@ from performance_agent.judge import (
     plan_margins,
 )
 from performance_agent.metrics.builder import cohort_counts, cohort_figures
-from performance_agent.storage.workflows import VersionConflict
 from performance_agent.workflows.cohorts import rollback_plan, stage_instance_ids
 from performance_agent.workflows.effects import record_stage_effects
 from performance_agent.workflows.gate import (
@@ -38,6 +37,7 @@ from performance_agent.workflows.gate import (
     scrape_failure,
 )
 from performance_agent.workflows.machine import InternalTrigger, WorkflowStatus, is_active
+from performance_agent.workflows.ports import VersionConflict
 from performance_agent.workflows.schemas import BaselineSummary, WindowRecord
 from performance_agent.workflows.state import EventDraft, apply_event_id, cohorts_of, transition
 
@@ -47,10 +47,10 @@ if TYPE_CHECKING:
     from performance_agent.background import Heartbeat
     from performance_agent.judge import CohortCounts, JudgePlan
     from performance_agent.metrics.builder import RawScrape
-    from performance_agent.storage.workflows import OutboxUpdate, SqliteWorkflowRepository, StoredWorkflow
     from performance_agent.workflows.observability import WorkflowMetrics
     from performance_agent.workflows.observer import CohortObserver, Observation
     from performance_agent.workflows.outbox import CallOutcome, OutboxDriver
+    from performance_agent.workflows.ports import OutboxUpdate, StoredWorkflow, WorkflowRepository
     from performance_agent.workflows.schemas import CohortFigures
     from performance_agent.workflows.state import TransitionOutcome, WorkflowDoc
 
@@ -108,7 +108,7 @@ class Reconciler:
     def __init__(
         self,
         *,
-        workflows: SqliteWorkflowRepository,
+        workflows: WorkflowRepository,
         observer: CohortObserver,
         outbox: OutboxDriver,
         metrics: WorkflowMetrics,

@@ -25,15 +25,15 @@ from performance_agent.workflows.validation import CreateDefaults
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.fleet.slo import SloTargets
     from performance_agent.metrics.page_reader import ScrapedPageReader
     from performance_agent.metrics.prometheus_reader import PrometheusApi
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
-    from performance_agent.storage.factory import Storage
-    from performance_agent.storage.instances import InstanceRepository
     from performance_agent.workflows.actuators import Actuator
     from performance_agent.workflows.observability import WorkflowMetrics
+    from performance_agent.workflows.ports import RolloutRepositories
 
 __all__ = ("RolloutSettings", "build_observer", "build_reconciler", "slo_latency_targets", "workflow_defaults")
 
@@ -101,7 +101,7 @@ def slo_latency_targets(
 def build_observer(
     settings: RolloutSettings,
     *,
-    storage: Storage,
+    storage: RolloutRepositories,
     clients: PinnedClients,
     scrape_allowlist: TargetAllowlist,
     resolver: Resolver,
@@ -140,7 +140,7 @@ def build_observer(
 def build_reconciler(
     settings: RolloutSettings,
     *,
-    storage: Storage,
+    storage: RolloutRepositories,
     observer: CohortObserver,
     clients: PinnedClients,
     webhook_allowlist: TargetAllowlist,

@@ -21,12 +21,6 @@ import msgspec
 
 from performance_agent.clock import utc
 from performance_agent.errors import ConflictError, ErrorDetail, NotFoundError, RequestValidationError
-from performance_agent.storage.workflows import (
-    IdempotencyClaim,
-    IdempotencyMismatch,
-    InstanceBusy,
-    VersionConflict,
-)
 from performance_agent.workflows.machine import (
     InvalidTransition,
     UserAction,
@@ -35,6 +29,7 @@ from performance_agent.workflows.machine import (
     is_terminal,
 )
 from performance_agent.workflows.plans import PlanLookup, resolve_plan_changes
+from performance_agent.workflows.ports import IdempotencyClaim, IdempotencyMismatch, InstanceBusy, VersionConflict
 from performance_agent.workflows.schemas import Workflow
 from performance_agent.workflows.state import EventDraft, TransitionOutcome, WorkflowDoc, transition
 from performance_agent.workflows.validation import CreateDefaults, validate_create
@@ -43,9 +38,9 @@ from performance_agent.workflows.views import to_view
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from performance_agent.storage.instances import InstanceRepository
-    from performance_agent.storage.workflows import SqliteWorkflowRepository, StoredWorkflow
+    from performance_agent.fleet.ports import InstanceRepository
     from performance_agent.workflows.observability import WorkflowMetrics
+    from performance_agent.workflows.ports import StoredWorkflow, WorkflowRepository
     from performance_agent.workflows.schemas import FlagValue, WorkflowCreate, WorkflowEvent
 
 __all__ = ("ACTION_RETRIES", "WINDOWS_SHOWN", "CreateResult", "WorkflowService", "decode_cursor", "encode_cursor")
@@ -85,7 +80,7 @@ class WorkflowService:
     def __init__(
         self,
         *,
-        workflows: SqliteWorkflowRepository,
+        workflows: WorkflowRepository,
         instances: InstanceRepository,
         defaults: CreateDefaults,
         plans: PlanLookup | None,

@@ -23,8 +23,8 @@ from performance_agent.workflows.state import WorkflowDoc
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from performance_agent.fleet.ports import StoredInstance
     from performance_agent.outbound.target_guard import TargetAllowlist
-    from performance_agent.storage.instances import StoredInstance
     from performance_agent.workflows.policy import Guardrails, MonitorPolicy
     from performance_agent.workflows.schemas import FlagValue, WorkflowCreate
 

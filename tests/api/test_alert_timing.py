@@ -16,11 +16,12 @@ from prometheus_client import CollectorRegistry
 
 from performance_agent.analysis.alerting import AlertEvaluator, AlertMetrics
 from performance_agent.analysis.schemas import AlertEvent
+from performance_agent.fleet.ports import StoredInstance
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
 from performance_agent.storage.alerts import MemoryAlertRepository
-from performance_agent.storage.instances import MemoryStore, StoredInstance
+from performance_agent.storage.instances import MemoryStore
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 
 FIRST_SCRAPE = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)

@@ -15,13 +15,14 @@ from performance_agent.analysis.alerting import AlertEvaluator, AlertMetrics, Al
 from performance_agent.analysis.alerts import alert_fingerprint, resolve_unmonitored
 from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.app import create_app
+from performance_agent.fleet.ports import StoredInstance
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist
-from performance_agent.storage.alerts import MemoryAlertRepository, SqliteAlertRepository
-from performance_agent.storage.instances import MemoryStore, StoredInstance
+from performance_agent.storage.alerts import MemoryAlertRepository, SqlAlertRepository
+from performance_agent.storage.instances import MemoryStore
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from tests.api.analysis_support import Receiver, register
 from tests.conftest import ClientFactory, assert_envelope, make_settings
@@ -280,7 +281,7 @@ def test_a_webhook_outside_the_allowlist_is_never_called(receiver: Receiver) -> 
 @pytest.fixture
 def api(client_factory: ClientFactory) -> TestClient[Litestar]:
     client = client_factory(scrape_background=False)
-    repository = SqliteAlertRepository(client.app.state.context.database)
+    repository = SqlAlertRepository(client.app.state.context.database)
     resolved = msgspec.structs.replace(alert_state("resolved"), instance_id="vllm-1", fingerprint="1" * 16)
     later = msgspec.structs.replace(alert_state("firing"), started_at=START + timedelta(hours=1))
     events = [
@@ -340,7 +341,7 @@ def seed_database(path: str, registered: list[str], firing: list[AlertState]) ->
     with TestClient(create_app(make_settings(database=path, scrape_background=False))) as seeder:
         for instance_id in registered:
             register(seeder, instance_id)
-        repository = SqliteAlertRepository(seeder.app.state.context.database)
+        repository = SqlAlertRepository(seeder.app.state.context.database)
         portal = seeder.blocking_portal
         assert portal is not None
         portal.call(repository.record, [AlertEvent(kind="fire", at=a.started_at, alert=a) for a in firing])

@@ -19,13 +19,14 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
+from performance_agent.fleet.ports import StoredInstance
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.collection import CollectionService, ScrapeMetrics
 from performance_agent.metrics.collector import Collector, InstanceStatusCollector, RetentionPruner
 from performance_agent.metrics.snapshot import InstanceSnapshot
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
-from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, StoredInstance
+from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from tests.conftest import ClientFactory
 from tests.scrape_support import ScriptedServer, fixture_page, scripted_server

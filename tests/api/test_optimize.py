@@ -8,7 +8,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from performance_agent.storage.plans import SqlitePlanRepository
+from performance_agent.storage.plans import SqlPlanRepository
 from tests.api.analysis_support import register, seed_history, simulated
 from tests.conftest import KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 
@@ -68,7 +68,7 @@ def test_a_plan_is_stored_and_addresses_the_finding_first(api: TestClient[Litest
 
 def test_the_plan_repository_serves_workflows_the_same_plan(api: TestClient[Litestar]) -> None:
     plan = optimize(api, instance_id="vllm-0").json()
-    repository = SqlitePlanRepository(api.app.state.context.database)
+    repository = SqlPlanRepository(api.app.state.context.database)
     portal = api.blocking_portal
     assert portal is not None
     stored = portal.call(repository.get, plan["plan_id"])

@@ -15,8 +15,8 @@ import pytest
 
 from performance_agent.metrics.effects import MeasuredEffect
 from performance_agent.optimization.schemas import OptimizationPlan
-from performance_agent.storage.plans import SqlitePlanRepository
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.plans import SqlPlanRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
 from performance_agent.workflows.schemas import StageEffects
 from tests.api.test_workflows import HOOK, WORKFLOWS, recommendation, register
 from tests.conftest import ClientFactory, assert_envelope
@@ -66,7 +66,7 @@ def store_plan(client: TestClient[Litestar], instance_id: str) -> None:
         },
         OptimizationPlan,
     )
-    client.blocking_portal.call(SqlitePlanRepository(client.app.state.context.database).add, plan)
+    client.blocking_portal.call(SqlPlanRepository(client.app.state.context.database).add, plan)
 
 
 def measured(metric: str, kind: str, estimate: float, low: float | None, high: float | None) -> MeasuredEffect:
@@ -75,7 +75,7 @@ def measured(metric: str, kind: str, estimate: float, low: float | None, high: f
 
 def pass_a_stage(client: TestClient[Litestar], workflow_id: str) -> None:
     """Write stage 0's effects into the stored workflow as `record_stage_effects` does."""
-    repository = SqliteWorkflowRepository(client.app.state.context.database)
+    repository = SqlWorkflowRepository(client.app.state.context.database)
     stored = client.blocking_portal.call(repository.get, workflow_id)
     assert stored is not None
     stored.doc.effects = [

@@ -48,15 +48,15 @@ def test_detailed_health_writes_at_most_once_a_second_and_hides_the_path(client:
     assert writes.count("_write_and_read") <= 2  # 100 probes within about a second
     storage = next(check for check in body["checks"] if check["name"] == "storage")
     assert storage["detail"] == "write/read ok"
-    assert context.database.path not in client.get("/api/v1/health/detailed").text
+    assert context.database.description not in client.get("/api/v1/health/detailed").text
 
 
 def test_detailed_health_shows_the_database_path_to_a_keyed_caller(client_factory: ClientFactory) -> None:
     client = client_factory(api_keys=KEYS)
-    path = client.app.state.context.database.path
-    assert path not in client.get("/api/v1/health/detailed").text
+    where = client.app.state.context.database.description
+    assert where not in client.get("/api/v1/health/detailed").text
     keyed = client.get("/api/v1/health/detailed", headers={"X-API-Key": ADMIN_KEY}).json()
-    assert keyed["checks"][0]["detail"] == f"write/read ok ({path})"
+    assert keyed["checks"][0]["detail"] == f"write/read ok ({where})"
 
 
 def test_detailed_health_is_503_when_storage_fails(client: TestClient[Litestar]) -> None:

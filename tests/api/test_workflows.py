@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from performance_agent.optimization.schemas import OptimizationPlan
-from performance_agent.storage.plans import SqlitePlanRepository
+from performance_agent.storage.plans import SqlPlanRepository
 from tests.conftest import APPROVER_KEY, KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 
 if TYPE_CHECKING:
@@ -451,7 +451,7 @@ def store_plan(client: TestClient[Litestar], plan_id: str, engine: str, instance
         },
         OptimizationPlan,
     )
-    client.blocking_portal.call(SqlitePlanRepository(client.app.state.context.database).add, plan)
+    client.blocking_portal.call(SqlPlanRepository(client.app.state.context.database).add, plan)
 
 
 def test_a_stored_plan_s_executable_recommendations_can_be_rolled_out(client: TestClient[Litestar]) -> None:

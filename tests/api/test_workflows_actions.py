@@ -16,9 +16,10 @@ from litestar.testing import TestClient
 
 from performance_agent.app import create_app
 from performance_agent.errors import ConflictError
-from performance_agent.storage.workflows import SqliteWorkflowRepository
+from performance_agent.storage.workflows import SqlWorkflowRepository
 from performance_agent.workflows.cohorts import stage_target_count
 from performance_agent.workflows.machine import UserAction, WorkflowStatus
+from performance_agent.workflows.ports import VersionConflict
 from performance_agent.workflows.state import WorkflowDoc
 from tests.api.test_workflows import HOOK, WORKFLOWS, register
 from tests.conftest import assert_envelope, make_settings
@@ -63,7 +64,7 @@ _UNCHANGED = {S.PENDING_APPROVAL, S.REJECTED, S.CANCELLED, S.CAPTURING_BASELINE,
 
 def force(client: TestClient[Litestar], workflow_id: str, status: WorkflowStatus) -> None:
     """Rewrite the stored workflow as if the reconciler had brought it to `status` (mid-rollout: stage 1)."""
-    repository = SqliteWorkflowRepository(client.app.state.context.database)
+    repository = SqlWorkflowRepository(client.app.state.context.database)
 
     async def rewrite() -> None:
         stored = await repository.get(workflow_id)
@@ -192,29 +193,32 @@ def test_resume_re_soaks_the_stage(client: TestClient[Litestar]) -> None:
 
 
 def test_two_concurrent_actions_exactly_one_wins(client: TestClient[Litestar]) -> None:
-    """Both read the same version; the first save wins and the second is refused with 409."""
+    """Both read the same version; one save wins and the other is refused with 409 (which one: the database's race)."""
     workflow_id = start(client)["workflow_id"]
     force(client, workflow_id, S.MONITORING)
     context = client.app.state.context
+    actions = (UserAction.PAUSE, UserAction.ABORT)
 
-    async def race() -> tuple[object, object]:
+    async def race() -> list[object]:
         service = context.workflows
-        outcomes = await asyncio.gather(
-            service.act(workflow_id, UserAction.PAUSE, actor="alice"),
-            service.act(workflow_id, UserAction.ABORT, actor="bob"),
+        outcomes: list[object] = await asyncio.gather(
+            service.act(workflow_id, actions[0], actor="alice"),
+            service.act(workflow_id, actions[1], actor="bob"),
             return_exceptions=True,
         )
-        return outcomes[0], outcomes[1]
+        return outcomes
 
-    first, second = client.blocking_portal.call(race)
-    assert not isinstance(first, BaseException)
-    assert isinstance(second, ConflictError)
-    assert second.error == "version_conflict"
-    assert second.context["status"] == "paused"
+    outcomes = client.blocking_portal.call(race)
+    won = [action for action, outcome in zip(actions, outcomes, strict=True) if not isinstance(outcome, BaseException)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, ConflictError)]
+    assert len(won) == 1, outcomes
+    assert len(refused) == 1, outcomes
     final = client.get(f"{WORKFLOWS}/{workflow_id}").json()
-    assert final["status"] == "paused"
-    actions = [event["action"] for event in client.get(f"{WORKFLOWS}/{workflow_id}/events").json()]
-    assert actions == ["create", "pause"]
+    assert final["status"] == ("paused" if won[0] is UserAction.PAUSE else "rolling_back")
+    assert refused[0].error == "version_conflict"
+    assert refused[0].context["status"] == final["status"]
+    events = [event["action"] for event in client.get(f"{WORKFLOWS}/{workflow_id}/events").json()]
+    assert events == ["create", won[0].value]
 
 
 def test_an_action_survives_a_concurrent_write_that_did_not_move_the_workflow(client: TestClient[Litestar]) -> None:
@@ -239,10 +243,15 @@ def test_an_action_survives_a_concurrent_write_that_did_not_move_the_workflow(cl
         return outcomes[0], outcomes[1]
 
     written, aborted = client.blocking_portal.call(race)
-    assert written is None
     assert not isinstance(aborted, BaseException)
     final = client.get(f"{WORKFLOWS}/{workflow_id}").json()
     assert final["status"] == "rolling_back"
-    assert final["version"] == 4  # start, force, the concurrent write, the abort
+    # On SQLite's single database thread the write always saves first (start, force, the write, the
+    # abort: version 4); with PostgreSQL's pool the abort may save first and the write then loses.
+    if written is None:
+        assert final["version"] == 4
+    else:
+        assert isinstance(written, VersionConflict)
+        assert final["version"] == 3
     with pytest.raises(ConflictError):
         client.blocking_portal.call(lambda: context.workflows.act(workflow_id, UserAction.PAUSE, actor="x"))

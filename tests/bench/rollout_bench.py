@@ -56,6 +56,7 @@ from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.collection import CollectionService
 from performance_agent.security import ApiKeyRing
 from performance_agent.simulator.fleet import ManualClock, start_simulator
+from performance_agent.storage.sql import SqlConnection, SqlDatabase
 from performance_agent.workflows.schemas import WorkflowCreate
 from tests.bench.figures import Figure
 from tests.conftest import make_settings
@@ -63,13 +64,11 @@ from tests.paths import REPO_ROOT
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver, fleet_forwarder, free_port
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Callable, Iterator
 
     from performance_agent.context import AgentContext
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.simulator.fleet import SimulatedFleet
-    from performance_agent.storage.database import Database
     from performance_agent.workflows.reconciler import Reconciler
 
 COMMAND = "make bench  (tests/bench/rollout_bench.py)"
@@ -209,7 +208,7 @@ class CpuLedger:
         self.seconds[owner] = self.seconds.get(owner, 0.0) + time.thread_time() - since
 
     @contextlib.contextmanager
-    def installed(self, database: Database) -> Iterator[None]:
+    def installed(self, database: SqlDatabase) -> Iterator[None]:
         ledger = self
         original_handle_run = asyncio.Handle._run
         original_database_run = database.run
@@ -222,10 +221,10 @@ class CpuLedger:
             finally:
                 ledger.charge(handle._context.get(_OWNER, "reconciler"), started)  # type: ignore[attr-defined]
 
-        async def database_run(work: Callable[[sqlite3.Connection], T]) -> T:
+        async def database_run(work: Callable[[SqlConnection], T]) -> T:
             owner = _OWNER.get()
 
-            def charged(connection: sqlite3.Connection) -> T:
+            def charged(connection: SqlConnection) -> T:
                 started = time.thread_time()
                 try:
                     return work(connection)

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from performance_agent.analysis.alerting import AlertEvaluator, AlertmanagerFeed, AlertMetrics
+from performance_agent.fleet.ports import StoredInstance
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.snapshot import InstanceSnapshot, Latency, Quantiles
@@ -24,7 +25,7 @@ from performance_agent.outbound.alertmanager import AlertmanagerClient
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.storage.alerts import MemoryAlertRepository
-from performance_agent.storage.instances import MemoryStore, StoredInstance
+from performance_agent.storage.instances import MemoryStore
 from performance_agent.storage.snapshots import MemorySnapshotRepository
 from tests.agent_process import wait_for
 from tests.prometheus_support import alertmanager

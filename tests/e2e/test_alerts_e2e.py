@@ -18,7 +18,7 @@ from performance_agent.metrics.collection import CollectionService
 from performance_agent.metrics.collector import Collector
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.simulator import ManualClock, Workload, start_simulator
-from performance_agent.storage.alerts import SqliteAlertRepository
+from performance_agent.storage.alerts import SqlAlertRepository
 from tests.api.analysis_support import Receiver
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def test_alerts_fire_and_resolve_against_the_simulator(client_factory: ClientFac
         )
         evaluator = AlertEvaluator(
             snapshots=context.snapshots,
-            alerts=SqliteAlertRepository(context.database),
+            alerts=SqlAlertRepository(context.database),
             defaults=SloTargets(),
             webhook=webhook,
             metrics=context.metrics.alerts,

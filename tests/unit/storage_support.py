@@ -1,4 +1,8 @@
-"""Both repository implementations behind one opener, so every contract test runs on each."""
+"""Every repository implementation behind one opener, so every contract test runs on each.
+
+Kinds: `memory` (unit-test doubles), `sqlite` (a file in the test's temp dir) and `postgresql` (a
+fresh database on the tests' real PostgreSQL server, tests/postgres_support.py).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,32 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from performance_agent.fleet.ports import InstanceRepository
 from performance_agent.fleet.schemas import GpuInfo, HeaderFromEnv, InstanceSpec, ModelInfo
 from performance_agent.fleet.slo import SloTargets
 from performance_agent.metrics.builder import RawScrape, encode_raw_scrape
+from performance_agent.metrics.ports import SnapshotRepository
 from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
-from performance_agent.storage.database import Database
-from performance_agent.storage.instances import (
-    InstanceRepository,
-    MemoryInstanceRepository,
-    MemoryStore,
-    SqliteInstanceRepository,
-)
-from performance_agent.storage.snapshots import MemorySnapshotRepository, SnapshotRepository, SqliteSnapshotRepository
+from performance_agent.storage.factory import open_database
+from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, SqlInstanceRepository
+from performance_agent.storage.snapshots import MemorySnapshotRepository, SqlSnapshotRepository
+from performance_agent.storage.sql import SqlDatabase
+from tests.postgres_support import fresh_database_url
 
-__all__ = ("T0", "Repos", "full_spec", "open_repos", "raw_at", "run_with_repos")
+__all__ = ("BACKENDS", "T0", "Repos", "database_url", "full_spec", "open_repos", "raw_at", "run_with_repos")
+
+#: The real storage backends every storage contract test runs on.
+BACKENDS = ("sqlite", "postgresql")
+
+
+def database_url(kind: str, path: Path) -> str:
+    """A new database of `kind`: the SQLite file `path`, or a fresh PostgreSQL database."""
+    if kind == "postgresql":
+        return fresh_database_url()
+    if kind == "sqlite":
+        return f"sqlite:///{path}"
+    raise ValueError(f"unknown storage kind {kind!r}")
+
 
 T = TypeVar("T")
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -32,7 +48,7 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 class Repos(NamedTuple):
     instances: InstanceRepository
     snapshots: SnapshotRepository
-    database: Database | None
+    database: SqlDatabase | None
 
 
 @contextlib.asynccontextmanager
@@ -41,10 +57,10 @@ async def open_repos(kind: str, path: Path) -> AsyncIterator[Repos]:
         store = MemoryStore()
         yield Repos(MemoryInstanceRepository(store), MemorySnapshotRepository(store), None)
         return
-    database = Database(str(path))
+    database = open_database(database_url(kind, path))
     await database.open()
     try:
-        yield Repos(SqliteInstanceRepository(database), SqliteSnapshotRepository(database), database)
+        yield Repos(SqlInstanceRepository(database), SqlSnapshotRepository(database), database)
     finally:
         await database.close()
 

@@ -21,8 +21,8 @@ from performance_agent.outbound.webhooks import (
     verify_signature,
 )
 from performance_agent.simulator.fleet import ManualClock, start_simulator
-from performance_agent.storage.database import Database
-from performance_agent.storage.instances import SqliteInstanceRepository
+from performance_agent.storage.database import SqliteDatabase
+from performance_agent.storage.instances import SqlInstanceRepository
 from performance_agent.workflows.actuators import SimulatorActuator, WebhookActuator
 from performance_agent.workflows.payloads import build_payload
 from performance_agent.workflows.schemas import ActuatorSpec
@@ -106,11 +106,11 @@ def test_the_simulator_actuator_uses_the_hub_or_each_instance_s_own_url() -> Non
     with start_simulator("vllm", 2, clock=clock) as fleet:
 
         async def scenario() -> tuple[Delivery, Delivery, Delivery]:
-            database = Database(":memory:")
+            database = SqliteDatabase(":memory:")
             await database.open()
             clients = PinnedClients()
             try:
-                instances = SqliteInstanceRepository(database)
+                instances = SqlInstanceRepository(database)
                 own = fleet.handle("vllm-1")
                 spec = msgspec.convert(
                     {"engine": "vllm", "endpoint": own.endpoint, "metrics_path": own.metrics_path}, InstanceSpec

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from performance_agent.fleet.ports import StoredInstance
 from performance_agent.fleet.schemas import InstanceSpec
 from performance_agent.metrics.collector import Collector
 from performance_agent.metrics.scraper import ScrapeFailure
 from performance_agent.metrics.snapshot import InstanceSnapshot
-from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore, StoredInstance
+from performance_agent.storage.instances import MemoryInstanceRepository, MemoryStore
 
 if TYPE_CHECKING:
     from performance_agent.metrics.collection import CollectionService

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from performance_agent.storage.database import MIGRATIONS, Database, StorageError
+from performance_agent.storage.database import MIGRATIONS, SqliteDatabase, StorageError
 
 
-def _open(path: str) -> Database:
-    database = Database(path)
+def _open(path: str) -> SqliteDatabase:
+    database = SqliteDatabase(path)
     asyncio.run(database.open())
     return database
 

@@ -14,8 +14,8 @@ from performance_agent.storage.snapshots import MemorySnapshotRepository
 from performance_agent.workflows.observer import CohortObserver
 
 if TYPE_CHECKING:
+    from performance_agent.fleet.ports import StoredInstance
     from performance_agent.metrics.collection import CollectionService
-    from performance_agent.storage.instances import StoredInstance
     from performance_agent.workflows.observer import Observation
 
 NOW = 1_800_000_000.0

@@ -11,12 +11,12 @@ import pytest
 
 from performance_agent.judge import JudgeSettings
 from performance_agent.simulator.fleet import ManualClock, start_simulator
+from performance_agent.storage.sql import SqlConnection
 from performance_agent.workflows.machine import UserAction
 from tests.rollout_support import ReconcilerHarness, WebhookReceiver
 from tests.unit.test_reconciler import DONE, STEP_S, clock, receiver, rollout
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Iterator
 
     from performance_agent.simulator.fleet import SimulatedFleet
@@ -125,7 +125,7 @@ def test_a_workflow_stored_before_the_judge_decodes_and_continues_to_completion(
             workflow_id = (await harness.start(rollout(ids, receiver.url))).workflow_id
             assert await harness.run_until(workflow_id, {"monitoring"}, step_s=STEP_S) == "monitoring"
 
-            def rewrite(connection: sqlite3.Connection) -> None:
+            def rewrite(connection: SqlConnection) -> None:
                 (raw,) = connection.execute(
                     "SELECT doc FROM workflows WHERE workflow_id = ?", (workflow_id,)
                 ).fetchone()

@@ -122,9 +122,9 @@ def test_production_without_keys_refuses_to_start() -> None:
 def test_serve_refuses_a_database_another_agent_owns(tmp_path: Path) -> None:
     import asyncio
 
-    from performance_agent.storage.database import Database
+    from performance_agent.storage.database import SqliteDatabase
 
-    database = Database(str(tmp_path / "agent.db"))
+    database = SqliteDatabase(str(tmp_path / "agent.db"))
 
     async def hold_and_serve() -> subprocess.CompletedProcess[str]:
         await database.open()

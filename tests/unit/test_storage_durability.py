@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from performance_agent.fleet.schemas import InstanceError
-from performance_agent.storage.database import Database, StorageLockedError
+from performance_agent.storage.database import SqliteDatabase, StorageLockedError
 from tests.paths import REPO_ROOT
 from tests.unit.storage_support import T0, Repos, full_spec, open_repos, raw_at, run_with_repos
 
@@ -55,7 +55,7 @@ def test_a_second_owner_of_the_file_is_refused_until_the_first_closes(tmp_path: 
     async def body() -> None:
         async with open_repos("sqlite", path) as repos:
             await repos.instances.create("a", full_spec(), T0)
-            second = Database(str(path))
+            second = SqliteDatabase(str(path))
             with pytest.raises(StorageLockedError, match=f"pid {os.getpid()}"):
                 await second.open()
         async with open_repos("sqlite", path) as reopened:
@@ -67,15 +67,15 @@ def test_a_second_owner_of_the_file_is_refused_until_the_first_closes(tmp_path: 
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from performance_agent.storage.database import Database
-    from performance_agent.storage.instances import SqliteInstanceRepository
-    from performance_agent.storage.snapshots import SqliteSnapshotRepository
+    from performance_agent.storage.database import SqliteDatabase
+    from performance_agent.storage.instances import SqlInstanceRepository
+    from performance_agent.storage.snapshots import SqlSnapshotRepository
     from tests.unit.storage_support import T0, full_spec, raw_at
 
     async def main() -> None:
-        database = Database(sys.argv[1])
+        database = SqliteDatabase(sys.argv[1])
         await database.open()
-        instances, snapshots = SqliteInstanceRepository(database), SqliteSnapshotRepository(database)
+        instances, snapshots = SqlInstanceRepository(database), SqlSnapshotRepository(database)
         await instances.create("a", full_spec(), T0)
         written = 0
         while True:
@@ -136,7 +136,7 @@ def test_the_lock_belongs_to_the_file_not_to_the_path_that_names_it(tmp_path: Pa
     other = tmp_path / "other.db"
 
     async def body() -> None:
-        first = Database(str(path))
+        first = SqliteDatabase(str(path))
         await first.open()
         try:
             if spelling == "symlink":
@@ -148,10 +148,10 @@ def test_the_lock_belongs_to_the_file_not_to_the_path_that_names_it(tmp_path: Pa
             else:
                 name = os.path.join(tmp_path, "sub", os.pardir, "agent.db")
             with pytest.raises(StorageLockedError, match=f"pid {os.getpid()}.*inode {path.stat().st_ino}"):
-                await Database(name).open()
+                await SqliteDatabase(name).open()
         finally:
             await first.close()
-        again = Database(str(other) if spelling != "another path" else str(path))
+        again = SqliteDatabase(str(other) if spelling != "another path" else str(path))
         await again.open()
         await again.close()
 

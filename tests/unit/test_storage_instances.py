@@ -8,12 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from performance_agent.fleet.ports import InstanceExistsError, InstanceState
 from performance_agent.fleet.schemas import InstanceError, InstanceSpec
-from performance_agent.storage.instances import InstanceExistsError, InstanceState
-from tests.unit.storage_support import T0, Repos, full_spec, raw_at, run_with_repos
+from tests.unit.storage_support import BACKENDS, T0, Repos, full_spec, raw_at, run_with_repos
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=[*BACKENDS, "memory"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

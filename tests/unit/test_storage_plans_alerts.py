@@ -9,19 +9,22 @@ from typing import TYPE_CHECKING
 import msgspec
 import pytest
 
+from performance_agent.analysis.ports import AlertRepository
 from performance_agent.analysis.schemas import AlertEvent, AlertState
 from performance_agent.optimization.examples import plan_example
+from performance_agent.optimization.ports import PlanRepository
 from performance_agent.optimization.schemas import OptimizationPlan
-from performance_agent.storage.alerts import AlertRepository, MemoryAlertRepository, SqliteAlertRepository
-from performance_agent.storage.database import Database
-from performance_agent.storage.plans import MemoryPlanRepository, PlanRepository, SqlitePlanRepository
+from performance_agent.storage.alerts import MemoryAlertRepository, SqlAlertRepository
+from performance_agent.storage.factory import open_database
+from performance_agent.storage.plans import MemoryPlanRepository, SqlPlanRepository
+from tests.unit.storage_support import BACKENDS, database_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
-KINDS = ("sqlite", "memory")
+KINDS = (*BACKENDS, "memory")
 
 
 def plan(plan_id: str) -> OptimizationPlan:
@@ -46,10 +49,10 @@ def run(kind: str, path: Path, body: Callable[[PlanRepository, AlertRepository],
         if kind == "memory":
             await body(MemoryPlanRepository(), MemoryAlertRepository())
             return
-        database = Database(str(path / "agent.db"))
+        database = open_database(database_url(kind, path / "agent.db"))
         await database.open()
         try:
-            await body(SqlitePlanRepository(database), SqliteAlertRepository(database))
+            await body(SqlPlanRepository(database), SqlAlertRepository(database))
         finally:
             await database.close()
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from performance_agent.metrics.builder import decode_raw_scrape, encode_raw_scrape
-from performance_agent.storage.database import Database
-from performance_agent.storage.snapshots import SqliteSnapshotRepository
-from tests.unit.storage_support import T0, Repos, full_spec, raw_at, run_with_repos
+from performance_agent.storage.database import SqliteDatabase
+from performance_agent.storage.snapshots import SqlSnapshotRepository
+from performance_agent.storage.sql import SqlConnection
+from tests.unit.storage_support import BACKENDS, T0, Repos, full_spec, raw_at, run_with_repos
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=[*BACKENDS, "memory"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -82,20 +82,20 @@ def test_prune_deletes_only_what_is_older_than_the_cutoff(kind: str, tmp_path: P
 
 def test_sqlite_prunes_a_backlog_larger_than_one_batch(tmp_path: Path) -> None:
     async def body() -> int:
-        database = Database(str(tmp_path / "agent.db"))
+        database = SqliteDatabase(str(tmp_path / "agent.db"))
         await database.open()
         try:
             _, raw = raw_at(0)
             rows = [("a", T0.timestamp() + i, b"{}", raw) for i in range(12_003)]
 
-            def insert(connection: sqlite3.Connection) -> None:
-                with Database.transaction(connection):
+            def insert(connection: SqlConnection) -> None:
+                with connection.transaction():
                     connection.executemany(
                         "INSERT INTO snapshots (instance_id, collected_at, snapshot, raw) VALUES (?, ?, ?, ?)", rows
                     )
 
             await database.run(insert)
-            repository = SqliteSnapshotRepository(database)
+            repository = SqlSnapshotRepository(database)
             removed = await repository.prune(T0 + timedelta(seconds=12_000))
             assert await repository.count("a") == 3
             return removed
