@@ -10,6 +10,8 @@ in one file. `app.create_app` turns the result into a Litestar app; tests and be
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +40,8 @@ from performance_agent.outbound.alertmanager import AlertmanagerClient
 from performance_agent.outbound.pinned import PinnedClients
 from performance_agent.outbound.target_guard import parse_allowlist, system_resolver
 from performance_agent.prometheus.service import PrometheusService
+from performance_agent.replicas.coordinator import ReplicaCoordinator
+from performance_agent.replicas.lease import Claimant, LeaseTiming, default_replica_id
 from performance_agent.storage.factory import open_storage
 from performance_agent.storage.health import StorageProbe
 from performance_agent.workflows.effects import stored_plan_outcomes
@@ -159,7 +163,8 @@ def build_agent(
             on_outcome=lambda outcome: metrics.alerts.alertmanager_posts.labels(outcome).inc(),
             resend_interval_s=valid_for_s / 4,
             # `alerting` is built next: the stored firing alerts, re-sent while evaluations stall.
-            resend=lambda: alerting.firing_for_alertmanager(),
+            # The context is built below: only the leader re-sends the stored firing alerts.
+            resend=lambda: context.alerts_to_resend(),
         )
     alerting = AlertEvaluator(
         snapshots=storage.snapshots,
@@ -222,7 +227,20 @@ def build_agent(
         clock=clock,
     )
     slo_targets = slo_latency_targets(storage.instances, parsed.slo_defaults)
-    return AgentContext(
+    replica_id = settings.replica_id or default_replica_id(socket.gethostname(), os.getpid(), secrets.token_hex(3))
+    claimant = Claimant(replica_id=replica_id, ttl_s=settings.lease_ttl_s)
+    # The leader starts and stops its loops through the context, built just below.
+    coordinator = ReplicaCoordinator(
+        replica_id=replica_id,
+        leases=storage.leases,
+        claims=(storage.workflows, storage.judgements),
+        timing=LeaseTiming(settings.lease_ttl_s),
+        on_elected=lambda: context.lead(),
+        on_deposed=lambda: context.follow(),
+        exclusive=storage.database.exclusive,
+    )
+
+    context = AgentContext(
         settings=settings,
         key_ring=key_ring,
         storage=storage,
@@ -230,6 +248,8 @@ def build_agent(
         clients=clients,
         page_reader=page_reader,
         loops=BackgroundLoops(),
+        leader_loops=BackgroundLoops(),
+        coordinator=coordinator,
         metrics=metrics,
         fleet=fleet,
         collection=collection,
@@ -273,6 +293,7 @@ def build_agent(
             resolver=resolver,
             metrics=metrics.workflows,
             slo_targets=slo_targets,
+            claimant=claimant,
             clock=clock,
         ),
         judgements=JudgementService(
@@ -286,8 +307,10 @@ def build_agent(
             judgements=storage.judgements,
             observer=observer,
             clock=clock,
+            claimant=claimant,
             slo_targets=slo_targets,
             tick_s=settings.workflow_tick_s,
         ),
         discovery=discovery,
     )
+    return context

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from performance_agent.outbound.alertmanager import AlertmanagerClient
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.prometheus.service import PrometheusService
+    from performance_agent.replicas.coordinator import ReplicaCoordinator
     from performance_agent.security import ApiKeyRing
     from performance_agent.settings import Settings
     from performance_agent.storage.factory import Storage
@@ -82,6 +83,8 @@ class AgentContext:
         clients: PinnedClients,
         page_reader: ScrapedPageReader,
         loops: BackgroundLoops,
+        leader_loops: BackgroundLoops,
+        coordinator: ReplicaCoordinator,
         metrics: AgentMetrics,
         fleet: InstanceService,
         collection: CollectionService,
@@ -109,6 +112,10 @@ class AgentContext:
         #: Parses large pages off the event loop; started and closed with the agent.
         self.page_reader = page_reader
         self.loops = loops
+        #: The loops only the leader replica runs (collection, discovery, history retention).
+        self.leader_loops = leader_loops
+        #: Takes and renews the leader lease, and keeps this replica's claims alive.
+        self.coordinator = coordinator
         #: The agent's own Prometheus metrics (`GET /metrics`); one registry per app.
         self.metrics = metrics
         self.fleet = fleet
@@ -148,22 +155,23 @@ class AgentContext:
         return round(time.monotonic() - self.started_monotonic, 3)
 
     async def start(self) -> None:
-        """Open storage and start the background loops (from the app's lifespan)."""
+        """Open storage and start the background loops (from the app's lifespan).
+
+        Every replica sends queued notifications, reconciles workflows and judges judgements
+        (claiming each row it moves); the leader-only loops start when this replica is elected,
+        which a replica alone on its database is at once.
+        """
         await self.storage.open()
         self.page_reader.start()
-        await self.alerting.restore()
         settings = self.settings
         if self.alert_webhook is not None:
             self.loops.start("alert-webhook", self.alert_webhook.run, stale_after_s=60.0)
         if self.alertmanager is not None:
             self.loops.start("alertmanager", self.alertmanager.run, stale_after_s=60.0)
-        if settings.scrape_background:
-            self.loops.start("collector", self.collector.run, stale_after_s=max(30.0, self.collector.tick_s * 10))
-        if self.discovery is not None:
-            self.loops.start(
-                "prometheus-discovery", self.discovery.run, stale_after_s=max(60.0, self.discovery.interval_s * 3)
-            )
-        self.loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)
+        await self.coordinator.start()
+        self.loops.start(
+            "replica-lease", self.coordinator.run, stale_after_s=max(30.0, self.coordinator.timing.ttl_s * 3)
+        )
         self.loops.start(
             "workflow-reconciler", self.reconciler.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)
         )
@@ -171,10 +179,39 @@ class AgentContext:
             "judgement-runner", self.judgement_runner.run, stale_after_s=max(60.0, settings.workflow_tick_s * 10)
         )
 
+    async def lead(self) -> None:
+        """This replica was elected: restore the firing alerts and start collection, discovery and retention."""
+        settings = self.settings
+        await self.alerting.restore()
+        if settings.scrape_background:
+            self.leader_loops.start(
+                "collector", self.collector.run, stale_after_s=max(30.0, self.collector.tick_s * 10)
+            )
+        if self.discovery is not None:
+            self.leader_loops.start(
+                "prometheus-discovery", self.discovery.run, stale_after_s=max(60.0, self.discovery.interval_s * 3)
+            )
+        self.leader_loops.start("history-retention", self.pruner.run, stale_after_s=self.pruner.interval_s * 3)
+
+    async def alerts_to_resend(self) -> dict[str, bytes]:
+        """The stored firing alerts for Alertmanager's timed resend: only the leader evaluates alerts and sends them."""
+        return await self.alerting.firing_for_alertmanager() if self.coordinator.is_leader else {}
+
+    async def follow(self) -> None:
+        """This replica lost the lease: stop the leader loops and drop what only they keep current.
+
+        Alert time lines are re-read if it leads again; the instance counts of `/metrics` are the
+        leader's to export (a follower's would go stale).
+        """
+        await self.leader_loops.stop()
+        self.alerting.forget_all()
+        self.collector.status_counts = None
+
     async def stop(self) -> None:
         """Stop the loops, then close the clients and storage they use (from the app's lifespan)."""
         self.ready = False
         await self.loops.stop()
+        await self.coordinator.stop()
         await self.clients.aclose()
         self.page_reader.close()
         await self.storage.close()

@@ -74,6 +74,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "PGPASSWORD or PGPASSFILE rather than in the URL; it is never shown)."
         ),
     ] = None
+    replica_id: Annotated[
+        str | None,
+        _doc(
+            "Name of this replica among several agents on one database, shown as the leader in "
+            "`/api/v1/health/detailed` and recorded on the rows it claims; unset: `hostname-pid-random`, new at "
+            "every start; at most 200 characters. Two live replicas must never share one.",
+        ),
+    ] = None
+    lease_ttl_s: Annotated[
+        float,
+        _doc(
+            "Seconds a replica's leader lease and claims (workflows, judgements, actuator calls) last without "
+            "renewal, renewed every third of it; after a crash another replica takes over within this time.",
+            ge=1,
+            le=300,
+        ),
+    ] = 10.0
     max_body_bytes: Annotated[
         int, _doc("Largest accepted request body in bytes; larger bodies get 413.", ge=1024, le=100 * 1024 * 1024)
     ] = 1024 * 1024
@@ -289,6 +306,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ] = "fail"
 
     def __post_init__(self) -> None:
+        if self.replica_id is not None and not 0 < len(self.replica_id.strip()) == len(self.replica_id) <= 200:
+            raise SettingsError(
+                f"{env_name('replica_id')}: expected 1 to 200 characters without surrounding spaces, "
+                f"got {self.replica_id!r}"
+            )
         for allowlist in ("scrape_allowlist", "webhook_allowlist"):
             try:
                 parse_allowlist(getattr(self, allowlist), env_name(allowlist))
@@ -412,6 +434,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raw[field] = _split_list(value) if field in _LIST_FIELDS else value
     for optional in (
         "api_keys_file",
+        "replica_id",
         "alert_webhook_url",
         "webhook_secret",
         "workflow_actuator_url",

@@ -363,6 +363,10 @@ class AlertEvaluator:
     def forget(self, instance_id: str) -> None:
         self._timelines.pop(instance_id, None)
 
+    def forget_all(self) -> None:
+        """Drop every time line: after another replica led for a while, they miss its scrapes and are re-read."""
+        self._timelines.clear()
+
 
 def alert_webhook(
     url: str | None,

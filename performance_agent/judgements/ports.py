@@ -8,11 +8,14 @@ implements the protocol per backend.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from performance_agent.judgements.state import JudgementDoc
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ("JudgementRepository", "JudgementVersionConflict", "StoredJudgement")
 
@@ -37,8 +40,18 @@ class JudgementRepository(Protocol):
 
     async def get(self, judgement_id: str) -> StoredJudgement | None: ...
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Running judgements whose next look has come, most overdue first."""
+    async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
+        """Claim for `holder` the running judgements due by `now` that no other replica holds, most overdue first."""
+        ...
+
+    async def release_claims(self, judgement_ids: Sequence[str], holder: str) -> None: ...
+
+    async def extend_claims(self, holder: str, ttl_s: float) -> int:
+        """Keep every judgement claim of `holder` for `ttl_s` from now (0: expire now); how many."""
+        ...
+
+    async def forget_claims(self) -> None:
+        """Drop every claim: only on a database this process owns alone."""
         ...
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:

@@ -9,6 +9,9 @@ judgement from what is stored.
 The judge needs a reference shape to fix its edges and margins (`plan_margins`); a judgement has
 no pre-rollout baseline, so the control cohort's first window provides it. That window is not
 judged (its control requests would otherwise count twice): judging starts with the second.
+
+With several replicas on one database each tick claims the due judgements it judges and
+releases them after, so each is judged by one replica at a time (see `storage.claims`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from performance_agent.background import Heartbeat
     from performance_agent.judgements.ports import JudgementRepository
     from performance_agent.judgements.state import JudgementDoc
+    from performance_agent.replicas.lease import Claimant
     from performance_agent.workflows.observer import CohortObserver, Observation
 
 __all__ = ("JudgementRunner",)
@@ -42,6 +46,7 @@ class JudgementRunner:
         judgements: JudgementRepository,
         observer: CohortObserver,
         clock: Callable[[], float],
+        claimant: Claimant,
         slo_targets: Callable[[Sequence[str]], Awaitable[dict[str, float]]] | None = None,
         tick_s: float = 1.0,
         batch: int = 500,
@@ -50,6 +55,7 @@ class JudgementRunner:
         self._judgements = judgements
         self._observer = observer
         self._clock = clock
+        self._claimant = claimant
         self._slo_targets = slo_targets
         self._tick_s = tick_s
         self._batch = batch
@@ -63,15 +69,21 @@ class JudgementRunner:
             await self._sleep(self._tick_s)
 
     async def tick(self) -> list[str]:
-        """Judge every judgement that is due now; returns their ids."""
-        due = await self._judgements.due(self._clock(), self._batch)
-        for judgement_id in due:
-            try:
-                await self.process(judgement_id)
-            except JudgementVersionConflict:
-                logger.info("judgement changed while judged; retrying next tick", extra={"judgement": judgement_id})
-            except Exception:
-                logger.exception("judgement processing failed", extra={"judgement": judgement_id})
+        """Claim and judge every judgement that is due now and free; returns their ids."""
+        claimant = self._claimant
+        due = await self._judgements.claim_due(
+            self._clock(), self._batch, holder=claimant.replica_id, ttl_s=claimant.ttl_s
+        )
+        try:
+            for judgement_id in due:
+                try:
+                    await self.process(judgement_id)
+                except JudgementVersionConflict:
+                    logger.info("judgement changed while judged; retrying next tick", extra={"judgement": judgement_id})
+                except Exception:
+                    logger.exception("judgement processing failed", extra={"judgement": judgement_id})
+        finally:
+            await self._judgements.release_claims(due, claimant.replica_id)
         return due
 
     async def process(self, judgement_id: str) -> None:

@@ -169,6 +169,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX judgements_by_due ON judgements (next_due_at) WHERE status = 'running';
     """,
+    # Several replicas on one database: the leader lease of the background loops, and claims
+    # (holder + expiry on the database clock) so each workflow, judgement and outbox call is
+    # moved by one replica at a time; a claim of a dead replica expires and is taken over.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    ALTER TABLE workflows ADD COLUMN claimed_by TEXT;
+    ALTER TABLE workflows ADD COLUMN claim_expires_at REAL;
+    CREATE INDEX workflows_by_claim ON workflows (claimed_by) WHERE claimed_by IS NOT NULL;
+    ALTER TABLE judgements ADD COLUMN claimed_by TEXT;
+    ALTER TABLE judgements ADD COLUMN claim_expires_at REAL;
+    CREATE INDEX judgements_by_claim ON judgements (claimed_by) WHERE claimed_by IS NOT NULL;
+    ALTER TABLE workflow_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE workflow_outbox ADD COLUMN claim_expires_at REAL;
+    CREATE INDEX workflow_outbox_by_claim ON workflow_outbox (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
 ]
 
 
@@ -244,6 +265,12 @@ class SqliteDatabase:
     @property
     def description(self) -> str:
         return f"SQLite {self.path}"
+
+    @property
+    def exclusive(self) -> bool:
+        """Always: the file lock (or a private `:memory:` database) proves this process is alone on it, so
+        leases and claims found at start-up are a dead process's and are cleared (one replica, always leader)."""
+        return True
 
     @property
     def is_memory(self) -> bool:

@@ -17,6 +17,7 @@ from performance_agent.storage.alerts import SqlAlertRepository
 from performance_agent.storage.database import SqliteDatabase, StorageError
 from performance_agent.storage.instances import SqlInstanceRepository
 from performance_agent.storage.judgements import SqlJudgementRepository
+from performance_agent.storage.leases import SqlLeaseRepository
 from performance_agent.storage.plans import SqlPlanRepository
 from performance_agent.storage.postgres import PostgresDatabase
 from performance_agent.storage.snapshots import SqlSnapshotRepository
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from performance_agent.judgements.ports import JudgementRepository
     from performance_agent.metrics.ports import SnapshotRepository
     from performance_agent.optimization.ports import PlanRepository
+    from performance_agent.replicas.ports import LeaseRepository
     from performance_agent.workflows.ports import WorkflowRepository
 
 __all__ = ("Storage", "open_database", "open_storage", "sqlite_path")
@@ -45,6 +47,7 @@ class Storage:
     alerts: AlertRepository
     workflows: WorkflowRepository
     judgements: JudgementRepository
+    leases: LeaseRepository
 
     async def open(self) -> None:
         await self.database.open()
@@ -94,4 +97,5 @@ def open_storage(url: str) -> Storage:
         alerts=SqlAlertRepository(database),
         workflows=SqlWorkflowRepository(database),
         judgements=SqlJudgementRepository(database),
+        leases=SqlLeaseRepository(database),
     )

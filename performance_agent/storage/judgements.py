@@ -13,9 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from performance_agent.judgements.ports import JudgementVersionConflict, StoredJudgement
+from performance_agent.storage.claims import ClaimColumns
 from performance_agent.storage.records import JUDGEMENT
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from performance_agent.judgements.state import JudgementDoc
     from performance_agent.storage.sql import SqlConnection, SqlDatabase
 
@@ -26,6 +29,7 @@ __all__ = ("SqlJudgementRepository",)
 class SqlJudgementRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
+        self._claims = ClaimColumns("judgements", "judgement_id")
 
     async def create(self, doc: JudgementDoc) -> StoredJudgement:
         document = JUDGEMENT.encode(doc)
@@ -50,18 +54,26 @@ class SqlJudgementRepository:
         found = await self._db.run(work)
         return None if found is None else StoredJudgement(doc=JUDGEMENT.decode(found[1]), version=found[0])
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Running judgements whose next look has come, most overdue first."""
+    async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
+        """Claim the running, due judgements no other replica holds (one statement); most overdue first."""
 
         def work(connection: SqlConnection) -> list[str]:
-            rows = connection.execute(
-                "SELECT judgement_id FROM judgements WHERE status = 'running' AND next_due_at <= ? "
-                "ORDER BY next_due_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            return [str(row[0]) for row in rows]
+            with connection.transaction():
+                due = "status = 'running' AND next_due_at <= ?"
+                return self._claims.claim_due(connection, due, (now,), limit=limit, holder=holder, ttl_s=ttl_s)
 
         return await self._db.run(work)
+
+    async def release_claims(self, judgement_ids: Sequence[str], holder: str) -> None:
+        if not judgement_ids:
+            return
+        await self._db.run(lambda connection: self._claims.release(connection, "judgement_id", judgement_ids, holder))
+
+    async def extend_claims(self, holder: str, ttl_s: float) -> int:
+        return await self._db.run(lambda connection: self._claims.extend(connection, holder, ttl_s))
+
+    async def forget_claims(self) -> None:
+        await self._db.run(self._claims.forget_all)
 
     async def save(self, doc: JudgementDoc, expected_version: int) -> int:
         """Write the document if still at `expected_version`; returns the new version."""

@@ -159,6 +159,25 @@ POSTGRES_MIGRATIONS: list[str] = [
     );
     CREATE INDEX judgements_by_due ON judgements (next_due_at) WHERE status = 'running';
     """,
+    # SQLite step 7: the leader lease and the claims of several replicas (storage/leases.py, storage/claims.py).
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at DOUBLE PRECISION NOT NULL,
+        renewed_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE workflows ADD COLUMN claimed_by TEXT;
+    ALTER TABLE workflows ADD COLUMN claim_expires_at DOUBLE PRECISION;
+    CREATE INDEX workflows_by_claim ON workflows (claimed_by) WHERE claimed_by IS NOT NULL;
+    ALTER TABLE judgements ADD COLUMN claimed_by TEXT;
+    ALTER TABLE judgements ADD COLUMN claim_expires_at DOUBLE PRECISION;
+    CREATE INDEX judgements_by_claim ON judgements (claimed_by) WHERE claimed_by IS NOT NULL;
+    ALTER TABLE workflow_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE workflow_outbox ADD COLUMN claim_expires_at DOUBLE PRECISION;
+    CREATE INDEX workflow_outbox_by_claim ON workflow_outbox (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
 ]
 
 
@@ -242,6 +261,11 @@ class PostgresDatabase:
     @property
     def description(self) -> str:
         return f"PostgreSQL {redact_url(self.url)}"
+
+    @property
+    def exclusive(self) -> bool:
+        """Never: other replicas may share the database, so leases and claims expire rather than being cleared."""
+        return False
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="postgres")

@@ -86,6 +86,11 @@ class SqlDatabase(Protocol):
         ...
 
     @property
+    def exclusive(self) -> bool:
+        """Whether this process is provably alone on the database (stale leases and claims are cleared at start)."""
+        ...
+
+    @property
     def migrated(self) -> tuple[int, int]:
         """(schema version found, version now): `open` applies the missing migrations under the backend's lock."""
         ...

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from performance_agent.clock import utc
+from performance_agent.storage.claims import ClaimColumns
 from performance_agent.storage.records import WINDOW, WORKFLOW, WORKFLOW_EVENT
 from performance_agent.workflows.machine import ACTIVE_STATUSES, is_active
 from performance_agent.workflows.ports import (
@@ -104,6 +105,8 @@ def _apply_outbox(connection: SqlConnection, updates: Sequence[OutboxUpdate]) ->
 class SqlWorkflowRepository:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
+        self._claims = ClaimColumns("workflows", "workflow_id")
+        self._outbox_claims = ClaimColumns("workflow_outbox", "event_id")
 
     # ------------------------------------------------------------------------ create / read
     async def create(
@@ -277,18 +280,58 @@ class SqlWorkflowRepository:
 
         return await self._db.run(work)
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Active workflows whose next look is due, most overdue first."""
+    async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
+        """Claim the active workflows whose next look is due and that no other replica holds; most overdue first.
+
+        Reading them as due and claiming them is one statement, so two replicas never both get one.
+        The claims last `ttl_s` on the database clock unless extended (`extend_claims`).
+        """
 
         def work(connection: SqlConnection) -> list[str]:
-            rows = connection.execute(
-                f"SELECT workflow_id FROM workflows WHERE next_due_at IS NOT NULL AND next_due_at <= ? "  # noqa: S608
-                f"AND status IN {_ACTIVE_SQL} ORDER BY next_due_at LIMIT ?",
-                (now, *_ACTIVE, limit),
-            ).fetchall()
-            return [str(row[0]) for row in rows]
+            with connection.transaction():
+                return self._claims.claim_due(
+                    connection,
+                    f"next_due_at IS NOT NULL AND next_due_at <= ? AND status IN {_ACTIVE_SQL}",
+                    (now, *_ACTIVE),
+                    limit=limit,
+                    holder=holder,
+                    ttl_s=ttl_s,
+                )
 
         return await self._db.run(work)
+
+    async def release_claims(self, workflow_ids: Sequence[str], holder: str) -> None:
+        """Give up `holder`'s claims on these workflows and their outbox calls (their processing ended)."""
+        if not workflow_ids:
+            return
+
+        def work(connection: SqlConnection) -> None:
+            with connection.transaction():
+                self._claims.release(connection, "workflow_id", workflow_ids, holder)
+                self._outbox_claims.release(connection, "workflow_id", workflow_ids, holder)
+
+        await self._db.run(work)
+
+    async def extend_claims(self, holder: str, ttl_s: float) -> int:
+        """Keep `holder`'s workflow and outbox claims for another `ttl_s` (it is still working on them)."""
+
+        def work(connection: SqlConnection) -> int:
+            with connection.transaction():
+                return self._claims.extend(connection, holder, ttl_s) + self._outbox_claims.extend(
+                    connection, holder, ttl_s
+                )
+
+        return await self._db.run(work)
+
+    async def forget_claims(self) -> None:
+        """Drop every workflow and outbox claim (only for a database this process owns alone)."""
+
+        def work(connection: SqlConnection) -> None:
+            with connection.transaction():
+                self._claims.forget_all(connection)
+                self._outbox_claims.forget_all(connection)
+
+        await self._db.run(work)
 
     async def count_by_status(self) -> dict[str, int]:
         def work(connection: SqlConnection) -> dict[str, int]:
@@ -342,8 +385,13 @@ class SqlWorkflowRepository:
         return await self._db.run(work)
 
     # ----------------------------------------------------------------------------- outbox
-    async def outbox_claim(self, row: OutboxRow) -> OutboxRow:
-        """Store the call unless one with its event id exists; return the stored row (persisted before sending)."""
+    async def outbox_claim(self, row: OutboxRow, *, holder: str, ttl_s: float) -> OutboxRow:
+        """Store the call unless one with its event id exists, and claim it for `holder` if nobody else has it.
+
+        Returns the stored row (persisted before sending); `holder` may send it only if the row's
+        `claimed_by` is `holder`, so each event id is sent by one replica at a time. The claim
+        lasts `ttl_s` unless extended, and goes with the workflow's (`release_claims`).
+        """
 
         def work(connection: SqlConnection) -> OutboxRow:
             with connection.transaction():
@@ -353,6 +401,7 @@ class SqlWorkflowRepository:
                     "VALUES (?, ?, ?, ?, ?, 'pending', 0) ON CONFLICT DO NOTHING",
                     (row.event_id, row.workflow_id, row.action, row.stage_index, row.payload),
                 )
+                self._outbox_claims.claim_where(connection, "event_id = ?", (row.event_id,), holder, ttl_s)
                 stored = _select_outbox(connection, row.event_id)
             assert stored is not None  # inserted or already there, in this transaction
             return stored
@@ -380,7 +429,7 @@ class SqlWorkflowRepository:
 
 _OUTBOX_COLUMNS = (
     "event_id, workflow_id, action, stage_index, payload, state, attempts, next_attempt_at, last_error, delivered_at, "
-    "sent_attempts"
+    "sent_attempts, claimed_by"
 )
 
 

@@ -32,6 +32,15 @@ _HEALTHY = {
         {"name": "storage", "status": "healthy", "latency_s": 0.0004, "detail": "write/read ok"},
         {"name": "loop:collector", "status": "healthy", "latency_s": None, "detail": "last heartbeat 2.1 s ago"},
     ],
+    "replica": {
+        "replica_id": "agent-0-4242-9f2c1e",
+        "role": "follower",
+        "leader": {
+            "replica_id": "agent-1-5150-03ab7d",
+            "since": "2026-01-01T12:00:00.125000Z",
+            "expires_at": "2026-01-01T12:03:10.512000Z",
+        },
+    },
 }
 _UNHEALTHY = {
     **_HEALTHY,

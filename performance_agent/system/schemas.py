@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
-__all__ = ("Capabilities", "CheckResult", "ConfigReport", "DetailedHealth", "Health", "Readiness")
+__all__ = (
+    "Capabilities",
+    "CheckResult",
+    "ConfigReport",
+    "DetailedHealth",
+    "Health",
+    "LeaderLease",
+    "Readiness",
+    "ReplicaStatus",
+)
 
 CheckStatus = Literal["healthy", "degraded", "unhealthy"]
 
@@ -24,12 +34,30 @@ class CheckResult(msgspec.Struct, kw_only=True):
     detail: str
 
 
+class LeaderLease(msgspec.Struct, kw_only=True):
+    """The replica holding the leader lease (collection, discovery, alert evaluation), on the database clock."""
+
+    replica_id: str
+    since: datetime
+    expires_at: datetime
+
+
+class ReplicaStatus(msgspec.Struct, kw_only=True):
+    """This replica and the leader, as this replica last read the lease (renewed every third of its TTL)."""
+
+    replica_id: str
+    role: Literal["leader", "follower"]
+    #: None: nobody held a live lease at the last reading.
+    leader: LeaderLease | None
+
+
 class DetailedHealth(msgspec.Struct, kw_only=True):
     status: CheckStatus
     version: str
     agent_name: str
     uptime_s: float
     checks: list[CheckResult]
+    replica: ReplicaStatus
 
 
 class Readiness(msgspec.Struct, kw_only=True):

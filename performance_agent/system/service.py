@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from performance_agent import __version__
+from performance_agent.clock import utc
 from performance_agent.settings import SECRET_FIELDS
-from performance_agent.system.schemas import CheckResult, CheckStatus, ConfigReport, DetailedHealth
+from performance_agent.system.schemas import (
+    CheckResult,
+    CheckStatus,
+    ConfigReport,
+    DetailedHealth,
+    LeaderLease,
+    ReplicaStatus,
+)
 
 if TYPE_CHECKING:
     from performance_agent.context import AgentContext
@@ -31,7 +39,7 @@ async def probe_storage(context: AgentContext) -> CheckResult:
 
 def _loop_checks(context: AgentContext) -> list[CheckResult]:
     results = []
-    for loop in context.loops.report():
+    for loop in [*context.loops.report(), *context.leader_loops.report()]:
         detail = f"last heartbeat {loop.seconds_since_heartbeat} s ago, {loop.restarts} restarts"
         results.append(
             CheckResult(
@@ -42,6 +50,18 @@ def _loop_checks(context: AgentContext) -> list[CheckResult]:
             )
         )
     return results
+
+
+def replica_status(context: AgentContext) -> ReplicaStatus:
+    coordinator = context.coordinator
+    leader = coordinator.leader
+    return ReplicaStatus(
+        replica_id=coordinator.replica_id,
+        role="leader" if coordinator.is_leader else "follower",
+        leader=None
+        if leader is None
+        else LeaderLease(replica_id=leader.holder, since=utc(leader.since), expires_at=utc(leader.expires_at)),
+    )
 
 
 async def detailed_health(context: AgentContext, *, show_paths: bool = False) -> DetailedHealth:
@@ -62,6 +82,7 @@ async def detailed_health(context: AgentContext, *, show_paths: bool = False) ->
         agent_name=context.settings.agent_name,
         uptime_s=context.uptime_s,
         checks=checks,
+        replica=replica_status(context),
     )
 
 

@@ -4,6 +4,9 @@ The call is stored (with its `event_id`) before the first attempt and every atte
 before it is made, so after a crash the agent knows a call may have landed and sends the very
 same body again rather than a new one. Retries are spread over reconciler ticks
 (`next_attempt_at`, doubling from `backoff_s`), so nothing sleeps and a restart keeps the schedule.
+The stored call is claimed by the replica sending it: another replica (one that took the workflow
+over while this one stalled) waits until the claim is released or expires, so an event id is
+sent by one replica at a time; after a takeover the new owner resends the same event id.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from performance_agent.workflows.state import outbox_event_id
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from performance_agent.replicas.lease import Claimant
     from performance_agent.workflows.actuators import Actuator
     from performance_agent.workflows.ports import WorkflowRepository
     from performance_agent.workflows.state import WorkflowDoc
@@ -49,8 +53,10 @@ class OutboxDriver:
         *,
         retries: int,
         backoff_s: float,
+        claimant: Claimant,
     ) -> None:
         self._workflows = workflows
+        self._claimant = claimant
         self._actuators = actuators
         self._retries = retries
         self._backoff_s = backoff_s
@@ -67,13 +73,25 @@ class OutboxDriver:
         payload = build_payload(
             doc, event_id=event_id, action=action, stage_index=stage_index, instance_ids=instance_ids
         )
+        claimant = self._claimant
         row = await self._workflows.outbox_claim(
             OutboxRow(
                 event_id=event_id, workflow_id=doc.workflow_id, action=action, stage_index=stage_index, payload=payload
-            )
+            ),
+            holder=claimant.replica_id,
+            ttl_s=claimant.ttl_s,
         )
         if row.state == "delivered":
             return CallOutcome("delivered", event_id, row.attempts)
+        if row.claimed_by != claimant.replica_id:
+            return CallOutcome(
+                "waiting",
+                event_id,
+                row.attempts,
+                f"replica {row.claimed_by} is sending this call",
+                now + claimant.ttl_s,
+                row.sent_attempts,
+            )
         attempts_before = row.attempts
         if row.state == "failed":
             # Only reachable through retry-rollback (giving up and failing are one transaction):

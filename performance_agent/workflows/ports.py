@@ -92,6 +92,8 @@ class OutboxRow:
     #: Attempts that may have reached the actuator (counted before each attempt, taken back when
     #: it certainly did not connect); 0 means the call changed nothing.
     sent_attempts: int = 0
+    #: The replica sending it now (None: nobody); see `WorkflowRepository.outbox_claim`.
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +151,24 @@ class WorkflowRepository(Protocol):
 
     async def active_workflow_of(self, instance_id: str) -> str | None: ...
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Active workflows whose next look is due, most overdue first."""
+    async def claim_due(self, now: float, limit: int, *, holder: str, ttl_s: float) -> list[str]:
+        """Claim for `holder` the active workflows due by `now` that no other replica holds, most overdue first.
+
+        One replica at a time moves a workflow: a claim lasts `ttl_s` (on the database clock)
+        unless extended, so a dead replica's workflows are taken over once it expires.
+        """
+        ...
+
+    async def release_claims(self, workflow_ids: Sequence[str], holder: str) -> None:
+        """Give up `holder`'s claims on these workflows and their outbox calls."""
+        ...
+
+    async def extend_claims(self, holder: str, ttl_s: float) -> int:
+        """Keep every claim of `holder` (workflows, outbox calls) for `ttl_s` from now (0: expire now); how many."""
+        ...
+
+    async def forget_claims(self) -> None:
+        """Drop every claim: only on a database this process owns alone, where any claim is stale."""
         ...
 
     async def count_by_status(self) -> dict[str, int]: ...
@@ -171,8 +189,12 @@ class WorkflowRepository(Protocol):
         """
         ...
 
-    async def outbox_claim(self, row: OutboxRow) -> OutboxRow:
-        """Store the call unless one with its event id exists; return the stored row (persisted before sending)."""
+    async def outbox_claim(self, row: OutboxRow, *, holder: str, ttl_s: float) -> OutboxRow:
+        """Store the call unless one with its event id exists, and claim it for `holder` unless another has it.
+
+        Returns the stored row (persisted before sending); `holder` sends it only if `claimed_by`
+        is `holder`, so each event id is sent by one replica at a time.
+        """
         ...
 
     async def outbox_get(self, event_id: str) -> OutboxRow | None: ...

@@ -8,7 +8,10 @@ picks up every active workflow from what is stored, with the same deadlines and 
 outbox `event_id`s. The clock is injected, so tests drive it tick by tick without sleeping.
 
 If a human acted on a workflow while it was being processed, the save loses the version race
-and the work is simply redone at the next tick from the new state.
+and the work is simply redone at the next tick from the new state. With several replicas on one
+database, each tick claims the due workflows it will process (no other replica holds them;
+`storage.claims`) and releases them when done, so each workflow is moved by one replica at a time;
+a dead replica's claims expire and another replica continues its workflows.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from performance_agent.background import Heartbeat
     from performance_agent.judge import CohortCounts, JudgePlan
     from performance_agent.metrics.builder import RawScrape
+    from performance_agent.replicas.lease import Claimant
     from performance_agent.workflows.observability import WorkflowMetrics
     from performance_agent.workflows.observer import CohortObserver, Observation
     from performance_agent.workflows.outbox import CallOutcome, OutboxDriver
@@ -113,6 +117,7 @@ class Reconciler:
         outbox: OutboxDriver,
         metrics: WorkflowMetrics,
         clock: Callable[[], float],
+        claimant: Claimant,
         tick_s: float = 1.0,
         concurrency: int = 32,
         batch: int = 1000,
@@ -125,6 +130,7 @@ class Reconciler:
         self._outbox = outbox
         self._metrics = metrics
         self._clock = clock
+        self._claimant = claimant
         self._tick_s = tick_s
         self._semaphore = asyncio.Semaphore(concurrency)
         self._batch = batch
@@ -139,9 +145,15 @@ class Reconciler:
             await self._sleep(self._tick_s)
 
     async def tick(self) -> list[str]:
-        """Process every workflow that is due now; returns their ids."""
-        due = await self._workflows.due(self._clock(), self._batch)
-        await asyncio.gather(*(self._guarded(workflow_id) for workflow_id in due))
+        """Claim and process every workflow that is due now and free; returns their ids."""
+        claimant = self._claimant
+        due = await self._workflows.claim_due(
+            self._clock(), self._batch, holder=claimant.replica_id, ttl_s=claimant.ttl_s
+        )
+        try:
+            await asyncio.gather(*(self._guarded(workflow_id) for workflow_id in due))
+        finally:
+            await self._workflows.release_claims(due, claimant.replica_id)
         return due
 
     async def _guarded(self, workflow_id: str) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from performance_agent.metrics.prometheus_reader import PrometheusApi
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
+    from performance_agent.replicas.lease import Claimant
     from performance_agent.workflows.actuators import Actuator
     from performance_agent.workflows.observability import WorkflowMetrics
     from performance_agent.workflows.ports import RolloutRepositories
@@ -147,6 +148,7 @@ def build_reconciler(
     resolver: Resolver,
     metrics: WorkflowMetrics,
     slo_targets: Callable[[Sequence[str]], Awaitable[dict[str, float]]],
+    claimant: Claimant,
     clock: Callable[[], float] = time.time,
 ) -> Reconciler:
     """A reconciler on the agent's storage and clients, reading cohorts through `observer`."""
@@ -156,7 +158,11 @@ def build_reconciler(
         "simulator": SimulatorActuator(poster, storage.instances),
     }
     outbox = OutboxDriver(
-        storage.workflows, actuators, retries=settings.webhook_retries, backoff_s=settings.webhook_backoff_s
+        storage.workflows,
+        actuators,
+        retries=settings.webhook_retries,
+        backoff_s=settings.webhook_backoff_s,
+        claimant=claimant,
     )
     return Reconciler(
         workflows=storage.workflows,
@@ -164,6 +170,7 @@ def build_reconciler(
         outbox=outbox,
         metrics=metrics,
         clock=clock,
+        claimant=claimant,
         tick_s=settings.workflow_tick_s,
         slo_targets=slo_targets,
     )

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
 import re
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from litestar.testing import TestClient
 
 from performance_agent.app import create_app
+from performance_agent.replicas.coordinator import LEADER_LEASE
 from tests.conftest import ADMIN_KEY, KEYS, ClientFactory, assert_envelope, make_settings
 
 if TYPE_CHECKING:
@@ -140,3 +144,48 @@ def test_capabilities_list_registered_engines_detectors_and_types(client: TestCl
     assert body["engines"] == sorted(ADAPTERS) == ["sglang", "tgi", "vllm"]
     assert body["bottleneck_types"] == list(DETECTORS)
     assert set(body["optimization_types"]) == {"kv_cache", "quantization", "batching"}
+
+
+def test_detailed_health_shows_this_replica_leading_its_own_database(client_factory: ClientFactory) -> None:
+    client = client_factory(replica_id="agent-a", lease_ttl_s=12.0)
+    body = client.get("/api/v1/health/detailed").json()
+    replica = body["replica"]
+    assert (replica["replica_id"], replica["role"]) == ("agent-a", "leader")
+    leader = replica["leader"]
+    assert leader["replica_id"] == "agent-a"
+    since, expires = datetime.fromisoformat(leader["since"]), datetime.fromisoformat(leader["expires_at"])
+    assert abs((datetime.now(UTC) - since).total_seconds()) < 60
+    assert 8.0 <= (expires - since).total_seconds() <= 12.5  # renewed every third of the lease
+    names = {check["name"] for check in body["checks"]}
+    assert {"loop:replica-lease", "loop:collector", "loop:history-retention"} <= names
+
+
+def test_a_follower_answers_200_naming_the_leader_and_runs_no_leader_loops(client_factory: ClientFactory) -> None:
+    client = client_factory(replica_id="agent-a")
+    context = client.app.state.context
+    portal = client.blocking_portal
+    assert portal is not None
+    give_up = time.monotonic() + 10
+    while "performance_agent_instances{" not in client.get("/metrics").text:  # the leader's first collector pass
+        assert time.monotonic() < give_up
+        time.sleep(0.02)
+    # Another replica holds the lease (as after this one stalled past its expiry): this one follows.
+    portal.call(context.storage.leases.release, LEADER_LEASE, "agent-a")
+    portal.call(context.storage.leases.acquire, LEADER_LEASE, "agent-b", 60.0)
+    portal.call(context.coordinator.step)
+    response = client.get("/api/v1/health/detailed")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["replica"]["role"] == "follower"
+    assert body["replica"]["replica_id"] == "agent-a"
+    assert body["replica"]["leader"]["replica_id"] == "agent-b"
+    names = {check["name"] for check in body["checks"]}
+    assert "loop:collector" not in names
+    assert "loop:history-retention" not in names
+    assert {"loop:workflow-reconciler", "loop:judgement-runner", "loop:replica-lease"} <= names
+    assert "performance_agent_instances{" not in client.get("/metrics").text  # the leader's figure, not stale here
+
+
+def test_an_unnamed_replica_is_named_after_its_host_and_process(client: TestClient[Litestar]) -> None:
+    replica_id = client.get("/api/v1/health/detailed").json()["replica"]["replica_id"]
+    assert re.fullmatch(rf".+-{os.getpid()}-[0-9a-f]{{6}}", replica_id)

@@ -68,6 +68,17 @@ def test_values_are_read_from_prefixed_variables_and_lists_are_split() -> None:
             "500",
             "PERF_AGENT_SLO_PERIOD_HOURS: must be at most PERF_AGENT_HISTORY_RETENTION_HOURS (168), got 500",
         ),
+        (
+            "PERF_AGENT_REPLICA_ID",
+            " agent-a",
+            "PERF_AGENT_REPLICA_ID: expected 1 to 200 characters without surrounding spaces, got ' agent-a'",
+        ),
+        (
+            "PERF_AGENT_REPLICA_ID",
+            "r" * 201,
+            f"PERF_AGENT_REPLICA_ID: expected 1 to 200 characters without surrounding spaces, got '{'r' * 201}'",
+        ),
+        ("PERF_AGENT_LEASE_TTL_S", "0.5", "PERF_AGENT_LEASE_TTL_S: expected a number >= 1 and <= 300, got '0.5'"),
     ],
 )
 def test_invalid_values_are_one_clear_line(variable: str, value: str, expected: str) -> None:

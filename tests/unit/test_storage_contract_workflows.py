@@ -162,8 +162,8 @@ def test_due_pages_and_plan_lookups(backend: str, tmp_path: Path) -> None:
                 created(),
                 None,
             )
-        assert await storage.workflows.due(25.0, 10) == ["wf-1", "wf-2"]
-        assert await storage.workflows.due(25.0, 1) == ["wf-1"]
+        assert await storage.workflows.claim_due(25.0, 10, holder="r-1", ttl_s=10.0) == ["wf-1", "wf-2"]
+        assert await storage.workflows.claim_due(25.0, 1, holder="r-1", ttl_s=10.0) == ["wf-1"]
         newest = await storage.workflows.page(status=None, instance_id=None, limit=2, before_seq=None)
         assert [s.doc.workflow_id for s in newest] == ["wf-2", "wf-1"]
         rest = await storage.workflows.page(status=None, instance_id=None, limit=2, before_seq=newest[-1].seq)
@@ -179,14 +179,18 @@ def test_the_outbox_keeps_each_event_id_once_in_creation_order(backend: str, tmp
     async def body(storage: Any) -> None:
         await storage.workflows.create(workflow("wf-1", ["a"]), created(), None)
         apply = OutboxRow(event_id="e-1", workflow_id="wf-1", action="apply", stage_index=0, payload=b'{"n":1}')
-        first = await storage.workflows.outbox_claim(apply)
+        first = await storage.workflows.outbox_claim(apply, holder="r-1", ttl_s=10.0)
         again = await storage.workflows.outbox_claim(
-            OutboxRow(event_id="e-1", workflow_id="wf-1", action="apply", stage_index=0, payload=b'{"n":2}')
+            OutboxRow(event_id="e-1", workflow_id="wf-1", action="apply", stage_index=0, payload=b'{"n":2}'),
+            holder="r-1",
+            ttl_s=10.0,
         )
         assert first.payload == again.payload == b'{"n":1}'
         assert again.state == "pending"
         await storage.workflows.outbox_claim(
-            OutboxRow(event_id="e-2", workflow_id="wf-1", action="rollback", stage_index=0, payload=b"{}")
+            OutboxRow(event_id="e-2", workflow_id="wf-1", action="rollback", stage_index=0, payload=b"{}"),
+            holder="r-1",
+            ttl_s=10.0,
         )
         await storage.workflows.outbox_update(
             OutboxUpdate(event_id="e-1", state="delivered", attempts=1, delivered_at=5.0, sent_attempts=1)
@@ -239,7 +243,7 @@ def test_judgements_are_due_by_time_and_written_under_a_version(backend: str, tm
         await storage.judgements.create(judgement("j-1", next_due_at=20.0))
         await storage.judgements.create(judgement("j-2", next_due_at=10.0))
         await storage.judgements.create(judgement("j-3", next_due_at=5.0, status="finished"))
-        assert await storage.judgements.due(30.0, 10) == ["j-2", "j-1"]
+        assert await storage.judgements.claim_due(30.0, 10, holder="r-1", ttl_s=10.0) == ["j-2", "j-1"]
         stored = await storage.judgements.get("j-2")
         assert stored is not None
         assert stored.version == 1

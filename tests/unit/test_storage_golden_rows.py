@@ -172,6 +172,12 @@ async def read_everything(storage: Storage, tables: Tables) -> None:
         stored_outbox = [o for o in tables["workflow_outbox"] if o["workflow_id"] == workflow_id]
         payloads = {o["event_id"]: column_value(o["payload"]) for o in stored_outbox}
         assert {o.event_id: o.payload for o in outbox} == payloads  # sent verbatim, never decoded
+        claims = {o["event_id"]: o.get("claimed_by") for o in stored_outbox}
+        assert {o.event_id: o.claimed_by for o in outbox} == claims
+    for row in tables.get("leases", []):
+        lease = await storage.leases.read(row["name"])
+        assert lease is not None
+        assert (lease.holder, lease.expires_at) == (row["holder"], row["expires_at"])
     for row in tables.get("judgements", []):
         judgement = await storage.judgements.get(row["judgement_id"])
         assert judgement is not None
