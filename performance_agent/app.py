@@ -7,10 +7,11 @@ import gc
 import logging
 from typing import TYPE_CHECKING
 
-from litestar import Litestar, Response, Router, get
+from litestar import Controller, Litestar, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from performance_agent import __version__
@@ -30,7 +31,7 @@ from performance_agent.prometheus.controllers import PrometheusController
 from performance_agent.ratelimit import RateLimiter
 from performance_agent.security import ApiKeyRing, access_check
 from performance_agent.settings import Settings, load_settings
-from performance_agent.system.controllers import SystemController
+from performance_agent.system.controllers import ProbesController, SystemController
 from performance_agent.validation import StrictRequest
 from performance_agent.workflows.controllers import WorkflowsController
 
@@ -110,7 +111,7 @@ def create_app(
         before_request=access_check(key_ring),
     )
     app = Litestar(
-        route_handlers=[api, agent_metrics, docs_assets_router()],
+        route_handlers=[api, *_open_routes(ProbesController, agent_metrics), docs_assets_router()],
         dependencies=_dependencies(context),
         exception_handlers=exception_handlers(),
         lifespan=[lifespan],
@@ -135,6 +136,25 @@ def create_app(
         trusted_proxies=settings.trusted_proxies,
         metrics=context.metrics.requests,
     )
+
+
+def _open_routes(*handlers: type[Controller] | HTTPRouteHandler) -> list[type[Controller] | HTTPRouteHandler]:
+    """Routes served outside the API key hook, each checked to be marked `opt={"public": True}`.
+
+    The probes and `/metrics` are open by design and called constantly; outside the router that
+    carries `access_check` they skip its per-request call (a seventh of the health endpoint's
+    cost). The check keeps a handler that needs a key from landing here by mistake.
+    """
+    for handler in handlers:
+        routes = (
+            [v for v in vars(handler).values() if isinstance(v, HTTPRouteHandler)]
+            if isinstance(handler, type)
+            else [handler]
+        )
+        closed = [route.handler_name or str(route) for route in routes if not route.opt.get("public")]
+        if closed:
+            raise ValueError(f"routes outside the API key check must be public: {', '.join(closed)}")
+    return list(handlers)
 
 
 def _dependencies(context: AgentContext) -> dict[str, Provide]:

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 
-from performance_agent.metrics.snapshot import Approximation, ConfigValue, RawSeries
+from performance_agent.readings.series import Approximation, ConfigValue, RawSeries
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from performance_agent.metrics.page import MetricsPage
+    from performance_agent.readings.page import MetricsPage
 
 __all__ = (
     "COUNTER_KEYS",

@@ -16,15 +16,14 @@ import math
 from typing import TYPE_CHECKING
 
 from performance_agent.engines.base import RANK_ZERO_LABELS, AdaptedPage, combine_gauge
-from performance_agent.metrics.histogram import merge_histograms
-from performance_agent.metrics.snapshot import CumulativeHistogram, RawSeries
+from performance_agent.readings.series import CumulativeHistogram, RawSeries, merge_histograms
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from performance_agent.engines.base import ObjectiveSeries, WireSeries
-    from performance_agent.metrics.page import MetricsPage
-    from performance_agent.metrics.snapshot import Approximation, ConfigValue
+    from performance_agent.readings.page import MetricsPage
+    from performance_agent.readings.series import Approximation, ConfigValue
 
 __all__ = ("LabelFilter", "PageReader")
 

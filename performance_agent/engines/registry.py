@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from performance_agent.engines.base import AdaptedPage, EngineAdapter
-    from performance_agent.metrics.page import MetricsPage
+    from performance_agent.readings.page import MetricsPage
 
 __all__ = ("ADAPTERS", "FAMILY_FILTERS", "SUPPORTED_ENGINES", "UnknownEngineError", "adapt_page", "get_adapter")
 

@@ -26,10 +26,10 @@ from performance_agent.engines.base import (
     number_config,
 )
 from performance_agent.engines.reader import PageReader
-from performance_agent.metrics.snapshot import Approximation, ConfigValue
+from performance_agent.readings.series import Approximation, ConfigValue
 
 if TYPE_CHECKING:
-    from performance_agent.metrics.page import MetricsPage
+    from performance_agent.readings.page import MetricsPage
 
 __all__ = ("SglangAdapter",)
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from performance_agent.engines.base import AdaptedPage, ObjectiveSeries, WireSeries, number_config
 from performance_agent.engines.reader import PageReader
-from performance_agent.metrics.snapshot import Approximation, ConfigValue
+from performance_agent.readings.series import Approximation, ConfigValue
 
 if TYPE_CHECKING:
-    from performance_agent.metrics.page import MetricsPage
+    from performance_agent.readings.page import MetricsPage
 
 __all__ = ("TTFT_APPROXIMATION", "TgiAdapter")
 

@@ -46,12 +46,12 @@ if TYPE_CHECKING:
     from performance_agent.engines.base import AdaptedPage
     from performance_agent.fleet.ports import InstanceRepository, StoredInstance
     from performance_agent.fleet.schemas import InstanceSpec
-    from performance_agent.metrics.page import MetricsPage
     from performance_agent.metrics.ports import SnapshotRepository
     from performance_agent.metrics.prometheus_reader import PrometheusApi
     from performance_agent.metrics.snapshot import InstanceSnapshot
     from performance_agent.outbound.pinned import PinnedClients
     from performance_agent.outbound.target_guard import Resolver, TargetAllowlist
+    from performance_agent.readings.page import MetricsPage
 
 __all__ = (
     "CollectionService",

@@ -39,8 +39,8 @@ from performance_agent.metrics.exposition_grammar import (
     read_sample_slow,
     read_value_and_timestamp,
 )
-from performance_agent.metrics.page import MetricFamily, MetricsPage, Sample
 from performance_agent.metrics.page_limits import UNLIMITED, PageLimitError, PageLimits, count_label_values
+from performance_agent.readings.page import MetricFamily, MetricsPage, Sample
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

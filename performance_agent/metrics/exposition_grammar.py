@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
-from performance_agent.metrics.page import MetricFamily
+from performance_agent.readings.page import MetricFamily
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from performance_agent.metrics.snapshot import CumulativeHistogram
+from performance_agent.readings.series import CumulativeHistogram, bucket_edges, merge_histograms
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
 __all__ = (
     "Bucket",
@@ -25,7 +25,7 @@ __all__ = (
     "histogram_mean",
     "histogram_quantile",
     "histogram_quantiles",
-    "merge_histograms",
+    "merge_histograms",  # defined in readings/series.py, beside the type it sums
 )
 
 Bucket = tuple[float, float]
@@ -156,10 +156,6 @@ def counter_delta(previous: float, current: float) -> float:
     return current - previous
 
 
-def _edges(histogram: CumulativeHistogram) -> list[float]:
-    return [bucket[0] for bucket in histogram.buckets]
-
-
 def histogram_delta(previous: CumulativeHistogram, current: CumulativeHistogram) -> CumulativeHistogram:
     """Observations made between two scrapes of one histogram.
 
@@ -168,7 +164,7 @@ def histogram_delta(previous: CumulativeHistogram, current: CumulativeHistogram)
     histogram is entirely new observations. Per-bucket reset handling would mix pre- and
     post-restart buckets into a distribution that never existed.
     """
-    if current.count < previous.count or _edges(previous) != _edges(current):
+    if current.count < previous.count or bucket_edges(previous) != bucket_edges(current):
         return current
     buckets: list[tuple[float, float]] = []
     for (upper_bound, before), (_, after) in zip(previous.buckets, current.buckets, strict=True):
@@ -179,44 +175,4 @@ def histogram_delta(previous: CumulativeHistogram, current: CumulativeHistogram)
         buckets=buckets,
         sum=current.sum - previous.sum,
         count=current.count - previous.count,
-    )
-
-
-def merge_histograms(histograms: Iterable[CumulativeHistogram]) -> CumulativeHistogram | None:
-    """Sum histograms (PromQL `sum by (le)`), for data-parallel ranks, models or a cohort of instances.
-
-    With identical edges the counts are added bucket by bucket. With differing edges, the merged
-    histogram keeps only the edges that every input has (`+Inf` always qualifies): at those edges
-    each input's cumulative count is known exactly, so every merged count is exact, and quantiles
-    interpolate over the coarser common buckets. Summing over the union of edges, as a raw PromQL
-    `sum by (le)` would, mixes counts measured at different edges and yields non-monotonic
-    buckets that PromQL then papers over. None when there is nothing to merge.
-    """
-    items = list(histograms)
-    if not items:
-        return None
-    first_edges = _edges(items[0])
-    if all(_edges(item) == first_edges for item in items[1:]):
-        counts = [0.0] * len(first_edges)
-        for item in items:
-            for position, bucket in enumerate(item.buckets):
-                counts[position] += bucket[1]
-        return CumulativeHistogram(
-            buckets=list(zip(first_edges, counts, strict=True)),
-            sum=math.fsum(item.sum for item in items),
-            count=math.fsum(item.count for item in items),
-        )
-    common = set(first_edges)
-    for item in items[1:]:
-        common.intersection_update(_edges(item))
-    kept = sorted(common)
-    totals = dict.fromkeys(kept, 0.0)
-    for item in items:
-        for upper_bound, count in item.buckets:
-            if upper_bound in totals:
-                totals[upper_bound] += count
-    return CumulativeHistogram(
-        buckets=[(edge, totals[edge]) for edge in kept],
-        sum=math.fsum(item.sum for item in items),
-        count=math.fsum(item.count for item in items),
     )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 
 from performance_agent.fleet.selectors import render_selector
-from performance_agent.metrics.page import MetricsPage, Sample
+from performance_agent.readings.page import MetricsPage, Sample
 
 if TYPE_CHECKING:
     from performance_agent.fleet.selectors import LabelMatcher

@@ -12,9 +12,13 @@ from datetime import datetime
 import msgspec
 
 from performance_agent.metrics.goodput import Goodput
+from performance_agent.readings.series import Approximation, ConfigValue, CumulativeHistogram, RawSeries
 
+# Approximation, ConfigValue, CumulativeHistogram and RawSeries are defined in readings/series.py
+# (engine adapters produce them); they are part of the snapshot's shape, so they are named here too.
 __all__ = (
     "Approximation",
+    "ConfigValue",
     "CumulativeHistogram",
     "Errors",
     "InstanceSnapshot",
@@ -24,8 +28,6 @@ __all__ = (
     "RawSeries",
     "Throughput",
 )
-
-ConfigValue = str | int | float | bool | None
 
 
 class Quantiles(msgspec.Struct, kw_only=True):
@@ -65,13 +67,6 @@ class Errors(msgspec.Struct, kw_only=True):
     error_rate: float | None = None
 
 
-class Approximation(msgspec.Struct, kw_only=True):
-    """A field that the engine does not expose directly, and the formula used instead."""
-
-    field: str
-    formula: str
-
-
 class InvalidFigure(msgspec.Struct, kw_only=True):
     """A figure the page's numbers made impossible (a negative rate, KV usage above 1): dropped, shown here.
 
@@ -82,34 +77,6 @@ class InvalidFigure(msgspec.Struct, kw_only=True):
     field: str
     value: float
     reason: str
-
-
-class CumulativeHistogram(msgspec.Struct, kw_only=True):
-    """Cumulative buckets as read from the page: `buckets` is [[le, cumulative_count], ...] ending at +inf.
-
-    Bucket edges always come from the page, never from a table in the code.
-    """
-
-    buckets: list[tuple[float, float]]
-    sum: float
-    count: float
-
-
-class RawSeries(msgspec.Struct, kw_only=True):
-    """The cumulative inputs a snapshot was computed from, in engine-neutral concept names.
-
-    Stored with each snapshot so that any longer window or any group of instances is computed
-    as PromQL would: quantiles over summed bucket deltas, rates over summed counter deltas.
-    Concept keys are documented in `docs/metrics.md` (e.g. histograms `ttft_s`, `itl_s`, `e2e_s`,
-    `queue_s`; counters `requests_finished`, `requests_failed`, `prompt_tokens`,
-    `generation_tokens`, `preemptions`, `prefix_cache_queries`, `prefix_cache_hits`; gauges
-    `requests_running`, `requests_waiting`, `kv_cache_usage`).
-    """
-
-    histograms: dict[str, CumulativeHistogram] = msgspec.field(default_factory=dict)
-    counters: dict[str, float] = msgspec.field(default_factory=dict)
-    gauges: dict[str, float] = msgspec.field(default_factory=dict)
-    process_start_time_s: float | None = None
 
 
 class InstanceSnapshot(msgspec.Struct, kw_only=True):

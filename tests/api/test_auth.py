@@ -4,6 +4,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from performance_agent.app import _open_routes
+from performance_agent.system.controllers import ProbesController, SystemController
 from tests.conftest import ADMIN_KEY, APPROVER_KEY, KEYS, OPERATOR_KEY, VIEWER_KEY, ClientFactory, assert_envelope
 
 if TYPE_CHECKING:
@@ -62,3 +64,11 @@ def test_force_delete_is_for_admins_only(auth_client: TestClient[Litestar]) -> N
         assert assert_envelope(refused, 403, "forbidden")["context"]["required_role"] == "admin"
     deleted = auth_client.delete("/api/v1/instances/forced-0?force=true", headers={"X-API-Key": ADMIN_KEY})
     assert deleted.status_code == 204
+
+
+def test_a_route_needing_a_key_is_refused_outside_the_key_check() -> None:
+    # The probes are served outside the router that carries the API key hook; a handler that is
+    # not marked public must never land there.
+    assert _open_routes(ProbesController) == [ProbesController]
+    with pytest.raises(ValueError, match="must be public: config, capabilities"):
+        _open_routes(SystemController)

@@ -65,7 +65,10 @@ def _kept_sections() -> str:
     """Sections other tools write into the report (between their markers) survive a rerun."""
     text = REPORT.read_text() if REPORT.exists() else ""
     kept = []
-    for start, end in (("<!-- judge-eval:start -->", "<!-- judge-eval:end -->"),):
+    for start, end in (
+        ("<!-- http-overhead:start -->", "<!-- http-overhead:end -->"),
+        ("<!-- judge-eval:start -->", "<!-- judge-eval:end -->"),
+    ):
         if start in text and end in text:
             kept.append(start + text.split(start, 1)[1].split(end, 1)[0] + end)
     return "".join(f"\n{section}\n" for section in kept)

@@ -10,7 +10,7 @@ from performance_agent.engines.sglang import SglangAdapter
 from performance_agent.engines.tgi import TgiAdapter
 from performance_agent.engines.vllm import VllmAdapter
 from performance_agent.metrics.exposition import parse_page
-from performance_agent.metrics.page import MetricsPage
+from performance_agent.readings.page import MetricsPage
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from performance_agent.metrics.exposition import ExpositionError, ParserCache, parse_page
-from performance_agent.metrics.page import Sample
+from performance_agent.readings.page import Sample
 from tests.paths import METRIC_PAGES
 
 
