@@ -251,10 +251,10 @@ class CpuLedger:
             CollectionService.scrape = original_scrape  # type: ignore[method-assign]
 
 
-def _rss_mb() -> tuple[float, float]:
-    """(current, peak) resident memory of this process in MB."""
+def rss_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(current, peak) resident memory of a process (default: this one) in MB."""
     fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0]) / 1024
@@ -340,7 +340,7 @@ async def _scale(endpoint: str, database: str, workflows: int) -> ScaleFigures:
         # The agent's collector loop (`Collector.run`, as `AgentContext.start` runs it), charged to "collector".
         collector = asyncio.create_task(agent.collector.run(lambda: None), context=collector_context)
         await asyncio.sleep(INTERVAL_S + 2 * TICK_S)  # every instance has a stored reading when the workflows start
-        rss_before, _ = _rss_mb()
+        rss_before, _ = rss_mb()
         created = await _start_workflows(agent, receiver.url, workflows)
         # A workflow the A/A check pauses before any change (its canary cohort already differs) is the
         # judge at work, not a failure of the bench; it stops costing, so it is counted and left out.
@@ -384,7 +384,7 @@ async def _scale(endpoint: str, database: str, workflows: int) -> ScaleFigures:
         if counts.get("monitoring", 0) + paused != workflows or paused > MAX_AA_PAUSED_SHARE * workflows:
             raise AssertionError(f"every workflow not paused at baseline should still be monitoring: {counts}: "
                                  f"{await _left_the_rollout(agent, created)}")  # fmt: skip
-        rss, peak = _rss_mb()
+        rss, peak = rss_mb()
         return ScaleFigures(
             workflows=workflows,
             paused_before_change=paused,

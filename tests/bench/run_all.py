@@ -29,6 +29,7 @@ BENCHMARKS = (
     "tests.bench.demo_bench",
     "tests.bench.analysis_bench",
     "tests.bench.rollout_bench",
+    "tests.bench.replica_bench",
 )
 
 
