@@ -1,8 +1,10 @@
 """Claims on rows (workflows, judgements, outbox calls): a holder and an expiry on the database clock.
 
-Why claims and not `SELECT ... FOR UPDATE SKIP LOCKED`: a row lock lives as long as a transaction,
-and a workflow is moved by seconds of scrapes and actuator calls that no transaction should span;
-SKIP LOCKED is also PostgreSQL's alone. A claim is taken by one conditional UPDATE (free, already
+Why claims and not only `SELECT ... FOR UPDATE SKIP LOCKED`: a row lock lives as long as a
+transaction, and a workflow is moved by seconds of scrapes and actuator calls that no transaction
+should span. SKIP LOCKED still picks the rows to claim on PostgreSQL (`Dialect.skip_locked`):
+without it two replicas' claiming UPDATEs locked the same due rows in different orders and
+deadlocked. A claim is taken by one conditional UPDATE (free, already
 ours, or expired), so of two replicas racing for a row exactly one gets it: SQLite runs writers
 one at a time, and PostgreSQL re-checks the UPDATE's WHERE on the row a concurrent winner just
 committed (https://www.postgresql.org/docs/15/transaction-iso.html#XACT-READ-COMMITTED). A
@@ -68,7 +70,8 @@ class ClaimColumns:
         """Claim up to `limit` rows matching `due`, most overdue (`next_due_at`) first; their keys in that order."""
         chosen = (
             f"{self._key} IN (SELECT {self._key} FROM {self._table} WHERE {due} "  # noqa: S608 - constants
-            f"AND {self._claimable(connection.dialect.epoch_now)} ORDER BY next_due_at LIMIT ?)"
+            f"AND {self._claimable(connection.dialect.epoch_now)} ORDER BY next_due_at LIMIT ?"
+            f"{connection.dialect.skip_locked})"
         )
         returning = f"{self._key}, next_due_at"
         claimed = self.claim_where(connection, chosen, (*params, holder, limit), holder, ttl_s, returning)

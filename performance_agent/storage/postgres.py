@@ -43,6 +43,7 @@ POSTGRES = Dialect(
     json_text="(convert_from({column}, 'UTF8')::jsonb ->> '{field}')",
     epoch_now="EXTRACT(EPOCH FROM clock_timestamp())::double precision",
     insertion_order="row_order",
+    skip_locked=" FOR UPDATE SKIP LOCKED",  # https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE
 )
 
 #: Any constant both sides agree on: the key of the advisory lock migrations run under.

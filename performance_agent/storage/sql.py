@@ -38,6 +38,10 @@ class Dialect:
     epoch_now: str
     #: A column that orders a table's rows by insertion (SQLite's `rowid`, a sequence column elsewhere).
     insertion_order: str
+    #: Appended to a subquery choosing rows to claim: PostgreSQL locks the rows it picks and skips
+    #: rows another transaction holds (`FOR UPDATE SKIP LOCKED`), so two replicas claiming at once
+    #: never wait on each other's rows in opposite orders (a deadlock); SQLite has one writer.
+    skip_locked: str = ""
 
     def json_field(self, column: str, field: str) -> str:
         return self.json_text.format(column=column, field=field)

@@ -121,6 +121,30 @@ def test_concurrent_claims_split_the_due_workflows(kind: str, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
+def test_replicas_claiming_and_releasing_at_once_never_deadlock(kind: str, tmp_path: Path) -> None:
+    """Each tick claims due rows and releases them at its end; on PostgreSQL two claiming UPDATEs once
+    locked shared rows in opposite orders (DeadlockDetected) until the rows were picked with SKIP LOCKED."""
+
+    async def body(one: SqlDatabase, other: SqlDatabase) -> None:
+        repositories = [SqlWorkflowRepository(database) for database in (one, other, one, other)]
+        ids = await store_workflows(repositories[0], 120, due=1000.0)
+
+        async def ticks(index: int, repository: SqlWorkflowRepository) -> int:
+            claimed_total = 0
+            for _ in range(30):
+                claimed = await repository.claim_due(2000.0, 40, holder=f"replica-{index}", ttl_s=10.0)
+                claimed_total += len(claimed)
+                await repository.release_claims(claimed, f"replica-{index}")
+            return claimed_total
+
+        totals = await asyncio.gather(*(ticks(i, r) for i, r in enumerate(repositories)))
+        assert sum(totals) > 0
+        assert len(ids) == 120
+
+    run_on_one_database(kind, tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_dead_replicas_claims_expire_and_are_taken_over(kind: str, tmp_path: Path) -> None:
     async def body(one: SqlDatabase, other: SqlDatabase) -> None:
         a, b, ids = await workflow_replicas(one, other, 2)
