@@ -133,13 +133,21 @@ class PinnedClients:
             keepalive_expiry=keepalive_expiry_s,
         )
         self._clients: dict[TlsOptions, httpx.AsyncClient] = {}
+        #: TLS contexts being built, one per setting: the first collection cycle asks for the same
+        #: setting from every concurrent scrape, and each context loads the system CA store (~5 ms).
+        self._building: dict[TlsOptions, asyncio.Future[ssl.SSLContext]] = {}
         self._closed = False
 
     async def client_for(self, tls: TlsOptions) -> httpx.AsyncClient:
-        """`client`, with a new TLS context (and its CA bundle) built in a worker thread, off the loop."""
+        """`client`, with a new TLS context (and its CA bundle) built once, in a worker thread, off the loop."""
         if tls in self._clients or self._closed:
             return self.client(tls)
-        context = await asyncio.to_thread(_ssl_context, tls)
+        building = self._building.get(tls)
+        if building is None:
+            building = asyncio.ensure_future(asyncio.to_thread(_ssl_context, tls))
+            self._building[tls] = building
+            building.add_done_callback(lambda _: self._building.pop(tls, None))
+        context = await asyncio.shield(building)  # a cancelled caller leaves the build to the others
         return self.client(tls, context)
 
     def client(self, tls: TlsOptions, context: ssl.SSLContext | None = None) -> httpx.AsyncClient:

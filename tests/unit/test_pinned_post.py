@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
 
-from performance_agent.outbound.pinned import PinnedClients, PostAnswer, TlsOptions, post_json_pinned
+from performance_agent.outbound.pinned import (
+    OutboundConfigError,
+    PinnedClients,
+    PostAnswer,
+    TlsOptions,
+    post_json_pinned,
+)
 from performance_agent.outbound.target_guard import ResolvedTarget, check_url, parse_allowlist
 from tests.rollout_support import WebhookReceiver
 
@@ -118,3 +125,45 @@ def test_a_closed_port_raises_a_transport_error() -> None:
 
     with pytest.raises(httpx.ConnectError):
         asyncio.run(post())
+
+
+def test_concurrent_first_requests_build_one_tls_context_per_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first collection cycle asks 64 scrapes at once for one setting: one context, not 64."""
+    import performance_agent.outbound.pinned as pinned
+
+    built: list[TlsOptions] = []
+    real = pinned._ssl_context
+
+    def counting(tls: TlsOptions) -> object:
+        built.append(tls)
+        return real(tls)
+
+    monkeypatch.setattr(pinned, "_ssl_context", counting)
+
+    async def main() -> None:
+        clients = PinnedClients()
+        try:
+            first = await asyncio.gather(*(clients.client_for(TlsOptions()) for _ in range(64)))
+            other = await asyncio.gather(*(clients.client_for(TlsOptions(verify=False)) for _ in range(8)))
+        finally:
+            await clients.aclose()
+        assert len({id(client) for client in first}) == 1
+        assert len({id(client) for client in other}) == 1
+        assert built == [TlsOptions(), TlsOptions(verify=False)]
+
+    asyncio.run(main())
+
+
+def test_a_failed_tls_build_reaches_every_waiter_and_is_retried_next_time(tmp_path: Path) -> None:
+    async def main() -> None:
+        clients = PinnedClients()
+        broken = TlsOptions(ca_bundle=str(tmp_path / "missing.pem"))
+        try:
+            outcomes = await asyncio.gather(*(clients.client_for(broken) for _ in range(4)), return_exceptions=True)
+            assert all(isinstance(outcome, OutboundConfigError) for outcome in outcomes)
+            with pytest.raises(OutboundConfigError):
+                await clients.client_for(broken)  # not remembered as built: tried again
+        finally:
+            await clients.aclose()
+
+    asyncio.run(main())
