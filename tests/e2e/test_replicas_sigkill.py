@@ -28,6 +28,7 @@ from tests.rollout_support import (
     AgentProcess,
     OffsetClock,
     WebhookReceiver,
+    coverage_paused,
     fleet_forwarder,
     wait_for,
 )
@@ -58,18 +59,9 @@ GUARDRAILS = {"min_samples": 50, "max_ttft_p99_increase": 1.5, "max_itl_p99_incr
 
 @pytest.fixture(autouse=True)
 def untraced() -> Iterator[None]:
-    """60 simulated servers run in this process; coverage's tracer would slow their answers past the
-    scrape timeout. The replicas under test are their own processes and are still measured."""
-    import coverage
-
-    current = coverage.Coverage.current()
-    if current is not None:
-        current.stop()
-    try:
+    """60 simulated servers run in this process (see `coverage_paused`)."""
+    with coverage_paused():
         yield
-    finally:
-        if current is not None:
-            current.start()
 
 
 class Replicas:

@@ -20,7 +20,7 @@ import pytest
 from performance_agent.simulator.fleet import SimulatedFleet, build_specs
 from performance_agent.simulator.instance import REGRESSION_ENV
 from performance_agent.simulator.load_model import Workload
-from tests.rollout_support import AgentProcess, OffsetClock, WebhookReceiver
+from tests.rollout_support import AgentProcess, OffsetClock, WebhookReceiver, coverage_paused
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -56,18 +56,9 @@ def forward_to(fleet: SimulatedFleet) -> Callable[[dict[str, Any]], None]:
 
 @pytest.fixture(scope="module", autouse=True)
 def untraced() -> Iterator[None]:
-    """112 simulated servers run in this process; under coverage's tracer they answer scrapes too slowly
-    (baselines time out). The agent under test is its own process and is still measured."""
-    import coverage
-
-    current = coverage.Coverage.current()
-    if current is not None:
-        current.stop()
-    try:
+    """112 simulated servers run in this process (see `coverage_paused`)."""
+    with coverage_paused():
         yield
-    finally:
-        if current is not None:
-            current.start()
 
 
 @pytest.fixture(scope="module")
